@@ -1,0 +1,29 @@
+"""tfadvgan: adversarially trained discriminators for stable GAN training (TensorFlow / Keras 3)."""
+from setuptools import find_packages, setup
+
+setup(
+    name="tfadvgan",
+    version="0.1.0",
+    description="AS-GAN, DAT, Rob-GAN and Fast-RobGAN on one Keras 3 / tf.distribute framework",
+    long_description=open("README.md").read() if __import__("os").path.exists("README.md") else "",
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["tfadvgan", "tfadvgan.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "tensorflow>=2.16",
+        "keras>=3.0",
+        "tensorflow-datasets>=4.9",
+        "tensorflow-gan>=2.1",
+        "gin-config>=0.5",
+        "absl-py>=1.0",
+        "numpy",
+    ],
+    extras_require={"test": ["pytest>=7", "scipy"]},
+    entry_points={
+        "console_scripts": [
+            "tfadvgan-train=tfadvgan.cli.train:run",
+            "tfadvgan-sample=tfadvgan.cli.sample:run",
+            "tfadvgan-benchmark=tfadvgan.cli.benchmark:run",
+        ],
+    },
+)
