@@ -1,0 +1,41 @@
+"""Shared absl/gin plumbing of the command-line scripts: flags, config parsing, clean errors."""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import gin  # noqa: E402
+from absl import flags  # noqa: E402
+
+from tfadvgan import errors  # noqa: E402
+
+FLAGS = flags.FLAGS
+
+
+def define_gin_flags():
+  flags.DEFINE_multi_string("gin_file", [], "Gin config file(s), applied in order.")
+  flags.DEFINE_multi_string("gin_param", [], "Gin bindings, e.g. 'train.num_steps = 100'.")
+
+
+def parse_gin(gin_files, gin_params, finalize=True):
+  """Parses gin files and bindings; unknown names and missing files become ConfigErrors."""
+  for path in gin_files:
+    errors.check(os.path.exists(path), f"--gin_file {path} does not exist.")
+    gin.add_config_file_search_path(os.path.dirname(os.path.abspath(path)))
+  gin.add_config_file_search_path(os.getcwd())
+  try:
+    gin.parse_config_files_and_bindings(gin_files, gin_params, finalize_config=finalize)
+  except (ValueError, KeyError, SyntaxError, IOError) as e:
+    raise errors.ConfigError(f"Bad gin config: {e}") from None
+
+
+def main_wrapper(fn):
+  """Runs `fn(argv)`; a ConfigError prints one message and exits with status 2."""
+  def wrapped(argv):
+    try:
+      return fn(argv)
+    except errors.ConfigError as e:
+      print(f"error: {e}", file=sys.stderr)
+      sys.exit(2)
+  return wrapped

@@ -1,0 +1,42 @@
+r"""Trains a GAN from gin configs.
+
+  python scripts/train.py --gin_file=gin_configs/demo.gin --model_dir=/tmp/demo \
+      [--gin_param='train.num_steps = 2000'] [--strategy=mirrored]
+
+Re-running the same command resumes from the latest checkpoint in --model_dir.
+"""
+
+from absl import app
+from absl import flags
+
+from tfadvgan.cli import common
+
+flags.DEFINE_string("model_dir", None, "Run directory (checkpoints, TensorBoard, samples).")
+flags.DEFINE_enum("strategy", None, ["default", "mirrored", "multi_worker", "tpu"],
+                  "Distribution strategy (overrides train.strategy).")
+flags.DEFINE_string("tpu", None, "TPU address for --strategy=tpu ('local' on a TPU VM).")
+common.define_gin_flags()
+FLAGS = flags.FLAGS
+
+
+@common.main_wrapper
+def main(argv):
+  from tfadvgan import errors  # pylint: disable=g-import-not-at-top
+  from tfadvgan.training import loop  # pylint: disable=g-import-not-at-top
+  errors.check(len(argv) == 1, f"Unexpected arguments: {' '.join(argv[1:])}")
+  errors.check(FLAGS.model_dir, "--model_dir is required.")
+  params = list(FLAGS.gin_param)
+  if FLAGS.strategy:
+    params.append(f"train.strategy = '{FLAGS.strategy}'")
+  if FLAGS.tpu:
+    params.append(f"train.tpu = '{FLAGS.tpu}'")
+  common.parse_gin(FLAGS.gin_file, params)
+  loop.train(FLAGS.model_dir)
+
+
+def run():
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()

@@ -1,0 +1,79 @@
+"""Distribution strategies from flags, the jit default per strategy, global-batch arithmetic.
+
+Batch norm across replicas: a plain `BatchNormalization` normalises with the statistics of its own
+replica's shard (B / replicas examples), so with BN models the replica count changes the maths.
+Set `build_generator.synchronized_bn = True` / `build_discriminator.synchronized_bn = True` to use
+cross-replica (synchronized) statistics; then results match one device on the same global batch.
+"""
+
+import gin
+import tensorflow as tf
+
+from tfadvgan import errors
+
+STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
+
+
+@gin.configurable
+def make_strategy(name="default", tpu=None, devices=None):
+  """Returns a `tf.distribute.Strategy`.
+
+  Args:
+    name: default | mirrored | multi_worker | tpu.
+    tpu: TPU address or name for `name='tpu'` ('' or 'local' for a TPU VM).
+    devices: optional device list for `mirrored` (default: all GPUs, else all logical CPUs).
+  """
+  errors.check(name in STRATEGIES,
+               f"Unknown strategy {name!r}. Choose one of: {', '.join(STRATEGIES)}.")
+  if name == "default":
+    return tf.distribute.get_strategy()
+  if name == "mirrored":
+    if devices is None:
+      gpus = tf.config.list_logical_devices("GPU")
+      devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
+    return tf.distribute.MirroredStrategy(devices=devices)
+  if name == "multi_worker":
+    return tf.distribute.MultiWorkerMirroredStrategy()
+  errors.check(tpu is not None,
+               "--strategy=tpu needs --tpu=ADDRESS (or --tpu=local on a TPU VM).")
+  try:
+    resolver = tf.distribute.cluster_resolver.TPUClusterResolver(
+        tpu="" if tpu == "local" else tpu)
+    tf.config.experimental_connect_to_cluster(resolver)
+    tf.tpu.experimental.initialize_tpu_system(resolver)
+  except (ValueError, tf.errors.OpError) as e:
+    raise errors.ConfigError(f"Could not reach TPU {tpu!r} ({e}). Check --tpu.") from None
+  return tf.distribute.TPUStrategy(resolver)
+
+
+def default_jit_compile(strategy):
+  """XLA default: on for one device and for TPU; off for Mirrored / MultiWorker strategies.
+
+  Keras 3 `fit` with `jit_compile=True` under MirroredStrategy fails here with an XLA error about a
+  variable placed on another device (see BUILD_NOTES.md); TPU always compiles with XLA.
+  """
+  if isinstance(strategy, (tf.distribute.MirroredStrategy,
+                           tf.distribute.MultiWorkerMirroredStrategy)):
+    return False
+  return True
+
+
+def resolve_jit_compile(strategy, jit_compile):
+  """`jit_compile` None/'auto' -> the strategy default; True under Mirrored is refused clearly."""
+  if jit_compile in (None, "auto"):
+    return default_jit_compile(strategy)
+  jit_compile = bool(jit_compile)
+  errors.check(not (jit_compile and not default_jit_compile(strategy)),
+               "jit_compile=True does not work with Keras fit under MirroredStrategy / "
+               "MultiWorkerMirroredStrategy (XLA: variable on another device). Leave "
+               "train.jit_compile unset (auto) or set it to False.")
+  return jit_compile
+
+
+def per_replica_batch(strategy, global_batch_size):
+  """Checks divisibility and returns the per-replica batch size."""
+  replicas = strategy.num_replicas_in_sync
+  errors.check(global_batch_size % replicas == 0,
+               f"train.batch_size={global_batch_size} is not divisible by the {replicas} "
+               f"replicas; use a multiple of {replicas}.")
+  return global_batch_size // replicas

@@ -1,0 +1,18 @@
+"""GAN methods: the shared `GAN` model and one small subclass per method."""
+
+from tfadvgan import errors
+from tfadvgan.gans.base import GAN
+
+METHODS = {"gan": GAN}
+
+
+def register(name):
+  def wrap(cls):
+    METHODS[name] = cls
+    return cls
+  return wrap
+
+
+def get(name):
+  """Returns the GAN class registered as `name` (gan, ...)."""
+  return errors.choose("method", name, METHODS)

@@ -1,0 +1,303 @@
+"""The GAN training step shared by every method.
+
+`GAN` is a `keras.Model` that owns a generator, a discriminator and their two optimizers. One call
+of `train_step` runs `n_dis` discriminator updates and then one generator update, all inside the one
+compiled function that `fit` builds (optionally with XLA).
+
+Batch layout (see `tfadvgan.data.make_train_dataset`): every batch row carries `n_dis` real samples
+(`images[:, k]`), their labels, `n_dis` noise vectors for the D updates (`z_d[:, k]`) and one for the
+G update (`z_g`). D update `k` takes slice `k` of every row. A strategy splits rows across replicas,
+so which examples meet in update `k` does not depend on the replica count.
+
+Methods are small subclasses. They override the hooks below instead of copying the loop:
+
+  perturb_real(real, labels, step_seed)            -> real'   (Rob-GAN: PGD)
+  discriminator_loss(real, labels, fake, fake_labels, step_seed)
+                                                   -> (per_example_loss, logs)   (DAT: adds terms)
+  class_loss_terms(...)                            -> per-example class terms (conditional methods)
+  after_discriminator_update(context)              -> None    (AS-GAN: second update)
+  discriminator_update(real, labels, z, fake_labels, index)   (Fast-RobGAN: M replays)
+  generator_loss(fake_out, fake_labels)            -> per_example_loss
+
+Set `needs_real_input_gradient = True` in a subclass to get d(loss)/d(real) from the same tape as the
+weight gradient (in `context["real_grad"]`), at the weights *before* the update.
+
+Reporting: every value logged goes through a `keras.metrics.Mean` tracker and is the plain
+per-replica mean (never the replica-scaled partial sum that `tf.nn.compute_average_loss` returns).
+"""
+
+import gin
+import keras
+import tensorflow as tf
+
+from tfadvgan import errors
+from tfadvgan import losses as losses_lib
+from tfadvgan import penalties as penalties_lib
+
+
+def _replica_count():
+  ctx = tf.distribute.get_replica_context()
+  return ctx.num_replicas_in_sync if ctx is not None else 1
+
+
+def _replica_id():
+  ctx = tf.distribute.get_replica_context()
+  if ctx is None:
+    return tf.constant(0, tf.int32)
+  return tf.cast(ctx.replica_id_in_sync_group, tf.int32)
+
+
+def average(per_example):
+  """Mean over the global batch, for gradients (a partial sum on each replica)."""
+  return tf.nn.compute_average_loss(per_example)
+
+
+@gin.configurable
+class GAN(keras.Model):
+  """Baseline GAN: loss, penalty, clipping and EMA come from gin; no adversarial training.
+
+  Args:
+    generator: `G(z, labels=None, training=...)` -> images.
+    discriminator: `D(x, labels=None, training=...)` -> {"logits": [B], ...}.
+    loss: name in `tfadvgan.losses` (non_saturating, minimax, hinge, wasserstein,
+      least_squares) or a loss object.
+    penalty: None or a name in `tfadvgan.penalties` (wgan_gp, wgan_lp, r1, wgan_alp).
+    penalty_weight: multiplier of the penalty (lambda; for r1 this is gamma / 2).
+    clip_value: WGAN weight clipping of every D variable after each D update (None: off).
+    n_dis: D updates per G update.
+    conditional: feed labels to G and D (needs a labelled dataset).
+    ema_decay: None, or the decay of an exponential moving average of G's weights; sampling and
+      eval then use the EMA copy.
+    ema_start_step: before this G step the EMA copy just follows G.
+    generator_factory: a no-argument callable that builds a second generator of G's
+      architecture, for the EMA copy (needed only with ema_decay).
+    seed: base seed of the stateless randomness used inside the step (penalties, attacks).
+  """
+
+  needs_real_input_gradient = False
+
+  def __init__(self,
+               generator,
+               discriminator,
+               loss="non_saturating",
+               penalty=None,
+               penalty_weight=10.0,
+               clip_value=None,
+               n_dis=1,
+               conditional=False,
+               ema_decay=None,
+               ema_start_step=0,
+               generator_factory=None,
+               seed=0,
+               name="gan"):
+    super().__init__(name=name)
+    errors.check(isinstance(n_dis, int) and n_dis >= 1,
+                 f"n_dis must be an integer >= 1; got {n_dis!r}.")
+    errors.check(penalty_weight is None or penalty_weight >= 0,
+                 f"penalty_weight must be >= 0; got {penalty_weight}.")
+    errors.check(clip_value is None or clip_value > 0,
+                 f"clip_value must be > 0 or None; got {clip_value}.")
+    errors.check(ema_decay is None or 0.0 <= ema_decay < 1.0,
+                 f"ema_decay must be in [0, 1) or None; got {ema_decay}.")
+    errors.check(ema_decay is None or generator_factory is not None,
+                 "GAN.ema_decay is set but no generator_factory was given to build the EMA copy.")
+    self.generator = generator
+    self.discriminator = discriminator
+    self.generator_ema = None
+    if ema_decay is not None:
+      self.generator_ema = generator_factory()
+      self.generator_ema.set_weights(generator.get_weights())
+    self.loss_fn = losses_lib.get(loss)
+    self.penalty_name = penalty if isinstance(penalty, str) else getattr(penalty, "__name__", None)
+    self.penalty_fn = penalties_lib.get(penalty)
+    if self.penalty_fn is penalties_lib.none:
+      self.penalty_fn = None
+    self.penalty_weight = float(penalty_weight or 0.0)
+    self.clip_value = clip_value
+    self.n_dis = n_dis
+    self.conditional = bool(conditional)
+    self.ema_decay = ema_decay
+    self.ema_start_step = int(ema_start_step)
+    self.seed = int(seed)
+    if self.conditional:
+      errors.check(getattr(generator, "num_classes", 0) > 0,
+                   "conditional=True but the generator has num_classes=0: set "
+                   "build_generator.num_classes (train.py does this from the dataset).")
+    self._trackers = {}
+    for metric in ("d_loss", "g_loss", "d_real", "d_fake", "wdist", "penalty", "d_grad_norm",
+                   "g_grad_norm"):
+      self.add_tracker(metric)
+    self.built = True
+
+  # ----------------------------------------------------------------- bookkeeping
+  def add_tracker(self, name):
+    """Registers a `keras.metrics.Mean` that `fit` reports under `name`."""
+    if name not in self._trackers:
+      self._trackers[name] = keras.metrics.Mean(name=name)
+    return self._trackers[name]
+
+  def track(self, **values):
+    for key, value in values.items():
+      self._trackers[key].update_state(value)
+
+  @property
+  def metrics(self):
+    return list(self._trackers.values())
+
+  def compile(self, d_optimizer, g_optimizer, **kwargs):
+    """Takes the two optimizers; `kwargs` (jit_compile, steps_per_execution) go to Keras."""
+    self.d_optimizer = d_optimizer
+    self.g_optimizer = g_optimizer
+    # Built now, on their own variables, so that checkpoints restore into them and Keras does not
+    # build an optimizer over all of G and D.
+    d_optimizer.build(self.discriminator.trainable_variables)
+    g_optimizer.build(self.generator.trainable_variables)
+    super().compile(optimizer=g_optimizer, **kwargs)
+
+  @property
+  def global_step(self):
+    """Number of completed train steps (G updates)."""
+    return self.g_optimizer.iterations
+
+  def step_seed(self, salt):
+    """A stateless seed, distinct per step, per D update, per replica and per use (`salt`)."""
+    base = tf.stack([tf.constant(self.seed, tf.int64),
+                     tf.cast(self.d_optimizer.iterations, tf.int64) * 1000 + salt])
+    return tf.random.experimental.stateless_fold_in(tf.cast(base, tf.int32), _replica_id())
+
+  def sampler(self):
+    """The generator used for samples and evaluation: the EMA copy when enabled."""
+    return self.generator_ema if self.generator_ema is not None else self.generator
+
+  # ----------------------------------------------------------------- networks as functions
+  def d_out(self, x, labels, training=True):
+    return self.discriminator(x, labels if self.conditional else None, training=training)
+
+  def d_logits_fn(self, labels, training=True):
+    """x -> [B] logits: the closure penalties and attacks take."""
+    return lambda x: self.d_out(x, labels, training)["logits"]
+
+  def generate(self, z, labels=None, training=True):
+    return self.generator(z, labels if self.conditional else None, training=training)
+
+  # ----------------------------------------------------------------- the step
+  def train_step(self, data):
+    errors.check(isinstance(data, dict) and "images" in data,
+                 "GAN.train_step expects the dict batches of tfadvgan.data.make_train_dataset.")
+    images = data["images"]
+    labels = data.get("labels")
+    if self.conditional and labels is None:
+      raise errors.ConfigError("This method is class-conditional but the dataset has no labels.")
+    for k in range(self.n_dis):
+      self.discriminator_update(
+          real=images[:, k],
+          labels=labels[:, k] if labels is not None else None,
+          z=data["z_d"][:, k],
+          fake_labels=data["y_d"][:, k] if "y_d" in data else None,
+          index=k)
+    self.generator_update(data["z_g"], data.get("y_g"))
+    if self.generator_ema is not None:
+      self.update_ema()
+    return {name: tracker.result() for name, tracker in self._trackers.items()}
+
+  # ----------------------------------------------------------------- D side
+  def perturb_real(self, real, labels, step_seed):
+    """Hook: the real batch D trains on (Rob-GAN: PGD). Identity here."""
+    del labels, step_seed
+    return real
+
+  def class_loss_terms(self, real_out, labels, fake_out, fake_labels):
+    """Hook: per-example class terms added to the D loss (conditional methods). None here."""
+    del real_out, labels, fake_out, fake_labels
+    return None
+
+  def discriminator_loss(self, real, labels, fake, fake_labels, step_seed):
+    """Per-example D loss on one real and one fake batch, plus the values to log."""
+    real_out = self.d_out(real, labels)
+    fake_out = self.d_out(fake, fake_labels)
+    t_r, t_f = real_out["logits"], fake_out["logits"]
+    adversarial = self.loss_fn.d_real(t_r) + self.loss_fn.d_fake(t_f)
+    per_example = adversarial
+    logs = {"d_real": tf.reduce_mean(t_r), "d_fake": tf.reduce_mean(t_f),
+            "wdist": tf.reduce_mean(t_r) - tf.reduce_mean(t_f)}
+    class_terms = self.class_loss_terms(real_out, labels, fake_out, fake_labels)
+    if class_terms is not None:
+      per_example = per_example + class_terms
+    if self.penalty_fn is not None and self.penalty_weight > 0:
+      pen = self.penalty_fn(self.d_logits_fn(labels), real, fake, seed=step_seed)
+      per_example = per_example + self.penalty_weight * pen
+      logs["penalty"] = tf.reduce_mean(pen)
+    logs["d_loss"] = tf.reduce_mean(per_example)
+    return per_example, logs
+
+  def discriminator_gradients(self, real, labels, fake, fake_labels, step_seed):
+    """One tape: gradient for D's weights (and for `real` when the method asks)."""
+    variables = self.discriminator.trainable_variables
+    with tf.GradientTape() as tape:
+      if self.needs_real_input_gradient:
+        tape.watch(real)
+      per_example, logs = self.discriminator_loss(real, labels, fake, fake_labels, step_seed)
+      loss = average(per_example)
+      if self.discriminator.losses:
+        loss += tf.add_n(self.discriminator.losses) / _replica_count()
+    targets = list(variables) + ([real] if self.needs_real_input_gradient else [])
+    grads = tape.gradient(loss, targets)
+    real_grad = grads[-1] if self.needs_real_input_gradient else None
+    return grads[:len(variables)], real_grad, logs
+
+  def apply_discriminator_gradients(self, grads):
+    variables = self.discriminator.trainable_variables
+    self.d_optimizer.apply_gradients(zip(grads, variables))
+    if self.clip_value is not None:
+      penalties_lib.clip_weights(variables, self.clip_value)
+    # Norm of the gradient of this replica's mean loss (equals the full-batch gradient norm on one
+    # replica); see BUILD_NOTES.md "Reported values".
+    return tf.linalg.global_norm(grads) * _replica_count()
+
+  def discriminator_update(self, real, labels, z, fake_labels, index):
+    """One D update. `index` is k in 0..n_dis-1."""
+    step_seed = self.step_seed(index)
+    fake = tf.stop_gradient(self.generate(z, fake_labels, training=True))
+    real = self.perturb_real(real, labels, step_seed)
+    grads, real_grad, logs = self.discriminator_gradients(real, labels, fake, fake_labels,
+                                                          step_seed)
+    grad_norm = self.apply_discriminator_gradients(grads)
+    self.track(d_grad_norm=grad_norm, **logs)
+    self.after_discriminator_update(dict(real=real, labels=labels, fake=fake,
+                                         fake_labels=fake_labels, real_grad=real_grad,
+                                         step_seed=step_seed, index=index))
+
+  def after_discriminator_update(self, context):
+    """Hook: runs after each D update (AS-GAN: the second update on perturbed reals)."""
+    del context
+
+  # ----------------------------------------------------------------- G side
+  def generator_loss(self, fake_out, fake_labels):
+    """Per-example G loss from D's output on the fakes."""
+    del fake_labels
+    return self.loss_fn.g(fake_out["logits"])
+
+  def generator_update(self, z, fake_labels):
+    variables = self.generator.trainable_variables
+    with tf.GradientTape() as tape:
+      fake = self.generate(z, fake_labels, training=True)
+      fake_out = self.d_out(fake, fake_labels)
+      per_example = self.generator_loss(fake_out, fake_labels)
+      loss = average(per_example)
+      if self.generator.losses:
+        loss += tf.add_n(self.generator.losses) / _replica_count()
+    grads = tape.gradient(loss, variables)
+    self.g_optimizer.apply_gradients(zip(grads, variables))
+    self.track(g_loss=tf.reduce_mean(per_example),
+               g_grad_norm=tf.linalg.global_norm(grads) * _replica_count())
+
+  def update_ema(self):
+    """EMA of G's trainable weights; non-trainable state (BN statistics) is copied."""
+    step = tf.cast(self.global_step, tf.float32)
+    decay = tf.where(step > float(self.ema_start_step), self.ema_decay, 0.0)
+    trainable = {id(v) for v in self.generator.trainable_variables}
+    for src, dst in zip(self.generator.weights, self.generator_ema.weights):
+      if id(src) in trainable:
+        dst.assign(decay * dst + (1.0 - decay) * src)
+      else:
+        dst.assign(src)

@@ -1,0 +1,172 @@
+"""Keras callbacks for GAN runs: summaries, checkpoints, sample grids, NaN guard, periodic eval.
+
+Intervals are in global train steps (G updates, `gan.global_step`), which survive resume. With
+`steps_per_execution = k`, Keras calls these every k steps; an interval fires when the step crosses
+a multiple of it.
+
+Why our own summary callback and not `keras.callbacks.TensorBoard`: that callback counts batches
+from 0 in each `fit` call (wrong steps after a resume), and cannot write the fixed-z sample grid,
+learning rates or throughput.
+"""
+
+import math
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfadvgan.training import checkpoints
+from tfadvgan.training import images as images_lib
+from tfadvgan.training import optimizers
+
+
+def _crossed(step, last, every):
+  return every and every > 0 and step // every > last // every
+
+
+class StepCallback(keras.callbacks.Callback):
+  """Base: exposes the global step and remembers the last step it saw."""
+
+  def __init__(self, gan):
+    super().__init__()
+    self.gan = gan
+    self.last_step = None
+
+  def step(self):
+    return int(self.gan.global_step.numpy())
+
+  def on_train_begin(self, logs=None):
+    self.last_step = self.step()
+
+
+class NanGuard(StepCallback):
+  """Stops training at the first non-finite logged value (checked before any saving)."""
+
+  def __init__(self, gan):
+    super().__init__(gan)
+    self.bad = None
+
+  def on_train_batch_end(self, batch, logs=None):
+    for key, value in (logs or {}).items():
+      v = float(np.asarray(value))
+      if not math.isfinite(v):
+        self.bad = (self.step(), key, v)
+        self.model.stop_training = True
+        return
+
+
+def weights_finite(gan):
+  return all(np.all(np.isfinite(w)) for w in gan.generator.get_weights()
+             + gan.discriminator.get_weights())
+
+
+class Checkpointer(StepCallback):
+  """Saves every `every` steps and at the end, never with non-finite weights."""
+
+  def __init__(self, gan, manager, every, guard):
+    super().__init__(gan)
+    self.manager, self.every, self.guard = manager, every, guard
+
+  def save(self):
+    step = self.step()
+    if self.guard.bad is not None or not weights_finite(self.gan):
+      return None
+    if self.manager.latest_checkpoint and self.manager.latest_checkpoint.endswith(f"ckpt-{step}"):
+      return self.manager.latest_checkpoint
+    return self.manager.save(checkpoint_number=step)
+
+  def on_train_batch_end(self, batch, logs=None):
+    step = self.step()
+    if _crossed(step, self.last_step, self.every):
+      self.save()
+    self.last_step = step
+
+  def on_train_end(self, logs=None):
+    self.save()
+
+
+class Summaries(StepCallback):
+  """TensorBoard scalars (every logged metric, learning rates, step time, images/s), then resets
+  the metric trackers so each point averages one logging window."""
+
+  def __init__(self, gan, writer, every, batch_size):
+    super().__init__(gan)
+    self.writer, self.every, self.batch_size = writer, every, batch_size
+    self.window_start = None
+
+  def on_train_begin(self, logs=None):
+    super().on_train_begin(logs)
+    self.window_start = (time.perf_counter(), self.last_step)
+
+  def on_train_batch_end(self, batch, logs=None):
+    step = self.step()
+    if _crossed(step, self.last_step, self.every):
+      t0, s0 = self.window_start
+      now = time.perf_counter()
+      steps = max(step - s0, 1)
+      with self.writer.as_default(step=step):
+        for key, value in (logs or {}).items():
+          tf.summary.scalar(f"train/{key}", float(np.asarray(value)))
+        tf.summary.scalar("lr/discriminator", optimizers.current_learning_rate(
+            self.gan.d_optimizer))
+        tf.summary.scalar("lr/generator", optimizers.current_learning_rate(self.gan.g_optimizer))
+        tf.summary.scalar("perf/ms_per_step", 1000.0 * (now - t0) / steps)
+        tf.summary.scalar("perf/images_per_sec",
+                          steps * self.batch_size * self.gan.n_dis / max(now - t0, 1e-9))
+      self.writer.flush()
+      self.gan.reset_metrics()
+      self.window_start = (now, step)
+    self.last_step = step
+
+
+class SampleGrid(StepCallback):
+  """Writes a grid of samples from a fixed z (EMA generator when enabled) to PNG and TensorBoard."""
+
+  def __init__(self, gan, writer, every, out_dir, num=64, seed=1234):
+    super().__init__(gan)
+    self.writer, self.every, self.out_dir = writer, every, out_dir
+    generator = gan.generator
+    self.z = tf.random.stateless_normal([num, generator.latent_dim], seed=[seed, 0])
+    self.labels = None
+    if gan.conditional:
+      self.labels = tf.range(num, dtype=tf.int32) % generator.num_classes
+
+  def write(self):
+    step = self.step()
+    samples = self.gan.sampler()(self.z, self.labels, training=False)
+    if len(samples.shape) != 4:  # 2-D toy data: no image grid
+      return None
+    grid = images_lib.grid(samples.numpy())
+    path = os.path.join(self.out_dir, f"samples_{step:08d}.png")
+    images_lib.write_png(path, grid)
+    with self.writer.as_default(step=step):
+      tf.summary.image("samples", grid[None].astype(np.float32) / 255.0)
+    return path
+
+  def on_train_batch_end(self, batch, logs=None):
+    step = self.step()
+    if _crossed(step, self.last_step, self.every):
+      self.write()
+    self.last_step = step
+
+  def on_train_end(self, logs=None):
+    self.write()
+
+
+class PeriodicEval(StepCallback):
+  """Calls `eval_fn(gan, step)` every `every` steps and logs the returned scalars."""
+
+  def __init__(self, gan, writer, every, eval_fn):
+    super().__init__(gan)
+    self.writer, self.every, self.eval_fn = writer, every, eval_fn
+
+  def on_train_batch_end(self, batch, logs=None):
+    step = self.step()
+    if _crossed(step, self.last_step, self.every):
+      results = self.eval_fn(self.gan, step) or {}
+      with self.writer.as_default(step=step):
+        for key, value in results.items():
+          tf.summary.scalar(f"eval/{key}", float(value))
+    self.last_step = step

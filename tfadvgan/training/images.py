@@ -1,0 +1,33 @@
+"""Image grids and PNG files (tf.io.encode_png; no imaging library needed)."""
+
+import math
+
+import numpy as np
+import tensorflow as tf
+
+from tfadvgan.training import checkpoints
+
+
+def to_uint8(images):
+  """[-1, 1] floats -> uint8 in [0, 255]."""
+  return np.clip(np.rint((np.asarray(images) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+def grid(images, columns=None, pad=2):
+  """[N, H, W, C] in [-1, 1] -> one uint8 [rows*(H+pad)+pad, cols*(W+pad)+pad, C] image."""
+  images = to_uint8(images)
+  n, h, w, c = images.shape
+  columns = columns or int(math.ceil(math.sqrt(n)))
+  rows = int(math.ceil(n / columns))
+  out = np.full((rows * (h + pad) + pad, columns * (w + pad) + pad, c), 255, np.uint8)
+  for i in range(n):
+    r, col = divmod(i, columns)
+    out[pad + r * (h + pad):pad + r * (h + pad) + h,
+        pad + col * (w + pad):pad + col * (w + pad) + w] = images[i]
+  return out
+
+
+def write_png(path, image_uint8):
+  """Writes an [H, W, C] uint8 image atomically."""
+  data = tf.io.encode_png(tf.convert_to_tensor(image_uint8)).numpy()
+  checkpoints.atomic_write(path, data, mode="wb")

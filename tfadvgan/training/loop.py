@@ -1,0 +1,210 @@
+"""`train()`: the gin-configured training run around `GAN.fit`, and `build_gan()`, which eval,
+sampling and benchmarking use to rebuild the same model.
+
+A run directory holds:
+  checkpoints/    tf.train.CheckpointManager files (G, D, EMA G, both optimizers, step, method state)
+  operative_config.gin, config.gin   the gin config (a resume with a different one fails)
+  run.json        data shape, classes, latent size, method: enough to rebuild G without the data
+  train/          TensorBoard events;  samples/  PNG grids from a fixed z
+"""
+
+import json
+import os
+import time
+
+import gin
+import keras
+import tensorflow as tf
+from absl import logging
+
+from tfadvgan import data as data_lib
+from tfadvgan import distribute
+from tfadvgan import errors
+from tfadvgan import gans
+from tfadvgan import models
+from tfadvgan.training import callbacks as callbacks_lib
+from tfadvgan.training import checkpoints
+from tfadvgan.training import optimizers
+
+RUN_FILE = "run.json"
+
+
+class TrainingDiverged(errors.ConfigError):
+  """A non-finite loss stopped training."""
+
+
+def _build_optimizers():
+  with gin.config_scope("D"):
+    d_opt = optimizers.make_optimizer()
+  with gin.config_scope("G"):
+    g_opt = optimizers.make_optimizer()
+  return d_opt, g_opt
+
+
+@gin.configurable("build_gan", denylist=["shape", "num_classes", "strategy"])
+def build_gan(shape, num_classes, strategy=None, method="gan", latent_dim=100, conditional=None,
+              jit_compile=None, steps_per_execution=1):
+  """Builds and compiles G, D and the method's GAN under `strategy`'s scope.
+
+  Args:
+    shape: data shape (H, W, C) or (2,).
+    num_classes: the dataset's class count (0 if unlabelled).
+    strategy: a tf.distribute strategy (default: the current one).
+    method: name in `tfadvgan.gans.METHODS`.
+    latent_dim: size of z.
+    conditional: feed labels to G and D; None means the method's default.
+    jit_compile: XLA for the train step; None means the strategy's default
+      (`tfadvgan.distribute.default_jit_compile`).
+    steps_per_execution: train steps per compiled call.
+  """
+  strategy = strategy or tf.distribute.get_strategy()
+  method_cls = gans.get(method)
+  if conditional is None:
+    conditional = getattr(method_cls, "conditional_default", False)
+  if conditional:
+    errors.check(num_classes > 0,
+                 f"Method {method!r} is class-conditional but the dataset has no labels: use a "
+                 "labelled dataset, or set build_gan.conditional = False.")
+  classes = num_classes if conditional else 0
+  jit = distribute.resolve_jit_compile(strategy, jit_compile)
+  with strategy.scope():
+    def make_generator():
+      return models.build_generator(output_shape=tuple(shape), latent_dim=latent_dim,
+                                    num_classes=classes)
+    generator = make_generator()
+    discriminator = models.build_discriminator(input_shape=tuple(shape), num_classes=classes)
+    gan = method_cls(generator=generator, discriminator=discriminator, conditional=conditional,
+                     generator_factory=make_generator)
+    gan.method_name = method
+    d_opt, g_opt = _build_optimizers()
+    gan.compile(d_optimizer=d_opt, g_optimizer=g_opt, jit_compile=jit,
+                steps_per_execution=steps_per_execution)
+  return gan
+
+
+def write_run_info(model_dir, source, gan, gan.method_name):
+  info = {"shape": list(source.shape), "num_classes": int(source.num_classes),
+          "dataset": source.name, "method": method, "latent_dim": int(gan.generator.latent_dim),
+          "conditional": bool(gan.conditional)}
+  checkpoints.atomic_write(os.path.join(model_dir, RUN_FILE), json.dumps(info, indent=2))
+
+
+def read_run_info(model_dir):
+  path = os.path.join(model_dir, RUN_FILE)
+  errors.check(os.path.exists(path),
+               f"{model_dir} is not a tfadvgan run directory (no {RUN_FILE}); pass the "
+               "--model_dir that train.py wrote.")
+  with open(path) as f:
+    return json.load(f)
+
+
+def load_source(fallback_to_ring):
+  """The configured dataset; with `fallback_to_ring`, the 2-D ring when image data is missing."""
+  try:
+    return data_lib.load()
+  except errors.ConfigError as e:
+    if not fallback_to_ring:
+      raise
+    logging.warning("No image data (%s). Falling back to the 2-D ring of 8 Gaussians, with the "
+                    "MLP architecture.", e)
+    print(f"[tfadvgan] image data unavailable ({e}); training on the 2-D ring instead.")
+    gin.bind_parameter("build_generator.arch", "mlp")
+    gin.bind_parameter("build_discriminator.arch", "mlp")
+    return data_lib.load(source="ring")
+
+
+@gin.configurable(denylist=["model_dir"])
+def train(model_dir,
+          num_steps=1000,
+          batch_size=64,
+          seed=0,
+          log_every_steps=100,
+          checkpoint_every_steps=1000,
+          sample_every_steps=1000,
+          eval_every_steps=0,
+          eval_fn=None,
+          keep_checkpoints=5,
+          strategy="default",
+          tpu=None,
+          fallback_to_ring=False,
+          verbose=1):
+  """Trains (or resumes) the configured GAN in `model_dir`.
+
+  Args:
+    model_dir: run directory (created; resumed from if it holds checkpoints).
+    num_steps: total train steps (G updates), counting steps done before a resume.
+    batch_size: global batch size of each D and G update.
+    seed: seeds the data order, the noise and the in-step randomness.
+    log_every_steps, checkpoint_every_steps, sample_every_steps, eval_every_steps: intervals
+      in train steps (0 disables eval).
+    eval_fn: `eval_fn(gan, step) -> {name: value}`, called every `eval_every_steps`.
+    keep_checkpoints: how many checkpoints the manager keeps.
+    strategy, tpu: see `tfadvgan.distribute.make_strategy`.
+    fallback_to_ring: train on the 2-D ring if the image dataset is missing (demo only).
+    verbose: Keras progress bar (1), one line per epoch (2) or silent (0).
+
+  Returns:
+    The trained GAN.
+  """
+  for name, value in (("num_steps", num_steps), ("batch_size", batch_size),
+                      ("log_every_steps", log_every_steps),
+                      ("checkpoint_every_steps", checkpoint_every_steps),
+                      ("sample_every_steps", sample_every_steps)):
+    errors.check(isinstance(value, int) and value >= 1,
+                 f"train.{name} must be an integer >= 1; got {value!r}.")
+  errors.check(eval_every_steps == 0 or eval_fn is not None,
+               "train.eval_every_steps is set but train.eval_fn is not.")
+  keras.utils.set_random_seed(seed)
+  strategy_obj = distribute.make_strategy(strategy, tpu=tpu)
+  distribute.per_replica_batch(strategy_obj, batch_size)
+
+  source = load_source(fallback_to_ring)
+  gan = build_gan(source.shape, source.num_classes, strategy=strategy_obj)
+  os.makedirs(model_dir, exist_ok=True)
+
+  with strategy_obj.scope():
+    manager = checkpoints.make_manager(gan, model_dir, max_to_keep=keep_checkpoints)
+  resumed_from = checkpoints.restore(manager)
+  checkpoints.check_and_save_config(model_dir, resuming=resumed_from is not None)
+  write_run_info(model_dir, source, gan, gan.method_name)
+  start = int(gan.global_step.numpy())
+  if resumed_from:
+    print(f"[tfadvgan] resumed from {resumed_from} at step {start}")
+  if start >= num_steps:
+    print(f"[tfadvgan] {model_dir} is already at step {start} >= train.num_steps={num_steps}.")
+    return gan
+
+  # A resumed run continues with a new data order and new noise (seeded by seed and the step), not
+  # a replay of the batches it already saw.
+  data_seed = seed if start == 0 else seed * 1_000_003 + start
+  dataset = data_lib.make_train_dataset(
+      source, batch_size=batch_size, n_dis=gan.n_dis, latent_dim=gan.generator.latent_dim,
+      conditional=gan.conditional, seed=data_seed)
+
+  writer = tf.summary.create_file_writer(os.path.join(model_dir, "train"))
+  guard = callbacks_lib.NanGuard(gan)
+  checkpointer = callbacks_lib.Checkpointer(gan, manager, checkpoint_every_steps, guard)
+  cbs = [guard, checkpointer,
+         callbacks_lib.Summaries(gan, writer, log_every_steps, batch_size),
+         callbacks_lib.SampleGrid(gan, writer, sample_every_steps,
+                                  os.path.join(model_dir, "samples"), seed=seed + 1234)]
+  if eval_every_steps:
+    cbs.append(callbacks_lib.PeriodicEval(gan, writer, eval_every_steps, eval_fn))
+
+  t0 = time.time()
+  try:
+    gan.fit(dataset, epochs=1, steps_per_epoch=num_steps - start, callbacks=cbs,
+            verbose=verbose, shuffle=False)
+  except KeyboardInterrupt:
+    path = checkpointer.save()
+    print(f"\n[tfadvgan] interrupted at step {int(gan.global_step.numpy())}; "
+          f"saved {path or 'nothing (weights not finite)'}. Run the same command to resume.")
+    return gan
+  if guard.bad is not None:
+    step, key, value = guard.bad
+    raise TrainingDiverged(
+        f"Training diverged: {key} = {value} at step {step}. The last good checkpoint "
+        f"({manager.latest_checkpoint or 'none'}) is kept. Lower the learning rates "
+        "(make_optimizer.learning_rate), add a penalty or spectral norm, or change the seed.")
+  logging.info("trained %d steps in %.1fs", num_steps - start, time.time() - t0)
+  return gan
