@@ -108,8 +108,9 @@ def load_source(fallback_to_ring):
     logging.warning("No image data (%s). Falling back to the 2-D ring of 8 Gaussians, with the "
                     "MLP architecture.", e)
     print(f"[tfadvgan] image data unavailable ({e}); training on the 2-D ring instead.")
-    gin.bind_parameter("build_generator.arch", "mlp")
-    gin.bind_parameter("build_discriminator.arch", "mlp")
+    with gin.unlock_config():
+      gin.bind_parameter("build_generator.arch", "mlp")
+      gin.bind_parameter("build_discriminator.arch", "mlp")
     return data_lib.load(source="ring")
 
 
@@ -208,3 +209,24 @@ def train(model_dir,
         "(make_optimizer.learning_rate), add a penalty or spectral norm, or change the seed.")
   logging.info("trained %d steps in %.1fs", num_steps - start, time.time() - t0)
   return gan
+
+
+def restore_run(model_dir, step=None):
+  """Rebuilds a run's GAN from its saved config and restores a checkpoint (latest or `step`).
+
+  Returns:
+    (gan, info, checkpoint_path), with `info` the run's run.json.
+  """
+  info = read_run_info(model_dir)
+  config = os.path.join(model_dir, checkpoints.OPERATIVE_FILE)
+  gin.clear_config()
+  try:
+    gin.parse_config_file(config)
+  except (ValueError, KeyError, SyntaxError, IOError) as e:
+    raise errors.ConfigError(f"Could not parse {config}: {e}") from None
+  gan = build_gan(info["shape"], info["num_classes"])
+  manager = checkpoints.make_manager(gan, model_dir)
+  path = checkpoints.checkpoint_for_step(model_dir, step) if step is not None else None
+  path = checkpoints.restore(manager, path)
+  errors.check(path is not None, f"No checkpoint in {model_dir}/checkpoints to restore.")
+  return gan, info, path

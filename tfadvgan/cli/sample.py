@@ -1,0 +1,82 @@
+r"""Writes samples of a trained run: PNG grids and an npz.
+
+  python scripts/sample.py --model_dir=DIR --num=64 --out=DIR/samples_out [--step=N] [--label=3]
+
+Uses the EMA generator when the run has one. The npz holds `images` (float32 in [-1, 1]) and,
+for conditional runs, `labels`.
+"""
+
+import os
+
+from absl import app
+from absl import flags
+
+from tfadvgan.cli import common
+
+flags.DEFINE_string("model_dir", None, "Run directory written by train.py.")
+flags.DEFINE_integer("num", 64, "Number of samples.")
+flags.DEFINE_string("out", None, "Output directory (default MODEL_DIR/sample_out).")
+flags.DEFINE_integer("step", None, "Checkpoint step (default: latest).")
+flags.DEFINE_integer("label", None, "Class of every sample (conditional runs; default: cycle).")
+flags.DEFINE_integer("seed", 0, "Noise seed.")
+flags.DEFINE_integer("per_grid", 64, "Samples per PNG grid.")
+FLAGS = flags.FLAGS
+
+
+def generate(gan, num, seed=0, label=None, batch_size=256):
+  """Samples from the run's sampler (EMA G when enabled); returns (images, labels or None)."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from tfadvgan import errors  # pylint: disable=g-import-not-at-top
+  g = gan.sampler()
+  errors.check(num >= 1, "--num must be >= 1.")
+  if label is not None:
+    errors.check(gan.conditional, "--label needs a class-conditional run.")
+    errors.check(0 <= label < g.num_classes,
+                 f"--label must be in [0, {g.num_classes}); got {label}.")
+  z = tf.random.stateless_normal([num, g.latent_dim], seed=[seed, 7])
+  labels = None
+  if gan.conditional:
+    labels = (tf.fill([num], label) if label is not None
+              else tf.range(num, dtype=tf.int32) % g.num_classes)
+    labels = tf.cast(labels, tf.int32)
+  out = []
+  for i in range(0, num, batch_size):
+    lab = labels[i:i + batch_size] if labels is not None else None
+    out.append(g(z[i:i + batch_size], lab, training=False).numpy())
+  return np.concatenate(out), (labels.numpy() if labels is not None else None)
+
+
+@common.main_wrapper
+def main(argv):
+  import io  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from tfadvgan import errors  # pylint: disable=g-import-not-at-top
+  from tfadvgan.training import checkpoints, images, loop  # pylint: disable=g-import-not-at-top
+  errors.check(len(argv) == 1, f"Unexpected arguments: {' '.join(argv[1:])}")
+  errors.check(FLAGS.model_dir, "--model_dir is required.")
+  gan, _, path = loop.restore_run(FLAGS.model_dir, FLAGS.step)
+  samples, labels = generate(gan, FLAGS.num, FLAGS.seed, FLAGS.label)
+  out = FLAGS.out or os.path.join(FLAGS.model_dir, "sample_out")
+  os.makedirs(out, exist_ok=True)
+  written = []
+  if samples.ndim == 4:
+    for j, i in enumerate(range(0, len(samples), FLAGS.per_grid)):
+      p = os.path.join(out, f"grid_{j:03d}.png")
+      images.write_png(p, images.grid(samples[i:i + FLAGS.per_grid]))
+      written.append(p)
+  buf = io.BytesIO()
+  arrays = {"images": samples} if labels is None else {"images": samples, "labels": labels}
+  np.savez(buf, **arrays)
+  npz = os.path.join(out, "samples.npz")
+  checkpoints.atomic_write(npz, buf.getvalue(), mode="wb")
+  print(f"restored {path}; wrote {len(samples)} samples to {npz}"
+        + (f" and {len(written)} PNG grid(s) in {out}" if written else ""))
+
+
+def run():
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()
