@@ -22,7 +22,14 @@ def parse_gin(gin_files, gin_params, finalize=True):
   """Parses gin files and bindings; unknown names and missing files become ConfigErrors."""
   for path in gin_files:
     errors.check(os.path.exists(path), f"--gin_file {path} does not exist.")
-    gin.add_config_file_search_path(os.path.dirname(os.path.abspath(path)))
+    # `include 'common/x.gin'` resolves against the enclosing gin_configs/ directory.
+    directory = os.path.dirname(os.path.abspath(path))
+    gin.add_config_file_search_path(directory)
+    while directory != os.path.dirname(directory):
+      if os.path.basename(directory) == "gin_configs":
+        gin.add_config_file_search_path(directory)
+        break
+      directory = os.path.dirname(directory)
   gin.add_config_file_search_path(os.getcwd())
   try:
     gin.parse_config_files_and_bindings(gin_files, gin_params, finalize_config=finalize)
