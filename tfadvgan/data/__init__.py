@@ -1,0 +1,25 @@
+"""Datasets: named sources (`load`), arrays (`from_arrays`) and the train/eval pipelines.
+
+Importing the package registers every source in `SOURCES`:
+TFDS `cifar10`, `cifar100`, `celeb_a`, `lsun_bedroom`, `imagenet143`, `mnist`, `fashion_mnist`;
+local `idx` (alias `fashion_mnist_idx`), `cifar_python`, `npz`, `folder`;
+synthetic `ring`, `grid`.
+"""
+from tfadvgan.data import local  # noqa: F401  (registers sources)
+from tfadvgan.data import synthetic  # noqa: F401
+from tfadvgan.data import tfds_sources  # noqa: F401
+from tfadvgan.data.pipeline import make_eval_dataset
+from tfadvgan.data.pipeline import make_train_dataset
+from tfadvgan.data.sources import from_arrays
+from tfadvgan.data.sources import load
+from tfadvgan.data.sources import Source
+from tfadvgan.data.sources import SOURCES
+from tfadvgan.data.synthetic import grid_centres
+from tfadvgan.data.synthetic import MODE_STD
+from tfadvgan.data.synthetic import mode_centres
+from tfadvgan.data.synthetic import ring_centres
+
+__all__ = [
+    "Source", "SOURCES", "load", "from_arrays", "make_train_dataset", "make_eval_dataset",
+    "mode_centres", "ring_centres", "grid_centres", "MODE_STD",
+]

@@ -1,0 +1,323 @@
+"""The `Source` type, the source registry and `load`, the one entry point for datasets.
+
+A source turns a name (`"cifar10"`, `"idx"`, `"ring"`, ...) plus a few options into a `Source`:
+a finite, unbatched, unshuffled `tf.data.Dataset` of float32 images in [-1, 1] (or 2-D points),
+paired with int32 labels when the data has them. Loaders register themselves with `register`;
+`tfadvgan.data` imports every loader module so `SOURCES` is complete once the package is imported.
+"""
+import collections
+import dataclasses
+
+from absl import logging
+import gin
+import numpy as np
+import tensorflow as tf
+
+from tfadvgan import errors
+from tfadvgan.data import transforms
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+Source = collections.namedtuple("Source", ["images", "num_classes", "shape", "name"])
+Source.__doc__ = """A dataset of single examples.
+
+Attributes:
+  images: finite, unbatched, unshuffled `tf.data.Dataset` whose elements are `(image, label)`
+    (label an int32 scalar) when `num_classes > 0`, else plain `image`; images are float32 in
+    [-1, 1] with the static shape `shape`.
+  num_classes: number of classes, 0 when there are no labels.
+  shape: `(H, W, C)` for images, `(2,)` for 2-D toy points.
+  name: the source name, for messages and logs.
+"""
+
+# name -> loader function; the loader's options and splits live in _SPECS.
+SOURCES = {}
+_SPECS = {}
+
+# Options `load` may forward to a loader, with the default that means "not set".
+_OPTION_DEFAULTS = {
+    "data_dir": None,
+    "path": None,
+    "resolution": None,
+    "pad": True,
+    "std": None,
+    "num_examples": None,
+    "seed": 0,
+    "download": True,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class _Spec:
+  fn: object
+  splits: tuple
+  options: frozenset
+  split_aliases: dict
+  tfds_slicing: bool
+
+
+def register(name, splits, options=(), split_aliases=None, tfds_slicing=False):
+  """Decorator that adds a loader to `SOURCES`.
+
+  The loader is called as `fn(split=..., **options)` with only the options it declares, and
+  returns a `Source` (before class selection, `num_examples` truncation and checks, which
+  `load` applies to every source).
+
+  Args:
+    name: Registry name.
+    splits: Valid split names.
+    options: Names of `load` options the loader accepts (keys of `_OPTION_DEFAULTS`).
+    split_aliases: Optional map from extra accepted names to one of `splits`.
+    tfds_slicing: Whether TFDS slicing syntax (`"train[:10%]"`) is accepted.
+
+  Returns:
+    The decorator.
+  """
+  unknown = set(options) - set(_OPTION_DEFAULTS)
+  if unknown:
+    raise ValueError(f"Unknown loader options {sorted(unknown)} for source {name!r}.")
+
+  def decorator(fn):
+    if name in SOURCES:
+      raise ValueError(f"Data source {name!r} is registered twice.")
+    SOURCES[name] = fn
+    _SPECS[name] = _Spec(fn, tuple(splits), frozenset(options), dict(split_aliases or {}),
+                         tfds_slicing)
+    return fn
+
+  return decorator
+
+
+def alias(new_name, name):
+  """Registers `new_name` as another name for the already registered source `name`."""
+  SOURCES[new_name] = SOURCES[name]
+  _SPECS[new_name] = _SPECS[name]
+
+
+def _resolve_split(source, spec, split):
+  """Returns the split to pass to the loader, or raises a ConfigError naming the valid ones."""
+  errors.check(isinstance(split, str), f"dataset.split must be a string, got {split!r}.")
+  base, slicing = split, ""
+  if spec.tfds_slicing and "[" in split:
+    base, slicing = split[:split.index("[")], split[split.index("["):]
+  base = spec.split_aliases.get(base, base)
+  errors.check(
+      base in spec.splits,
+      f"Unknown split {split!r} for dataset {source!r}. Choose one of: "
+      f"{', '.join(spec.splits + tuple(spec.split_aliases))}"
+      + (" (TFDS slicing such as 'train[:10%]' is allowed)." if spec.tfds_slicing else "."))
+  return base + slicing
+
+
+@gin.configurable("dataset")
+def load(source,
+         split="train",
+         data_dir=None,
+         path=None,
+         resolution=None,
+         classes=None,
+         require_labels=False,
+         num_examples=None,
+         pad=True,
+         std=None,
+         seed=0,
+         download=True):
+  """Loads a dataset by name. Gin bindings read `dataset.source = 'cifar10'` and so on.
+
+  Args:
+    source: A name from `SOURCES` (see `tfadvgan.data.SOURCES`), or a `Source`, which is
+      returned unchanged apart from `classes`, `num_examples` and `require_labels`.
+    split: Split name, e.g. "train" or "test" (each source lists its own; "test" is accepted as
+      "validation" for TFDS sources without a test split).
+    data_dir: TFDS data directory (TFDS sources only); None uses the TFDS default.
+    path: File or directory for local sources (`idx`, `cifar_python`, `npz`, `folder`).
+    resolution: Output side length in pixels (bilinear, antialiased resize) where the source
+      allows it; None keeps the source's default (see each loader).
+    classes: Optional sequence of class ids to keep; labels are remapped to `0..len(classes)-1`
+      in the given order.
+    require_labels: Raise a ConfigError when the source has no labels.
+    num_examples: Keep only the first `num_examples` examples (synthetic sources: the number of
+      points to generate, default 100000).
+    pad: 28x28 sources (`mnist`, `fashion_mnist`, `idx`): pad 2 px of -1 on each side to 32x32
+      (True) or resize to 32x32 (False). `resolution` then resizes the 32x32 result.
+    std: Standard deviation of each mode for synthetic sources (None: the source default).
+    seed: Seed for synthetic sources.
+    download: Let TFDS download (and prepare) missing data.
+
+  Returns:
+    A `Source`.
+
+  Raises:
+    ConfigError: unknown source or split, missing files, malformed data, no labels when they
+      are required, or an empty result. Options the source does not use only log a warning.
+  """
+  truncate = num_examples is not None
+  given = dict(data_dir=data_dir, path=path, resolution=resolution, pad=pad, std=std,
+               num_examples=num_examples, seed=seed, download=download)
+  if isinstance(source, Source):
+    unused = [k for k, v in given.items() if k != "num_examples" and v != _OPTION_DEFAULTS[k]]
+    if unused:
+      logging.warning("dataset option(s) %s ignored: %r is an already built Source (only "
+                      "classes, num_examples and require_labels apply).", ", ".join(unused),
+                      source.name)
+    result = source
+  else:
+    errors.choose("dataset source", source, SOURCES)
+    spec = _SPECS[source]
+    unused = [k for k, v in given.items()
+              if k not in spec.options and k != "num_examples" and v != _OPTION_DEFAULTS[k]]
+    if unused:  # A warning, not an error: gin files and flags often set them globally.
+      logging.warning("Dataset %r does not use option(s) %s; ignoring them (options it uses: "
+                      "%s).", source, ", ".join(unused), ", ".join(sorted(spec.options)) or "none")
+    split = _resolve_split(source, spec, split)
+    errors.check(
+        resolution is None or (isinstance(resolution, int) and resolution > 0),
+        f"dataset.resolution must be a positive integer or None, got {resolution!r}.")
+    result = spec.fn(split=split, **{k: given[k] for k in spec.options})
+    truncate = truncate and "num_examples" not in spec.options
+  if classes is not None:
+    result = select_classes(result, classes)
+  if truncate:
+    errors.check(isinstance(num_examples, int) and num_examples > 0,
+                 f"dataset.num_examples must be a positive integer, got {num_examples!r}.")
+    result = result._replace(images=result.images.take(num_examples))
+  errors.check(
+      not require_labels or result.num_classes > 0,
+      f"Labels are required but dataset {result.name!r} has no labels. Use a labelled source "
+      f"or set dataset.require_labels = False.")
+  check_not_empty(result)
+  return result
+
+
+def check_not_empty(source):
+  """Raises a ConfigError when `source` has no examples (iterates one element if needed)."""
+  cardinality = int(source.images.cardinality())
+  if cardinality == tf.data.UNKNOWN_CARDINALITY:
+    empty = not any(True for _ in source.images.take(1))
+  else:
+    empty = cardinality == 0
+  errors.check(not empty,
+               f"Dataset {source.name!r} has no examples; check the path, split and classes.")
+
+
+def select_classes(source, classes):
+  """Keeps the examples whose label is in `classes` and remaps labels to their position.
+
+  Args:
+    source: A labelled `Source`.
+    classes: Sequence of distinct class ids in `[0, source.num_classes)`.
+
+  Returns:
+    A `Source` with `num_classes == len(classes)`.
+  """
+  errors.check(source.num_classes > 0,
+               f"dataset.classes was set but dataset {source.name!r} has no labels; unset it.")
+  classes = list(classes)
+  errors.check(
+      classes and all(isinstance(c, (int, np.integer)) for c in classes)
+      and len(set(classes)) == len(classes)
+      and all(0 <= c < source.num_classes for c in classes),
+      f"dataset.classes must be distinct integers in [0, {source.num_classes}) for dataset "
+      f"{source.name!r}, got {classes!r}.")
+  table = np.full([source.num_classes], -1, np.int32)
+  table[np.asarray(classes)] = np.arange(len(classes), dtype=np.int32)
+  table = tf.constant(table)
+  images = source.images.filter(lambda x, y: tf.gather(table, y) >= 0)
+  images = images.map(lambda x, y: (x, tf.gather(table, y)), num_parallel_calls=AUTOTUNE)
+  return source._replace(images=images, num_classes=len(classes))
+
+
+def _check_images_array(images, name):
+  """Validates an image/point array; returns (array, kind) with kind 'uint8', 'float', 'points'.
+
+  Images are `[N, H, W, C]` (C in 1 or 3) or `[N, H, W]`, uint8 in [0, 255] or floating point in
+  [-1, 1]; points are floating point `[N, D]`.
+  """
+  images = np.asarray(images)
+  errors.check(
+      images.ndim in (2, 3, 4),
+      f"{name}: images must have shape [N, H, W, C], [N, H, W] or (points) [N, D]; got shape "
+      f"{images.shape}.")
+  errors.check(images.shape[0] > 0, f"{name}: there are no images (0 examples); check the data.")
+  is_float = np.issubdtype(images.dtype, np.floating)
+  errors.check(
+      images.dtype == np.uint8 or is_float,
+      f"{name}: images must be uint8 in [0, 255] or float in [-1, 1]; got dtype {images.dtype}.")
+  if images.ndim == 2:
+    errors.check(is_float, f"{name}: 2-D point arrays [N, D] must be floating point, got "
+                 f"{images.dtype}.")
+    return images.astype(np.float32), "points"
+  if images.ndim == 3:
+    images = images[..., None]
+  errors.check(images.shape[-1] in (1, 3),
+               f"{name}: images must have 1 or 3 channels (NHWC), got shape {images.shape}.")
+  if is_float:
+    finite = np.isfinite(images).all()
+    lo, hi = (float(images.min()), float(images.max())) if finite else (np.nan, np.nan)
+    errors.check(
+        finite and lo >= -1.0 - 1e-6 and hi <= 1.0 + 1e-6,
+        f"{name}: float images must lie in [-1, 1], got range [{lo}, {hi}]. Rescale them "
+        f"(x / 127.5 - 1 for 0..255 data) or store uint8 0..255.")
+    return np.clip(images, -1.0, 1.0).astype(np.float32), "float"
+  return images, "uint8"
+
+
+def _check_labels_array(labels, n, name, num_classes=None):
+  """Validates labels `[N]` of an integer dtype; returns (int32 array, num_classes)."""
+  labels = np.asarray(labels)
+  if labels.ndim == 2 and labels.shape[1] == 1:
+    labels = labels[:, 0]
+  errors.check(labels.ndim == 1 and labels.shape[0] == n,
+               f"{name}: labels must have shape [{n}] (one per image), got {labels.shape}.")
+  errors.check(np.issubdtype(labels.dtype, np.integer),
+               f"{name}: labels must be integers, got dtype {labels.dtype}.")
+  errors.check(labels.min() >= 0, f"{name}: labels must be >= 0, got {labels.min()}.")
+  if num_classes is None:
+    num_classes = int(labels.max()) + 1
+  errors.check(labels.max() < num_classes,
+               f"{name}: labels must be < num_classes={num_classes}, got {labels.max()}.")
+  return labels.astype(np.int32), int(num_classes)
+
+
+def from_arrays(images, labels=None, name="arrays", num_classes=None, resolution=None, pad_to=None):
+  """Builds a `Source` from numpy arrays.
+
+  Value detection: uint8 images are taken as 0..255 and mapped by `x / 127.5 - 1`; floating
+  point images must already lie in [-1, 1] (anything else is rejected, since [0, 1] and
+  [-1, 1] data cannot be told apart reliably). Floating point `[N, D]` arrays are points (toy
+  data) and are passed through as float32.
+
+  Args:
+    images: `[N, H, W, C]` (C in 1, 3), `[N, H, W]` (one channel added) or points `[N, D]`.
+    labels: Optional integer labels `[N]`.
+    name: Source name.
+    num_classes: Number of classes; defaults to `max(labels) + 1`.
+    resolution: Optional output side length (bilinear, antialiased resize).
+    pad_to: Optional side length to pad to with -1 (before `resolution`).
+
+  Returns:
+    A `Source`; uint8 data stays uint8 in memory and is converted per example.
+  """
+  images, kind = _check_images_array(images, name)
+  n = images.shape[0]
+  if labels is not None:
+    labels, num_classes = _check_labels_array(labels, n, name, num_classes)
+  else:
+    num_classes = 0
+
+  def convert(x):
+    if kind == "points":
+      return x
+    if kind == "uint8":
+      x = transforms.to_unit_range(x)
+    if pad_to is not None:
+      x = transforms.pad_to(x, pad_to)
+    return transforms.maybe_resize(x, resolution)
+
+  if labels is None:
+    ds = tf.data.Dataset.from_tensor_slices(images).map(convert, num_parallel_calls=AUTOTUNE)
+  else:
+    ds = tf.data.Dataset.from_tensor_slices((images, labels)).map(
+        lambda x, y: (convert(x), y), num_parallel_calls=AUTOTUNE)
+  spec = ds.element_spec[0] if labels is not None else ds.element_spec
+  return Source(ds, num_classes, tuple(spec.shape.as_list()), name)
