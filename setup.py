@@ -12,6 +12,7 @@ setup(
     install_requires=[
         "tensorflow>=2.16",
         "keras>=3.0",
+        "tensorboard",
         "tensorflow-datasets>=4.9",
         "tensorflow-gan>=2.1",
         "gin-config>=0.5",

@@ -1,5 +1,6 @@
 """Shared absl/gin plumbing of the command-line scripts: flags, config parsing, clean errors."""
 
+import logging
 import os
 import sys
 
@@ -24,17 +25,25 @@ def parse_gin(gin_files, gin_params, finalize=True):
     errors.check(os.path.exists(path), f"--gin_file {path} does not exist.")
     # `include 'common/x.gin'` resolves against the enclosing gin_configs/ directory.
     directory = os.path.dirname(os.path.abspath(path))
-    gin.add_config_file_search_path(directory)
     while directory != os.path.dirname(directory):
       if os.path.basename(directory) == "gin_configs":
         gin.add_config_file_search_path(directory)
         break
       directory = os.path.dirname(directory)
   gin.add_config_file_search_path(os.getcwd())
+  root = logging.getLogger()
+  root.addFilter(_quiet_search)
   try:
     gin.parse_config_files_and_bindings(gin_files, gin_params, finalize_config=finalize)
   except (ValueError, KeyError, SyntaxError, IOError) as e:
     raise errors.ConfigError(f"Bad gin config: {e}") from None
+  finally:
+    root.removeFilter(_quiet_search)
+
+
+def _quiet_search(record):
+  """Drops gin's 'Path not found' lines for search-path misses during `include` resolution."""
+  return not str(record.msg).startswith("Path not found")
 
 
 def main_wrapper(fn):

@@ -165,6 +165,10 @@ class GAN(keras.Model):
                      tf.cast(self.d_optimizer.iterations, tf.int64) * 1000 + salt])
     return tf.random.experimental.stateless_fold_in(tf.cast(base, tf.int32), _replica_id())
 
+  def state_variables(self):
+    """Hook: method state that checkpoints must keep (Fast-RobGAN: its persistent delta)."""
+    return []
+
   def sampler(self):
     """The generator used for samples and evaluation: the EMA copy when enabled."""
     return self.generator_ema if self.generator_ema is not None else self.generator

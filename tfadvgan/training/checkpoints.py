@@ -77,7 +77,21 @@ def check_and_save_config(model_dir, resuming):
 
 
 def make_checkpoint(gan):
-  return tf.train.Checkpoint(gan=gan, d_optimizer=gan.d_optimizer, g_optimizer=gan.g_optimizer)
+  """A checkpoint of explicit variable lists, in each model's `weights` order.
+
+  Not `tf.train.Checkpoint(gan=gan)`: with Keras 3, layers kept in Python lists are invisible to
+  TF's object-graph tracking, so BN moving statistics (and any layer in a list) were silently
+  left out; trainable weights only survived through the optimizers. Lists of variables are
+  tracked by position, which covers every weight, trainable or not.
+  """
+  parts = dict(generator=list(gan.generator.weights),
+               discriminator=list(gan.discriminator.weights),
+               d_optimizer=list(gan.d_optimizer.variables),
+               g_optimizer=list(gan.g_optimizer.variables),
+               state=list(gan.state_variables()))
+  if gan.generator_ema is not None:
+    parts["generator_ema"] = list(gan.generator_ema.weights)
+  return tf.train.Checkpoint(**parts)
 
 
 def make_manager(gan, model_dir, max_to_keep=5):
@@ -94,7 +108,7 @@ def restore(manager, checkpoint_path=None):
   try:
     status = manager.checkpoint.restore(path)
     status.assert_existing_objects_matched()
-  except (tf.errors.OpError, ValueError, AssertionError) as e:
+  except Exception as e:  # pylint: disable=broad-except  (any failure here means unreadable)
     first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     raise errors.ConfigError(
         f"Could not restore checkpoint {path}: {first[:300]}\nThe file is corrupt or was written "

@@ -10,7 +10,8 @@ from tfadvgan.training import checkpoints
 
 def to_uint8(images):
   """[-1, 1] floats -> uint8 in [0, 255]."""
-  return np.clip(np.rint((np.asarray(images) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+  images = np.nan_to_num(np.asarray(images, np.float32), nan=-1.0)
+  return np.clip(np.rint((images + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
 
 def grid(images, columns=None, pad=2):

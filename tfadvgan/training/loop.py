@@ -82,7 +82,7 @@ def build_gan(shape, num_classes, strategy=None, method="gan", latent_dim=100, c
   return gan
 
 
-def write_run_info(model_dir, source, gan, gan.method_name):
+def write_run_info(model_dir, source, gan, method):
   info = {"shape": list(source.shape), "num_classes": int(source.num_classes),
           "dataset": source.name, "method": method, "latent_dim": int(gan.generator.latent_dim),
           "conditional": bool(gan.conditional)}

@@ -1,0 +1,181 @@
+"""The training run end to end: every config trains 2 steps, checkpoints resume exactly, the config
+check, the NaN guard, the CLIs and their errors."""
+
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import gin
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from tfadvgan import errors
+from tfadvgan.cli import common
+from tfadvgan.training import benchmark
+from tfadvgan.training import checkpoints
+from tfadvgan.training import loop
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIGS = sorted(
+    os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "gin_configs", "**", "*.gin"),
+                                                recursive=True)
+    if os.sep + "common" + os.sep not in p)
+FMNIST = "/usr/share/datasets/fashion-mnist"
+TINY = ["build_generator.width = 8", "build_discriminator.width = 8", "train.batch_size = 4",
+        "train.num_steps = 2", "train.log_every_steps = 1", "train.checkpoint_every_steps = 1",
+        "train.sample_every_steps = 2", "make_train_dataset.shuffle_buffer = 16", "train.verbose = 0"]
+
+
+def parse(files, params=()):
+  gin.clear_config()
+  common.parse_gin([os.path.join(ROOT, f) for f in files], list(params))
+
+
+def small_npz(tmp_path, n=64, shape=(32, 32, 1), classes=10):
+  rng = np.random.default_rng(0)
+  path = str(tmp_path / "data.npz")
+  np.savez(path, images=rng.integers(0, 256, (n,) + shape).astype(np.uint8),
+           labels=(np.arange(n) % classes).astype(np.int64))
+  return path
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_every_config_parses_and_trains_two_steps(config, tmp_path):
+  parse([config], TINY)
+  with gin.unlock_config():
+    gin.bind_parameter("dataset.data_dir", str(tmp_path / "tfds"))
+    if gin.query_parameter("dataset.source") == "idx" and not os.path.isdir(FMNIST):
+      gin.bind_parameter("dataset.source", "npz")
+      gin.bind_parameter("dataset.path", small_npz(tmp_path))
+  with tfds.testing.mock_data(num_examples=16):
+    gan = loop.train(str(tmp_path / "run"))
+  assert int(gan.global_step.numpy()) == 2
+  assert os.path.exists(tmp_path / "run" / "operative_config.gin")
+  assert tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints")).endswith("ckpt-2")
+
+
+def _npz_run(tmp_path, extra=()):
+  parse(["gin_configs/base/dcgan_fmnist.gin"],
+        TINY + [f"dataset.source = 'npz'", f"dataset.path = '{small_npz(tmp_path)}'"]
+        + list(extra))
+
+
+def test_resume_continues_at_the_same_step_with_identical_weights(tmp_path):
+  model_dir = str(tmp_path / "run")
+  _npz_run(tmp_path, ["train.num_steps = 3", "GAN.ema_decay = 0.9"])
+  gan = loop.train(model_dir)
+  saved = [w.numpy().copy() for w in gan.weights]
+  d_opt_state = [v.numpy().copy() for v in gan.d_optimizer.variables]
+  _npz_run(tmp_path, ["train.num_steps = 3", "GAN.ema_decay = 0.9"])
+  resumed = loop.train(model_dir)  # already at num_steps: restores and returns
+  assert int(resumed.global_step.numpy()) == 3
+  for a, b in zip(saved, resumed.weights):
+    np.testing.assert_array_equal(a, b.numpy())
+  for a, b in zip(d_opt_state, resumed.d_optimizer.variables):
+    np.testing.assert_array_equal(a, b.numpy())
+  # Extending num_steps is allowed and continues from step 3.
+  _npz_run(tmp_path, ["train.num_steps = 5", "GAN.ema_decay = 0.9"])
+  longer = loop.train(model_dir)
+  assert int(longer.global_step.numpy()) == 5
+  assert not np.array_equal(saved[0], longer.weights[0].numpy())
+
+
+def test_resume_with_a_different_config_fails_loudly(tmp_path):
+  model_dir = str(tmp_path / "run")
+  _npz_run(tmp_path)
+  loop.train(model_dir)
+  _npz_run(tmp_path, ["GAN.loss = 'hinge'"])
+  with pytest.raises(errors.ConfigError, match="GAN.loss"):
+    loop.train(model_dir)
+
+
+def test_corrupt_checkpoint_gives_a_clear_error(tmp_path):
+  model_dir = str(tmp_path / "run")
+  _npz_run(tmp_path)
+  loop.train(model_dir)
+  for path in glob.glob(os.path.join(model_dir, "checkpoints", "ckpt-2.data*")):
+    with open(path, "wb") as f:
+      f.write(b"garbage")
+  _npz_run(tmp_path)
+  with pytest.raises(errors.ConfigError, match="corrupt"):
+    loop.train(model_dir)
+
+
+def test_nan_guard_stops_and_keeps_only_finite_checkpoints(tmp_path):
+  # A learning rate of 1e30 makes the weights explode within a few steps.
+  fresh = str(tmp_path / "fresh")
+  _npz_run(tmp_path, ["train.num_steps = 6", "make_optimizer.learning_rate = 1e30",
+                      "make_optimizer.name = 'sgd'"])
+  with pytest.raises(loop.TrainingDiverged, match="diverged"):
+    loop.train(fresh)
+  latest = tf.train.latest_checkpoint(os.path.join(fresh, "checkpoints"))
+  if latest is not None:  # only finite checkpoints are ever written
+    reader = tf.train.load_checkpoint(latest)
+    for name in reader.get_variable_to_shape_map():
+      value = reader.get_tensor(name)
+      if np.issubdtype(np.asarray(value).dtype, np.floating):
+        assert np.all(np.isfinite(value)), name
+
+
+def test_config_parsing_ignores_comments_and_joins_continuations():
+  text = ("# Parameters for train:\ntrain.batch_size = 64\nGAN.loss = 'hinge'\n"
+          "x.y = [1,\n    2]\n")
+  assert checkpoints.parse_bindings(text) == {"train.batch_size": "64", "GAN.loss": "'hinge'",
+                                              "x.y": "[1, 2]"}
+
+
+def test_restore_run_and_sample_cli(tmp_path):
+  model_dir = str(tmp_path / "run")
+  _npz_run(tmp_path)
+  trained = loop.train(model_dir)
+  gan, info, path = loop.restore_run(model_dir)
+  assert info["shape"] == [32, 32, 1] and path.endswith("ckpt-2")
+  z = tf.random.normal([3, gan.generator.latent_dim])
+  np.testing.assert_allclose(gan.sampler()(z, training=False).numpy(),
+                             trained.sampler()(z, training=False).numpy(), atol=1e-6)
+  out = tmp_path / "samples"
+  proc = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "sample.py"),
+                         f"--model_dir={model_dir}", "--num=10", f"--out={out}"],
+                        capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  samples = np.load(out / "samples.npz")["images"]
+  assert samples.shape == (10, 32, 32, 1) and samples.min() >= -1 and samples.max() <= 1
+  assert (out / "grid_000.png").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--gin_file=gin_configs/nope.gin", "--model_dir=/tmp/x"], "does not exist"),
+    (["--gin_file=gin_configs/demo.gin", "--model_dir=/tmp/x", "--gin_param=GAN.loss = 'hing'"],
+     "hinge"),
+    (["--gin_file=gin_configs/demo.gin", "--model_dir=/tmp/x", "--gin_param=nosuch.x = 1"],
+     "nosuch"),
+    (["--gin_file=gin_configs/demo.gin"], "--model_dir"),
+])
+def test_train_cli_errors_are_one_clear_message(args, message):
+  proc = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "train.py")] + args,
+                        capture_output=True, text=True, cwd=ROOT, timeout=300)
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  assert message in proc.stderr
+  assert "Traceback" not in proc.stderr
+
+
+def test_benchmark_reports_every_field(tmp_path):
+  path = small_npz(tmp_path)
+  params = TINY + ["dataset.source = 'npz'", f"dataset.path = '{path}'"]
+  configs = [("a", [os.path.join(ROOT, "gin_configs/base/dcgan_fmnist.gin")], params),
+             ("b", [os.path.join(ROOT, "gin_configs/base/dcgan_fmnist.gin")],
+              params + ["GAN.n_dis = 2"])]
+  results = benchmark.run(configs, steps=4, warmup=1, chunk=2)
+  assert [r["name"] for r in results] == ["a", "b"]
+  assert results[0]["ratio_to_first"] == 1.0
+  for r in results:
+    assert r["steps"] == 4 and r["min_ms_per_step"] <= r["median_ms_per_step"] <= r[
+        "max_ms_per_step"]
+    np.testing.assert_allclose(r["images_per_sec"],
+                               4 * r["n_dis"] * 1000 / r["median_ms_per_step"], rtol=1e-6)
+  assert results[1]["n_dis"] == 2
+  json.dumps(results)
