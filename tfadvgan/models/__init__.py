@@ -1,0 +1,23 @@
+"""Generator and discriminator architectures (DCGAN, ResNet, MLP) and their builders.
+
+Public API: ``build_generator``, ``build_discriminator`` and the registries ``GENERATORS``,
+``DISCRIMINATORS``, ``RESOLUTIONS``, ``HEADS``. See ``layers`` for the spectral-norm behaviour.
+"""
+from tfadvgan.models import layers
+from tfadvgan.models.base import Discriminator
+from tfadvgan.models.base import Generator
+from tfadvgan.models.builders import CHANNELS
+from tfadvgan.models.builders import DISCRIMINATORS
+from tfadvgan.models.builders import GENERATORS
+from tfadvgan.models.builders import HEADS
+from tfadvgan.models.builders import RESOLUTIONS
+from tfadvgan.models.builders import build_discriminator
+from tfadvgan.models.builders import build_generator
+from tfadvgan.models.builders import check_shape
+from tfadvgan.models.layers import ConditionalBatchNorm
+
+__all__ = [
+    "build_generator", "build_discriminator", "GENERATORS", "DISCRIMINATORS", "RESOLUTIONS",
+    "HEADS", "CHANNELS", "check_shape", "Generator", "Discriminator", "ConditionalBatchNorm",
+    "layers",
+]
