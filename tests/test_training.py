@@ -27,7 +27,8 @@ CONFIGS = sorted(
 FMNIST = "/usr/share/datasets/fashion-mnist"
 TINY = ["build_generator.width = 8", "build_discriminator.width = 8", "train.batch_size = 4",
         "train.num_steps = 2", "train.log_every_steps = 1", "train.checkpoint_every_steps = 1",
-        "train.sample_every_steps = 2", "make_train_dataset.shuffle_buffer = 16", "train.verbose = 0"]
+        "train.sample_every_steps = 2", "make_train_dataset.shuffle_buffer = 16", "train.verbose = 0",
+        "build_gan.run_eagerly = True"]
 
 
 def parse(files, params=()):

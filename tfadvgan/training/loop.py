@@ -43,7 +43,7 @@ def _build_optimizers():
 
 @gin.configurable("build_gan", denylist=["shape", "num_classes", "strategy"])
 def build_gan(shape, num_classes, strategy=None, method="gan", latent_dim=100, conditional=None,
-              jit_compile=None, steps_per_execution=1):
+              jit_compile=None, steps_per_execution=1, run_eagerly=False):
   """Builds and compiles G, D and the method's GAN under `strategy`'s scope.
 
   Args:
@@ -56,6 +56,7 @@ def build_gan(shape, num_classes, strategy=None, method="gan", latent_dim=100, c
     jit_compile: XLA for the train step; None means the strategy's default
       (`tfadvgan.distribute.default_jit_compile`).
     steps_per_execution: train steps per compiled call.
+    run_eagerly: run the train step eagerly (debugging; slow). Turns XLA off.
   """
   strategy = strategy or tf.distribute.get_strategy()
   method_cls = gans.get(method)
@@ -66,7 +67,7 @@ def build_gan(shape, num_classes, strategy=None, method="gan", latent_dim=100, c
                  f"Method {method!r} is class-conditional but the dataset has no labels: use a "
                  "labelled dataset, or set build_gan.conditional = False.")
   classes = num_classes if conditional else 0
-  jit = distribute.resolve_jit_compile(strategy, jit_compile)
+  jit = False if run_eagerly else distribute.resolve_jit_compile(strategy, jit_compile)
   with strategy.scope():
     def make_generator():
       return models.build_generator(output_shape=tuple(shape), latent_dim=latent_dim,
@@ -78,7 +79,7 @@ def build_gan(shape, num_classes, strategy=None, method="gan", latent_dim=100, c
     gan.method_name = method
     d_opt, g_opt = _build_optimizers()
     gan.compile(d_optimizer=d_opt, g_optimizer=g_opt, jit_compile=jit,
-                steps_per_execution=steps_per_execution)
+                steps_per_execution=steps_per_execution, run_eagerly=run_eagerly)
   return gan
 
 
