@@ -12,6 +12,10 @@ import tensorflow as tf
 from tfadvgan import errors
 
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
+# One MirroredStrategy per device set and process: several instances over the same devices in one
+# process collide in their collective-op keys (seen with synchronized BN: "Shape mismatch in the
+# collective instance").
+_MIRRORED = {}
 
 
 @gin.configurable
@@ -31,7 +35,10 @@ def make_strategy(name="default", tpu=None, devices=None):
     if devices is None:
       gpus = tf.config.list_logical_devices("GPU")
       devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
-    return tf.distribute.MirroredStrategy(devices=devices)
+    key = tuple(devices)
+    if key not in _MIRRORED:
+      _MIRRORED[key] = tf.distribute.MirroredStrategy(devices=devices)
+    return _MIRRORED[key]
   if name == "multi_worker":
     return tf.distribute.MultiWorkerMirroredStrategy()
   errors.check(tpu is not None,
