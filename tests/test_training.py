@@ -180,3 +180,75 @@ def test_benchmark_reports_every_field(tmp_path):
                                4 * r["n_dis"] * 1000 / r["median_ms_per_step"], rtol=1e-6)
   assert results[1]["n_dis"] == 2
   json.dumps(results)
+
+
+def _events(directory):
+  tags = {}
+  for path in glob.glob(os.path.join(directory, "events.out.tfevents.*")):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for value in event.summary.value:
+        tags.setdefault(value.tag, []).append((event.step, value))
+  return tags
+
+
+def test_tensorboard_logs_losses_lr_throughput_and_samples(tmp_path):
+  model_dir = str(tmp_path / "run")
+  _npz_run(tmp_path, ["train.num_steps = 4", "train.log_every_steps = 2",
+                      "train.sample_every_steps = 2", "D/make_optimizer.learning_rate = 5e-5"])
+  loop.train(model_dir)
+  tags = _events(os.path.join(model_dir, "train"))
+  for tag in ("train/d_loss", "train/g_loss", "train/d_real", "train/d_fake", "train/wdist",
+              "train/d_grad_norm", "train/g_grad_norm", "lr/discriminator", "lr/generator",
+              "perf/ms_per_step", "perf/images_per_sec", "samples"):
+    assert tag in tags, (tag, sorted(tags))
+  assert [s for s, _ in tags["train/d_loss"]] == [2, 4]
+  lr_d = tf.make_ndarray(tags["lr/discriminator"][0][1].tensor)
+  lr_g = tf.make_ndarray(tags["lr/generator"][0][1].tensor)
+  np.testing.assert_allclose([lr_d, lr_g], [5e-5, 2e-4], rtol=1e-6)
+  assert sorted(os.listdir(os.path.join(model_dir, "samples"))) == [
+      "samples_00000002.png", "samples_00000004.png"]
+
+
+def test_periodic_eval_hook_and_steps_per_execution(tmp_path):
+  model_dir = str(tmp_path / "run")
+  calls = []
+
+  def eval_fn(gan, step):
+    calls.append(step)
+    return {"answer": 42.0}
+
+  _npz_run(tmp_path, ["train.num_steps = 4", "train.checkpoint_every_steps = 2",
+                      "build_gan.steps_per_execution = 2", "build_gan.run_eagerly = False",
+                      "build_gan.jit_compile = False"])
+  gan = loop.train(model_dir, eval_every_steps=2, eval_fn=eval_fn)
+  assert int(gan.global_step.numpy()) == 4
+  assert calls == [2, 4]
+  state = tf.train.get_checkpoint_state(os.path.join(model_dir, "checkpoints"))
+  assert [os.path.basename(p) for p in state.all_model_checkpoint_paths] == ["ckpt-2", "ckpt-4"]
+  tags = _events(os.path.join(model_dir, "train"))
+  assert [s for s, _ in tags["eval/answer"]] == [2, 4]
+
+
+def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
+  import signal  # pylint: disable=g-import-not-at-top
+  import time  # pylint: disable=g-import-not-at-top
+  model_dir = tmp_path / "run"
+  params = TINY + [f"dataset.source = 'npz'", f"dataset.path = '{small_npz(tmp_path)}'",
+                   "train.num_steps = 100000", "train.checkpoint_every_steps = 100000",
+                   "train.log_every_steps = 1", "train.sample_every_steps = 100000"]
+  proc = subprocess.Popen(
+      [sys.executable, os.path.join(ROOT, "scripts", "train.py"),
+       "--gin_file=" + os.path.join(ROOT, "gin_configs/base/dcgan_fmnist.gin"),
+       f"--model_dir={model_dir}"] + [f"--gin_param={p}" for p in params],
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  deadline = time.time() + 240
+  while time.time() < deadline and not glob.glob(str(model_dir / "train" / "events*")):
+    time.sleep(0.5)
+  time.sleep(3)  # a few steps in
+  proc.send_signal(signal.SIGINT)
+  out, err = proc.communicate(timeout=120)
+  assert proc.returncode == 0, err[-3000:]
+  assert "interrupted at step" in out
+  latest = tf.train.latest_checkpoint(str(model_dir / "checkpoints"))
+  assert latest is not None and int(latest.rsplit("-", 1)[1]) > 0
+  assert "Traceback" not in err
