@@ -252,3 +252,35 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
   latest = tf.train.latest_checkpoint(str(model_dir / "checkpoints"))
   assert latest is not None and int(latest.rsplit("-", 1)[1]) > 0
   assert "Traceback" not in err
+
+
+def test_conditional_run_with_projection_head(tmp_path):
+  model_dir = str(tmp_path / "run")
+  _npz_run(tmp_path, ["build_gan.conditional = True", "build_discriminator.head = 'projection'"])
+  gan = loop.train(model_dir)
+  assert gan.conditional and gan.generator.num_classes == 10
+  info = loop.read_run_info(model_dir)
+  assert info["conditional"] and info["num_classes"] == 10
+  # Conditional sampling: the label changes the sample (conditional BN), shapes are per class.
+  z = tf.zeros([2, gan.generator.latent_dim]) + 0.3
+  out = gan.sampler()(z, tf.constant([0, 7]), training=False).numpy()
+  assert out.shape == (2, 32, 32, 1) and not np.allclose(out[0], out[1])
+
+
+def test_conditional_without_labels_is_refused(tmp_path):
+  path = str(tmp_path / "nolabels.npz")
+  np.savez(path, images=np.zeros((16, 32, 32, 1), np.uint8))
+  parse(["gin_configs/base/dcgan_fmnist.gin"],
+        TINY + ["dataset.source = 'npz'", f"dataset.path = '{path}'",
+                "build_gan.conditional = True"])
+  with pytest.raises(errors.ConfigError, match="no labels"):
+    loop.train(str(tmp_path / "run"))
+
+
+def test_demo_falls_back_to_the_ring_without_image_data(tmp_path, capsys):
+  parse(["gin_configs/demo.gin"],
+        TINY + [f"dataset.path = '{tmp_path / 'missing'}'"])
+  gan = loop.train(str(tmp_path / "run"))
+  assert "2-D ring" in capsys.readouterr().out
+  assert loop.read_run_info(str(tmp_path / "run"))["shape"] == [2]
+  assert gan.sampler()(tf.zeros([3, gan.generator.latent_dim]), training=False).shape == (3, 2)
