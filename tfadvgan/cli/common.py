@@ -49,6 +49,9 @@ def _quiet_search(record):
 def main_wrapper(fn):
   """Runs `fn(argv)`; a ConfigError prints one message and exits with status 2."""
   def wrapped(argv):
+    from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
+    if not FLAGS["verbosity"].present:
+      absl_logging.set_verbosity(absl_logging.WARNING)
     try:
       return fn(argv)
     except errors.ConfigError as e:

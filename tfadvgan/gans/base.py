@@ -124,9 +124,10 @@ class GAN(keras.Model):
                    "conditional=True but the generator has num_classes=0: set "
                    "build_generator.num_classes (train.py does this from the dataset).")
     self._trackers = {}
-    for metric in ("d_loss", "g_loss", "d_real", "d_fake", "wdist", "penalty", "d_grad_norm",
-                   "g_grad_norm"):
+    for metric in ("d_loss", "g_loss", "d_real", "d_fake", "wdist", "d_grad_norm", "g_grad_norm"):
       self.add_tracker(metric)
+    if self.penalty_fn is not None:
+      self.add_tracker("penalty")
     self.built = True
 
   # ----------------------------------------------------------------- bookkeeping
