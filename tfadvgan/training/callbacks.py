@@ -95,6 +95,7 @@ class Summaries(StepCallback):
     super().__init__(gan)
     self.writer, self.every, self.batch_size = writer, every, batch_size
     self.window_start = None
+    self.reset_pending = False
 
   def on_train_begin(self, logs=None):
     super().on_train_begin(logs)
@@ -116,9 +117,14 @@ class Summaries(StepCallback):
         tf.summary.scalar("perf/images_per_sec",
                           steps * self.batch_size * self.gan.n_dis / max(now - t0, 1e-9))
       self.writer.flush()
-      self.gan.reset_metrics()
+      self.reset_pending = True  # at the next batch, so fit's final log line keeps this window
       self.window_start = (now, step)
     self.last_step = step
+
+  def on_train_batch_begin(self, batch, logs=None):
+    if self.reset_pending:
+      self.gan.reset_metrics()
+      self.reset_pending = False
 
 
 class SampleGrid(StepCallback):
