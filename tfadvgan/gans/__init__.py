@@ -16,3 +16,7 @@ def register(name):
 def get(name):
   """Returns the GAN class registered as `name` (gan, ...)."""
   return errors.choose("method", name, METHODS)
+
+
+# Importing a method module registers it.
+from tfadvgan.gans import as_gan  # noqa: E402,F401  pylint: disable=g-import-not-at-top

@@ -1,0 +1,117 @@
+"""AS-GAN: adversarial symmetric GANs (../shared/papers/as_gan.txt, Sec. 3, Algorithm 1).
+
+Per train step, for each of the `n_dis` D updates:
+  1. the normal D update on real and fake (`GAN.discriminator_update`);
+  2. x_hat = x + eps * sign(grad_x L_D(x)) (Eq. 7 with L_D = -V), the input gradient taken from the
+     same tape as step 1's weight gradient, i.e. at the weights *before* that update: no extra pass;
+  3. a second D update on x_hat, through the method's loss: the real term only (the authors'
+     release) or real + fake (Eq. 10);
+then the G update (unchanged).
+
+Knobs (gin `ASGAN.*`): `epsilon` on the [-1, 1] image scale (1/255 by default, as the released code
+applies it; 1/255 of the [-1, 1] range is half a grey level), a warm-up at eps = 0 then a constant
+or linear ramp (the paper recommends eps = 0 early on), clipping x_hat to [-1, 1] (default on; the
+release does not clip), the attack (`fgsm`; `pgd` with k steps from the updated weights; `gaussian`,
+the random-direction ablation of Figs. 4-5 with the same per-pixel budget; eps = 0 is the "D updated
+twice on the same data" control of Fig. 5). D stays in training mode for the attack pass, as in the
+paper (for `pgd` every attack step therefore also updates BN moving statistics).
+"""
+
+import gin
+import tensorflow as tf
+
+from tfadvgan import attacks
+from tfadvgan import errors
+from tfadvgan import gans
+from tfadvgan.gans import base
+
+ATTACKS = ("fgsm", "pgd", "gaussian")
+SECOND_UPDATE = ("real", "real_fake")
+
+
+@gans.register("as_gan")
+@gin.configurable
+class ASGAN(base.GAN):
+  """GAN whose D gets a second update on FGSM-perturbed reals after each normal update.
+
+  Args:
+    epsilon: perturbation size on the [-1, 1] scale (after warm-up / ramp).
+    warmup_steps: train steps (G steps) at eps = 0 before the perturbation starts.
+    ramp_steps: after warm-up, eps grows linearly from 0 to `epsilon` over this many steps
+      (0: jump straight to `epsilon`).
+    clip: clip x_hat to [-1, 1].
+    second_update: "real" (released code: real term only) or "real_fake" (Eq. 10).
+    attack: "fgsm" (default), "pgd" or "gaussian".
+    pgd_steps, pgd_step_size, pgd_random_start: PGD settings (step size default eps / 4 * 2.5).
+    **kwargs: `GAN` arguments (loss, penalty, n_dis, ...).
+  """
+
+  def __init__(self, *args, epsilon=1.0 / 255.0, warmup_steps=0, ramp_steps=0, clip=True,
+               second_update="real", attack="fgsm", pgd_steps=5, pgd_step_size=None,
+               pgd_random_start=True, **kwargs):
+    super().__init__(*args, **kwargs)
+    errors.check(epsilon >= 0, f"ASGAN.epsilon must be >= 0; got {epsilon}.")
+    errors.check(warmup_steps >= 0 and ramp_steps >= 0,
+                 "ASGAN.warmup_steps and ASGAN.ramp_steps must be >= 0.")
+    errors.check(attack in ATTACKS,
+                 f"Unknown ASGAN.attack {attack!r}. Choose one of: {', '.join(ATTACKS)}.")
+    errors.check(second_update in SECOND_UPDATE,
+                 f"Unknown ASGAN.second_update {second_update!r}. Choose one of: "
+                 f"{', '.join(SECOND_UPDATE)}.")
+    errors.check(attack != "pgd" or pgd_steps >= 1, "ASGAN.pgd_steps must be >= 1.")
+    self.epsilon = float(epsilon)
+    self.warmup_steps = int(warmup_steps)
+    self.ramp_steps = int(ramp_steps)
+    self.clip = bool(clip)
+    self.second_update = second_update
+    self.attack = attack
+    self.pgd_steps = int(pgd_steps)
+    self.pgd_step_size = pgd_step_size
+    self.pgd_random_start = bool(pgd_random_start)
+    # FGSM reuses the first update's input gradient; the other attacks do not need it.
+    self.needs_real_input_gradient = attack == "fgsm"
+    for name in ("as_d_loss", "d_adv", "epsilon"):
+      self.add_tracker(name)
+
+  def epsilon_at(self, step):
+    """eps at train step `step`: 0 during warm-up, then a linear ramp, then `epsilon`."""
+    step = tf.cast(step, tf.float32)
+    after = step - float(self.warmup_steps)
+    if self.ramp_steps > 0:
+      scale = tf.clip_by_value(after / float(self.ramp_steps), 0.0, 1.0)
+    else:
+      scale = tf.cast(after >= 0.0, tf.float32)
+    return tf.where(after >= 0.0, self.epsilon * scale, 0.0)
+
+  def craft(self, real, labels, real_grad, epsilon, step_seed):
+    """x_hat from the chosen attack (FGSM uses the pre-update input gradient `real_grad`)."""
+    if self.attack == "fgsm":
+      return attacks.fgsm(real, None, epsilon, clip=self.clip, grad=real_grad)
+    if self.attack == "gaussian":
+      return attacks.gaussian(real, epsilon, tf.random.experimental.stateless_fold_in(
+          step_seed, 101), clip=self.clip)
+    d_logits = self.d_logits_fn(labels, training=True)
+    step_size = self.pgd_step_size
+    if step_size is None:
+      step_size = 2.5 * epsilon / self.pgd_steps
+    return attacks.pgd(real, lambda x: self.loss_fn.d_real(d_logits(x)), epsilon, self.pgd_steps,
+                       step_size, random_start=self.pgd_random_start,
+                       seed=tf.random.experimental.stateless_fold_in(step_seed, 102),
+                       clip=self.clip)
+
+  def after_discriminator_update(self, context):
+    epsilon = self.epsilon_at(self.global_step)
+    x_hat = tf.stop_gradient(self.craft(context["real"], context["labels"],
+                                        context["real_grad"], epsilon, context["step_seed"]))
+    labels, fake, fake_labels = context["labels"], context["fake"], context["fake_labels"]
+    variables = self.discriminator.trainable_variables
+    with tf.GradientTape() as tape:
+      adv_out = self.d_out(x_hat, labels)
+      per_example = self.loss_fn.d_real(adv_out["logits"])
+      if self.second_update == "real_fake":
+        per_example = per_example + self.loss_fn.d_fake(self.d_out(fake, fake_labels)["logits"])
+      loss = base.average(per_example)
+    grads = tape.gradient(loss, variables)
+    self.apply_discriminator_gradients(grads)
+    self.track(as_d_loss=tf.reduce_mean(per_example), d_adv=tf.reduce_mean(adv_out["logits"]),
+               epsilon=epsilon)
