@@ -46,10 +46,10 @@ class ASGAN(base.GAN):
     **kwargs: `GAN` arguments (loss, penalty, n_dis, ...).
   """
 
-  def __init__(self, *args, epsilon=1.0 / 255.0, warmup_steps=0, ramp_steps=0, clip=True,
-               second_update="real", attack="fgsm", pgd_steps=5, pgd_step_size=None,
-               pgd_random_start=True, **kwargs):
-    super().__init__(*args, **kwargs)
+  def __init__(self, generator, discriminator, epsilon=1.0 / 255.0, warmup_steps=0,
+               ramp_steps=0, clip=True, second_update="real", attack="fgsm", pgd_steps=5,
+               pgd_step_size=None, pgd_random_start=True, **kwargs):
+    super().__init__(generator, discriminator, **kwargs)
     errors.check(epsilon >= 0, f"ASGAN.epsilon must be >= 0; got {epsilon}.")
     errors.check(warmup_steps >= 0 and ramp_steps >= 0,
                  "ASGAN.warmup_steps and ASGAN.ramp_steps must be >= 0.")
