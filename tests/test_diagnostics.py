@@ -1,0 +1,311 @@
+"""tfadvgan.metrics.diagnostics on discriminators with known answers, and the diagnose CLI."""
+import json
+import math
+import os
+import subprocess
+import sys
+
+import gin
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfadvgan import errors
+from tfadvgan.cli import common
+from tfadvgan.metrics import diagnostics as diag
+from tfadvgan.training import loop
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RNG = np.random.default_rng(0)
+SHAPE = (4, 4, 2)
+W = RNG.normal(size=SHAPE).astype(np.float32)
+W[0, :, 0] = 0.0  # some exactly-zero input weights (zero gradient entries)
+W[1, 2, :] = 0.0  # a pixel with zero weight in both channels
+W_L1 = float(np.sum(np.abs(W.astype(np.float64))))
+BIAS = 0.1
+N = 50
+X = RNG.uniform(-0.5, 0.5, (N,) + SHAPE).astype(np.float32)
+
+
+def linear_d(w=W, b=BIAS):
+  """D(x) = <w, x> + b, as a plain function returning the discriminator dict."""
+  wt = tf.constant(w)
+
+  def d_fn(x, labels=None):
+    del labels
+    return {"logits": tf.reduce_sum(x * wt, axis=[1, 2, 3]) + b}
+
+  return d_fn
+
+
+def np_logits(x, w=W, b=BIAS):
+  return np.sum(x.astype(np.float64) * w, axis=(1, 2, 3)) + b
+
+
+def test_d_accuracy_fgsm_and_pgd_on_linear_d_match_numpy():
+  eps = [0.0, 0.01, 0.03, 0.05]
+  # Keep examples off every decision boundary, so exact comparisons are safe.
+  t = np_logits(X)
+  x = X[np.all([np.abs(np.abs(t) - e * W_L1) > 1e-3 for e in eps], axis=0)]
+  assert len(x) >= 40
+  t = np_logits(x)
+  # FGSM moves a real's logit by exactly -eps * ||w||_1 (unclipped): a real stays correct iff
+  # t > eps * ||w||_1; a fake (logit pushed up) iff t < -eps * ||w||_1.
+  want_real = {e: float(np.mean(t - e * W_L1 > 0)) for e in eps}
+  want_fake = {e: float(np.mean(t + e * W_L1 < 0)) for e in eps}
+  d = linear_d()
+  fgsm_real = diag.d_accuracy(d, x, attack="fgsm", epsilons=eps, batch_size=16)  # padded batch
+  assert fgsm_real == want_real
+  assert diag.d_accuracy(d, x, attack="fgsm", epsilons=eps, real=False) == want_fake
+  # On a linear D, L-inf PGD reaches the same corner of the ball as FGSM.
+  assert diag.d_accuracy(d, x, attack="pgd", epsilons=eps, pgd_steps=5, batch_size=32) == want_real
+  assert diag.d_accuracy(d, x, attack="pgd", epsilons=eps, real=False,
+                         attack_loss="logit") == want_fake
+  assert diag.d_accuracy(d, tf.constant(x), attack="none", epsilons=[0.05]) == {
+      0.05: want_real[0.0]}
+  assert want_real[0.05] < want_real[0.0]  # the test is not vacuous
+  with pytest.raises(errors.ConfigError, match="fgsm"):
+    diag.d_accuracy(d, X, attack="cw")
+
+
+def test_classifier_accuracy_under_pgd_on_linear_two_class_softmax():
+  # logits = x W + b with two classes: the cross-entropy gradient's sign is -sign(w_y - w_other)
+  # everywhere, so PGD reaches x - eps * sign(dw) and an example survives iff its margin
+  # dw . x + db exceeds eps * ||dw||_1.
+  d = int(np.prod(SHAPE))
+  wc = RNG.normal(size=(d, 2)).astype(np.float32)
+  bc = np.array([0.2, -0.1], np.float32)
+  y = RNG.integers(0, 2, N).astype(np.int32)
+
+  def class_logits_fn(x, labels=None):
+    del labels
+    return tf.reshape(x, [-1, d]) @ tf.constant(wc) + tf.constant(bc)
+
+  dw = (wc[:, 1] - wc[:, 0]).astype(np.float64)
+  db = float(bc[1] - bc[0])
+  margin_of = lambda x, y: np.where(y == 1, 1.0, -1.0) * (x.reshape(len(x), d) @ dw + db)
+  eps = diag.ROBGAN_EPSILONS
+  margin = margin_of(X, y)
+  keep = np.all([np.abs(margin - e * np.sum(np.abs(dw))) > 1e-3 for e in eps], axis=0)
+  x, y = X[keep], y[keep]  # no example on a flip boundary
+  assert len(x) >= 40
+  margin = margin_of(x, y)
+  want = {e: float(np.mean(margin - e * np.sum(np.abs(dw)) > 0)) for e in eps}
+  got = diag.classifier_accuracy_under_pgd(class_logits_fn, x, y, batch_size=20)
+  assert got == want
+  assert want[0.08] < want[0.0]
+  # A discriminator dict works too; one without class_logits gets a clear error.
+  as_dict = lambda x, labels=None: {"logits": x[:, 0, 0, 0], "class_logits": class_logits_fn(x)}
+  assert diag.classifier_accuracy_under_pgd(as_dict, x, y, epsilons=[0.04]) == {0.04: want[0.04]}
+  with pytest.raises(errors.ConfigError, match="auxiliary-classifier"):
+    diag.classifier_accuracy_under_pgd(linear_d(), x, y, epsilons=[0.02])
+
+
+def test_input_gradient_stats_on_linear_d():
+  stats = diag.input_gradient_stats(linear_d(), X, bins=20, batch_size=16)
+  np.testing.assert_allclose(stats["l1"], W_L1, rtol=1e-6)
+  np.testing.assert_allclose(stats["l1_std"], 0.0, atol=1e-5)
+  np.testing.assert_allclose(stats["l2"], np.sqrt(np.sum(W.astype(np.float64) ** 2)), rtol=1e-6)
+  assert stats["sparsity"] == pytest.approx(np.mean(W == 0))
+  m = np.max(np.abs(W))
+  counts, edges = np.histogram(np.tile(W.ravel().astype(np.float64), N), bins=20, range=(-m, m))
+  np.testing.assert_array_equal(stats["histogram"]["counts"], counts)
+  np.testing.assert_allclose(stats["histogram"]["edges"], edges, rtol=1e-6)
+  assert stats["histogram"]["counts"].sum() == N * W.size
+
+
+def test_gradient_grid_shape_dtype_and_content():
+  grid = diag.gradient_grid(linear_d(), X[:6])
+  # 6 maps of 4x4 in 3 columns x 2 rows with 2-pixel padding, one channel.
+  assert grid.shape == (2 * (4 + 2) + 2, 3 * (4 + 2) + 2, 1) and grid.dtype == np.uint8
+  maps = diag.gradient_maps(np.broadcast_to(W, (6,) + SHAPE))
+  assert maps.shape == (6, 4, 4) and maps.max() == pytest.approx(1.0)
+  cell = grid[2:6, 2:6, 0]  # the first map
+  assert cell[1, 2] == 0  # the pixel whose weights are zero in both channels is black
+  assert cell.max() == 255
+  img = diag.histogram_image(np.array([0, 5, 100]), height=20, bar_width=3)
+  assert img.shape == (20, 3 * 4 + 1, 1) and img.dtype == np.uint8
+  assert img[0, 9, 0] == 0 and img[0, 1, 0] == 255 and img[-1, 1, 0] == 128  # empty bin
+  assert (img[:, 5, 0] == 0).sum() == round(np.log1p(5) / np.log1p(100) * 20)
+
+
+def test_confidence_and_wasserstein_on_linear_d():
+  eps = 0.02
+  got = diag.confidence_real_vs_adversarial(linear_d(), X, eps, batch_size=32)
+  t = np_logits(X)
+  sig = lambda v: 1.0 / (1.0 + np.exp(-v))
+  np.testing.assert_allclose(got["real"], np.mean(sig(t)), rtol=1e-5)
+  np.testing.assert_allclose(got["adversarial"], np.mean(sig(t - eps * W_L1)), rtol=1e-5)
+  fake = RNG.uniform(-0.5, 0.5, (30,) + SHAPE).astype(np.float32)
+  w = diag.wasserstein_estimate(linear_d(), X, fake, batch_size=7)
+  np.testing.assert_allclose(w, np.mean(t) - np.mean(np_logits(fake)), atol=1e-5)
+
+
+@pytest.mark.parametrize("value", ["logit", "loss"])
+def test_dat_attack_success_counts_match_the_closed_form(value):
+  # Sign steps of size s move a linear D by a = s * ||w||_1 towards the target; with a <= 2 tol
+  # there is no overshoot, so an example at distance g needs ceil((g - tol) / a) steps (0 if
+  # g <= tol). With loss="wasserstein", g1(t) = t and g2(t) = -t: the same counts.
+  tol, max_iters = 0.25, 8
+  a = 0.4
+  s = a / W_L1
+  real = X
+  fake = (RNG.uniform(-0.5, 0.5, (40,) + SHAPE) - 0.2 * np.sign(W)).astype(np.float32)
+  t_r, t_f = np_logits(real), np_logits(fake)
+
+  def expected(t, target):
+    gap = np.abs(t - target)
+    ratio = (gap - tol) / a
+    assert np.min(np.abs(ratio - np.rint(ratio))) > 1e-3  # no count sits on a rounding boundary
+    return np.where(gap <= tol, 0, np.ceil(ratio)).astype(int)
+
+  n_f = expected(t_f, np.mean(t_r))
+  n_r = expected(t_r, np.mean(t_f))
+  assert (n_f > max_iters).any() and (n_f == 0).sum() < len(n_f)  # failures exist, not all trivial
+  got = diag.dat_attack_success(linear_d(), real, fake, loss="wasserstein", tolerance=tol,
+                                max_iters=max_iters, step_size=s, value=value, batch_size=16,
+                                return_per_example=True)
+  for n, key in ((n_f, "fake"), (n_r, "real")):
+    want_steps = np.where(n <= max_iters, n, -1)
+    np.testing.assert_array_equal(got[f"steps_{key}"], want_steps)
+    assert got[f"xi_{key}"] == pytest.approx(np.mean(np.minimum(n, max_iters)))
+    assert got[f"fail_{key}"] == pytest.approx(np.mean(n > max_iters))
+    ok = n <= max_iters
+    want_ok = np.mean(n[ok]) if ok.any() else math.nan
+    np.testing.assert_allclose(got[f"xi_{key}_successful"], want_ok)
+  sign = 1.0 if value == "logit" else -1.0  # g2(t) = -t for the fakes' target with "loss"
+  np.testing.assert_allclose(got["target_fake"], sign * np.mean(t_r), atol=1e-5)
+
+
+def _tiny_gan_namespace():
+  """A GAN-like object: linear D, a generator producing constant-ish images."""
+
+  class G:
+    latent_dim = 3
+    num_classes = 0
+
+    def __call__(self, z, labels=None, training=False):
+      del labels, training
+      return tf.tanh(tf.reshape(tf.tile(z[:, :1], [1, int(np.prod(SHAPE))]), (-1,) + SHAPE))
+
+  class Gan:
+    conditional = False
+    discriminator = staticmethod(lambda x, labels=None, training=False: linear_d()(x))
+    generator = G()
+
+    def sampler(self):
+      return self.generator
+
+  return Gan()
+
+
+def test_cheap_diagnostics_values_and_no_retracing():
+  gan = _tiny_gan_namespace()
+  out = diag.cheap_diagnostics(gan, X[:16], epsilon=0.02)
+  assert set(out) == set(diag.CHEAP_KEYS)
+  t = np_logits(X[:16])
+  assert out["d_acc_real"] == pytest.approx(np.mean(t > 0))
+  assert out["d_acc_real_fgsm"] == pytest.approx(np.mean(t - 0.02 * W_L1 > 0))
+  assert out["grad_l1"] == pytest.approx(W_L1, rel=1e-5)
+  assert out["grad_sparsity"] == pytest.approx(np.mean(W == 0))
+  assert out["conf_real_adv"] < out["conf_real"]
+  cached = diag.get_cheap_diagnostics(gan)
+  assert cached.tracing_count == 1
+  diag.cheap_diagnostics(gan, tf.constant(X[16:40]), epsilon=0.01, seed=3)  # other size / eps
+  assert cached.tracing_count == 1
+
+
+# ------------------------------------------------------------------------ a real run + the CLI
+TINY = ["build_generator.width = 8", "build_discriminator.width = 8", "train.batch_size = 4",
+        "train.num_steps = 2", "train.log_every_steps = 1", "train.checkpoint_every_steps = 1",
+        "train.sample_every_steps = 2", "make_train_dataset.shuffle_buffer = 16",
+        "train.verbose = 0", "build_gan.run_eagerly = True"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+  tmp = tmp_path_factory.mktemp("diag")
+  rng = np.random.default_rng(0)
+  data = str(tmp / "data.npz")
+  np.savez(data, images=rng.integers(0, 256, (24, 32, 32, 1)).astype(np.uint8),
+           labels=(np.arange(24) % 10).astype(np.int64))
+  gin.clear_config()
+  common.parse_gin([os.path.join(ROOT, "gin_configs/base/dcgan_fmnist.gin")],
+                   TINY + ["dataset.source = 'npz'", f"dataset.path = '{data}'"])
+  model_dir = str(tmp / "run")
+  gan = loop.train(model_dir)
+  gin.clear_config()
+  return model_dir, gan, data
+
+
+def test_cheap_diagnostics_on_a_trained_gan(run_dir):
+  _, gan, _ = run_dir
+  batch = np.random.default_rng(1).uniform(-1, 1, (8, 32, 32, 1)).astype(np.float32)
+  first = diag.cheap_diagnostics(gan, batch)
+  assert set(first) == set(diag.CHEAP_KEYS) and all(np.isfinite(v) for v in first.values())
+  second = diag.cheap_diagnostics(gan, batch, seed=5)
+  assert diag.get_cheap_diagnostics(gan).tracing_count == 1
+  assert second["d_real_logit"] == first["d_real_logit"]  # inference mode: deterministic
+
+
+def _cli(args):
+  return subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "diagnose.py")] + args,
+                        capture_output=True, text=True, cwd=ROOT, timeout=300)
+
+
+def test_diagnose_cli_end_to_end(run_dir, tmp_path):
+  model_dir, _, _ = run_dir
+  out = tmp_path / "diag"
+  proc = _cli([f"--model_dir={model_dir}", "--num=10", "--split=train", f"--out={out}",
+               "--epsilons=0,0.00392", "--dat_max_iters=3", "--pgd_steps=2", "--batch_size=4"])
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  report = json.loads((out / "diagnostics_step2.json").read_text())
+  assert report["step"] == 2 and report["num"] == 10 and report["split"] == "train"
+  assert report["which"] == ["accuracy", "pgd_accuracy", "dat", "gradients", "confidence",
+                             "wdist"]  # no class_pgd on a plain head
+  for key in ("accuracy", "pgd_accuracy"):
+    assert set(report[key]["real"]) == {"0", "0.00392"}
+    assert all(0 <= v <= 1 for v in report[key]["fake"].values())
+  for key in ("xi_fake", "xi_real", "fail_fake", "fail_real"):
+    assert 0 <= report["dat"][key] <= 3
+  grads = report["gradients"]
+  assert grads["l1"] > 0 and 0 <= grads["sparsity"] <= 1
+  assert sum(grads["histogram"]["counts"]) == 10 * 32 * 32
+  assert len(grads["histogram"]["edges"]) == 51
+  assert set(report["confidence"]) == {"real", "adversarial", "epsilon"}
+  assert isinstance(report["wdist"], float)
+  for name in ("gradient_grid", "gradient_inputs", "gradient_histogram"):
+    assert (out / f"{name}_step2.png").exists()
+  png = tf.io.decode_png((out / "gradient_grid_step2.png").read_bytes()).numpy()
+  assert png.shape == (3 * 34 + 2, 4 * 34 + 2, 1)  # 10 maps: 3 rows x 4 columns of 32x32
+
+
+def test_diagnose_cli_errors_are_one_clear_message(run_dir, tmp_path):
+  model_dir, _, _ = run_dir
+  proc = _cli([f"--model_dir={model_dir}", "--which=class_pgd", "--split=train",
+               f"--out={tmp_path}"])
+  assert proc.returncode == 2, proc.stderr[-3000:]
+  assert "auxiliary-classifier head" in proc.stderr and "Traceback" not in proc.stderr
+  proc = _cli([f"--model_dir={model_dir}", "--which=wdist", f"--out={tmp_path}",
+               "--gin_param=dataset.path = '/nonexistent/data.npz'"])
+  assert proc.returncode == 2, proc.stderr[-3000:]
+  assert "--gin_param" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_class_pgd_and_labels_on_real_discriminators():
+  from tfadvgan import models  # pylint: disable=g-import-not-at-top
+  d = models.build_discriminator(input_shape=(32, 32, 1), head="ac", num_classes=3, width=8)
+  gan = type("Gan", (), {"discriminator": d, "conditional": True})()
+  d_fn = diag.discriminator_fn(gan)
+  x = np.random.default_rng(2).uniform(-1, 1, (6, 32, 32, 1)).astype(np.float32)
+  y = np.array([0, 1, 2, 0, 1, 2], np.int32)
+  got = diag.classifier_accuracy_under_pgd(d_fn, x, y, epsilons=[0.0, 0.02], steps=2,
+                                           batch_size=4)
+  clean = np.argmax(d(x, y, training=False)["class_logits"].numpy(), axis=-1) == y
+  assert got[0.0] == pytest.approx(np.mean(clean)) and 0 <= got[0.02] <= got[0.0]
+  with pytest.raises(errors.ConfigError, match="class-conditional"):
+    diag.d_accuracy(d_fn, x, epsilons=[0.0])  # a conditional run without labels
+  plain = models.build_discriminator(input_shape=(32, 32, 1), width=8)
+  plain_fn = diag.discriminator_fn(type("Gan", (), {"discriminator": plain})())
+  with pytest.raises(errors.ConfigError, match="auxiliary-classifier"):
+    diag.classifier_accuracy_under_pgd(plain_fn, x, y, epsilons=[0.02])

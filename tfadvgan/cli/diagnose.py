@@ -1,0 +1,272 @@
+r"""Robustness and gradient diagnostics of a trained run's discriminator.
+
+  python scripts/diagnose.py --model_dir=DIR [--step=N] [--split=test] [--num=1000] \
+      [--epsilons=0,0.00196,0.00392,0.00784,0.01569] [--out=DIR/diagnostics] \
+      [--which=accuracy,pgd_accuracy,class_pgd,dat,gradients,confidence,wdist]
+
+Restores the run (`loop.restore_run`), loads `--num` real examples of `--split` through the run's
+own gin config (`dataset.*` from its operative_config.gin; `--gin_param "dataset.path = '...'"`
+points at moved data), draws as many fakes from the run's sampler (EMA G when enabled), runs the
+chosen diagnostics (`tfadvgan.metrics.diagnostics`, which documents every definition) and writes
+`diagnostics_step<N>.json` plus, for `gradients` on image data, `gradient_grid_step<N>.png` (AS-GAN
+Fig. 2), `gradient_inputs_step<N>.png` (the matching real images) and
+`gradient_histogram_step<N>.png` (bar heights log(1 + count); the counts are in the JSON).
+
+Epsilons are L-inf distances on the [-1, 1] image scale (1/255 = 0.00392 is half an 8-bit level).
+`class_pgd` (Rob-GAN Table 1) needs an auxiliary-classifier head; by default it runs only on such
+runs. The discriminator runs in inference mode unless `--training_mode` (Keras then updates BN
+moving statistics and spectral-norm kernels in memory on every call; nothing is saved).
+"""
+
+import os
+
+from absl import app
+from absl import flags
+
+from tfadvgan.cli import common
+
+WHICH = ("accuracy", "pgd_accuracy", "class_pgd", "dat", "gradients", "confidence", "wdist")
+
+flags.DEFINE_string("model_dir", None, "Run directory written by train.py.")
+flags.DEFINE_integer("step", None, "Checkpoint step (default: latest).")
+flags.DEFINE_string("split", None, "Data split of the real examples (default: 'test' when the "
+                    "dataset has one, else 'train').")
+flags.DEFINE_integer("num", 1000, "Number of real (and of fake) examples.")
+flags.DEFINE_string("epsilons", "0,0.00196078,0.00392157,0.00784314,0.01568627",
+                    "L-inf budgets on the [-1, 1] scale for accuracy / pgd_accuracy.")
+flags.DEFINE_string("class_epsilons", "0,0.02,0.04,0.08",
+                    "L-inf budgets for class_pgd (Rob-GAN Table 1, [-1, 1] scale).")
+flags.DEFINE_string("which", None, "Comma-separated diagnostics from: " + ", ".join(WHICH)
+                    + " (default: all; class_pgd only for AC-head runs).")
+flags.DEFINE_string("out", None, "Output directory (default MODEL_DIR/diagnostics).")
+flags.DEFINE_multi_string("gin_param", [], "Gin bindings applied after the run's config, e.g. "
+                          "\"dataset.path = '/data/x.npz'\".")
+flags.DEFINE_integer("batch_size", 100, "Batch size.")
+flags.DEFINE_integer("seed", 0, "Seed of the fakes' noise.")
+flags.DEFINE_integer("pgd_steps", 10, "PGD steps for pgd_accuracy (step 2.5 * eps / steps).")
+flags.DEFINE_integer("class_pgd_steps", 20, "PGD steps for class_pgd (step eps / 5).")
+flags.DEFINE_float("confidence_epsilon", 1.0 / 255, "FGSM budget for confidence.")
+flags.DEFINE_float("dat_tolerance", 0.02, "DAT Eq. 1 success tolerance.")
+flags.DEFINE_integer("dat_max_iters", 100, "DAT attack steps cap.")
+flags.DEFINE_float("dat_step_size", 1.0 / 255, "DAT targeted step size ([-1, 1] scale).")
+flags.DEFINE_enum("dat_value", "logit", ["logit", "probability", "loss"],
+                  "What D means in DAT Eq. 1: raw logit, sigmoid, or g1/g2 of the run's loss.")
+flags.DEFINE_integer("bins", 50, "Gradient histogram bins.")
+flags.DEFINE_integer("grid_num", 64, "Images in the gradient grid.")
+flags.DEFINE_bool("training_mode", False, "Run the discriminator in training mode.")
+FLAGS = flags.FLAGS
+
+
+def _floats(text, name):
+  from tfadvgan import errors  # pylint: disable=g-import-not-at-top
+  try:
+    values = [float(v) for v in text.split(",") if v.strip()]
+  except ValueError:
+    raise errors.ConfigError(f"--{name} must be comma-separated numbers; got {text!r}.") from None
+  errors.check(values and all(v >= 0 for v in values),
+               f"--{name} must list numbers >= 0; got {text!r}.")
+  return values
+
+
+def _which(text, has_ac_head, head):
+  from tfadvgan import errors  # pylint: disable=g-import-not-at-top
+  if text is None:
+    return [w for w in WHICH if w != "class_pgd" or has_ac_head]
+  chosen = [w.strip() for w in text.split(",") if w.strip()]
+  errors.check(chosen, "--which is empty.")
+  for w in chosen:
+    errors.choose("diagnostic (--which)", w, {k: k for k in WHICH})
+  errors.check("class_pgd" not in chosen or has_ac_head,
+               "--which=class_pgd needs a discriminator with an auxiliary-classifier head "
+               f"(build_discriminator.head = 'ac', as in Rob-GAN runs); this run's head is "
+               f"{head!r}. Drop class_pgd from --which.")
+  return chosen
+
+
+def load_real(info, split, num, split_given):
+  """``num`` real examples of the run's dataset: (images [n, ...] float32, labels [n] or None)."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from tfadvgan import data as data_lib  # pylint: disable=g-import-not-at-top
+  from tfadvgan import errors  # pylint: disable=g-import-not-at-top
+  hint = ("Pass the data location with --gin_param, e.g. --gin_param \"dataset.path = "
+          "'/path/to/data'\" (local sources) or --gin_param \"dataset.data_dir = '/path/to/tfds'\" "
+          "(TFDS), or --gin_param \"dataset.source = '...'\".")
+  kwargs = {}
+  if (len(info["shape"]) == 1 and info.get("dataset") in data_lib.SOURCES
+      and not any("dataset.source" in p for p in FLAGS.gin_param)):
+    # 2-D toy runs: run.json names the source actually trained on (also after a ring fallback).
+    kwargs["source"] = info["dataset"]
+
+  def load(s):
+    return data_lib.load(split=s, **kwargs)
+
+  try:
+    try:
+      source = load(split)
+    except errors.ConfigError as e:
+      if split_given or "Unknown split" not in str(e):
+        raise
+      print(f"[tfadvgan] dataset has no {split!r} split; using 'train'.")
+      split = "train"
+      source = load(split)
+  except errors.ConfigError as e:
+    raise errors.ConfigError(f"Could not load the run's real data (split {split!r}): {e}\n{hint}"
+                             ) from None
+  except Exception as e:  # pylint: disable=broad-except  (missing TFDS data, no binding, ...)
+    first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+    raise errors.ConfigError(f"Could not load the run's real data (split {split!r}): "
+                             f"{type(e).__name__}: {first}\n{hint}") from None
+  errors.check(list(source.shape) == list(info["shape"]),
+               f"The data loaded ({source.name}, shape {tuple(source.shape)}) does not match the "
+               f"run's shape {tuple(info['shape'])}. {hint}")
+  xs, ys = [], []
+  for batch in source.images.take(num).batch(256):
+    if source.num_classes > 0:
+      xs.append(batch[0].numpy())
+      ys.append(batch[1].numpy())
+    else:
+      xs.append(batch.numpy())
+  errors.check(xs, f"The run's dataset has no examples in split {split!r}.")
+  images = np.concatenate(xs).astype(np.float32)
+  labels = np.concatenate(ys).astype(np.int32) if ys else None
+  return images, labels, split, source.name
+
+
+def make_fakes(gan, num, labels, seed, batch_size):
+  """``num`` samples of the run's sampler (inference mode) and their labels (or None)."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  g = gan.sampler()
+  z = tf.random.stateless_normal([num, g.latent_dim], seed=[seed, 11])
+  fake_labels = None
+  if gan.conditional:
+    fake_labels = (labels[:num] if labels is not None and len(labels) >= num
+                   else (np.arange(num) % g.num_classes)).astype(np.int32)
+  out = []
+  for i in range(0, num, batch_size):
+    lab = fake_labels[i:i + batch_size] if fake_labels is not None else None
+    out.append(g(z[i:i + batch_size], lab, training=False).numpy())
+  return np.concatenate(out).astype(np.float32), fake_labels
+
+
+def _jsonable(value):
+  import math  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  if isinstance(value, dict):
+    return {(format(k, ".8g") if isinstance(k, float) else str(k)): _jsonable(v)
+            for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [_jsonable(v) for v in value]
+  if isinstance(value, np.ndarray):
+    return _jsonable(value.tolist())
+  if isinstance(value, np.generic):
+    value = value.item()
+  if isinstance(value, float) and not math.isfinite(value):
+    return None
+  return value
+
+
+def run_diagnostics(gan, images, labels, which, out_dir, step):
+  """Runs the chosen diagnostics, writing PNGs to `out_dir`; returns (results, PNG paths)."""
+  from tfadvgan.metrics import diagnostics as diag  # pylint: disable=g-import-not-at-top
+  from tfadvgan.training import images as images_lib  # pylint: disable=g-import-not-at-top
+  bs = FLAGS.batch_size
+  is_image = images.ndim == 4
+  d_fn = diag.discriminator_fn(gan, training=FLAGS.training_mode)
+  y = labels if gan.conditional else None
+  needs_fakes = any(w in which for w in ("accuracy", "pgd_accuracy", "dat", "wdist"))
+  fakes, fake_labels = (make_fakes(gan, len(images), labels, FLAGS.seed, bs) if needs_fakes
+                        else (None, None))
+  eps = _floats(FLAGS.epsilons, "epsilons")
+  results = {}
+  written = []
+  for attack, key in (("fgsm", "accuracy"), ("pgd", "pgd_accuracy")):
+    if key in which:
+      kw = dict(attack=attack, epsilons=eps, pgd_steps=FLAGS.pgd_steps, clip=is_image,
+                batch_size=bs)
+      results[key] = {
+          "attack": attack, "loss": "bce",
+          "real": diag.d_accuracy(d_fn, images, y, real=True, **kw),
+          "fake": diag.d_accuracy(d_fn, fakes, fake_labels, real=False, **kw)}
+      if attack == "pgd":
+        results[key].update(steps=FLAGS.pgd_steps, step_size="2.5 * eps / steps")
+  if "class_pgd" in which:
+    from tfadvgan import errors  # pylint: disable=g-import-not-at-top
+    errors.check(labels is not None, "class_pgd needs a labelled dataset.")
+    results["class_pgd"] = {
+        "steps": FLAGS.class_pgd_steps, "step_size": "eps / 5",
+        "accuracy": diag.classifier_accuracy_under_pgd(
+            d_fn, images, labels, epsilons=_floats(FLAGS.class_epsilons, "class_epsilons"),
+            steps=FLAGS.class_pgd_steps, clip=is_image, batch_size=bs)}
+  if "dat" in which:
+    results["dat"] = diag.dat_attack_success(
+        d_fn, images, fakes, loss=gan.loss_fn, tolerance=FLAGS.dat_tolerance,
+        max_iters=FLAGS.dat_max_iters, step_size=FLAGS.dat_step_size, value=FLAGS.dat_value,
+        real_labels=y, fake_labels=fake_labels, clip=is_image, batch_size=bs)
+  if "gradients" in which:
+    stats = diag.input_gradient_stats(d_fn, images, y, bins=FLAGS.bins, batch_size=bs)
+    results["gradients"] = stats
+    if is_image:
+      n = min(FLAGS.grid_num, len(images))
+      paths = {name: os.path.join(out_dir, f"{name}_step{step}.png")
+               for name in ("gradient_grid", "gradient_inputs", "gradient_histogram")}
+      images_lib.write_png(paths["gradient_grid"], diag.gradient_grid(
+          d_fn, images[:n], y[:n] if y is not None else None, batch_size=bs))
+      images_lib.write_png(paths["gradient_inputs"], images_lib.grid(images[:n]))
+      images_lib.write_png(paths["gradient_histogram"],
+                           diag.histogram_image(stats["histogram"]["counts"]))
+      written += list(paths.values())
+  if "confidence" in which:
+    results["confidence"] = diag.confidence_real_vs_adversarial(
+        d_fn, images, FLAGS.confidence_epsilon, y, clip=is_image, batch_size=bs)
+  if "wdist" in which:
+    results["wdist"] = diag.wasserstein_estimate(d_fn, images, fakes, y, fake_labels, bs)
+  return results, written
+
+
+@common.main_wrapper
+def main(argv):
+  import json  # pylint: disable=g-import-not-at-top
+  import gin  # pylint: disable=g-import-not-at-top
+  from tfadvgan.training import checkpoints  # pylint: disable=g-import-not-at-top
+  from tfadvgan import errors  # pylint: disable=g-import-not-at-top
+  from tfadvgan.training import loop  # pylint: disable=g-import-not-at-top
+  errors.check(len(argv) == 1, f"Unexpected arguments: {' '.join(argv[1:])}")
+  errors.check(FLAGS.model_dir, "--model_dir is required.")
+  errors.check(FLAGS.num >= 1, f"--num must be >= 1; got {FLAGS.num}.")
+  errors.check(FLAGS.batch_size >= 1, f"--batch_size must be >= 1; got {FLAGS.batch_size}.")
+  _floats(FLAGS.epsilons, "epsilons")
+  gan, info, ckpt = loop.restore_run(FLAGS.model_dir, FLAGS.step)
+  head = getattr(gan.discriminator, "head", "plain")
+  which = _which(FLAGS.which, head == "ac", head)
+  if FLAGS.gin_param:
+    try:
+      with gin.unlock_config():
+        gin.parse_config_files_and_bindings([], FLAGS.gin_param, finalize_config=False)
+    except (ValueError, KeyError, SyntaxError, IOError) as e:
+      raise errors.ConfigError(f"Bad --gin_param: {e}") from None
+  images, labels, split, name = load_real(info, FLAGS.split or "test", FLAGS.num,
+                                          split_given=FLAGS.split is not None)
+  errors.check(labels is not None or not gan.conditional,
+               "This run is class-conditional but the loaded data has no labels.")
+  step = int(gan.global_step.numpy())
+  out_dir = FLAGS.out or os.path.join(FLAGS.model_dir, "diagnostics")
+  os.makedirs(out_dir, exist_ok=True)
+  results, written = run_diagnostics(gan, images, labels, which, out_dir, step)
+  meta = {"model_dir": os.path.abspath(FLAGS.model_dir), "checkpoint": ckpt, "step": step,
+          "method": info.get("method"), "dataset": name, "split": split, "num": int(len(images)),
+          "discriminator_head": head, "training_mode": bool(FLAGS.training_mode),
+          "epsilon_scale": ("L-inf on the [-1, 1] image scale (1/255 = half an 8-bit level)"
+                            if images.ndim == 4 else "L-inf in data units, no range clip"),
+          "which": which}
+  path = os.path.join(out_dir, f"diagnostics_step{step}.json")
+  checkpoints.atomic_write(path, json.dumps(_jsonable({**meta, **results}), indent=2))
+  print(f"restored {ckpt}; wrote {', '.join([path] + written)}")
+
+
+def run():
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()
