@@ -12,8 +12,8 @@ so which examples meet in update `k` does not depend on the replica count.
 Methods are small subclasses. They override the hooks below instead of copying the loop:
 
   perturb_real(real, labels, step_seed)            -> real'   (Rob-GAN: PGD)
-  discriminator_loss(real, labels, fake, fake_labels, step_seed)
-                                                   -> (per_example_loss, logs)   (DAT: adds terms)
+  extra_discriminator_terms(real, labels, fake, fake_labels, real_out, fake_out, step_seed)
+                                                   -> (per_example_terms, logs)  (DAT)
   class_loss_terms(...)                            -> per-example class terms (conditional methods)
   after_discriminator_update(context)              -> None    (AS-GAN: second update)
   discriminator_update(real, labels, z, fake_labels, index)   (Fast-RobGAN: M replays)
@@ -47,6 +47,16 @@ def _replica_id():
   return tf.cast(ctx.replica_id_in_sync_group, tf.int32)
 
 
+def global_mean(values):
+  """Mean of `values` over the *global* batch (all replicas): sum all-reduced / global count."""
+  ctx = tf.distribute.get_replica_context()
+  total = tf.reduce_sum(values)
+  count = tf.cast(tf.size(values), values.dtype)
+  if ctx is not None and ctx.num_replicas_in_sync > 1:
+    total, count = ctx.all_reduce(tf.distribute.ReduceOp.SUM, [total, count])
+  return total / count
+
+
 def average(per_example):
   """Mean over the global batch, for gradients (a partial sum on each replica)."""
   return tf.nn.compute_average_loss(per_example)
@@ -75,6 +85,7 @@ class GAN(keras.Model):
   """
 
   needs_real_input_gradient = False
+  clean_weight = 1.0  # DAT's lambda_1 on the clean D terms
 
   def __init__(self,
                generator,
@@ -216,18 +227,31 @@ class GAN(keras.Model):
     del real_out, labels, fake_out, fake_labels
     return None
 
+  def extra_discriminator_terms(self, real, labels, fake, fake_labels, real_out, fake_out,
+                                step_seed):
+    """Hook: (per-example terms, logs) added to the D loss, e.g. DAT's attacked terms. None here."""
+    del real, labels, fake, fake_labels, real_out, fake_out, step_seed
+    return None, {}
+
   def discriminator_loss(self, real, labels, fake, fake_labels, step_seed):
-    """Per-example D loss on one real and one fake batch, plus the values to log."""
+    """Per-example D loss on one real and one fake batch, plus the values to log.
+
+    clean_weight * (loss on real and fake) + class terms + extra terms + penalty_weight * penalty.
+    """
     real_out = self.d_out(real, labels)
     fake_out = self.d_out(fake, fake_labels)
     t_r, t_f = real_out["logits"], fake_out["logits"]
-    adversarial = self.loss_fn.d_real(t_r) + self.loss_fn.d_fake(t_f)
-    per_example = adversarial
+    per_example = self.clean_weight * (self.loss_fn.d_real(t_r) + self.loss_fn.d_fake(t_f))
     logs = {"d_real": tf.reduce_mean(t_r), "d_fake": tf.reduce_mean(t_f),
             "wdist": tf.reduce_mean(t_r) - tf.reduce_mean(t_f)}
     class_terms = self.class_loss_terms(real_out, labels, fake_out, fake_labels)
     if class_terms is not None:
       per_example = per_example + class_terms
+    extra, extra_logs = self.extra_discriminator_terms(real, labels, fake, fake_labels, real_out,
+                                                       fake_out, step_seed)
+    if extra is not None:
+      per_example = per_example + extra
+      logs.update(extra_logs)
     if self.penalty_fn is not None and self.penalty_weight > 0:
       pen = self.penalty_fn(self.d_logits_fn(labels), real, fake, seed=step_seed)
       per_example = per_example + self.penalty_weight * pen

@@ -1,0 +1,138 @@
+"""DAT (Eqs. 8-10) on a linear discriminator with the Wasserstein pair g1(t) = t, g2(t) = -t."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from test_gan import LinearD, LinearG  # pylint: disable=g-bad-import-order
+from tfadvgan import distribute
+from tfadvgan import errors
+from tfadvgan.gans.base import GAN
+from tfadvgan.gans.dat import DAT
+
+B = 8
+
+
+class RecordingDAT(DAT):
+
+  def __init__(self, *args, **kwargs):
+    super().__init__(*args, **kwargs)
+    self.seen = [tf.Variable(tf.zeros([B, 2]), trainable=False) for _ in range(2)]
+
+  def perturbations(self, *args):
+    out = super().perturbations(*args)
+    if out[0].shape[0] == B:
+      self.seen[0].assign(out[0])
+      self.seen[1].assign(out[1])
+    return out
+
+
+def data():
+  """Replica 0 (rows 0-3) and replica 1 (rows 4-7) see very different fakes."""
+  real = np.array([[0.5, 0.1]] * 4 + [[0.4, 0.2]] * 4, np.float32)
+  z = np.array([[1.0, 0, 0]] * 4 + [[-1.0, 0, 0]] * 4, np.float32)
+  rng = np.random.default_rng(0)
+  arrays = {"images": real[:, None], "z_d": z[:, None],
+            "z_g": rng.normal(size=(B, 3)).astype(np.float32)}
+  return arrays, tf.data.Dataset.from_tensor_slices(arrays).batch(B, drop_remainder=True)
+
+
+def make(cls=RecordingDAT, strategy=None, lr=0.1, **kwargs):
+  strategy = strategy or tf.distribute.get_strategy()
+  with strategy.scope():
+    gan = cls(LinearG(), LinearD(), loss="wasserstein", **kwargs)
+    gan.discriminator.weights[0].assign([[1.0], [0.3]])
+    gan.discriminator.weights[1].assign([0.0])
+    gan.generator.weights[0].assign([[1.0, 0.0], [0.0, 0.0], [0.0, 0.0]])
+    gan.generator.weights[1].assign([0.0, 0.0])
+    gan.compile(keras.optimizers.SGD(lr), keras.optimizers.SGD(lr), jit_compile=False)
+  return gan
+
+
+def numpy_dat(real, fake, w, eps, lam1=1.0, lam2=1.0, lr=0.1, local=False):
+  """Perturbations and the updated w of one DAT step (Wasserstein, sign step, clip)."""
+  t_r, t_f = real @ w, fake @ w
+  if local:  # what replica-local batch means would give (two halves)
+    target_r = np.repeat([t_f[:4].mean(), t_f[4:].mean()], 4)
+    target_f = np.repeat([-t_r[:4].mean(), -t_r[4:].mean()], 4)
+  else:
+    target_r, target_f = t_f.mean(), -t_r.mean()
+  # grad_x |t_r - T| = sign(t_r - T) w ; grad_x |-t_f - T_f| = sign(-t_f - T_f) (-w)
+  d_r = -eps * np.sign(np.sign(t_r - target_r)[:, None] * w[None])
+  d_f = -eps * np.sign(np.sign(-t_f - target_f)[:, None] * -w[None])
+  real_adv, fake_adv = np.clip(real + d_r, -1, 1), np.clip(fake + d_f, -1, 1)
+  grad = lam1 * (-real.mean(0) + fake.mean(0)) + lam2 * (-real_adv.mean(0) + fake_adv.mean(0))
+  return real_adv, fake_adv, w - lr * grad
+
+
+def test_perturbations_match_eq9_and_move_toward_the_other_class():
+  arrays, ds = data()
+  gan = make(epsilon=0.05)
+  real = arrays["images"][:, 0]
+  fake = arrays["z_d"][:, 0] @ gan.generator.weights[0].numpy()
+  w = gan.discriminator.weights[0].numpy()[:, 0]
+  real_adv, fake_adv, w_new = numpy_dat(real, fake, w, 0.05)
+  gan.fit(ds, epochs=1, steps_per_epoch=1, verbose=0, shuffle=False)
+  np.testing.assert_allclose(gan.seen[0].numpy(), real_adv, atol=1e-6)
+  np.testing.assert_allclose(gan.seen[1].numpy(), fake_adv, atol=1e-6)
+  np.testing.assert_allclose(gan.discriminator.weights[0].numpy()[:, 0], w_new, rtol=1e-5)
+  # Direction: each real's logit moves toward the fakes' mean, each fake's toward the reals'.
+  t_r, t_f = real @ w, fake @ w
+  assert np.all(np.abs(real_adv @ w - t_f.mean()) < np.abs(t_r - t_f.mean()))
+  assert np.all(np.abs(fake_adv @ w - t_r.mean()) < np.abs(t_f - t_r.mean()))
+
+
+@pytest.mark.parametrize("step", ["sign", "raw", "l2"])
+def test_linf_bound_holds_for_every_step_mode(step):
+  arrays, ds = data()
+  eps = 0.05
+  gan = make(epsilon=eps, step=step, clip=False)
+  gan.discriminator.weights[0].assign([[40.0], [-7.0]])  # large raw gradients
+  gan.fit(ds, epochs=1, steps_per_epoch=1, verbose=0, shuffle=False)
+  real = arrays["images"][:, 0]
+  delta = gan.seen[0].numpy() - real
+  assert np.max(np.abs(delta)) <= eps + 1e-6
+  if step == "l2":
+    np.testing.assert_allclose(np.linalg.norm(delta, axis=1), eps, rtol=1e-5)
+
+
+def test_lambda_adv_zero_reproduces_the_baseline_exactly():
+  _, ds = data()
+  dat = make(cls=DAT, lambda_adv=0.0, epsilon=0.05, n_dis=1, penalty="wgan_gp")
+  baseline = make(cls=GAN, n_dis=1, penalty="wgan_gp")
+  for a, b in zip(dat.weights, baseline.weights):
+    b.assign(a.numpy())
+  dat.fit(ds.repeat(), epochs=1, steps_per_epoch=3, verbose=0, shuffle=False)
+  baseline.fit(ds.repeat(), epochs=1, steps_per_epoch=3, verbose=0, shuffle=False)
+  for a, b in zip(dat.weights, baseline.weights):
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_batch_means_are_global_across_replicas():
+  arrays, ds = data()
+  one = make(epsilon=0.05)
+  two = make(strategy=distribute.make_strategy("mirrored", devices=["/cpu:0", "/cpu:1"]),
+             epsilon=0.05)
+  real = arrays["images"][:, 0]
+  fake = arrays["z_d"][:, 0] @ one.generator.weights[0].numpy()
+  w = one.discriminator.weights[0].numpy()[:, 0]
+  _, _, w_global = numpy_dat(real, fake, w, 0.05)
+  _, _, w_local = numpy_dat(real, fake, w, 0.05, local=True)
+  assert not np.allclose(w_global, w_local)  # the data makes the two readings differ
+  one.fit(ds, epochs=1, steps_per_epoch=1, verbose=0, shuffle=False)
+  two.fit(ds, epochs=1, steps_per_epoch=1, verbose=0, shuffle=False)
+  for m in (one, two):
+    np.testing.assert_allclose(m.discriminator.weights[0].numpy()[:, 0], w_global, rtol=1e-5)
+  for a, b in zip(one.weights, two.weights):
+    np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(epsilon=-0.1), "epsilon"),
+    (dict(step="pgd"), "sign"),
+    (dict(lambda_adv=-1.0), "lambda"),
+])
+def test_bad_knobs(kwargs, message):
+  with pytest.raises(errors.ConfigError, match=message):
+    make(**kwargs)

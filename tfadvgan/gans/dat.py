@@ -1,0 +1,85 @@
+"""DAT: direct adversarial training (../shared/papers/direct_adversarial_training.txt, Eqs. 2,
+8-10, Algorithm 1).
+
+With the loss in the (g1, g2) form of Eq. 2 (D maximises E[g1(D(x_r))] + E[g2(D(x_f))]), each D
+update adds attacked terms to the objective (Eq. 8, Algorithm 1 line 10):
+
+  lambda_1 * [g1(D(x_r)) + g2(D(x_f))] + lambda_2 * [g1(D(x_r + d_r)) + g2(D(x_f + d_f))]
+
+with targeted one-step perturbations in an L-inf ball of radius eps (Eq. 9-10):
+
+  d_r = -eps * step(grad_x |g1(D(x_r)) - mean_batch g1(D(x_f))|)   reals move toward the fakes
+  d_f = -eps * step(grad_x |g2(D(x_f)) - mean_batch g2(D(x_r))|)   fakes move toward the reals
+
+Readings (BUILD_NOTES.md): Eq. 9 pairs g1 with reals and g2 with fakes; Algorithm 1 lines 6-7 swap
+them. We follow Eq. 9's intent (each sample moves toward the other class). Eq. 10 writes the step
+as -eps * grad, while "one-step PGD" implies a sign step: `step` = sign (default) | raw (Eq. 10,
+clipped to the ball) | l2. Batch means are taken over the *global* batch (all replicas), so the
+targets do not depend on the replica count. The G update is unchanged; penalties (GP, LP, ALP) and
+clipping apply on top, as in their baselines. D is in training mode for the attack passes (they
+also update BN moving statistics, as the clean pass does).
+"""
+
+import gin
+import tensorflow as tf
+
+from tfadvgan import attacks
+from tfadvgan import errors
+from tfadvgan import gans
+from tfadvgan.gans import base
+
+
+@gans.register("dat")
+@gin.configurable
+class DAT(base.GAN):
+  """GAN whose D objective adds lambda_2-weighted terms on targeted-attacked reals and fakes.
+
+  Args:
+    epsilon: L-inf radius on the [-1, 1] image scale (the paper gives no value; see BUILD_NOTES).
+    step: "sign" (one-step PGD), "raw" (Eq. 10's -eps * grad, clipped to the ball) or "l2".
+    lambda_clean: lambda_1 on the clean terms.
+    lambda_adv: lambda_2 on the attacked terms (0 reproduces the baseline update exactly).
+    clip: clip attacked images to [-1, 1] (turn off for the 2-D toy data).
+    **kwargs: `GAN` arguments (loss, penalty, n_dis = the paper's "It", ...).
+  """
+
+  def __init__(self, generator, discriminator, epsilon=0.01, step="sign", lambda_clean=1.0,
+               lambda_adv=1.0, clip=True, **kwargs):
+    super().__init__(generator, discriminator, **kwargs)
+    errors.check(epsilon >= 0, f"DAT.epsilon must be >= 0; got {epsilon}.")
+    errors.check(step in attacks.STEPS,
+                 f"Unknown DAT.step {step!r}. Choose one of: {', '.join(attacks.STEPS)}.")
+    errors.check(lambda_clean >= 0 and lambda_adv >= 0,
+                 "DAT.lambda_clean and DAT.lambda_adv must be >= 0.")
+    self.epsilon = float(epsilon)
+    self.step = step
+    self.clean_weight = float(lambda_clean)
+    self.lambda_adv = float(lambda_adv)
+    self.clip = bool(clip)
+    for name in ("dat_adv_loss", "dat_target_real", "dat_target_fake"):
+      self.add_tracker(name)
+
+  def perturbations(self, real, labels, fake, fake_labels, real_logits, fake_logits):
+    """(x_r + d_r, x_f + d_f): each side pulled toward the other side's global batch mean."""
+    g1, g2 = self.loss_fn.g1, self.loss_fn.g2
+    target_real = base.global_mean(g1(tf.stop_gradient(fake_logits)))
+    target_fake = base.global_mean(g2(tf.stop_gradient(real_logits)))
+    real_value = lambda x: g1(self.d_out(x, labels)["logits"])  # noqa: E731
+    fake_value = lambda x: g2(self.d_out(x, fake_labels)["logits"])  # noqa: E731
+    real_adv = attacks.targeted_one_step(real, real_value, target_real, self.epsilon, self.step,
+                                         clip=self.clip)
+    fake_adv = attacks.targeted_one_step(fake, fake_value, target_fake, self.epsilon, self.step,
+                                         clip=self.clip)
+    return (tf.stop_gradient(real_adv), tf.stop_gradient(fake_adv), target_real, target_fake)
+
+  def extra_discriminator_terms(self, real, labels, fake, fake_labels, real_out, fake_out,
+                                step_seed):
+    if self.lambda_adv == 0.0:
+      return None, {}
+    real_adv, fake_adv, target_real, target_fake = self.perturbations(
+        real, labels, fake, fake_labels, real_out["logits"], fake_out["logits"])
+    adv = (self.loss_fn.d_real(self.d_out(real_adv, labels)["logits"])
+           + self.loss_fn.d_fake(self.d_out(fake_adv, fake_labels)["logits"]))
+    self.track(dat_adv_loss=tf.reduce_mean(adv), dat_target_real=target_real,
+               dat_target_fake=target_fake)
+    return self.lambda_adv * adv, {}
