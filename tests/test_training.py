@@ -194,9 +194,13 @@ def _events(directory):
 def test_tensorboard_logs_losses_lr_throughput_and_samples(tmp_path):
   model_dir = str(tmp_path / "run")
   _npz_run(tmp_path, ["train.num_steps = 4", "train.log_every_steps = 2",
-                      "train.sample_every_steps = 2", "D/make_optimizer.learning_rate = 5e-5"])
+                      "train.sample_every_steps = 2", "D/make_optimizer.learning_rate = 5e-5",
+                      "train.diagnose_every_steps = 4"])
   loop.train(model_dir)
   tags = _events(os.path.join(model_dir, "train"))
+  for tag in ("diag/d_acc_real", "diag/d_acc_real_fgsm", "diag/grad_l1", "diag/wdist"):
+    assert tag in tags and [s for s, _ in tags[tag]] == [4], (tag, sorted(tags))
+  assert "diag/xi_fake" not in tags  # attack success is logged for DAT runs only
   for tag in ("train/d_loss", "train/g_loss", "train/d_real", "train/d_fake", "train/wdist",
               "train/d_grad_norm", "train/g_grad_norm", "lr/discriminator", "lr/generator",
               "perf/ms_per_step", "perf/images_per_sec", "samples"):
@@ -284,3 +288,14 @@ def test_demo_falls_back_to_the_ring_without_image_data(tmp_path, capsys):
   assert "2-D ring" in capsys.readouterr().out
   assert loop.read_run_info(str(tmp_path / "run"))["shape"] == [2]
   assert gan.sampler()(tf.zeros([3, gan.generator.latent_dim]), training=False).shape == (3, 2)
+
+
+def test_dat_run_logs_attack_success(tmp_path):
+  model_dir = str(tmp_path / "run")
+  _npz_run(tmp_path, ["include 'common/dat.gin'", "train.diagnose_every_steps = 2"])
+  loop.train(model_dir)
+  tags = _events(os.path.join(model_dir, "train"))
+  for tag in ("diag/xi_fake", "diag/xi_real", "train/dat_adv_loss", "train/wdist"):
+    assert tag in tags, (tag, sorted(tags))
+  xi = tf.make_ndarray(tags["diag/xi_fake"][0][1].tensor)
+  assert 0 <= xi <= 50

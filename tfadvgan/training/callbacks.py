@@ -17,6 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfadvgan.metrics import diagnostics
 from tfadvgan.training import checkpoints
 from tfadvgan.training import images as images_lib
 from tfadvgan.training import optimizers
@@ -175,4 +176,38 @@ class PeriodicEval(StepCallback):
       with self.writer.as_default(step=step):
         for key, value in results.items():
           tf.summary.scalar(f"eval/{key}", float(value))
+    self.last_step = step
+
+
+class Diagnostics(StepCallback):
+  """Every `every` steps, logs `tfadvgan.metrics.diagnostics.cheap_diagnostics` on a fixed real
+  batch (D accuracy clean / under FGSM, input-gradient L1 and sparsity, confidence on real vs
+  adversarial, Wasserstein estimate) and, with `attack_success`, DAT's xi_fake / xi_real."""
+
+  def __init__(self, gan, writer, every, real, labels=None, epsilon=1.0 / 255,
+               attack_success=False, max_iters=50):
+    super().__init__(gan)
+    self.writer, self.every = writer, every
+    self.real, self.labels, self.epsilon = real, labels, epsilon
+    self.attack_success, self.max_iters = attack_success, max_iters
+
+  def compute(self):
+    results = diagnostics.cheap_diagnostics(self.gan, self.real, self.labels, self.epsilon)
+    if self.attack_success:
+      n = self.real.shape[0]
+      z = tf.random.stateless_normal([n, self.gan.generator.latent_dim], seed=[7, 11])
+      fake = self.gan.generator(z, self.labels if self.gan.conditional else None, training=False)
+      xi = diagnostics.dat_attack_success(
+          diagnostics.discriminator_fn(self.gan), self.real, fake, loss=self.gan.loss_fn,
+          max_iters=self.max_iters, real_labels=self.labels, fake_labels=self.labels)
+      results.update({k: v for k, v in xi.items()
+                      if isinstance(v, (int, float, np.number)) and not isinstance(v, bool)})
+    return results
+
+  def on_train_batch_end(self, batch, logs=None):
+    step = self.step()
+    if _crossed(step, self.last_step, self.every):
+      with self.writer.as_default(step=step):
+        for key, value in self.compute().items():
+          tf.summary.scalar(f"diag/{key}", float(value))
     self.last_step = step

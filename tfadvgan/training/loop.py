@@ -125,6 +125,9 @@ def train(model_dir,
           sample_every_steps=1000,
           eval_every_steps=0,
           eval_fn=None,
+          diagnose_every_steps=1000,
+          diagnose_epsilon=1.0 / 255,
+          diagnose_attack_success=None,
           keep_checkpoints=5,
           strategy="default",
           tpu=None,
@@ -140,6 +143,10 @@ def train(model_dir,
     log_every_steps, checkpoint_every_steps, sample_every_steps, eval_every_steps: intervals
       in train steps (0 disables eval).
     eval_fn: `eval_fn(gan, step) -> {name: value}`, called every `eval_every_steps`.
+    diagnose_every_steps: interval of the cheap diagnostics on a fixed real batch (TensorBoard
+      `diag/*`; 0 disables them).
+    diagnose_epsilon: FGSM budget of those diagnostics ([-1, 1] scale).
+    diagnose_attack_success: also log DAT's xi_fake / xi_real there (None: only for DAT).
     keep_checkpoints: how many checkpoints the manager keeps.
     strategy, tpu: see `tfadvgan.distribute.make_strategy`.
     fallback_to_ring: train on the 2-D ring if the image dataset is missing (demo only).
@@ -192,6 +199,14 @@ def train(model_dir,
                                   os.path.join(model_dir, "samples"), seed=seed + 1234)]
   if eval_every_steps:
     cbs.append(callbacks_lib.PeriodicEval(gan, writer, eval_every_steps, eval_fn))
+  if diagnose_every_steps:
+    first = next(iter(data_lib.make_eval_dataset(source, 64)))
+    if diagnose_attack_success is None:
+      diagnose_attack_success = gan.method_name == "dat"
+    cbs.append(callbacks_lib.Diagnostics(
+        gan, writer, diagnose_every_steps, first["images"],
+        first.get("labels") if gan.conditional else None, epsilon=diagnose_epsilon,
+        attack_success=diagnose_attack_success))
 
   t0 = time.time()
   try:
