@@ -25,6 +25,10 @@ setup(
             "tfadvgan-train=tfadvgan.cli.train:run",
             "tfadvgan-sample=tfadvgan.cli.sample:run",
             "tfadvgan-benchmark=tfadvgan.cli.benchmark:run",
+            "tfadvgan-eval=tfadvgan.cli.eval:run",
+            "tfadvgan-diagnose=tfadvgan.cli.diagnose:run",
+            "tfadvgan-train-classifier=tfadvgan.cli.train_classifier:run",
+            "tfadvgan-study=tfadvgan.cli.study:run",
         ],
     },
 )

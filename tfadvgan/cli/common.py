@@ -2,6 +2,7 @@
 
 import logging
 import os
+import re
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -46,6 +47,14 @@ def _quiet_search(record):
   return not str(record.msg).startswith("Path not found")
 
 
+_GIN_CONTEXT = re.compile(r"\s*In call to configurable '[^']*' \(<[^>]*>\)")
+
+
+def strip_gin_context(message):
+  """Drops the "In call to configurable 'x' (<function ...>)" lines gin adds to exceptions."""
+  return _GIN_CONTEXT.sub("", message).strip()
+
+
 def main_wrapper(fn):
   """Runs `fn(argv)`; a ConfigError prints one message and exits with status 2."""
   def wrapped(argv):
@@ -55,6 +64,6 @@ def main_wrapper(fn):
     try:
       return fn(argv)
     except errors.ConfigError as e:
-      print(f"error: {e}", file=sys.stderr)
+      print(f"error: {strip_gin_context(str(e))}", file=sys.stderr)
       sys.exit(2)
   return wrapped

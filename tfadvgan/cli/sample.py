@@ -23,36 +23,13 @@ flags.DEFINE_integer("per_grid", 64, "Samples per PNG grid.")
 FLAGS = flags.FLAGS
 
 
-def generate(gan, num, seed=0, label=None, batch_size=256):
-  """Samples from the run's sampler (EMA G when enabled); returns (images, labels or None)."""
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from tfadvgan import errors  # pylint: disable=g-import-not-at-top
-  g = gan.sampler()
-  errors.check(num >= 1, "--num must be >= 1.")
-  if label is not None:
-    errors.check(gan.conditional, "--label needs a class-conditional run.")
-    errors.check(0 <= label < g.num_classes,
-                 f"--label must be in [0, {g.num_classes}); got {label}.")
-  z = tf.random.stateless_normal([num, g.latent_dim], seed=[seed, 7])
-  labels = None
-  if gan.conditional:
-    labels = (tf.fill([num], label) if label is not None
-              else tf.range(num, dtype=tf.int32) % g.num_classes)
-    labels = tf.cast(labels, tf.int32)
-  out = []
-  for i in range(0, num, batch_size):
-    lab = labels[i:i + batch_size] if labels is not None else None
-    out.append(g(z[i:i + batch_size], lab, training=False).numpy())
-  return np.concatenate(out), (labels.numpy() if labels is not None else None)
-
-
 @common.main_wrapper
 def main(argv):
   import io  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from tfadvgan import errors  # pylint: disable=g-import-not-at-top
   from tfadvgan.training import checkpoints, images, loop  # pylint: disable=g-import-not-at-top
+  from tfadvgan.training.sampling import generate  # pylint: disable=g-import-not-at-top
   errors.check(len(argv) == 1, f"Unexpected arguments: {' '.join(argv[1:])}")
   errors.check(FLAGS.model_dir, "--model_dir is required.")
   gan, _, path = loop.restore_run(FLAGS.model_dir, FLAGS.step)

@@ -20,7 +20,13 @@ RESUMABLE = frozenset({
     "train.sample_every_steps", "train.eval_every_steps", "train.keep_checkpoints",
     "train.verbose", "train.diagnose_every_steps",
 })
+# Evaluation settings do not change the training either.
+RESUMABLE_PREFIXES = ("make_eval_fn.",)
 OPERATIVE_FILE = "operative_config.gin"
+
+
+def _resumable(key):
+  return key in RESUMABLE or key.startswith(RESUMABLE_PREFIXES)
 
 
 def atomic_write(path, data, mode="w"):
@@ -64,7 +70,7 @@ def check_and_save_config(model_dir, resuming):
       saved = f.read()
     old, new = parse_bindings(saved), parse_bindings(current)
     diffs = sorted(k for k in set(old) | set(new)
-                   if k not in RESUMABLE and old.get(k) != new.get(k))
+                   if not _resumable(k) and old.get(k) != new.get(k))
     if diffs:
       lines = "\n".join(f"  {k}: saved {old.get(k, '<unset>')} -> now {new.get(k, '<unset>')}"
                         for k in diffs[:20])

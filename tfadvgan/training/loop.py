@@ -22,6 +22,7 @@ from tfadvgan import distribute
 from tfadvgan import errors
 from tfadvgan import gans
 from tfadvgan import models
+from tfadvgan.metrics import evaluation  # noqa: F401  (registers make_eval_fn for train.eval_fn)
 from tfadvgan.training import callbacks as callbacks_lib
 from tfadvgan.training import checkpoints
 from tfadvgan.training import optimizers

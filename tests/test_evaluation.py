@@ -1,0 +1,355 @@
+"""Evaluation pipeline: evaluate / make_eval_fn / results.json, scripts/eval.py and
+scripts/train_classifier.py, on a 2-step run and a tiny domain classifier."""
+
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import gin
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfadvgan import data as data_lib
+from tfadvgan.metrics import classifiers
+from tfadvgan.metrics import domain_classifier as dc
+from tfadvgan.metrics import evaluation
+from tfadvgan.metrics import sample_quality
+from tfadvgan.training import loop
+from test_training import parse, small_npz, TINY  # pylint: disable=g-bad-import-order
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NAME = "tiny_cnn"
+N = 20  # generated samples (>= 10 for the 10 IS splits)
+CLASSIFIER_NAMES = [f"fid_{NAME}", f"is_{NAME}_mean", f"is_{NAME}_std", f"kid_{NAME}",
+                    f"kid_{NAME}_std"]
+
+
+def _npz_params(npz):
+  return TINY + ["dataset.source = 'npz'", f"dataset.path = '{npz}'"]
+
+
+@pytest.fixture(scope="module")
+def npz(tmp_path_factory):
+  return small_npz(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="module")
+def run_dir(npz, tmp_path_factory):
+  """A 2-step run with an EMA generator and checkpoints ckpt-1, ckpt-2."""
+  model_dir = str(tmp_path_factory.mktemp("runs") / "run")
+  # A large learning rate so that G and its EMA (decay 0.5) differ clearly after 2 steps.
+  parse(["gin_configs/base/dcgan_fmnist.gin"],
+        _npz_params(npz) + ["GAN.ema_decay = 0.5", "make_optimizer.learning_rate = 0.05"])
+  loop.train(model_dir)
+  gin.clear_config()
+  return model_dir
+
+
+@pytest.fixture(scope="module")
+def clf_path(npz, tmp_path_factory):
+  """A domain classifier named 'tiny_cnn', trained for one epoch on the tiny npz."""
+  with np.load(npz) as f:
+    images, labels = f["images"], f["labels"]
+  source = data_lib.from_arrays(images, labels)
+  train = source.images.batch(16)
+  model, _ = dc.train_domain_classifier(train, None, epochs=1, num_classes=10, width=4,
+                                        feature_dim=16)
+  path = str(tmp_path_factory.mktemp("clf") / "tiny.keras")
+  dc.save_domain_classifier(model, path, NAME)
+  return path
+
+
+def _real_source(npz):
+  with np.load(npz) as f:
+    return data_lib.from_arrays(f["images"], f["labels"])
+
+
+def _copy(run_dir, tmp_path):
+  dst = str(tmp_path / "run")
+  shutil.copytree(run_dir, dst)
+  return dst
+
+
+def _eval_cli(args, timeout=300):
+  return subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "eval.py")] + args,
+                        capture_output=True, text=True, cwd=ROOT, timeout=timeout)
+
+
+def _records(model_dir):
+  with open(os.path.join(model_dir, "eval", "results.json")) as f:
+    return json.load(f)
+
+
+def test_metric_names_carry_the_classifier_name():
+  assert evaluation.result_names("inception") == ["fid", "is_mean", "is_std", "kid", "kid_std"]
+  assert evaluation.result_names(NAME) == CLASSIFIER_NAMES
+  assert evaluation.result_names("keras_inception_v3", ("fid",)) == ["fid_keras_inception_v3"]
+  with pytest.raises(evaluation.ConfigError, match="subset"):
+    evaluation.result_names(NAME, ("fid", "precision"))
+
+
+def test_eval_cli_end_to_end_matches_independent_fid(run_dir, clf_path, npz, tmp_path):
+  model_dir = _copy(run_dir, tmp_path)
+  cache = str(tmp_path / "cache")
+  proc = _eval_cli([f"--model_dir={model_dir}", "--classifier=domain",
+                    f"--classifier_path={clf_path}", f"--num_samples={N}",
+                    f"--cache_dir={cache}"])
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "ckpt-2" in proc.stdout and f"fid_{NAME}" in proc.stdout  # the printed table
+  records = _records(model_dir)
+  assert sorted(r["metric"] for r in records) == sorted(CLASSIFIER_NAMES)
+  for r in records:
+    assert {"step", "metric", "value", "classifier", "n", "checkpoint"} <= set(r)
+    assert (r["step"], r["classifier"], r["n"], r["checkpoint"]) == (2, NAME, N, "ckpt-2")
+    assert r["reference_split"] == "train" and r["n_reference"] == N
+  values = {r["metric"]: r["value"] for r in records}
+  assert values[f"kid_{NAME}_std"] is None  # one KID block: NaN, stored as null
+
+  # Independent recomputation: same seed -> same samples; reference = first N real examples.
+  gan, _, path = loop.restore_run(model_dir)
+  assert path.endswith("ckpt-2")
+  samples, _ = evaluation.generate(gan, N, seed=0)
+  clf = classifiers.get_classifier("domain", path=clf_path)
+  fake_f, fake_l = clf.features_and_logits(samples)
+  real_f = clf.features(_real_source(npz).images.take(N))
+  np.testing.assert_allclose(values[f"fid_{NAME}"],
+                             sample_quality.fid_from_activations(real_f, fake_f), rtol=1e-5)
+  np.testing.assert_allclose(values[f"is_{NAME}_mean"],
+                             sample_quality.inception_score_from_logits(fake_l)[0], rtol=1e-5)
+  np.testing.assert_allclose(values[f"kid_{NAME}"],
+                             sample_quality.kid_from_activations(real_f, fake_f)[0], rtol=1e-4,
+                             atol=1e-7)
+  # The cached reference is exactly those real features.
+  (cached,) = glob.glob(os.path.join(cache, "*.npz"))
+  np.testing.assert_allclose(sample_quality.ActivationStats.load(cached).activations, real_f,
+                             atol=1e-6)
+  # TensorBoard scalars under DIR/eval.
+  tags = set()
+  for events in glob.glob(os.path.join(model_dir, "eval", "events.out.tfevents.*")):
+    for event in tf.compat.v1.train.summary_iterator(events):
+      tags.update(v.tag for v in event.summary.value)
+  assert f"eval/fid_{NAME}" in tags
+
+
+def test_eval_all_evaluates_each_kept_checkpoint_once(run_dir, clf_path, tmp_path):
+  model_dir = _copy(run_dir, tmp_path)
+  extra = dict(reference_split="train", n_reference=N)
+  # Step 1 is already in results.json (sentinel values): --all must only evaluate step 2.
+  evaluation.append_results(model_dir, 1, {n: -1.0 for n in CLASSIFIER_NAMES}, NAME, N,
+                            checkpoint="ckpt-1", extra=extra, summaries=False)
+  proc = _eval_cli([f"--model_dir={model_dir}", "--all", "--classifier=domain",
+                    f"--classifier_path={clf_path}", f"--num_samples={N}",
+                    f"--cache_dir={tmp_path / 'cache'}"])
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "ckpt-2" in proc.stdout and "ckpt-1" not in proc.stdout
+  records = _records(model_dir)
+  keys = [(r["step"], r["metric"]) for r in records]
+  assert sorted(keys) == sorted((s, m) for s in (1, 2) for m in CLASSIFIER_NAMES)
+  assert all(r["value"] == -1.0 for r in records if r["step"] == 1)
+  assert all(r["value"] != -1.0 for r in records if r["step"] == 2)
+  assert evaluation.evaluated_steps(model_dir, NAME, N, CLASSIFIER_NAMES, extra) == [1, 2]
+  # Another classifier / sample count has not been evaluated.
+  assert evaluation.evaluated_steps(model_dir, NAME, 2 * N, CLASSIFIER_NAMES, extra) == []
+
+
+def test_eval_continuous_evaluates_new_checkpoints_and_stops_at_num_steps(run_dir, clf_path,
+                                                                           tmp_path):
+  model_dir = _copy(run_dir, tmp_path)
+  # The run is finished (ckpt-2 = train.num_steps): evaluate the latest once, then stop at once
+  # rather than waiting for --timeout_secs.
+  proc = _eval_cli([f"--model_dir={model_dir}", "--continuous", "--timeout_secs=120",
+                    "--classifier=domain", f"--classifier_path={clf_path}",
+                    f"--num_samples={N}", "--metrics=fid", f"--cache_dir={tmp_path / 'c'}"],
+                   timeout=100)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert [(r["step"], r["metric"]) for r in _records(model_dir)] == [(2, f"fid_{NAME}")]
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--classifier=domain"], ["--classifier_path"]),
+    (["--step=7", "--classifier=domain", "--classifier_path=unused.keras"],
+     ["step 7", "available: ckpt-1, ckpt-2"]),
+])
+def test_eval_cli_errors_are_one_message_with_exit_2(run_dir, args, expected):
+  proc = _eval_cli([f"--model_dir={run_dir}"] + args)
+  assert proc.returncode == 2, proc.stderr[-3000:]
+  error_lines = [l for l in proc.stderr.splitlines() if l.startswith("error:")]
+  assert len(error_lines) == 1, proc.stderr[-3000:]
+  for text in expected:
+    assert text in error_lines[0]
+  assert "Traceback" not in proc.stderr and "In call to configurable" not in proc.stderr
+
+
+def test_reference_cache_reused_and_keyed_by_n_and_split(run_dir, clf_path, npz, tmp_path,
+                                                         monkeypatch):
+  gan, _, _ = loop.restore_run(run_dir)
+  clf = classifiers.get_classifier("domain", path=clf_path)
+  source = _real_source(npz)
+  cache = str(tmp_path / "cache")
+  computed = []
+  original = sample_quality.load_or_compute_reference
+
+  def counting(cache_dir, key, compute_fn):
+    return original(cache_dir, key, lambda: computed.append(key["n"]) or compute_fn())
+
+  monkeypatch.setattr(sample_quality, "load_or_compute_reference", counting)
+  train_fields = {"dataset": "tiny", "split": "train"}
+
+  def run(n, fields=train_fields, src=source):
+    return evaluation.evaluate(gan, clf, src, fields, num_samples=n, cache_dir=cache,
+                               metrics=("fid",))[f"fid_{NAME}"]
+
+  first = run(N)
+  (path,) = glob.glob(os.path.join(cache, "*.npz"))
+  mtime = os.stat(path).st_mtime_ns
+  assert computed == [N]
+  assert run(N) == first  # cache hit: same value, nothing recomputed or rewritten
+  assert computed == [N] and os.stat(path).st_mtime_ns == mtime
+  run(N + 4)  # another n: recomputed into another file
+  assert computed == [N, N + 4] and len(glob.glob(os.path.join(cache, "*.npz"))) == 2
+  other = source._replace(images=source.images.skip(32))  # a different real split
+  test_fid = run(N, {"dataset": "tiny", "split": "test"}, other)
+  assert computed == [N, N + 4, N] and len(glob.glob(os.path.join(cache, "*.npz"))) == 3
+  assert test_fid != first
+
+
+def test_ema_sampler_is_used_when_the_run_has_one(run_dir, clf_path, npz, tmp_path):
+  gan, _, _ = loop.restore_run(run_dir)
+  assert gan.generator_ema is not None
+  clf = classifiers.get_classifier("domain", path=clf_path)
+  source = _real_source(npz)
+  got = evaluation.evaluate(gan, clf, source, {"dataset": "tiny", "split": "train"},
+                            num_samples=N, cache_dir=str(tmp_path), metrics=("fid",))[f"fid_{NAME}"]
+  z = tf.random.stateless_normal([N, gan.generator.latent_dim], seed=[0, 7])  # generate()'s z
+  ema = gan.generator_ema(z, training=False).numpy()
+  plain = gan.generator(z, training=False).numpy()
+  # The two generators really differ (outputs of a 2-step tiny G are small: compare relatively).
+  assert np.abs(ema - plain).max() > 0.05 * np.abs(plain).max()
+  real = clf.features(source.images.take(N))
+  fid_ema = sample_quality.fid_from_activations(real, clf.features(ema))
+  fid_plain = sample_quality.fid_from_activations(real, clf.features(plain))
+  np.testing.assert_allclose(got, fid_ema, rtol=1e-5)
+  assert abs(got - fid_plain) > 1e-3 * abs(fid_ema)
+
+
+def test_samples_are_generated_in_seeded_chunks(run_dir, clf_path, npz, tmp_path):
+  gan, _, _ = loop.restore_run(run_dir)
+  clf = classifiers.get_classifier("domain", path=clf_path)
+  source = _real_source(npz)
+  got = evaluation.evaluate(gan, clf, source, {"dataset": "tiny", "split": "train"},
+                            num_samples=N, cache_dir=str(tmp_path), metrics=("fid",),
+                            chunk_size=8)[f"fid_{NAME}"]
+  stride = evaluation.CHUNK_SEED_STRIDE
+  samples = np.concatenate([evaluation.generate(gan, size, seed=k * stride)[0]
+                            for k, size in enumerate([8, 8, 4])])
+  want = sample_quality.fid_from_activations(clf.features(source.images.take(N)),
+                                             clf.features(samples))
+  np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
+def test_make_eval_fn_evaluates_during_training(npz, clf_path, tmp_path):
+  model_dir = str(tmp_path / "run")
+  n = 12
+  parse(["gin_configs/base/dcgan_fmnist.gin"], _npz_params(npz) + [
+      "train.eval_every_steps = 1", "train.eval_fn = @make_eval_fn()",
+      f"make_eval_fn.model_dir = '{model_dir}'", "make_eval_fn.classifier = 'domain'",
+      f"make_eval_fn.classifier_path = '{clf_path}'", f"make_eval_fn.num_samples = {n}",
+      f"make_eval_fn.cache_dir = '{tmp_path / 'cache'}'"])
+  loop.train(model_dir)
+  records = _records(model_dir)
+  assert sorted((r["step"], r["metric"]) for r in records) == sorted(
+      (s, m) for s in (1, 2) for m in CLASSIFIER_NAMES)
+  assert {(r["classifier"], r["n"]) for r in records} == {(NAME, n)}
+  assert {r["checkpoint"] for r in records} == {"ckpt-1", "ckpt-2"}
+  # The step-2 value is the FID of the step-2 weights.
+  gan, _, _ = loop.restore_run(model_dir, 2)
+  clf = classifiers.get_classifier("domain", path=clf_path)
+  again = evaluation.evaluate(gan, clf, _real_source(npz), {"dataset": "x", "split": "train"},
+                              num_samples=n, cache_dir=str(tmp_path / "cache2"),
+                              metrics=("fid",))
+  logged = {r["metric"]: r["value"] for r in records if r["step"] == 2}
+  np.testing.assert_allclose(logged[f"fid_{NAME}"], again[f"fid_{NAME}"], rtol=1e-5)
+  # The training loop logged them to TensorBoard too.
+  tags = set()
+  for events in glob.glob(os.path.join(model_dir, "train", "events.out.tfevents.*")):
+    for event in tf.compat.v1.train.summary_iterator(events):
+      tags.update((v.tag, event.step) for v in event.summary.value)
+  assert {(f"eval/fid_{NAME}", 1), (f"eval/fid_{NAME}", 2)} <= tags
+
+
+def test_training_and_cli_make_the_same_reference_key(run_dir, npz):
+  # In training only the explicit dataset.* bindings exist; the CLI parses the saved operative
+  # config (defaults included). Both must give one key, so they share the reference cache.
+  parse(["gin_configs/base/dcgan_fmnist.gin"], _npz_params(npz))
+  in_training = evaluation.dataset_key_fields(data_lib.load(split="train"), "train")
+  gin.clear_config()
+  gin.parse_config_file(os.path.join(run_dir, "operative_config.gin"))
+  from_run = evaluation.dataset_key_fields(data_lib.load(split="train"), "train")
+  assert in_training == from_run
+  assert from_run["data"]["path"] == os.path.abspath(npz) and from_run["dataset"] == "npz"
+
+
+def test_make_eval_fn_needs_a_model_dir(clf_path):
+  with pytest.raises(evaluation.ConfigError, match="make_eval_fn.model_dir"):
+    evaluation.make_eval_fn(classifier="domain", classifier_path=clf_path)
+
+
+def test_append_results_replaces_same_record_and_stores_nan_as_null(tmp_path):
+  d = str(tmp_path)
+  evaluation.append_results(d, 5, {"fid_x": 1.0, "kid_x_std": float("nan")}, "x", 10,
+                            checkpoint="ckpt-5")
+  evaluation.append_results(d, 5, {"fid_x": 2.0}, "x", 10, checkpoint="ckpt-5")
+  evaluation.append_results(d, 5, {"fid_x": 3.0}, "x", 20)
+  records = _records(d)
+  assert [(r["metric"], r["n"], r["value"]) for r in records] == [
+      ("kid_x_std", 10, None), ("fid_x", 10, 2.0), ("fid_x", 20, 3.0)]
+  assert not [p for p in os.listdir(os.path.join(d, "eval")) if p.startswith(".tmp")]
+
+
+@pytest.mark.parametrize("adversarial", [False, True])
+def test_train_classifier_cli(npz, tmp_path, adversarial):
+  out = str(tmp_path / "clf" / "c.keras")
+  args = [f"--out={out}", "--dataset=npz", f"--dataset_path={npz}", "--epochs=1",
+          "--batch_size=16"]
+  if adversarial:
+    args += ["--adversarial", "--pgd_steps=1", "--eval_pgd_steps=2"]
+  proc = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "train_classifier.py")]
+                        + args, capture_output=True, text=True, cwd=ROOT, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  with open(out + ".json") as f:
+    meta = json.load(f)
+  name = "npz_cnn_madry" if adversarial else "npz_cnn"
+  assert meta["name"] == name and meta["adversarial"] == adversarial
+  assert "clean test accuracy" in proc.stdout
+  # The stored accuracy is the clean accuracy on the held-out last 10% (6 of 64 examples).
+  model, loaded = dc.load_domain_classifier(out)
+  assert loaded["accuracy"] == meta["accuracy"]
+  with np.load(npz) as f:
+    held_out = data_lib.from_arrays(f["images"][-6:], f["labels"][-6:]).images.batch(16)
+  assert meta["accuracy"] == pytest.approx(dc.evaluate_domain_classifier(model, held_out))
+  assert classifiers.get_classifier("domain", path=out).name == name
+  if adversarial:
+    assert 0.0 <= meta["pgd_accuracy"] <= 1.0 and meta["epsilon"] == 0.1
+
+
+def test_train_cli_evaluates_during_training(npz, clf_path, tmp_path):
+  """scripts/train.py with `train.eval_fn = @make_eval_fn()`: the same process defines the train
+  flags and imports the evaluation (this used to clash on --model_dir)."""
+  model_dir = str(tmp_path / "run")
+  params = _npz_params(npz) + [
+      "train.eval_every_steps = 2", "train.eval_fn = @make_eval_fn()",
+      f"make_eval_fn.model_dir = '{model_dir}'", "make_eval_fn.classifier = 'domain'",
+      f"make_eval_fn.classifier_path = '{clf_path}'", "make_eval_fn.num_samples = 12",
+      f"make_eval_fn.cache_dir = '{tmp_path / 'cache'}'"]
+  proc = subprocess.run(
+      [sys.executable, os.path.join(ROOT, "scripts", "train.py"),
+       "--gin_file=" + os.path.join(ROOT, "gin_configs/base/dcgan_fmnist.gin"),
+       f"--model_dir={model_dir}"] + [f"--gin_param={p}" for p in params],
+      capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert {(r["step"], r["metric"]) for r in _records(model_dir)} == {
+      (2, m) for m in CLASSIFIER_NAMES}

@@ -1,0 +1,248 @@
+r"""Evaluates a run's checkpoints: FID, Inception Score and KID against the run's own dataset.
+
+  python scripts/eval.py --model_dir=DIR [--step=N | --all | --continuous [--timeout_secs=3600]] \
+      --classifier=inception_hub|inception_local|keras_inception_v3|domain \
+      [--classifier_path=...] [--num_samples=50000] [--reference_split=train|test] \
+      [--metrics=fid,is,kid] [--cache_dir=...] [--seed=0] [--gin_param=...]
+
+Which checkpoints: the latest by default; `--step=N` that one; `--all` every kept checkpoint that
+results.json does not hold yet (for this classifier, num_samples and split); `--continuous` waits
+for new checkpoints (`tf.train.checkpoints_iterator`, so one written while an evaluation runs may
+be skipped if a newer one follows) and stops when the run reaches train.num_steps or no new
+checkpoint arrives within --timeout_secs: evaluation alongside training.
+
+Samples come from the run's sampler (the EMA generator when the run has one). The real data is
+the run's dataset (the `dataset.*` bindings of its operative_config.gin); `--gin_param` /
+`--gin_file` are applied on top (e.g. `--gin_param="dataset.path = '/data/fmnist'"`) after the
+model is rebuilt, so they can change data, classifier and metric settings, not the model. Results
+are appended to DIR/eval/results.json and TensorBoard (DIR/eval), and printed as a table.
+
+--model_dir, --step and --seed are the flags of scripts/sample.py (the sample generator is shared).
+"""
+
+import os
+import re
+import time
+
+from absl import app
+from absl import flags
+
+from tfadvgan.cli import common
+from tfadvgan.cli import sample as sample_cli  # Defines --model_dir, --step, --seed.
+
+flags.DEFINE_bool("all", False, "Evaluate every kept checkpoint not yet in results.json.")
+flags.DEFINE_bool("continuous", False, "Evaluate new checkpoints as training writes them.")
+flags.DEFINE_integer("timeout_secs", 3600, "--continuous: stop after this long without a new "
+                     "checkpoint.")
+flags.DEFINE_string("classifier", "inception_hub", "Feature extractor for FID/IS/KID: "
+                    "inception_hub, inception_local, keras_inception_v3 or domain.")
+flags.DEFINE_string("classifier_path", None, "Inception SavedModel / .tar.gz, Keras InceptionV3 "
+                    "weights, or domain classifier .keras file.")
+flags.DEFINE_integer("num_samples", 50000, "Generated samples (real: up to as many).")
+flags.DEFINE_string("reference_split", "train", "Split of the run's dataset to compare with.")
+flags.DEFINE_list("metrics", ["fid", "is", "kid"], "Metrics: any of fid, is, kid.")
+flags.DEFINE_string("cache_dir", None, "Reference activation cache (default "
+                    "$TFADVGAN_CACHE_DIR/reference or ~/.cache/tfadvgan/reference).")
+flags.DEFINE_integer("batch_size", 256, "Generator batch size.")
+common.define_gin_flags()
+FLAGS = flags.FLAGS
+
+# Flags of scripts/sample.py that mean nothing here.
+_SAMPLE_ONLY = {"num": "--num_samples", "out": None, "label": None, "per_grid": None}
+
+
+def _step_of(path):
+  match = re.search(r"ckpt-(\d+)$", path)
+  return int(match.group(1)) if match else None
+
+
+def _kept_checkpoints(model_dir):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  state = tf.train.get_checkpoint_state(os.path.join(model_dir, "checkpoints"))
+  paths = list(state.all_model_checkpoint_paths) if state else []
+  return sorted(((_step_of(p), p) for p in paths if _step_of(p) is not None))
+
+
+def _target_steps(model_dir):
+  """train.num_steps of the run's saved config (re-read: a resumed run may extend it)."""
+  from tfadvgan.training import checkpoints  # pylint: disable=g-import-not-at-top
+  try:
+    with open(os.path.join(model_dir, checkpoints.OPERATIVE_FILE)) as f:
+      return int(checkpoints.parse_bindings(f.read()).get("train.num_steps", "0"))
+  except (OSError, ValueError):
+    return None
+
+
+def _wait_for_run(model_dir, timeout):
+  from tfadvgan.training import checkpoints  # pylint: disable=g-import-not-at-top
+  deadline = time.time() + timeout
+  while not os.path.exists(os.path.join(model_dir, checkpoints.OPERATIVE_FILE)):
+    if time.time() > deadline:
+      return
+    time.sleep(2)
+
+
+def _apply_overrides():
+  import gin  # pylint: disable=g-import-not-at-top
+  with gin.unlock_config():
+    common.parse_gin(FLAGS.gin_file, FLAGS.gin_param, finalize=False)
+
+
+def _parse_run_config(model_dir):
+  """Clears gin, parses the run's operative config, then --gin_file / --gin_param."""
+  import gin  # pylint: disable=g-import-not-at-top
+  from tfadvgan.training import checkpoints  # pylint: disable=g-import-not-at-top
+  gin.clear_config()
+  common.parse_gin([os.path.join(model_dir, checkpoints.OPERATIVE_FILE)], [], finalize=False)
+  _apply_overrides()
+
+
+def _format(value):
+  if value is None or value != value:  # None / NaN
+    return "nan"
+  return f"{value:.4f}" if abs(value) < 1e5 else f"{value:.4g}"
+
+
+class _Table:
+  """Prints one row per evaluated checkpoint (header first)."""
+
+  def __init__(self, names):
+    self.names = names
+    self.widths = [max(len(n), 10) for n in names]
+    self.started = False
+
+  def row(self, step, checkpoint, results):
+    if not self.started:
+      print(f"{'step':>8}  {'checkpoint':<12}  "
+            + "  ".join(f"{n:>{w}}" for n, w in zip(self.names, self.widths)))
+      self.started = True
+    print(f"{step:>8}  {checkpoint:<12}  "
+          + "  ".join(f"{_format(results.get(n)):>{w}}" for n, w in zip(self.names, self.widths)),
+          flush=True)
+
+
+@common.main_wrapper
+def main(argv):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from tfadvgan import data as data_lib  # pylint: disable=g-import-not-at-top
+  from tfadvgan import errors  # pylint: disable=g-import-not-at-top
+  from tfadvgan.metrics import classifiers  # pylint: disable=g-import-not-at-top
+  from tfadvgan.metrics import evaluation  # pylint: disable=g-import-not-at-top
+  from tfadvgan.training import checkpoints, loop  # pylint: disable=g-import-not-at-top
+
+  errors.check(len(argv) == 1, f"Unexpected arguments: {' '.join(argv[1:])}")
+  errors.check(FLAGS.model_dir, "--model_dir is required.")
+  for name, instead in _SAMPLE_ONLY.items():
+    errors.check(not FLAGS[name].present, f"--{name} is a sample.py flag"
+                 + (f"; use {instead}." if instead else " and does not apply to eval."))
+  modes = [m for m, on in (("--step", FLAGS.step is not None), ("--all", FLAGS.all),
+                           ("--continuous", FLAGS.continuous)) if on]
+  errors.check(len(modes) <= 1, f"Use at most one of --step, --all, --continuous; got "
+               f"{', '.join(modes)}.")
+  errors.check(FLAGS.num_samples >= 2, f"--num_samples must be >= 2, got {FLAGS.num_samples}.")
+  errors.check(not FLAGS.continuous or FLAGS.timeout_secs > 0, "--timeout_secs must be > 0.")
+  metrics = evaluation._check_metrics(FLAGS.metrics)  # pylint: disable=protected-access
+  model_dir = FLAGS.model_dir
+
+  if FLAGS.continuous:
+    _wait_for_run(model_dir, FLAGS.timeout_secs)
+  loop.read_run_info(model_dir)  # A clear error if this is not a run directory.
+  _parse_run_config(model_dir)
+
+  kept = _kept_checkpoints(model_dir)
+  if not FLAGS.continuous:
+    errors.check(kept, f"No checkpoints in {os.path.join(model_dir, 'checkpoints')}; train the "
+                 "run first (or use --continuous to wait for them).")
+  if FLAGS.step is not None:
+    checkpoints.checkpoint_for_step(model_dir, FLAGS.step)  # Lists the kept steps if missing.
+
+  classifier = classifiers.get_classifier(FLAGS.classifier, path=FLAGS.classifier_path)
+  split = FLAGS.reference_split
+  needs_reference = "fid" in metrics or "kid" in metrics
+  source, fields, n_reference = None, None, None
+  if needs_reference:
+    try:
+      source = data_lib.load(split=split)
+    except errors.ConfigError as e:
+      raise errors.ConfigError(
+          f"Reference data ({split!r} split of the run's dataset) is unavailable: {e} Point to "
+          "it with --gin_param=\"dataset.path = '...'\" or choose --reference_split.") from None
+    fields = evaluation.dataset_key_fields(source, split)
+    fingerprint = evaluation.classifier_fingerprint(FLAGS.classifier, FLAGS.classifier_path)
+    if fingerprint:
+      fields["classifier_sha1"] = fingerprint
+    n_reference = evaluation.reference_size(source, FLAGS.num_samples)
+    if n_reference < FLAGS.num_samples:
+      print(f"note: the {split!r} split has {n_reference} examples; the reference uses all of "
+            f"them for {FLAGS.num_samples} samples.")
+  extra = dict(reference_split=split, n_reference=n_reference)
+  names = evaluation.result_names(classifier.name, metrics)
+  cache_dir = FLAGS.cache_dir or evaluation.default_cache_dir()
+  table = _Table(names)
+  state = {"gan": None, "manager": None}
+
+  def restore(step, path):
+    if state["gan"] is None:
+      gan, _, restored = loop.restore_run(model_dir, step)
+      _apply_overrides()  # restore_run re-parsed the run's config alone.
+      state["gan"] = gan
+      state["manager"] = checkpoints.make_manager(gan, model_dir)
+      return restored
+    return checkpoints.restore(state["manager"], path)
+
+  def run_one(step, path):
+    restored = restore(step, path)
+    step = int(state["gan"].global_step.numpy())
+    results = evaluation.evaluate(
+        state["gan"], classifier, source, fields, num_samples=FLAGS.num_samples,
+        cache_dir=cache_dir, metrics=metrics, batch_size=FLAGS.batch_size, seed=FLAGS.seed,
+        num_reference=n_reference)
+    evaluation.append_results(model_dir, step, results, classifier.name, FLAGS.num_samples,
+                              checkpoint=os.path.basename(restored), extra=extra)
+    table.row(step, os.path.basename(restored), results)
+    return step
+
+  def done():
+    return set(evaluation.evaluated_steps(model_dir, classifier.name, FLAGS.num_samples, names,
+                                          extra))
+
+  evaluated = []
+  if FLAGS.continuous:
+    directory = os.path.join(model_dir, "checkpoints")
+    print(f"waiting for checkpoints in {directory} (timeout {FLAGS.timeout_secs}s)", flush=True)
+    for path in tf.train.checkpoints_iterator(directory, timeout=FLAGS.timeout_secs):
+      step = _step_of(path)
+      if step is not None and step not in done():
+        try:
+          evaluated.append(run_one(step, path))
+        except errors.ConfigError as e:  # e.g. deleted by the manager's max_to_keep meanwhile.
+          print(f"warning: skipped {path}: {e}", flush=True)
+          continue
+      target = _target_steps(model_dir)
+      if step is not None and target and step >= target:
+        break
+  elif FLAGS.all:
+    already = done()
+    todo = [(s, p) for s, p in kept if s not in already]
+    if not todo:
+      print(f"Every kept checkpoint ({', '.join(f'ckpt-{s}' for s, _ in kept)}) is already in "
+            f"{evaluation.results_path(model_dir)}.")
+    for step, path in todo:
+      evaluated.append(run_one(step, path))
+  else:
+    step = FLAGS.step if FLAGS.step is not None else kept[-1][0]
+    path = checkpoints.checkpoint_for_step(model_dir, step)
+    evaluated.append(run_one(step, path))
+  if not evaluated:
+    print("no new checkpoint evaluated.")
+  else:
+    print(f"evaluated {len(evaluated)} checkpoint(s) with {classifier.name!r} on "
+          f"{FLAGS.num_samples} samples; results in {evaluation.results_path(model_dir)}")
+
+
+def run():
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()

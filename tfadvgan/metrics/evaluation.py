@@ -1,0 +1,403 @@
+"""Sample-quality evaluation of a GAN: FID / IS / KID of generated samples against real data.
+
+* ``evaluate(gan, classifier, reference_source, reference_key_fields, ...)`` draws ``num_samples``
+  images from the run's sampler (the EMA generator when the run has one) with
+  ``tfadvgan.training.sampling.generate``, runs them through ``classifier`` and compares them with the
+  classifier's activations of real data (cached by ``load_or_compute_reference``).
+* ``make_eval_fn(...)`` (gin) returns ``eval_fn(gan, step)`` for ``train.eval_fn``, so that
+  training evaluates every ``train.eval_every_steps`` steps::
+
+    import tfadvgan.metrics.evaluation
+    train.eval_every_steps = 1000
+    train.eval_fn = @make_eval_fn()
+    make_eval_fn.classifier = 'domain'
+    make_eval_fn.classifier_path = 'classifiers/fmnist_cnn.keras'
+    make_eval_fn.num_samples = 5000
+
+* ``append_results(model_dir, step, results, ...)`` keeps ``<model_dir>/eval/results.json`` (a
+  list of records ``{step, metric, value, classifier, n, checkpoint, reference_split,
+  n_reference}``) and TensorBoard scalars ``eval/<metric>`` in ``<model_dir>/eval``.
+
+Metric names carry the classifier: tf-gan's Inception (``Classifier.name == 'inception'``) gives
+``fid``, ``is_mean``, ``is_std``, ``kid``, ``kid_std``; any other classifier NAME gives
+``fid_NAME``, ``is_NAME_mean``, ``is_NAME_std``, ``kid_NAME``, ``kid_NAME_std``, so numbers from
+different feature extractors are never confused.
+
+Samples: image ``i`` comes from ``generate(gan, chunk, seed + k * CHUNK_SEED_STRIDE)`` for chunk
+``k = i // chunk_size``, so with ``num_samples <= chunk_size`` the samples are exactly
+``generate(gan, num_samples, seed)``. For conditional runs ``chunk_size`` is rounded up to a
+multiple of the class count, so labels cycle ``i % num_classes`` over all samples.
+
+Reference: the first ``n_reference = min(num_samples, size of the split)`` examples of the real
+split, in the source's stored order (not shuffled; sources stored sorted by class, such as a
+class-subfolder ``folder`` source, give a class-biased subset when the split is larger than
+``num_samples``).
+"""
+import contextlib
+import hashlib
+import inspect
+import json
+import math
+import os
+
+from absl import logging
+import gin
+import numpy as np
+import tensorflow as tf
+
+from tfadvgan import data as data_lib
+from tfadvgan.errors import ConfigError
+from tfadvgan.errors import check
+from tfadvgan.metrics import classifiers as classifiers_lib
+from tfadvgan.metrics import sample_quality
+
+from tfadvgan.training.sampling import generate
+
+METRICS = ("fid", "is", "kid")
+RESULTS_DIR = "eval"
+RESULTS_FILE = "results.json"
+CHUNK_SEED_STRIDE = 1_000_003
+DEFAULT_CHUNK_SIZE = 10000
+# Options of `tfadvgan.data.load` that decide which real images a split holds (cache key).
+_DATA_KEY_OPTIONS = ("source", "path", "data_dir", "resolution", "classes", "num_examples", "pad",
+                     "std", "seed")
+
+
+def default_cache_dir():
+  """``$TFADVGAN_CACHE_DIR/reference`` or ``~/.cache/tfadvgan/reference``."""
+  root = os.environ.get("TFADVGAN_CACHE_DIR") or os.path.join(
+      os.path.expanduser("~"), ".cache", "tfadvgan")
+  return os.path.join(root, "reference")
+
+
+def metric_names(classifier_name):
+  """``{'fid': ..., 'is_mean': ..., 'is_std': ..., 'kid': ..., 'kid_std': ...}`` result names."""
+  if classifier_name == classifiers_lib.INCEPTION_NAME:
+    return dict(fid="fid", is_mean="is_mean", is_std="is_std", kid="kid", kid_std="kid_std")
+  n = classifier_name
+  return dict(fid=f"fid_{n}", is_mean=f"is_{n}_mean", is_std=f"is_{n}_std", kid=f"kid_{n}",
+              kid_std=f"kid_{n}_std")
+
+
+def result_names(classifier_name, metrics=METRICS):
+  """The result keys ``evaluate`` returns for ``metrics``, in order."""
+  names = metric_names(classifier_name)
+  parts = {"fid": ["fid"], "is": ["is_mean", "is_std"], "kid": ["kid", "kid_std"]}
+  return [names[p] for m in _check_metrics(metrics) for p in parts[m]]
+
+
+def _check_metrics(metrics):
+  if isinstance(metrics, str):
+    metrics = [m.strip() for m in metrics.split(",") if m.strip()]
+  metrics = tuple(metrics)
+  check(metrics and all(m in METRICS for m in metrics),
+        f"metrics must be a non-empty subset of {', '.join(METRICS)}; got {metrics!r}.")
+  return tuple(m for m in METRICS if m in metrics)
+
+
+def reference_size(source, num_samples):
+  """``min(num_samples, number of examples in source)`` (counts up to num_samples if unknown)."""
+  cardinality = int(source.images.cardinality())
+  if cardinality == tf.data.INFINITE_CARDINALITY:
+    return num_samples
+  if cardinality >= 0:
+    return min(num_samples, cardinality)
+  return int(source.images.take(num_samples).reduce(np.int64(0), lambda n, _: n + 1))
+
+
+def classifier_fingerprint(kind, path):
+  """SHA-1 (16 hex) of a classifier file, for cache keys; None for Inception (a fixed network).
+
+  A domain classifier retrained under the same name must not reuse the reference activations of
+  the old one, so its file contents are part of the key.
+  """
+  if kind not in ("domain", "keras_inception_v3") or not path or not os.path.isfile(path):
+    return None
+  digest = hashlib.sha1()
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      digest.update(block)
+  return digest.hexdigest()[:16]
+
+
+def dataset_key_fields(source, split):
+  """Cache-key fields describing the real data: the gin ``dataset`` options in force.
+
+  Unbound options take ``tfadvgan.data.load``'s defaults, so a key made while training (only the
+  explicit bindings) equals one made from the saved operative config (defaults included).
+  """
+  defaults = {k: p.default for k, p in inspect.signature(data_lib.load).parameters.items()}
+  options = {}
+  for name in _DATA_KEY_OPTIONS:
+    try:
+      value = gin.query_parameter(f"dataset.{name}")
+    except ValueError:
+      value = defaults.get(name)
+    if name in ("path", "data_dir") and isinstance(value, str):
+      value = os.path.abspath(os.path.expanduser(value))
+    if isinstance(value, tuple):
+      value = list(value)
+    options[name] = value
+  return dict(dataset=source.name, split=split, data=options)
+
+
+def _sample_features(gan, classifier, num_samples, seed, batch_size, chunk_size):
+  """Features and logits of ``num_samples`` samples from the run's sampler."""
+  sampler = gan.sampler()
+  if gan.conditional and getattr(sampler, "num_classes", 0):
+    classes = int(sampler.num_classes)
+    chunk_size = -(-chunk_size // classes) * classes
+  features, logits = [], []
+  for k, start in enumerate(range(0, num_samples, chunk_size)):
+    size = min(chunk_size, num_samples - start)
+    images, _ = generate(gan, size, seed=seed + k * CHUNK_SEED_STRIDE, batch_size=batch_size)
+    f, l = classifier.features_and_logits(images)
+    features.append(f)
+    logits.append(l)
+  return np.concatenate(features), np.concatenate(logits)
+
+
+def evaluate(gan, classifier, reference_source, reference_key_fields, num_samples=50000,
+             cache_dir=None, metrics=METRICS, batch_size=256, seed=0, num_reference=None,
+             chunk_size=DEFAULT_CHUNK_SIZE):
+  """FID / IS / KID of ``gan``'s samples, measured with ``classifier``.
+
+  Args:
+    gan: a trained ``GAN``; samples come from ``gan.sampler()`` (EMA G when enabled).
+    classifier: a ``tfadvgan.metrics.Classifier`` (``get_classifier``).
+    reference_source: ``tfadvgan.data.Source`` of the real split (e.g. ``data.load(split=...)``);
+      may be None when only 'is' is asked for.
+    reference_key_fields: dict with at least ``dataset`` and ``split`` (plus anything else that
+      identifies the real data, e.g. ``dataset_key_fields``); ``classifier`` (its name),
+      ``resolution`` and ``n`` are added here to form the reference cache key.
+    num_samples: number of generated samples.
+    cache_dir: reference activation cache (None: ``default_cache_dir()``).
+    metrics: subset of ``('fid', 'is', 'kid')`` (or a comma-separated string).
+    batch_size: generator batch size.
+    seed: noise seed (same seed, same samples).
+    num_reference: real examples to use; None means ``reference_size(source, num_samples)``.
+    chunk_size: samples generated and classified at a time (bounds memory).
+
+  Returns:
+    ``{name: float}`` with names from ``result_names(classifier.name, metrics)``; KID's std is NaN
+    with a single block (tf-gan convention).
+  """
+  metrics = _check_metrics(metrics)
+  check(isinstance(num_samples, int) and num_samples >= 2,
+        f"num_samples must be an integer >= 2, got {num_samples!r}.")
+  sample_shape = tuple(gan.sampler().output_shape_)
+  check(len(sample_shape) == 3, f"FID/IS/KID need image data; the run generates points of shape "
+        f"{sample_shape}.")
+  needs_reference = "fid" in metrics or "kid" in metrics
+  check(reference_source is not None or not needs_reference,
+        "FID and KID need a reference_source (the real split).")
+  if needs_reference:
+    shape = tuple(reference_source.shape)
+    check(sample_shape == shape,
+          f"The run generates images of shape {sample_shape} but the reference dataset "
+          f"{reference_source.name!r} has shape {shape}; evaluate against the run's own dataset.")
+  names = metric_names(classifier.name)
+  features, logits = _sample_features(gan, classifier, num_samples, seed, batch_size,
+                                      chunk_size)
+  results = {}
+  if needs_reference:
+    fields = dict(reference_key_fields)
+    check("dataset" in fields and "split" in fields,
+          "reference_key_fields needs 'dataset' and 'split'.")
+    clash = sorted(set(fields) & {"classifier", "resolution", "n"})
+    check(not clash, f"reference_key_fields must not set {clash}; evaluate adds them.")
+    if num_reference is None:
+      num_reference = reference_size(reference_source, num_samples)
+    check(num_reference >= 2, f"The reference split has {num_reference} example(s); FID/KID "
+          f"need at least 2.")
+    key = sample_quality.make_reference_key(
+        classifier=classifier.name, resolution=list(shape[:2]), n=int(num_reference), **fields)
+
+    def compute():
+      logging.info("Computing %d reference activations (%s).", num_reference, key)
+      return classifier.features(reference_source.images.take(num_reference))
+
+    reference = sample_quality.load_or_compute_reference(cache_dir or default_cache_dir(), key,
+                                                         compute).activations
+    if "fid" in metrics:
+      results[names["fid"]] = sample_quality.fid_from_activations(reference, features)
+  if "is" in metrics:
+    results[names["is_mean"]], results[names["is_std"]] = (
+        sample_quality.inception_score_from_logits(logits))
+  if "kid" in metrics:
+    results[names["kid"]], results[names["kid_std"]] = sample_quality.kid_from_activations(
+        reference, features)
+  return {k: results[k] for k in result_names(classifier.name, metrics)}
+
+
+# ---------------------------------------------------------------------------------------------
+# results.json
+
+
+def results_path(model_dir):
+  return os.path.join(model_dir, RESULTS_DIR, RESULTS_FILE)
+
+
+def read_results(model_dir):
+  """The records of ``<model_dir>/eval/results.json`` ([] if there is none)."""
+  path = results_path(model_dir)
+  if not os.path.exists(path):
+    return []
+  try:
+    with open(path) as f:
+      records = json.load(f)
+    check(isinstance(records, list), "not a list")
+  except (ValueError, ConfigError) as e:
+    raise ConfigError(f"{path} is corrupt ({e}); fix or delete it.") from None
+  return records
+
+
+@contextlib.contextmanager
+def _locked(directory):
+  """An exclusive lock (flock on ``.results.lock``) so concurrent writers do not lose records."""
+  os.makedirs(directory, exist_ok=True)
+  try:
+    import fcntl  # pylint: disable=g-import-not-at-top
+  except ImportError:  # Not POSIX: no locking.
+    yield
+    return
+  with open(os.path.join(directory, ".results.lock"), "a") as f:
+    fcntl.flock(f, fcntl.LOCK_EX)
+    try:
+      yield
+    finally:
+      fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _json_value(value):
+  value = float(value)
+  return value if math.isfinite(value) else None
+
+
+def append_results(model_dir, step, results, classifier_name, n, checkpoint=None, extra=None,
+                   summaries=True):
+  """Adds ``results`` of ``step`` to ``<model_dir>/eval/results.json`` and TensorBoard.
+
+  Read-modify-write under a file lock, written to a temp file and renamed. A record with the same
+  step, metric, classifier, n and ``extra`` fields replaces the older one. Non-finite values are
+  stored as ``null``.
+
+  Args:
+    model_dir: the run directory.
+    step: train step of the evaluated weights.
+    results: ``{metric: value}`` from ``evaluate``.
+    classifier_name: ``Classifier.name``.
+    n: number of generated samples.
+    checkpoint: checkpoint basename (e.g. 'ckpt-2'), or None (live weights during training).
+    extra: further JSON fields of every record (e.g. reference_split, n_reference).
+    summaries: also write scalars ``eval/<metric>`` to ``<model_dir>/eval`` (TensorBoard).
+
+  Returns:
+    The path of results.json.
+  """
+  from tfadvgan.training import checkpoints  # pylint: disable=g-import-not-at-top
+  directory = os.path.join(model_dir, RESULTS_DIR)
+  new = [dict(step=int(step), metric=name, value=_json_value(value), classifier=classifier_name,
+              n=int(n), checkpoint=checkpoint, **(extra or {}))
+         for name, value in results.items()]
+
+  def identity(record):
+    return json.dumps({k: v for k, v in record.items() if k not in ("value", "checkpoint")},
+                      sort_keys=True)
+
+  with _locked(directory):
+    replaced = {identity(r) for r in new}
+    records = [r for r in read_results(model_dir) if identity(r) not in replaced] + new
+    checkpoints.atomic_write(results_path(model_dir), json.dumps(records, indent=1))
+  if summaries:
+    writer = tf.summary.create_file_writer(directory)
+    with writer.as_default(step=int(step)):
+      for name, value in results.items():
+        tf.summary.scalar(f"{RESULTS_DIR}/{name}", float(value))
+    writer.flush()
+    writer.close()
+  return results_path(model_dir)
+
+
+def evaluated_steps(model_dir, classifier_name, n, names, extra=None):
+  """Steps whose records already hold every metric in ``names`` for this classifier, n, extra."""
+  extra = extra or {}
+  seen = {}
+  for r in read_results(model_dir):
+    if (r.get("classifier") == classifier_name and r.get("n") == n
+        and all(r.get(k) == v for k, v in extra.items())):
+      seen.setdefault(r.get("step"), set()).add(r.get("metric"))
+  return sorted(s for s, m in seen.items() if set(names) <= m)
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation during training.
+
+
+@gin.configurable
+def make_eval_fn(model_dir=None, classifier="inception_hub", classifier_path=None,
+                 num_samples=10000, reference_split="train", metrics=METRICS, cache_dir=None,
+                 batch_size=256, seed=0, write_results=True):
+  """Returns ``eval_fn(gan, step) -> {metric: value}`` for ``train.eval_fn``.
+
+  The classifier is loaded here (errors before training starts); the real split is loaded and its
+  reference activations computed (or read from the cache) at the first evaluation. Each call
+  evaluates the live weights (``checkpoint`` is recorded only if ``ckpt-<step>`` exists) and, with
+  ``write_results``, appends to ``<model_dir>/eval/results.json``. TensorBoard scalars come from
+  the training loop (``eval/<metric>`` in ``<model_dir>/train``), not from here.
+
+  Args:
+    model_dir: run directory for results.json. ``train`` does not pass its model_dir on (it is
+      not a gin parameter and ``eval_fn`` only gets ``(gan, step)``), so bind
+      ``make_eval_fn.model_dir`` to the same directory (required when ``write_results``).
+    classifier, classifier_path: ``get_classifier`` kind and path.
+    num_samples: generated samples per evaluation (reference: up to as many real ones).
+    reference_split: split of the run's dataset (``dataset.*`` bindings) to compare with.
+    metrics: subset of ('fid', 'is', 'kid').
+    cache_dir: reference cache (None: ``default_cache_dir()``).
+    batch_size: generator batch size.
+    seed: noise seed (the same samples' z at every evaluation).
+    write_results: append to results.json.
+  """
+  metrics = _check_metrics(metrics)
+  check(model_dir or not write_results,
+        "make_eval_fn needs the run directory for results.json: bind make_eval_fn.model_dir "
+        "(or set make_eval_fn.write_results = False).")
+  clf = classifiers_lib.get_classifier(classifier, path=classifier_path)
+  fingerprint = classifier_fingerprint(classifier, classifier_path)
+  state = {}
+
+  def eval_fn(gan, step):
+    if "source" not in state and not ("fid" in metrics or "kid" in metrics):
+      state.update(source=None, fields=None, n_reference=None)
+    if "source" not in state:
+      try:
+        source = data_lib.load(split=reference_split)
+      except ConfigError as e:
+        raise ConfigError(f"Reference data ({reference_split!r} split) for make_eval_fn is "
+                          f"unavailable: {e}") from None
+      fields = dataset_key_fields(source, reference_split)
+      if fingerprint:
+        fields["classifier_sha1"] = fingerprint
+      state.update(source=source, fields=fields,
+                   n_reference=reference_size(source, num_samples))
+    results = evaluate(gan, clf, state["source"], state["fields"], num_samples=num_samples,
+                       cache_dir=cache_dir, metrics=metrics, batch_size=batch_size, seed=seed,
+                       num_reference=state["n_reference"])
+    if write_results:
+      ckpt_state = tf.train.get_checkpoint_state(os.path.join(model_dir, "checkpoints"))
+      paths = list(ckpt_state.all_model_checkpoint_paths) if ckpt_state else []
+      checkpoint = next((os.path.basename(p) for p in paths if p.endswith(f"ckpt-{step}")), None)
+      append_results(model_dir, step, results, clf.name, num_samples, checkpoint=checkpoint,
+                     extra=dict(reference_split=reference_split,
+                                n_reference=state["n_reference"]),
+                     summaries=False)
+    return results
+
+  eval_fn.classifier = clf
+  return eval_fn
+
+
+__all__ = ["evaluate", "make_eval_fn", "append_results", "read_results", "evaluated_steps",
+           "metric_names", "result_names", "reference_size", "dataset_key_fields",
+           "classifier_fingerprint", "default_cache_dir", "generate"]
