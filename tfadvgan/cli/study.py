@@ -1,0 +1,201 @@
+r"""Runs a study: variants x seeds, each trained, evaluated and diagnosed, then one table.
+
+  python scripts/study.py --study=gin_configs/studies/as_gan_fmnist.gin --out=runs/as_gan_study
+
+A study config binds `study.variants` (name, gin files, gin params), `study.seeds`,
+`study.num_steps` and the evaluation settings. Every run goes through the project's own scripts in
+a subprocess (train.py, eval.py, diagnose.py), so each has its own gin state and its own run
+directory `OUT/<variant>/seed<k>` that can be inspected later. Finished steps are skipped on a
+re-run, so an interrupted study resumes. The table (mean ± std over seeds) goes to
+`OUT/study.md` and `OUT/study.json`, with the exact commands that were run.
+"""
+
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+
+from absl import app
+from absl import flags
+
+from tfadvgan.cli import common
+
+flags.DEFINE_string("study", None, "Study gin file.")
+flags.DEFINE_string("out", None, "Output directory.")
+flags.DEFINE_multi_string("gin_param", [], "Bindings applied to the study config.")
+flags.DEFINE_bool("dry_run", False, "Print the commands without running them.")
+FLAGS = flags.FLAGS
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _script(name):
+  return [sys.executable, os.path.join(ROOT, "scripts", f"{name}.py")]
+
+
+def _run(cmd, log, dry_run):
+  printable = " ".join(f"'{c}'" if " " in c else c for c in cmd)
+  print(f"$ {printable}", flush=True)
+  if dry_run:
+    return printable
+  with open(log, "a") as f:
+    proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT)
+  if proc.returncode != 0:
+    from tfadvgan import errors  # pylint: disable=g-import-not-at-top
+    raise errors.ConfigError(f"Study step failed (exit {proc.returncode}); see {log}:\n"
+                             f"{printable}")
+  return printable
+
+
+def _mean_std(values):
+  values = [v for v in values if v is not None and not math.isnan(v)]
+  if not values:
+    return None, None
+  mean = sum(values) / len(values)
+  std = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
+  return mean, std
+
+
+def wdist_variance_last_fraction(run_dir, fraction=0.2):
+  """Variance of the logged `train/wdist` over the last `fraction` of training steps."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  points = []
+  for name in os.listdir(os.path.join(run_dir, "train")):
+    if name.startswith("events"):
+      for event in tf.compat.v1.train.summary_iterator(os.path.join(run_dir, "train", name)):
+        for value in event.summary.value:
+          if value.tag == "train/wdist":
+            points.append((event.step, float(tf.make_ndarray(value.tensor))))
+  if not points:
+    return None
+  last = max(s for s, _ in points)
+  tail = [v for s, v in points if s > (1.0 - fraction) * last]
+  return float(np.var(tail)) if tail else None
+
+
+def collect(run_dir, eps_key):
+  """The study's numbers of one finished run."""
+  out = {}
+  with open(os.path.join(run_dir, "eval", "results.json")) as f:
+    records = json.load(f)
+  last_step = max(r["step"] for r in records)
+  for r in records:
+    if r["step"] == last_step and r["metric"].startswith("fid"):
+      out[r["metric"]] = r["value"]
+  diag_dir = os.path.join(run_dir, "diagnostics")
+  diag_files = sorted(p for p in os.listdir(diag_dir) if p.endswith(".json"))
+  with open(os.path.join(diag_dir, diag_files[-1])) as f:
+    diag = json.load(f)
+  if "accuracy" in diag:
+    out[f"d_acc_real_fgsm_{eps_key}"] = diag["accuracy"]["real"][eps_key]
+    out["d_acc_real_clean"] = diag["accuracy"]["real"]["0"]
+  if "gradients" in diag:
+    out["grad_l1"] = diag["gradients"]["l1"]
+  if "dat" in diag:
+    out["xi_fake"] = diag["dat"]["xi_fake"]
+    out["xi_real"] = diag["dat"]["xi_real"]
+  out["wdist_var_last20"] = wdist_variance_last_fraction(run_dir)
+  return out
+
+
+def table(rows, seeds):
+  metrics = sorted({k for r in rows for k in r["per_seed"][0]} if rows else [])
+  head = "| variant | " + " | ".join(metrics) + " |"
+  lines = [head, "|" + " --- |" * (len(metrics) + 1)]
+  for r in rows:
+    cells = []
+    for m in metrics:
+      mean, std = _mean_std([s.get(m) for s in r["per_seed"]])
+      cells.append("n/a" if mean is None else f"{mean:.4g} ± {std:.2g}")
+    lines.append(f"| {r['variant']} | " + " | ".join(cells) + " |")
+  lines.append(f"\nmean ± std (population) over seeds {list(seeds)}.")
+  return "\n".join(lines)
+
+
+def run_study(out, variants, seeds=(0, 1, 2), num_steps=2000, classifier_path=None,
+              eval_num_samples=5000, diagnose_num=1000, fgsm_epsilon=1.0 / 255,
+              diagnose_which=("accuracy", "gradients"), extra_params=(), dry_run=False):
+  """Trains, evaluates and diagnoses every (variant, seed); returns the rows of the table."""
+  from tfadvgan import errors  # pylint: disable=g-import-not-at-top
+  errors.check(variants, "study.variants is empty.")
+  errors.check(classifier_path and os.path.exists(classifier_path),
+               f"study.classifier_path {classifier_path!r} does not exist: train one with "
+               "scripts/train_classifier.py --out=PATH.")
+  os.makedirs(out, exist_ok=True)
+  eps_key = format(float(fgsm_epsilon), ".8g")
+  commands, rows = [], []
+  for name, gin_files, params in variants:
+    per_seed = []
+    for seed in seeds:
+      run_dir = os.path.join(out, name, f"seed{seed}")
+      log = os.path.join(out, f"{name}_seed{seed}.log")
+      train_cmd = _script("train") + [f"--gin_file={os.path.join(ROOT, 'gin_configs', g)}"
+                                      for g in gin_files] + [
+          f"--model_dir={run_dir}", f"--gin_param=train.seed = {seed}",
+          f"--gin_param=train.num_steps = {num_steps}", "--gin_param=train.verbose = 2"] + [
+          f"--gin_param={p}" for p in list(params) + list(extra_params)]
+      eval_cmd = _script("eval") + [f"--model_dir={run_dir}", "--classifier=domain",
+                                    f"--classifier_path={classifier_path}",
+                                    f"--num_samples={eval_num_samples}", "--metrics=fid"]
+      diag_cmd = _script("diagnose") + [
+          f"--model_dir={run_dir}", f"--which={','.join(diagnose_which)}",
+          f"--epsilons=0,{fgsm_epsilon}", f"--num={diagnose_num}"]
+      done = os.path.join(run_dir, "study_done.json")
+      if os.path.exists(done) and not dry_run:
+        with open(done) as f:
+          per_seed.append(json.load(f))
+        continue
+      t0 = time.time()
+      for cmd in (train_cmd, eval_cmd, diag_cmd):
+        commands.append(_run(cmd, log, dry_run))
+      if dry_run:
+        continue
+      numbers = collect(run_dir, eps_key)
+      numbers["train_eval_seconds"] = time.time() - t0
+      with open(done, "w") as f:
+        json.dump(numbers, f)
+      per_seed.append(numbers)
+    rows.append({"variant": name, "gin_files": list(gin_files), "params": list(params),
+                 "per_seed": per_seed})
+  return rows, commands
+
+
+@common.main_wrapper
+def main(argv):
+  import gin  # pylint: disable=g-import-not-at-top
+  from tfadvgan import errors  # pylint: disable=g-import-not-at-top
+  from tfadvgan.training import checkpoints  # pylint: disable=g-import-not-at-top
+  errors.check(len(argv) == 1, f"Unexpected arguments: {' '.join(argv[1:])}")
+  errors.check(FLAGS.study and FLAGS.out, "--study and --out are required.")
+  study = gin.external_configurable(run_study, name="study")
+  common.parse_gin([FLAGS.study], FLAGS.gin_param)
+  rows, commands = study(FLAGS.out, dry_run=FLAGS.dry_run)
+  if FLAGS.dry_run:
+    return
+  seeds = gin.query_parameter("study.seeds") if _bound("study.seeds") else (0, 1, 2)
+  text = table(rows, seeds)
+  print(text)
+  checkpoints.atomic_write(os.path.join(FLAGS.out, "study.md"), text + "\n\nCommands:\n\n"
+                           + "\n".join(commands) + "\n")
+  checkpoints.atomic_write(os.path.join(FLAGS.out, "study.json"),
+                           json.dumps({"rows": rows, "commands": commands,
+                                       "config": gin.config_str()}, indent=2))
+
+
+def _bound(key):
+  import gin  # pylint: disable=g-import-not-at-top
+  try:
+    gin.query_parameter(key)
+    return True
+  except ValueError:
+    return False
+
+
+def run():
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()
