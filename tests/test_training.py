@@ -23,7 +23,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(
     os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "gin_configs", "**", "*.gin"),
                                                 recursive=True)
-    if os.sep + "common" + os.sep not in p)
+    if os.sep + "common" + os.sep not in p and os.sep + "studies" + os.sep not in p)
 FMNIST = "/usr/share/datasets/fashion-mnist"
 TINY = ["build_generator.width = 8", "build_discriminator.width = 8", "train.batch_size = 4",
         "train.num_steps = 2", "train.log_every_steps = 1", "train.checkpoint_every_steps = 1",
@@ -299,3 +299,23 @@ def test_dat_run_logs_attack_success(tmp_path):
     assert tag in tags, (tag, sorted(tags))
   xi = tf.make_ndarray(tags["diag/xi_fake"][0][1].tensor)
   assert 0 <= xi <= 50
+
+
+@pytest.mark.parametrize("study", sorted(glob.glob(os.path.join(ROOT, "gin_configs", "studies",
+                                                               "*.gin"))))
+def test_study_configs_name_existing_configs(study, tmp_path):
+  """Each study variant's gin files exist and parse with its params (dry run prints commands)."""
+  clf = tmp_path / "clf.keras"
+  clf.write_bytes(b"x")
+  proc = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "study.py"),
+                         f"--study={study}", f"--out={tmp_path / 'out'}", "--dry_run",
+                         f"--gin_param=study.classifier_path = '{clf}'"],
+                        capture_output=True, text=True, cwd=ROOT, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  commands = [l for l in proc.stdout.splitlines() if l.startswith("$ ")]
+  for line in commands:
+    if "train.py" in line:
+      files = [a.split("=", 1)[1] for a in line.split() if a.startswith("--gin_file=")]
+      assert files and all(os.path.exists(f) for f in files), line
+      parse([os.path.relpath(f, ROOT) for f in files], [])
+  assert sum("train.py" in l for l in commands) == 12
