@@ -227,16 +227,17 @@ def _logit_fn(d_fn, labels):
 
 def logits(d_fn, images, labels=None, batch_size=256):
   """``[N]`` numpy logits of ``d_fn`` on ``images`` (batched, compiled)."""
+  return _map_batches(d_fn, images, labels, batch_size,
+                      lambda xb, yb: {"t": _logits(d_fn(xb, yb))})["t"]
+
+
+def _map_batches(d_fn, images, labels, batch_size, per_batch):
+  """Checks inputs, then runs the compiled `per_batch(xb, yb) -> dict` over all batches."""
   x = _check_images(images)
   y = _as_array(labels, np.int32, "labels")
   _check_pair(x, y)
   _probe(d_fn, x, y)
-
-  @tf.function
-  def run(xb, yb):
-    return {"t": _logits(d_fn(xb, yb))}
-
-  return _run_batched(run, [x, y], batch_size)["t"]
+  return _run_batched(tf.function(per_batch), [x, y], batch_size)
 
 
 # ------------------------------------------------------------------------------ 1. D accuracy
@@ -484,17 +485,8 @@ def dat_attack_success(d_fn, real, fake, loss=None, tolerance=0.02, max_iters=10
 # -------------------------------------------------------------------------- 4. input gradients
 def input_gradients(d_fn, images, labels=None, batch_size=256):
   """``[N, ...]`` numpy gradients of the logit ``D(x)`` w.r.t. each input (batched, compiled)."""
-  x = _check_images(images)
-  y = _as_array(labels, np.int32, "labels")
-  _check_pair(x, y)
-  _probe(d_fn, x, y)
-
-  @tf.function
-  def run(xb, yb):
-    _, g = _input_grad(_logit_fn(d_fn, yb), xb)
-    return {"g": g}
-
-  return _run_batched(run, [x, y], batch_size)["g"]
+  return _map_batches(d_fn, images, labels, batch_size,
+                      lambda xb, yb: {"g": _input_grad(_logit_fn(d_fn, yb), xb)[1]})["g"]
 
 
 @gin.configurable(denylist=["d_fn", "images", "labels"])
