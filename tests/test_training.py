@@ -319,3 +319,21 @@ def test_study_configs_name_existing_configs(study, tmp_path):
       assert files and all(os.path.exists(f) for f in files), line
       parse([os.path.relpath(f, ROOT) for f in files], [])
   assert sum("train.py" in l for l in commands) == 12
+
+
+def test_wall_time_budget_stops_early_and_checkpoints(tmp_path, capsys):
+  """train.max_seconds stops after the first step past the budget and saves that step."""
+  model_dir = str(tmp_path / "run")
+  # A budget already exceeded once the first step (which compiles) has run: stops at step 1.
+  _npz_run(tmp_path, ["train.num_steps = 50", "train.checkpoint_every_steps = 100",
+                      "train.max_seconds = 1e-6"])
+  gan = loop.train(model_dir)
+  assert int(gan.global_step.numpy()) == 1
+  assert tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints")).endswith("ckpt-1")
+  assert "wall-time budget" in capsys.readouterr().out
+  # A generous budget does not cut the run short.
+  _npz_run(tmp_path, ["train.num_steps = 3", "train.max_seconds = 3600"])
+  assert int(loop.train(str(tmp_path / "run2")).global_step.numpy()) == 3
+  _npz_run(tmp_path, ["train.max_seconds = -5"])
+  with pytest.raises(errors.ConfigError, match="max_seconds"):
+    loop.train(str(tmp_path / "run3"))

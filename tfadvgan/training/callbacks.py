@@ -58,6 +58,26 @@ class NanGuard(StepCallback):
         return
 
 
+class TimeBudget(StepCallback):
+  """Stops training once `max_seconds` of wall time have passed since `fit` began (for
+  equal-wall-time comparisons). Checked after each step; the Checkpointer saves at the end."""
+
+  def __init__(self, gan, max_seconds):
+    super().__init__(gan)
+    self.max_seconds = float(max_seconds)
+    self.start = None
+    self.stopped_at = None
+
+  def on_train_begin(self, logs=None):
+    super().on_train_begin(logs)
+    self.start = time.time()
+
+  def on_train_batch_end(self, batch, logs=None):
+    if time.time() - self.start >= self.max_seconds:
+      self.stopped_at = self.step()
+      self.model.stop_training = True
+
+
 def weights_finite(gan):
   return all(np.all(np.isfinite(w)) for w in gan.generator.get_weights()
              + gan.discriminator.get_weights())

@@ -133,6 +133,7 @@ def train(model_dir,
           strategy="default",
           tpu=None,
           fallback_to_ring=False,
+          max_seconds=None,
           verbose=1):
   """Trains (or resumes) the configured GAN in `model_dir`.
 
@@ -151,6 +152,9 @@ def train(model_dir,
     keep_checkpoints: how many checkpoints the manager keeps.
     strategy, tpu: see `tfadvgan.distribute.make_strategy`.
     fallback_to_ring: train on the 2-D ring if the image dataset is missing (demo only).
+    max_seconds: None, or a wall-time budget in seconds for this invocation (compilation
+      included): training stops after the first step that ends past it and checkpoints there.
+      For comparisons at equal wall time; `num_steps` still caps the run.
     verbose: Keras progress bar (1), one line per epoch (2) or silent (0).
 
   Returns:
@@ -162,6 +166,8 @@ def train(model_dir,
                       ("sample_every_steps", sample_every_steps)):
     errors.check(isinstance(value, int) and value >= 1,
                  f"train.{name} must be an integer >= 1; got {value!r}.")
+  errors.check(max_seconds is None or (isinstance(max_seconds, (int, float)) and max_seconds > 0),
+               f"train.max_seconds must be a number > 0 or None; got {max_seconds!r}.")
   errors.check(eval_every_steps == 0 or eval_fn is not None,
                "train.eval_every_steps is set but train.eval_fn is not.")
   keras.utils.set_random_seed(seed)
@@ -209,6 +215,10 @@ def train(model_dir,
         first.get("labels") if gan.conditional else None, epsilon=diagnose_epsilon,
         attack_success=diagnose_attack_success))
 
+  budget = None
+  if max_seconds is not None:
+    budget = callbacks_lib.TimeBudget(gan, max_seconds)
+    cbs.insert(1, budget)  # before the Checkpointer: it saves at the end of training
   t0 = time.time()
   try:
     gan.fit(dataset, epochs=1, steps_per_epoch=num_steps - start, callbacks=cbs,
@@ -224,7 +234,11 @@ def train(model_dir,
         f"Training diverged: {key} = {value} at step {step}. The last good checkpoint "
         f"({manager.latest_checkpoint or 'none'}) is kept. Lower the learning rates "
         "(make_optimizer.learning_rate), add a penalty or spectral norm, or change the seed.")
-  logging.info("trained %d steps in %.1fs", num_steps - start, time.time() - t0)
+  if budget is not None and budget.stopped_at is not None:
+    print(f"[tfadvgan] wall-time budget train.max_seconds={max_seconds} reached at step "
+          f"{budget.stopped_at}; checkpoint saved.")
+  logging.info("trained %d steps in %.1fs", int(gan.global_step.numpy()) - start,
+               time.time() - t0)
   return gan
 
 
