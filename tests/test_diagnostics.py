@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import gin
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -309,3 +310,32 @@ def test_class_pgd_and_labels_on_real_discriminators():
   plain_fn = diag.discriminator_fn(type("Gan", (), {"discriminator": plain})())
   with pytest.raises(errors.ConfigError, match="auxiliary-classifier"):
     diag.classifier_accuracy_under_pgd(plain_fn, x, y, epsilons=[0.02])
+
+
+def test_diagnose_cli_attacks_a_given_classifier_side_by_side(run_dir, tmp_path):
+  """--classifier_path: the same PGD on a train_classifier.py model, equal to the library call."""
+  from tfadvgan.metrics import domain_classifier  # pylint: disable=g-import-not-at-top
+  model_dir, _, data = run_dir
+  keras.utils.set_random_seed(3)
+  model = domain_classifier.build_domain_cnn(input_shape=(32, 32, 1), num_classes=10, width=4,
+                                             feature_dim=8)
+  path = str(tmp_path / "tiny_madry.keras")
+  domain_classifier.save_domain_classifier(model, path, "tiny_madry")
+  out = tmp_path / "diag"
+  proc = _cli([f"--model_dir={model_dir}", "--which=class_pgd", "--split=train", "--num=12",
+               f"--classifier_path={path}", "--class_epsilons=0,0.04", "--class_pgd_steps=3",
+               "--batch_size=6", f"--out={out}"])
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  report = json.loads((out / "diagnostics_step2.json").read_text())
+  assert "class_pgd" not in report  # the run's head is plain: only the classifier is attacked
+  got = report["class_pgd_classifier"]
+  assert got["name"] == "tiny_madry"
+  with np.load(data) as f:
+    images = f["images"][:12].astype(np.float32) / 127.5 - 1.0
+    labels = f["labels"][:12].astype(np.int32)
+  want = diag.classifier_accuracy_under_pgd(lambda x, labels=None: model(x, training=False),
+                                            images, labels, epsilons=[0.0, 0.04], steps=3,
+                                            batch_size=6)
+  assert got["accuracy"]["0"] == pytest.approx(want[0.0])
+  assert got["accuracy"]["0.04"] == pytest.approx(want[0.04])
+  assert got["accuracy"]["0.04"] <= got["accuracy"]["0"]

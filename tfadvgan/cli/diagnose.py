@@ -14,7 +14,8 @@ Fig. 2), `gradient_inputs_step<N>.png` (the matching real images) and
 
 Epsilons are L-inf distances on the [-1, 1] image scale (1/255 = 0.00392 is half an 8-bit level).
 `class_pgd` (Rob-GAN Table 1) needs an auxiliary-classifier head; by default it runs only on such
-runs. The discriminator runs in inference mode unless `--training_mode` (Keras then updates BN
+runs. `--classifier_path=X.keras` adds the same attack on a classifier from train_classifier.py
+(e.g. the Madry baseline) on the same images, as `class_pgd_classifier`. The discriminator runs in inference mode unless `--training_mode` (Keras then updates BN
 moving statistics and spectral-norm kernels in memory on every call; nothing is saved).
 """
 
@@ -45,6 +46,9 @@ flags.DEFINE_integer("batch_size", 100, "Batch size.")
 flags.DEFINE_integer("seed", 0, "Seed of the fakes' noise.")
 flags.DEFINE_integer("pgd_steps", 10, "PGD steps for pgd_accuracy (step 2.5 * eps / steps).")
 flags.DEFINE_integer("class_pgd_steps", 20, "PGD steps for class_pgd (step eps / 5).")
+flags.DEFINE_string("classifier_path", None, "With class_pgd: also attack this classifier (a "
+                    ".keras file from scripts/train_classifier.py, e.g. the --adversarial Madry "
+                    "baseline) on the same images with the same PGD, for a side-by-side table.")
 flags.DEFINE_float("confidence_epsilon", 1.0 / 255, "FGSM budget for confidence.")
 flags.DEFINE_float("dat_tolerance", 0.02, "DAT Eq. 1 success tolerance.")
 flags.DEFINE_integer("dat_max_iters", 100, "DAT attack steps cap.")
@@ -68,15 +72,15 @@ def _floats(text, name):
   return values
 
 
-def _which(text, has_ac_head, head):
+def _which(text, has_ac_head, head, has_classifier=False):
   from tfadvgan import errors  # pylint: disable=g-import-not-at-top
   if text is None:
-    return [w for w in WHICH if w != "class_pgd" or has_ac_head]
+    return [w for w in WHICH if w != "class_pgd" or has_ac_head or has_classifier]
   chosen = [w.strip() for w in text.split(",") if w.strip()]
   errors.check(chosen, "--which is empty.")
   for w in chosen:
     errors.choose("diagnostic (--which)", w, {k: k for k in WHICH})
-  errors.check("class_pgd" not in chosen or has_ac_head,
+  errors.check("class_pgd" not in chosen or has_ac_head or has_classifier,
                "--which=class_pgd needs a discriminator with an auxiliary-classifier head "
                f"(build_discriminator.head = 'ac', as in Rob-GAN runs); this run's head is "
                f"{head!r}. Drop class_pgd from --which.")
@@ -193,11 +197,24 @@ def run_diagnostics(gan, images, labels, which, out_dir, step):
   if "class_pgd" in which:
     from tfadvgan import errors  # pylint: disable=g-import-not-at-top
     errors.check(labels is not None, "class_pgd needs a labelled dataset.")
-    results["class_pgd"] = {
-        "steps": FLAGS.class_pgd_steps, "step_size": "eps / 5",
-        "accuracy": diag.classifier_accuracy_under_pgd(
-            d_fn, images, labels, epsilons=_floats(FLAGS.class_epsilons, "class_epsilons"),
-            steps=FLAGS.class_pgd_steps, clip=is_image, batch_size=bs)}
+    class_kw = dict(epsilons=_floats(FLAGS.class_epsilons, "class_epsilons"),
+                    steps=FLAGS.class_pgd_steps, clip=is_image, batch_size=bs)
+    if getattr(gan.discriminator, "head", None) == "ac":
+      results["class_pgd"] = {
+          "steps": FLAGS.class_pgd_steps, "step_size": "eps / 5",
+          "accuracy": diag.classifier_accuracy_under_pgd(d_fn, images, labels, **class_kw)}
+    if FLAGS.classifier_path:
+      from tfadvgan.metrics import domain_classifier  # pylint: disable=g-import-not-at-top
+      model, meta = domain_classifier.load_domain_classifier(FLAGS.classifier_path)
+      errors.check(tuple(model.input_shape[1:]) == tuple(images.shape[1:]),
+                   f"--classifier_path {FLAGS.classifier_path} takes inputs of shape "
+                   f"{tuple(model.input_shape[1:])}, the run's data has "
+                   f"{tuple(images.shape[1:])}; use a classifier trained on this dataset.")
+      results["class_pgd_classifier"] = {
+          "name": meta.get("name"), "path": os.path.abspath(FLAGS.classifier_path),
+          "metadata": meta, "steps": FLAGS.class_pgd_steps, "step_size": "eps / 5",
+          "accuracy": diag.classifier_accuracy_under_pgd(
+              lambda x, labels=None: model(x, training=False), images, labels, **class_kw)}
   if "dat" in which:
     results["dat"] = diag.dat_attack_success(
         d_fn, images, fakes, loss=gan.loss_fn, tolerance=FLAGS.dat_tolerance,
@@ -238,7 +255,7 @@ def main(argv):
   _floats(FLAGS.epsilons, "epsilons")
   gan, info, ckpt = loop.restore_run(FLAGS.model_dir, FLAGS.step)
   head = getattr(gan.discriminator, "head", "plain")
-  which = _which(FLAGS.which, head == "ac", head)
+  which = _which(FLAGS.which, head == "ac", head, has_classifier=bool(FLAGS.classifier_path))
   if FLAGS.gin_param:
     try:
       with gin.unlock_config():
