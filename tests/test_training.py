@@ -1,9 +1,11 @@
 """The training run end to end: every config trains 2 steps, checkpoints resume exactly, the config
 check, the NaN guard, the CLIs and their errors."""
 
+import ast
 import glob
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -318,7 +320,42 @@ def test_study_configs_name_existing_configs(study, tmp_path):
       files = [a.split("=", 1)[1] for a in line.split() if a.startswith("--gin_file=")]
       assert files and all(os.path.exists(f) for f in files), line
       parse([os.path.relpath(f, ROOT) for f in files], [])
-  assert sum("train.py" in l for l in commands) == 12
+  with open(study) as f:
+    text = f.read()
+  variants = re.findall(r"^\s*\('", text, re.M)
+  seeds = ast.literal_eval(re.search(r"^study\.seeds\s*=\s*(\[.*?\])", text, re.M).group(1))
+  expected = len(variants) * len(seeds)
+  assert expected >= 2
+  assert sum("train.py" in l for l in commands) == expected
+
+
+def test_study_collects_fid_diagnostics_and_wdist_variance(tmp_path):
+  """study.collect reads eval/results.json, the last diagnostics JSON and the wdist events."""
+  from tfadvgan.cli import study as study_cli  # pylint: disable=g-import-not-at-top
+  run = tmp_path / "run"
+  (run / "eval").mkdir(parents=True)
+  (run / "diagnostics").mkdir()
+  (run / "eval" / "results.json").write_text(json.dumps(
+      [{"step": 5, "metric": "fid_x", "value": 9.0}, {"step": 10, "metric": "fid_x", "value": 4.0},
+       {"step": 10, "metric": "is_x", "value": 2.0}]))
+  (run / "diagnostics" / "diagnostics_step10.json").write_text(json.dumps(
+      {"accuracy": {"real": {"0": 0.75, "0.5": 0.25}}, "gradients": {"l1": 3.5},
+       "dat": {"xi_fake": 4.0, "xi_real": 6.0},
+       "class_pgd": {"accuracy": {"0": 0.9, "0.02": 0.6}}}))
+  writer = tf.summary.create_file_writer(str(run / "train"))
+  values = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0]
+  with writer.as_default():
+    for step, v in enumerate(values, start=1):
+      tf.summary.scalar("train/wdist", v, step=step)
+  writer.close()
+  got = study_cli.collect(str(run), "0.5")
+  assert got["fid_x"] == 4.0 and "is_x" not in got and got["steps"] == 10
+  assert got["d_acc_real_clean"] == 0.75 and got["d_acc_real_fgsm_0.5"] == 0.25
+  assert got["grad_l1"] == 3.5 and got["xi_fake"] == 4.0 and got["xi_real"] == 6.0
+  assert got["class_acc_pgd_0"] == 0.9 and got["class_acc_pgd_0.02"] == 0.6
+  assert got["wdist_var_last20"] == pytest.approx(np.var([9.0, 10.0]))  # steps > 0.8 * 10
+  text = study_cli.table([{"variant": "v", "per_seed": [got, dict(got, fid_x=6.0)]}], [0, 1])
+  assert "| v |" in text and "5 ± 1" in text
 
 
 def test_wall_time_budget_stops_early_and_checkpoints(tmp_path, capsys):

@@ -81,6 +81,7 @@ def collect(run_dir, eps_key):
   with open(os.path.join(run_dir, "eval", "results.json")) as f:
     records = json.load(f)
   last_step = max(r["step"] for r in records)
+  out["steps"] = last_step  # differs between variants only under a wall-time budget
   for r in records:
     if r["step"] == last_step and r["metric"].startswith("fid"):
       out[r["metric"]] = r["value"]
@@ -93,6 +94,9 @@ def collect(run_dir, eps_key):
     out["d_acc_real_clean"] = diag["accuracy"]["real"]["0"]
   if "gradients" in diag:
     out["grad_l1"] = diag["gradients"]["l1"]
+  if "class_pgd" in diag:  # Rob-GAN Table 1: the AC head under PGD
+    for eps, acc in diag["class_pgd"]["accuracy"].items():
+      out[f"class_acc_pgd_{eps}"] = acc
   if "dat" in diag:
     out["xi_fake"] = diag["dat"]["xi_fake"]
     out["xi_real"] = diag["dat"]["xi_real"]
@@ -101,7 +105,7 @@ def collect(run_dir, eps_key):
 
 
 def table(rows, seeds):
-  metrics = sorted({k for r in rows for k in r["per_seed"][0]} if rows else [])
+  metrics = sorted({k for r in rows for s in r["per_seed"] for k in s})
   head = "| variant | " + " | ".join(metrics) + " |"
   lines = [head, "|" + " --- |" * (len(metrics) + 1)]
   for r in rows:
