@@ -29,6 +29,7 @@ setup(
             "tfadvgan-diagnose=tfadvgan.cli.diagnose:run",
             "tfadvgan-train-classifier=tfadvgan.cli.train_classifier:run",
             "tfadvgan-study=tfadvgan.cli.study:run",
+            "tfadvgan-finetune=tfadvgan.cli.finetune:run",
         ],
     },
 )

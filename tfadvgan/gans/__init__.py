@@ -21,3 +21,5 @@ def get(name):
 # Importing a method module registers it.
 from tfadvgan.gans import as_gan  # noqa: E402,F401  pylint: disable=g-import-not-at-top
 from tfadvgan.gans import dat  # noqa: E402,F401  pylint: disable=g-import-not-at-top
+from tfadvgan.gans import robgan  # noqa: E402,F401  pylint: disable=g-import-not-at-top
+from tfadvgan.gans import fast_robgan  # noqa: E402,F401  pylint: disable=g-import-not-at-top

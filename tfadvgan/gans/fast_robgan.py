@@ -1,0 +1,290 @@
+"""Fast-RobGAN: Rob-GAN with free adversarial training and an improved loss
+(../shared/papers/fast_robgan_free_adversarial_training.txt, Algorithm 2, Eqs. 3.1-3.2, Table 4.1).
+
+Free adversarial training (Algorithm 2). A persistent perturbation delta, the shape of the
+per-replica real batch, is created once (initialised U(-eps, eps), or clamped N(0, 1) as in the
+release, or zeros), kept across iterations and saved in checkpoints. Each of the `n_dis` (step_D)
+D updates draws one real and one fake batch and *replays* the update `replays` (M) times on them;
+one forward/backward pass on clip(x_r + delta, -1, 1) gives both D's weight gradient and
+grad_delta; D updates, then delta <- clip(delta + tau * sign(grad_delta), -eps, eps).
+
+Loss (Eqs. 3.1-3.2), with the hinge loss on D^b (`GAN.loss = 'hinge'`):
+
+  L_D = hinge_real(D^b(x_r + delta)) + class_weight * CE(D^c(x_r + delta), y_r)
+        + hinge_fake(D^b(x_f)) + kl_weight * KL(p(. | x_f), U)
+  L_G = -D^b(x_f) - alpha * log p(y_f | x_f)           (alpha = g_class_weight)
+
+`kl_direction`: "uniform_to_p" = KL(U || p), what the authors' code computes (default), or
+"p_to_uniform" = KL(p || U), what the thesis writes.
+
+Per-replica state. Under tf.distribute, delta is one `ON_READ` variable (aggregation
+ONLY_FIRST_REPLICA): every replica reads and assigns only its own component, in replica context,
+with no cross-replica communication. A SyncOnRead variable would checkpoint a single aggregated (or
+first-replica) value and restore it to every replica, so the variable itself is not checkpointed;
+`PerReplicaState` is: it saves the concatenation of the components in replica order, which is
+delta over the *global* batch (the rows the strategy gives each replica), and restores by slicing.
+A checkpoint therefore restores into any replica count with the same global batch size.
+
+Learning-rate anneal (Eq. 4.1): eta = eta0 * B^(i / I) is Keras's `ExponentialDecay(eta0, I, B)`
+(`make_optimizer.decay_steps = I`, `decay_rate = B`). i is the train step (G step) index. The D
+optimizer counts n_dis * M updates per train step, so `anneal_per_train_step` (default) feeds its
+schedule floor(d_iterations / (n_dis * M)), the index of the train step the update belongs to; G's
+optimizer counts train steps already.
+"""
+
+import inspect
+
+import gin
+import keras
+import tensorflow as tf
+from tensorflow.python.trackable import base as trackable_base  # pylint: disable=g-direct-tensorflow-import
+
+from tfadvgan import attacks
+from tfadvgan import distribute
+from tfadvgan import errors
+from tfadvgan import gans
+from tfadvgan import losses as losses_lib
+from tfadvgan.gans import base
+from tfadvgan.gans import robgan
+
+DELTA_INITS = ("uniform", "clamped_normal", "zeros")
+
+
+class PerReplicaState(trackable_base.Trackable):
+  """Checkpoints a per-replica variable as the concatenation of its replica components.
+
+  `variable` is a plain variable (one device) or a SyncOnRead variable with one component per
+  replica, each of shape [b, ...]. The checkpoint holds one tensor [replicas * b, ...] (replica 0's
+  rows first); restoring slices it back, so any replica count with the same total works.
+  """
+
+  def __init__(self, variable):
+    super().__init__()
+    self._variable = variable
+
+  @property
+  def variable(self):
+    return self._variable
+
+  def components(self):
+    """The per-replica variables, in replica order."""
+    if isinstance(self._variable, tf.distribute.DistributedValues):
+      return list(self._variable.values)
+    return [self._variable]
+
+  def global_value(self):
+    """[replicas * b, ...] tensor: every replica's component, in replica order."""
+    parts = []
+    for component in self.components():
+      with tf.device(component.device):
+        parts.append(tf.identity(component.read_value()))
+    with tf.device(self.components()[0].device):
+      return tf.concat(parts, axis=0)
+
+  def assign_global(self, value):
+    """Assigns rows [r * b, (r + 1) * b) of `value` to replica r's component."""
+    value = tf.convert_to_tensor(value, self._variable.dtype)
+    components = self.components()
+    rows = int(components[0].shape[0])
+    errors.check(value.shape[0] == rows * len(components),
+                 f"Fast-RobGAN delta: the saved perturbation has {value.shape[0]} rows but this run "
+                 f"holds {len(components)} replica(s) x {rows}; resume with the same "
+                 "train.batch_size.")
+    ops = []
+    for r, component in enumerate(components):
+      with tf.device(component.device):
+        ops.append(component.assign(value[r * rows:(r + 1) * rows]))
+    return tf.group(ops)
+
+  def _serialize_to_tensors(self):
+    return {"value": self.global_value()}
+
+  def _restore_from_tensors(self, restored_tensors):
+    return self.assign_global(restored_tensors["value"])
+
+
+class TrainStepSchedule(keras.optimizers.schedules.LearningRateSchedule):
+  """`schedule(iterations // updates_per_step)`: a per-update optimizer follows the train step."""
+
+  def __init__(self, schedule, updates_per_step):
+    super().__init__()
+    self.schedule = schedule
+    self.updates_per_step = int(updates_per_step)
+
+  def __call__(self, step):
+    step = tf.convert_to_tensor(step)
+    return self.schedule(step // tf.cast(self.updates_per_step, step.dtype))
+
+  def get_config(self):
+    return {"schedule": keras.saving.serialize_keras_object(self.schedule),
+            "updates_per_step": self.updates_per_step}
+
+  @classmethod
+  def from_config(cls, config):
+    return cls(keras.saving.deserialize_keras_object(config["schedule"]),
+               config["updates_per_step"])
+
+
+def _default_batch_size():
+  """`train.batch_size` as bound in gin, else `train`'s default."""
+  try:
+    return gin.query_parameter("train.batch_size")
+  except ValueError:
+    from tfadvgan.training import loop  # pylint: disable=g-import-not-at-top  (loop imports gans)
+    return inspect.signature(loop.train).parameters["batch_size"].default
+
+
+@gans.register("fast_robgan")
+@gin.configurable
+class FastRobGAN(base.GAN):
+  """Rob-GAN with free adversarial training (M replays, persistent delta) and the KL term.
+
+  Args:
+    epsilon: L-inf bound of delta on the [-1, 1] scale (Table 4.1: 0.02 CIFAR, 0.03 ImageNet-143;
+      the authors' CIFAR scripts used 0.006). 0 keeps delta at 0 (the "eps = 0" ablation).
+    step_size: tau; None means `epsilon` (Table 4.1 sets eps = tau).
+    replays: M, updates per D step on the same real and fake batch (Table 4.1: 2).
+    delta_init: "uniform" (U(-eps, eps), Algorithm 2 line 1), "clamped_normal" (clip(N(0, 1),
+      -eps, eps), the release) or "zeros".
+    batch_size: global batch size the perturbation is made for; None reads `train.batch_size`.
+    sample_shape: shape of one sample; None takes the generator's `output_shape_`.
+    clip: D sees clip(x_r + delta, -1, 1) (turn off only for unbounded data).
+    class_weight: weight of CE(D^c(x_r + delta), y_r) in L_D.
+    kl_weight: weight of the KL term on fakes (0: the "w/o KL-term" ablation).
+    kl_direction: "uniform_to_p" (KL(U || p), the code; default) or "p_to_uniform" (KL(p || U)).
+    g_class_weight: alpha_c^g (1.0 CIFAR-10 / ImageNet-143, 0.2 CIFAR-100).
+    anneal_per_train_step: drive D's learning-rate schedule by the train step (see module doc).
+    **kwargs: `GAN` arguments (loss -- 'hinge' in the configs --, n_dis = step_D, ...).
+  """
+
+  conditional_default = True
+
+  def __init__(self, generator, discriminator, epsilon=0.02, step_size=None, replays=2,
+               delta_init="uniform", batch_size=None, sample_shape=None, clip=True,
+               class_weight=1.0, kl_weight=1.0, kl_direction="uniform_to_p", g_class_weight=1.0,
+               anneal_per_train_step=True, **kwargs):
+    super().__init__(generator, discriminator, **kwargs)
+    robgan.check_ac_discriminator(self, "FastRobGAN")
+    step_size = epsilon if step_size is None else step_size
+    errors.check(epsilon >= 0, f"FastRobGAN.epsilon must be >= 0; got {epsilon}.")
+    errors.check(step_size >= 0, f"FastRobGAN.step_size must be >= 0; got {step_size}.")
+    errors.check(isinstance(replays, int) and replays >= 1,
+                 f"FastRobGAN.replays (M) must be an integer >= 1; got {replays!r}.")
+    errors.check(delta_init in DELTA_INITS,
+                 f"Unknown FastRobGAN.delta_init {delta_init!r}. Choose one of: "
+                 f"{', '.join(DELTA_INITS)}.")
+    errors.check(kl_direction in losses_lib.KL_DIRECTIONS,
+                 f"Unknown FastRobGAN.kl_direction {kl_direction!r}. Choose one of: "
+                 f"{', '.join(losses_lib.KL_DIRECTIONS)}.")
+    errors.check(class_weight >= 0 and kl_weight >= 0 and g_class_weight >= 0,
+                 "FastRobGAN.class_weight, kl_weight and g_class_weight must be >= 0.")
+    self.epsilon = float(epsilon)
+    self.step_size = float(step_size)
+    self.replays = int(replays)
+    self.delta_init = delta_init
+    self.clip = bool(clip)
+    self.class_weight = float(class_weight)
+    self.kl_weight = float(kl_weight)
+    self.kl_direction = kl_direction
+    self.g_class_weight = float(g_class_weight)
+    self.anneal_per_train_step = bool(anneal_per_train_step)
+
+    if batch_size is None:
+      batch_size = _default_batch_size()
+    errors.check(isinstance(batch_size, int) and batch_size >= 1,
+                 f"FastRobGAN needs the global batch size as an integer (FastRobGAN.batch_size or "
+                 f"train.batch_size); got {batch_size!r}.")
+    if sample_shape is None:
+      sample_shape = getattr(generator, "output_shape_", None)
+    errors.check(sample_shape is not None,
+                 "FastRobGAN.sample_shape is needed: the generator has no output_shape_.")
+    self.batch_size = batch_size
+    self.sample_shape = tuple(int(d) for d in sample_shape)
+    strategy = tf.distribute.get_strategy()
+    per_replica = distribute.per_replica_batch(strategy, batch_size)
+    # One component per replica, read and assigned in replica context (never aggregated on write).
+    delta = tf.Variable(tf.zeros((per_replica,) + self.sample_shape), trainable=False,
+                        name="free_at_delta",
+                        synchronization=tf.VariableSynchronization.ON_READ,
+                        aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+    self._free_at = PerReplicaState(delta)
+    self._free_at.assign_global(self.initial_delta())
+    for name in ("class_real", "acc_real", "kl_fake", "g_class", "delta_abs"):
+      self.add_tracker(name)
+
+  # ----------------------------------------------------------------- the perturbation
+  @property
+  def delta(self):
+    """The per-replica perturbation variable (SyncOnRead under a multi-replica strategy)."""
+    return self._free_at.variable
+
+  def delta_state(self):
+    """`PerReplicaState`: `global_value()` / `assign_global()` over all replicas."""
+    return self._free_at
+
+  def initial_delta(self):
+    """The initial perturbation over the global batch, [batch_size, *sample_shape]."""
+    shape = (self.batch_size,) + self.sample_shape
+    seed = tf.constant([self.seed, 7919], tf.int32)
+    if self.delta_init == "zeros" or self.epsilon == 0.0:
+      return tf.zeros(shape)
+    if self.delta_init == "uniform":
+      return attacks.free_delta_init(shape, self.epsilon, seed)
+    return tf.clip_by_value(attacks.normal(shape, seed), -self.epsilon, self.epsilon)
+
+  def state_variables(self):
+    return [self._free_at]
+
+  # ----------------------------------------------------------------- optimizers
+  def compile(self, d_optimizer, g_optimizer, **kwargs):
+    if self.anneal_per_train_step:
+      schedule = getattr(d_optimizer, "_learning_rate", None)
+      updates = self.n_dis * self.replays
+      if (isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule)
+          and not isinstance(schedule, TrainStepSchedule) and updates > 1):
+        d_optimizer.learning_rate = TrainStepSchedule(schedule, updates)
+    super().compile(d_optimizer, g_optimizer, **kwargs)
+
+  # ----------------------------------------------------------------- D side
+  def discriminator_update(self, real, labels, z, fake_labels, index):
+    """One D step: M replays on the same real and fake batch, delta updated after each."""
+    fake = tf.stop_gradient(self.generate(z, fake_labels, training=True))
+    for _ in range(self.replays):
+      step_seed = self.step_seed(index)  # the D-update counter moves with every replay
+      delta = tf.convert_to_tensor(self.delta.value())
+      if real.shape[0] is not None and delta.shape[0] != real.shape[0]:
+        raise errors.ConfigError(
+            f"Fast-RobGAN's perturbation was made for {delta.shape[0]} examples per replica but "
+            f"the batch has {real.shape[0]}: set FastRobGAN.batch_size (or train.batch_size) to "
+            "the global batch size of the run.")
+      variables = self.discriminator.trainable_variables
+      with tf.GradientTape() as tape:
+        tape.watch(delta)
+        x_adv = real + delta
+        if self.clip:
+          x_adv = tf.clip_by_value(x_adv, -1.0, 1.0)
+        per_example, logs = self.discriminator_loss(x_adv, labels, fake, fake_labels, step_seed)
+        loss = base.average(per_example)
+        if self.discriminator.losses:
+          loss += tf.add_n(self.discriminator.losses) / base._replica_count()  # pylint: disable=protected-access
+      grads = tape.gradient(loss, list(variables) + [delta])
+      grad_norm = self.apply_discriminator_gradients(grads[:-1])
+      new_delta = attacks.free_delta_update(delta, grads[-1], self.step_size, self.epsilon)
+      self.delta.assign(new_delta)
+      self.track(d_grad_norm=grad_norm, delta_abs=tf.reduce_mean(tf.abs(new_delta)), **logs)
+
+  def class_loss_terms(self, real_out, labels, fake_out, fake_labels):
+    ce_real = losses_lib.class_cross_entropy(real_out["class_logits"], labels)
+    kl_fake = losses_lib.kl_to_uniform(fake_out["class_logits"], direction=self.kl_direction)
+    self.track(class_real=tf.reduce_mean(ce_real), kl_fake=tf.reduce_mean(kl_fake),
+               acc_real=robgan.class_accuracy(real_out["class_logits"], labels))
+    terms = self.class_weight * ce_real
+    if self.kl_weight > 0:
+      terms += self.kl_weight * kl_fake
+    return terms
+
+  # ----------------------------------------------------------------- G side
+  def generator_loss(self, fake_out, fake_labels):
+    ce = losses_lib.class_cross_entropy(fake_out["class_logits"], fake_labels)
+    self.track(g_class=tf.reduce_mean(ce))
+    return self.loss_fn.g(fake_out["logits"]) + self.g_class_weight * ce

@@ -1,0 +1,153 @@
+"""Rob-GAN: co-training with PGD on the real images and a split AC loss
+(../shared/papers/robgan_from_adversarial_training_to_gans.txt, Sec. 3.3, Eqs. 8-10; the authors'
+release xuanqing94/RobGAN).
+
+Class-conditional: G uses conditional BN, D has a real/fake logit D^b and a class head D^c
+(`build_discriminator.head = 'ac'`). Each of the `n_dis` D updates:
+
+  1. attacks the real batch with L-inf PGD (`perturb_real`): `pgd_steps` sign steps of
+     `pgd_step_size` that increase  attack_adv_weight * BCE(D^b(x), real)
+     + attack_class_weight * CE(D^c(x), y)  (the release: 0.5 / 0.5), each followed by projection
+     onto the eps-ball and onto [-1, 1]; no random start by default; D in inference mode during the
+     attack (BN running statistics, no spectral-norm power iteration) unless `attack_training`;
+  2. trains D on x_r + sigma and the fakes. `class_loss = 'split'` (Eq. 9): D maximises
+     L_S + L_C1, i.e. minimises  loss.d_real(D^b(x_r + sigma)) + loss.d_fake(D^b(x_f))
+     + class_weight * CE(D^c(x_r + sigma), y_r)  (no class term on the fakes);
+     `class_loss = 'acgan'` (Eq. 8, the ablation) adds class_weight * CE(D^c(x_f), y_f).
+
+G minimises  loss.g(D^b(x_f)) + g_class_weight * CE(D^c(x_f), y_f)  (Eq. 9: G maximises
+L_C2 - L_S, with the non-saturating form of -L_S as in the release). `epsilon = 0` skips the attack
+(the "new loss without adversarial training" curves of Fig. 7, and SNGAN(AC) with a hinge loss).
+
+The fine-tuning stage (Eq. 10) is `tfadvgan/cli/finetune.py` (`scripts/finetune.py`).
+Readings (paper vs release) are in BUILD_NOTES.md, "Rob-GAN and Fast-RobGAN (issue 6)".
+"""
+
+import gin
+import tensorflow as tf
+
+from tfadvgan import attacks
+from tfadvgan import errors
+from tfadvgan import gans
+from tfadvgan import losses as losses_lib
+from tfadvgan.gans import base
+
+CLASS_LOSSES = ("split", "acgan")
+
+
+def check_ac_discriminator(gan, method):
+  """ConfigError unless the run is conditional and D has an auxiliary-classifier head."""
+  head = getattr(gan.discriminator, "head", None)
+  errors.check(head == "ac",
+               f"{method} needs a discriminator with an auxiliary-classifier head "
+               f"(build_discriminator.head = 'ac'); this one has head={head!r}.")
+  errors.check(gan.conditional,
+               f"{method} is class-conditional: set build_gan.conditional = True (the default for "
+               f"this method) and use a labelled dataset.")
+
+
+def class_accuracy(class_logits, labels):
+  """Fraction of examples whose arg-max class is the label."""
+  pred = tf.argmax(class_logits, axis=-1, output_type=tf.int32)
+  return tf.reduce_mean(tf.cast(tf.equal(pred, tf.cast(labels, tf.int32)), tf.float32))
+
+
+@gans.register("robgan")
+@gin.configurable
+class RobGAN(base.GAN):
+  """Class-conditional GAN whose D trains on PGD-attacked reals with the split AC loss (Eq. 9).
+
+  Args:
+    epsilon: L-inf radius on the [-1, 1] scale (release: 0.03125 at 64 px, 0.0625 at 128 px);
+      0 turns the attack off.
+    pgd_steps: PGD steps K (release: 5).
+    pgd_step_size: size of each sign step (release: 0.0078, whatever epsilon).
+    random_start: start PGD from a uniform point in the ball (release: no).
+    attack_training: run D in training mode during the attack (release: inference mode).
+    attack_adv_weight: weight of BCE(D^b(x), real) = softplus(-D^b(x)) in the attacked loss.
+    attack_class_weight: weight of CE(D^c(x), y) in the attacked loss.
+    class_loss: "split" (Eq. 9, class term on reals only) or "acgan" (Eq. 8, reals and fakes).
+    class_weight: weight of the D class terms.
+    g_class_weight: weight of CE(D^c(x_f), y_f) in the G loss.
+    clip: keep attacked images in [-1, 1] (turn off only for unbounded data).
+    **kwargs: `GAN` arguments (loss, n_dis, penalty, ...).
+  """
+
+  conditional_default = True
+
+  def __init__(self, generator, discriminator, epsilon=0.03125, pgd_steps=5, pgd_step_size=0.0078,
+               random_start=False, attack_training=False, attack_adv_weight=0.5,
+               attack_class_weight=0.5, class_loss="split", class_weight=1.0, g_class_weight=1.0,
+               clip=True, **kwargs):
+    super().__init__(generator, discriminator, **kwargs)
+    check_ac_discriminator(self, "RobGAN")
+    errors.check(epsilon >= 0, f"RobGAN.epsilon must be >= 0; got {epsilon}.")
+    errors.check(isinstance(pgd_steps, int) and pgd_steps >= 1,
+                 f"RobGAN.pgd_steps must be an integer >= 1; got {pgd_steps!r}.")
+    errors.check(pgd_step_size >= 0, f"RobGAN.pgd_step_size must be >= 0; got {pgd_step_size}.")
+    errors.check(attack_adv_weight >= 0 and attack_class_weight >= 0
+                 and attack_adv_weight + attack_class_weight > 0,
+                 "RobGAN.attack_adv_weight and attack_class_weight must be >= 0, not both 0.")
+    errors.check(class_loss in CLASS_LOSSES,
+                 f"Unknown RobGAN.class_loss {class_loss!r}. Choose one of: "
+                 f"{', '.join(CLASS_LOSSES)}.")
+    errors.check(class_weight >= 0 and g_class_weight >= 0,
+                 "RobGAN.class_weight and g_class_weight must be >= 0.")
+    self.epsilon = float(epsilon)
+    self.pgd_steps = int(pgd_steps)
+    self.pgd_step_size = float(pgd_step_size)
+    self.random_start = bool(random_start)
+    self.attack_training = bool(attack_training)
+    self.attack_adv_weight = float(attack_adv_weight)
+    self.attack_class_weight = float(attack_class_weight)
+    self.class_loss = class_loss
+    self.class_weight = float(class_weight)
+    self.g_class_weight = float(g_class_weight)
+    self.clip = bool(clip)
+    for name in ("class_real", "acc_real", "g_class"):
+      self.add_tracker(name)
+    if class_loss == "acgan":
+      self.add_tracker("class_fake")
+
+  # ----------------------------------------------------------------- the attack
+  def attack_loss_fn(self, labels):
+    """x -> [B] per-example loss the PGD attack increases (release: 0.5 BCE + 0.5 CE)."""
+
+    def loss(x):
+      out = self.d_out(x, labels, training=self.attack_training)
+      value = self.attack_adv_weight * tf.nn.softplus(-out["logits"])
+      if self.attack_class_weight > 0:
+        value += self.attack_class_weight * losses_lib.class_cross_entropy(
+            out["class_logits"], labels)
+      return value
+
+    return loss
+
+  def attack(self, real, labels, step_seed):
+    """x_r + sigma: L-inf PGD within the eps-ball and [-1, 1] (a constant for the D update)."""
+    if self.epsilon == 0.0:
+      return real
+    seed = tf.random.experimental.stateless_fold_in(step_seed, 201)
+    return tf.stop_gradient(attacks.pgd(
+        real, self.attack_loss_fn(labels), self.epsilon, self.pgd_steps, self.pgd_step_size,
+        random_start=self.random_start, seed=seed, clip=self.clip))
+
+  def perturb_real(self, real, labels, step_seed):
+    return self.attack(real, labels, step_seed)
+
+  # ----------------------------------------------------------------- losses
+  def class_loss_terms(self, real_out, labels, fake_out, fake_labels):
+    ce_real = losses_lib.class_cross_entropy(real_out["class_logits"], labels)
+    terms = self.class_weight * ce_real
+    self.track(class_real=tf.reduce_mean(ce_real),
+               acc_real=class_accuracy(real_out["class_logits"], labels))
+    if self.class_loss == "acgan":
+      ce_fake = losses_lib.class_cross_entropy(fake_out["class_logits"], fake_labels)
+      terms += self.class_weight * ce_fake
+      self.track(class_fake=tf.reduce_mean(ce_fake))
+    return terms
+
+  def generator_loss(self, fake_out, fake_labels):
+    ce = losses_lib.class_cross_entropy(fake_out["class_logits"], fake_labels)
+    self.track(g_class=tf.reduce_mean(ce))
+    return self.loss_fn.g(fake_out["logits"]) + self.g_class_weight * ce
