@@ -67,3 +67,39 @@ def main_wrapper(fn):
       print(f"error: {strip_gin_context(str(e))}", file=sys.stderr)
       sys.exit(2)
   return wrapped
+
+
+DATA_HINT = ("Point at the data with --gin_param, e.g. --gin_param \"dataset.path = "
+             "'/path/to/data'\" (local sources), --gin_param \"dataset.data_dir = '/path/to/tfds'\" "
+             "(TFDS) or --gin_param \"dataset.source = '...'\".")
+
+
+def load_run_source(info, split, use_run_source=True):
+  """A trained run's dataset (its `dataset.*` gin config) for `split`, checked against run.json.
+
+  Args:
+    info: the run's run.json (`loop.read_run_info`).
+    split: data split to load.
+    use_run_source: for 2-D toy runs, load the source run.json names (the one actually trained on,
+      also after a ring fallback) instead of the configured one.
+
+  Raises:
+    ConfigError: the data cannot be loaded (with DATA_HINT), or its shape differs from the run's.
+  """
+  from tfadvgan import data as data_lib  # pylint: disable=g-import-not-at-top
+  kwargs = {}
+  if use_run_source and len(info["shape"]) == 1 and info.get("dataset") in data_lib.SOURCES:
+    kwargs["source"] = info["dataset"]
+  try:
+    source = data_lib.load(split=split, **kwargs)
+  except errors.ConfigError as e:
+    raise errors.ConfigError(f"Could not load the run's data (split {split!r}): {e}\n"
+                             f"{DATA_HINT}") from None
+  except Exception as e:  # pylint: disable=broad-except  (missing TFDS data, no binding, ...)
+    first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+    raise errors.ConfigError(f"Could not load the run's data (split {split!r}): "
+                             f"{type(e).__name__}: {first}\n{DATA_HINT}") from None
+  errors.check(list(source.shape) == list(info["shape"]),
+               f"The data loaded ({source.name}, shape {tuple(source.shape)}) does not match the "
+               f"run's shape {tuple(info['shape'])}. {DATA_HINT}")
+  return source

@@ -90,39 +90,16 @@ def _which(text, has_ac_head, head, has_classifier=False):
 def load_real(info, split, num, split_given):
   """``num`` real examples of the run's dataset: (images [n, ...] float32, labels [n] or None)."""
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from tfadvgan import data as data_lib  # pylint: disable=g-import-not-at-top
   from tfadvgan import errors  # pylint: disable=g-import-not-at-top
-  hint = ("Pass the data location with --gin_param, e.g. --gin_param \"dataset.path = "
-          "'/path/to/data'\" (local sources) or --gin_param \"dataset.data_dir = '/path/to/tfds'\" "
-          "(TFDS), or --gin_param \"dataset.source = '...'\".")
-  kwargs = {}
-  if (len(info["shape"]) == 1 and info.get("dataset") in data_lib.SOURCES
-      and not any("dataset.source" in p for p in FLAGS.gin_param)):
-    # 2-D toy runs: run.json names the source actually trained on (also after a ring fallback).
-    kwargs["source"] = info["dataset"]
-
-  def load(s):
-    return data_lib.load(split=s, **kwargs)
-
+  use_run_source = not any("dataset.source" in p for p in FLAGS.gin_param)
   try:
-    try:
-      source = load(split)
-    except errors.ConfigError as e:
-      if split_given or "Unknown split" not in str(e):
-        raise
-      print(f"[tfadvgan] dataset has no {split!r} split; using 'train'.")
-      split = "train"
-      source = load(split)
+    source = common.load_run_source(info, split, use_run_source)
   except errors.ConfigError as e:
-    raise errors.ConfigError(f"Could not load the run's real data (split {split!r}): {e}\n{hint}"
-                             ) from None
-  except Exception as e:  # pylint: disable=broad-except  (missing TFDS data, no binding, ...)
-    first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
-    raise errors.ConfigError(f"Could not load the run's real data (split {split!r}): "
-                             f"{type(e).__name__}: {first}\n{hint}") from None
-  errors.check(list(source.shape) == list(info["shape"]),
-               f"The data loaded ({source.name}, shape {tuple(source.shape)}) does not match the "
-               f"run's shape {tuple(info['shape'])}. {hint}")
+    if split_given or "Unknown split" not in str(e):
+      raise
+    print(f"[tfadvgan] dataset has no {split!r} split; using 'train'.")
+    split = "train"
+    source = common.load_run_source(info, split, use_run_source)
   xs, ys = [], []
   for batch in source.images.take(num).batch(256):
     if source.num_classes > 0:

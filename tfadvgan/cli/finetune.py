@@ -294,24 +294,8 @@ class ClassifierFinetuner:
 
 # ------------------------------------------------------------------- the run
 def _load_source(info):
-  """The run's training data (its `dataset.*` config), checked against run.json."""
-  from tfadvgan import data as data_lib  # pylint: disable=g-import-not-at-top
-  hint = ("Point at the data with a gin binding, e.g. \"dataset.path = '/path/to/data'\" (local "
-          "sources) or \"dataset.data_dir = '/path/to/tfds'\" (TFDS).")
-  kwargs = {}
-  if len(info["shape"]) == 1 and info.get("dataset") in data_lib.SOURCES:
-    kwargs["source"] = info["dataset"]  # 2-D toy runs: the source actually trained on
-  try:
-    source = data_lib.load(split="train", **kwargs)
-  except errors.ConfigError as e:
-    raise errors.ConfigError(f"Could not load the run's training data: {e}\n{hint}") from None
-  except Exception as e:  # pylint: disable=broad-except  (missing TFDS data, no binding, ...)
-    first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
-    raise errors.ConfigError(f"Could not load the run's training data: {type(e).__name__}: "
-                             f"{first}\n{hint}") from None
-  errors.check(list(source.shape) == list(info["shape"]),
-               f"The data loaded ({source.name}, shape {tuple(source.shape)}) does not match the "
-               f"run's shape {tuple(info['shape'])}. {hint}")
+  """The run's labelled training data (its `dataset.*` config), checked against run.json."""
+  source = common.load_run_source(info, "train")
   errors.check(source.num_classes > 0,
                f"Dataset {source.name!r} has no labels; classifier fine-tuning needs the labelled "
                "training data of the run.")
