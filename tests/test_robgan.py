@@ -299,12 +299,7 @@ def _plain_gan():
   return GAN(LinearG(), LinearD())
 
 
-def small_npz(tmp_path, n=64, shape=(32, 32, 1), classes=10):
-  rng = np.random.default_rng(0)
-  path = str(tmp_path / "data.npz")
-  np.savez(path, images=rng.integers(0, 256, (n,) + shape).astype(np.uint8),
-           labels=(np.arange(n) % classes).astype(np.int64))
-  return path
+from test_training import small_npz  # noqa: E402  pylint: disable=g-import-not-at-top
 
 
 TINY = ["build_generator.width = 8", "build_discriminator.width = 8", "train.batch_size = 4",
