@@ -276,7 +276,7 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
   deadline = time.time() + 240
   while time.time() < deadline and not glob.glob(str(model_dir / "train" / "events*")):
     time.sleep(0.5)
-  time.sleep(3)  # a few steps in
+  time.sleep(3)  # usually a few steps in; on a slow machine still compiling (stops after step 1)
   proc.send_signal(signal.SIGINT)
   out, err = proc.communicate(timeout=120)
   assert proc.returncode == 0, err[-3000:]

@@ -56,7 +56,7 @@ def strip_gin_context(message):
 
 
 def main_wrapper(fn):
-  """Runs `fn(argv)`; a ConfigError prints one message and exits with status 2."""
+  """Runs `fn(argv)`; a ConfigError prints one message and exits with status 2, Ctrl-C 130."""
   def wrapped(argv):
     from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
     if not FLAGS["verbosity"].present:
@@ -66,6 +66,9 @@ def main_wrapper(fn):
     except errors.ConfigError as e:
       print(f"error: {strip_gin_context(str(e))}", file=sys.stderr)
       sys.exit(2)
+    except KeyboardInterrupt:  # Ctrl-C outside a training loop (which handles its own)
+      print("interrupted", file=sys.stderr)
+      sys.exit(130)
   return wrapped
 
 

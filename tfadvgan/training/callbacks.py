@@ -78,6 +78,25 @@ class TimeBudget(StepCallback):
       self.model.stop_training = True
 
 
+class StopRequest(StepCallback):
+  """Stops training after the current step once `request()` was called (e.g. by a Ctrl-C handler).
+
+  A flag checked between steps, instead of a KeyboardInterrupt raised wherever the main thread
+  happens to be (inside tracing, XLA compilation or tf.data), which TF and Keras code may swallow.
+  """
+
+  def __init__(self, gan):
+    super().__init__(gan)
+    self.requested = False
+
+  def request(self):
+    self.requested = True
+
+  def on_train_batch_end(self, batch, logs=None):
+    if self.requested:
+      self.model.stop_training = True
+
+
 def weights_finite(gan):
   return all(np.all(np.isfinite(w)) for w in gan.generator.get_weights()
              + gan.discriminator.get_weights())

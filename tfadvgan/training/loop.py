@@ -10,6 +10,8 @@ A run directory holds:
 
 import json
 import os
+import signal
+import threading
 import time
 
 import gin
@@ -219,15 +221,35 @@ def train(model_dir,
   if max_seconds is not None:
     budget = callbacks_lib.TimeBudget(gan, max_seconds)
     cbs.insert(1, budget)  # before the Checkpointer: it saves at the end of training
+  # The first Ctrl-C asks the run to stop after the current step (checkpointed by the
+  # Checkpointer at the end of training); a second one raises KeyboardInterrupt as usual.
+  stop = callbacks_lib.StopRequest(gan)
+  cbs.insert(0, stop)
+  previous_handler = None
+  if threading.current_thread() is threading.main_thread():
+    def on_sigint(signum, frame):
+      del signum, frame
+      stop.request()
+      signal.signal(signal.SIGINT, previous_handler)
+    previous_handler = signal.signal(signal.SIGINT, on_sigint)
+
+  def interrupted():
+    path = checkpointer.save()
+    print(f"\n[tfadvgan] interrupted at step {int(gan.global_step.numpy())}; "
+          f"saved {path or 'nothing (weights not finite)'}. Run the same command to resume.")
+    return gan
+
   t0 = time.time()
   try:
     gan.fit(dataset, epochs=1, steps_per_epoch=num_steps - start, callbacks=cbs,
             verbose=verbose, shuffle=False)
   except KeyboardInterrupt:
-    path = checkpointer.save()
-    print(f"\n[tfadvgan] interrupted at step {int(gan.global_step.numpy())}; "
-          f"saved {path or 'nothing (weights not finite)'}. Run the same command to resume.")
-    return gan
+    return interrupted()
+  finally:
+    if previous_handler is not None:
+      signal.signal(signal.SIGINT, previous_handler)
+  if stop.requested and guard.bad is None:
+    return interrupted()
   if guard.bad is not None:
     step, key, value = guard.bad
     raise TrainingDiverged(
