@@ -278,7 +278,12 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     time.sleep(0.5)
   time.sleep(3)  # usually a few steps in; on a slow machine still compiling (stops after step 1)
   proc.send_signal(signal.SIGINT)
-  out, err = proc.communicate(timeout=120)
+  try:
+    out, err = proc.communicate(timeout=120)
+  finally:
+    if proc.poll() is None:  # never leave a 100000-step run behind
+      proc.kill()
+      proc.communicate()
   assert proc.returncode == 0, err[-3000:]
   assert "interrupted at step" in out
   latest = tf.train.latest_checkpoint(str(model_dir / "checkpoints"))
