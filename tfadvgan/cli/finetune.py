@@ -393,7 +393,8 @@ def finetune_run(model_dir, out_dir, gin_bindings=(), gin_files=()):
       if bad:
         raise errors.ConfigError(
             f"Fine-tuning diverged: {bad[0]} = {logs[bad[0]]} at step {i + 1}; nothing was "
-            "written. Lower finetune_classifier.learning_rate or change the seed.")
+            "written. Lower finetune_classifier.learning_rate (e.g. 1e-4: BN discriminators "
+            "in inference mode can diverge at the default 1e-3) or change the seed.")
       window.append(logs)
       final = logs
       if (i + 1) % trainer.log_every_steps == 0 or i + 1 == total:
