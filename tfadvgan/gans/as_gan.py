@@ -85,19 +85,17 @@ class ASGAN(base.GAN):
 
   def craft(self, real, labels, real_grad, epsilon, step_seed):
     """x_hat from the chosen attack (FGSM uses the pre-update input gradient `real_grad`)."""
-    if self.attack == "fgsm":
-      return attacks.fgsm(real, None, epsilon, clip=self.clip, grad=real_grad)
-    if self.attack == "gaussian":
-      return attacks.gaussian(real, epsilon, tf.random.experimental.stateless_fold_in(
-          step_seed, 101), clip=self.clip)
-    d_logits = self.d_logits_fn(labels, training=True)
+    loss_fn = None
+    if self.attack == "pgd":  # the only attack here that needs fresh passes
+      d_logits = self.d_logits_fn(labels, training=True)
+      loss_fn = lambda x: self.loss_fn.d_real(d_logits(x))  # noqa: E731
     step_size = self.pgd_step_size
     if step_size is None:
       step_size = 2.5 * epsilon / self.pgd_steps
-    return attacks.pgd(real, lambda x: self.loss_fn.d_real(d_logits(x)), epsilon, self.pgd_steps,
-                       step_size, random_start=self.pgd_random_start,
-                       seed=tf.random.experimental.stateless_fold_in(step_seed, 102),
-                       clip=self.clip)
+    return attacks.get(self.attack)(
+        real, loss_fn, epsilon, grad=real_grad, clip=self.clip, num_steps=self.pgd_steps,
+        step_size=step_size, random_start=self.pgd_random_start,
+        seed=tf.random.experimental.stateless_fold_in(step_seed, 101))
 
   def after_discriminator_update(self, context):
     epsilon = self.epsilon_at(self.global_step)

@@ -259,20 +259,31 @@ class GAN(keras.Model):
     logs["d_loss"] = tf.reduce_mean(per_example)
     return per_example, logs
 
-  def discriminator_gradients(self, real, labels, fake, fake_labels, step_seed):
-    """One tape: gradient for D's weights (and for `real` when the method asks)."""
-    variables = self.discriminator.trainable_variables
+  def discriminator_gradients(self, real, labels, fake, fake_labels, step_seed, sources=None,
+                              make_real=None):
+    """One tape: the gradient for D's weights and for each tensor in `sources`.
+
+    `sources` defaults to `[real]` when the method sets `needs_real_input_gradient`, else none.
+    `make_real()`, when given, builds the real batch inside the tape from `sources` (Fast-RobGAN:
+    clip(x + delta)), so their gradients come from the same backward pass as the weights'.
+
+    Returns:
+      (weight gradients, [gradient for each source], logs).
+    """
+    variables = list(self.discriminator.trainable_variables)
+    if sources is None:
+      sources = [real] if self.needs_real_input_gradient else []
     with tf.GradientTape() as tape:
-      if self.needs_real_input_gradient:
-        tape.watch(real)
+      for source in sources:
+        tape.watch(source)
+      if make_real is not None:
+        real = make_real()
       per_example, logs = self.discriminator_loss(real, labels, fake, fake_labels, step_seed)
       loss = average(per_example)
       if self.discriminator.losses:
         loss += tf.add_n(self.discriminator.losses) / _replica_count()
-    targets = list(variables) + ([real] if self.needs_real_input_gradient else [])
-    grads = tape.gradient(loss, targets)
-    real_grad = grads[-1] if self.needs_real_input_gradient else None
-    return grads[:len(variables)], real_grad, logs
+    grads = tape.gradient(loss, variables + list(sources))
+    return grads[:len(variables)], grads[len(variables):], logs
 
   def apply_discriminator_gradients(self, grads):
     variables = self.discriminator.trainable_variables
@@ -288,8 +299,9 @@ class GAN(keras.Model):
     step_seed = self.step_seed(index)
     fake = tf.stop_gradient(self.generate(z, fake_labels, training=True))
     real = self.perturb_real(real, labels, step_seed)
-    grads, real_grad, logs = self.discriminator_gradients(real, labels, fake, fake_labels,
-                                                          step_seed)
+    grads, source_grads, logs = self.discriminator_gradients(real, labels, fake, fake_labels,
+                                                             step_seed)
+    real_grad = source_grads[0] if source_grads else None
     grad_norm = self.apply_discriminator_gradients(grads)
     self.track(d_grad_norm=grad_norm, **logs)
     self.after_discriminator_update(dict(real=real, labels=labels, fake=fake,

@@ -257,19 +257,14 @@ class FastRobGAN(base.GAN):
             f"Fast-RobGAN's perturbation was made for {delta.shape[0]} examples per replica but "
             f"the batch has {real.shape[0]}: set FastRobGAN.batch_size (or train.batch_size) to "
             "the global batch size of the run.")
-      variables = self.discriminator.trainable_variables
-      with tf.GradientTape() as tape:
-        tape.watch(delta)
+      def make_real(delta=delta):
         x_adv = real + delta
-        if self.clip:
-          x_adv = tf.clip_by_value(x_adv, -1.0, 1.0)
-        per_example, logs = self.discriminator_loss(x_adv, labels, fake, fake_labels, step_seed)
-        loss = base.average(per_example)
-        if self.discriminator.losses:
-          loss += tf.add_n(self.discriminator.losses) / base._replica_count()  # pylint: disable=protected-access
-      grads = tape.gradient(loss, list(variables) + [delta])
-      grad_norm = self.apply_discriminator_gradients(grads[:-1])
-      new_delta = attacks.free_delta_update(delta, grads[-1], self.step_size, self.epsilon)
+        return tf.clip_by_value(x_adv, -1.0, 1.0) if self.clip else x_adv
+
+      grads, (grad_delta,), logs = self.discriminator_gradients(
+          real, labels, fake, fake_labels, step_seed, sources=[delta], make_real=make_real)
+      grad_norm = self.apply_discriminator_gradients(grads)
+      new_delta = attacks.free_delta_update(delta, grad_delta, self.step_size, self.epsilon)
       self.delta.assign(new_delta)
       self.track(d_grad_norm=grad_norm, delta_abs=tf.reduce_mean(tf.abs(new_delta)), **logs)
 

@@ -115,7 +115,7 @@ class RobGAN(base.GAN):
 
     def loss(x):
       out = self.d_out(x, labels, training=self.attack_training)
-      value = self.attack_adv_weight * tf.nn.softplus(-out["logits"])
+      value = self.attack_adv_weight * losses_lib.non_saturating.d_real(out["logits"])  # BCE
       if self.attack_class_weight > 0:
         value += self.attack_class_weight * losses_lib.class_cross_entropy(
             out["class_logits"], labels)
