@@ -234,11 +234,8 @@ def main(argv):
   head = getattr(gan.discriminator, "head", "plain")
   which = _which(FLAGS.which, head == "ac", head, has_classifier=bool(FLAGS.classifier_path))
   if FLAGS.gin_param:
-    try:
-      with gin.unlock_config():
-        gin.parse_config_files_and_bindings([], FLAGS.gin_param, finalize_config=False)
-    except (ValueError, KeyError, SyntaxError, IOError) as e:
-      raise errors.ConfigError(f"Bad --gin_param: {e}") from None
+    with gin.unlock_config():
+      common.parse_gin([], FLAGS.gin_param, finalize=False)
   images, labels, split, name = load_real(info, FLAGS.split or "test", FLAGS.num,
                                           split_given=FLAGS.split is not None)
   errors.check(labels is not None or not gan.conditional,

@@ -78,8 +78,8 @@ def wdist_variance_last_fraction(run_dir, fraction=0.2):
 def collect(run_dir, eps_key):
   """The study's numbers of one finished run."""
   out = {}
-  with open(os.path.join(run_dir, "eval", "results.json")) as f:
-    records = json.load(f)
+  from tfadvgan.metrics import evaluation  # pylint: disable=g-import-not-at-top
+  records = evaluation.read_results(run_dir)
   last_step = max(r["step"] for r in records)
   out["steps"] = last_step  # differs between variants only under a wall-time budget
   for r in records:
@@ -123,6 +123,7 @@ def run_study(out, variants, seeds=(0, 1, 2), num_steps=2000, classifier_path=No
               diagnose_which=("accuracy", "gradients"), extra_params=(), dry_run=False):
   """Trains, evaluates and diagnoses every (variant, seed); returns the rows of the table."""
   from tfadvgan import errors  # pylint: disable=g-import-not-at-top
+  from tfadvgan.training import checkpoints  # pylint: disable=g-import-not-at-top
   errors.check(variants, "study.variants is empty.")
   errors.check(classifier_path and os.path.exists(classifier_path),
                f"study.classifier_path {classifier_path!r} does not exist: train one with "
@@ -158,8 +159,7 @@ def run_study(out, variants, seeds=(0, 1, 2), num_steps=2000, classifier_path=No
         continue
       numbers = collect(run_dir, eps_key)
       numbers["train_eval_seconds"] = time.time() - t0
-      with open(done, "w") as f:
-        json.dump(numbers, f)
+      checkpoints.atomic_write(done, json.dumps(numbers))  # a torn file would break resuming
       per_seed.append(numbers)
     rows.append({"variant": name, "gin_files": list(gin_files), "params": list(params),
                  "per_seed": per_seed})

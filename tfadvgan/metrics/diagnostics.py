@@ -77,6 +77,7 @@ import tensorflow as tf
 
 from tfadvgan import attacks
 from tfadvgan import errors
+from tfadvgan import losses as losses_lib
 from tfadvgan.training import images as images_lib
 
 DEFAULT_EPSILONS = (0.0, 0.5 / 255, 1.0 / 255, 2.0 / 255, 4.0 / 255)
@@ -346,7 +347,7 @@ def classifier_accuracy_under_pgd(class_logits_fn, images, labels, epsilons=ROBG
   @tf.function
   def correct(xb, yb, eps, alpha, seed_t):
     def xent(v):
-      return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=yb, logits=class_logits(v, yb))
+      return losses_lib.class_cross_entropy(class_logits(v, yb), yb)
     xb = attacks.pgd(xb, xent, eps, steps, alpha, random_start=random_start, seed=seed_t,
                      clip=clip)
     pred = tf.argmax(class_logits(xb, yb), axis=-1, output_type=tf.int32)
@@ -379,7 +380,6 @@ def _dat_value(value, loss, real):
   if value == "probability":
     return tf.sigmoid
   errors.check(loss is not None, "dat_attack_success value='loss' needs the GAN's loss (g1, g2).")
-  from tfadvgan import losses as losses_lib  # pylint: disable=g-import-not-at-top
   loss = losses_lib.get(loss)
   return loss.g1 if real else loss.g2
 

@@ -19,6 +19,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfadvgan import attacks
+from tfadvgan import losses as losses_lib
 from tfadvgan.errors import ConfigError
 from tfadvgan.errors import check
 
@@ -54,24 +56,10 @@ def build_domain_cnn(input_shape, num_classes, width=32, feature_dim=128):
   return keras.Model(inputs, logits, name="domain_cnn")
 
 
-def _per_example_xent(labels, logits):
-  return keras.losses.sparse_categorical_crossentropy(
-      tf.cast(labels, tf.int32), logits, from_logits=True)
-
-
 def _split(batch):
   check(isinstance(batch, (tuple, list)) and len(batch) == 2,
         "Classifier datasets must yield (images, labels) batches.")
   return batch
-
-
-def _default_attack():
-  try:
-    from tfadvgan.attacks import pgd  # pylint: disable=g-import-not-at-top
-  except ImportError as e:
-    raise ConfigError(f"Adversarial training needs tfadvgan.attacks.pgd, which is unavailable "
-                      f"({e}).") from None
-  return pgd
 
 
 def make_pgd_fn(model, epsilon, pgd_steps, step_size=None, attack_fn=None):
@@ -87,12 +75,12 @@ def make_pgd_fn(model, epsilon, pgd_steps, step_size=None, attack_fn=None):
   """
   check(epsilon > 0 and pgd_steps >= 1, f"PGD needs epsilon > 0 and pgd_steps >= 1, got "
         f"epsilon={epsilon}, pgd_steps={pgd_steps}.")
-  attack_fn = attack_fn or _default_attack()
+  attack_fn = attack_fn or attacks.pgd
   step_size = 2.5 * epsilon / pgd_steps if step_size is None else step_size
 
   def attack(images, labels, seed):
     def loss_fn(x):
-      return _per_example_xent(labels, model(x, training=False))
+      return losses_lib.class_cross_entropy(model(x, training=False), labels)
     x_adv = attack_fn(images, loss_fn, epsilon, pgd_steps, step_size, random_start=True,
                       seed=seed, clip=True)
     return tf.stop_gradient(x_adv)
@@ -196,7 +184,7 @@ def train_domain_classifier(train_ds, test_ds, epochs, adversarial=False, epsilo
       images = attack(images, labels, step_seed)
     with tf.GradientTape() as tape:
       logits = model(images, training=True)
-      per_example = _per_example_xent(labels, logits)
+      per_example = losses_lib.class_cross_entropy(logits, labels)
       loss = tf.nn.compute_average_loss(per_example)
     grads = tape.gradient(loss, model.trainable_variables)
     optimizer.apply_gradients(zip(grads, model.trainable_variables))

@@ -64,11 +64,6 @@ def spectral_norm(layer, enabled=True):
   return keras.layers.SpectralNormalization(layer, power_iterations=1)
 
 
-def unwrap(layer):
-  """Returns the layer inside a SpectralNormalization wrapper (or the layer itself)."""
-  return layer.layer if isinstance(layer, keras.layers.SpectralNormalization) else layer
-
-
 def batch_norm(synchronized=False, center=True, scale=True, name=None):
   """BatchNormalization with the package's momentum/epsilon."""
   return keras.layers.BatchNormalization(
@@ -211,5 +206,5 @@ def check_labels(labels, num_classes, who):
 
 __all__ = [
     "HEADS", "ConditionalBatchNorm", "GeneratorNorm", "DiscriminatorHead", "batch_norm",
-    "spectral_norm", "unwrap", "global_sum_pool", "dcgan_init", "glorot_init", "check_labels",
+    "spectral_norm", "global_sum_pool", "dcgan_init", "glorot_init", "check_labels",
 ]
