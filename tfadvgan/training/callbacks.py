@@ -42,6 +42,22 @@ class StepCallback(keras.callbacks.Callback):
     self.last_step = self.step()
 
 
+class PeriodicCallback(StepCallback):
+  """Calls `on_interval(step, logs)` whenever the global step crosses a multiple of `every`
+  (steps_per_execution > 1 may jump over several steps at once)."""
+
+  every = 0
+
+  def on_train_batch_end(self, batch, logs=None):
+    step = self.step()
+    if _crossed(step, self.last_step, self.every):
+      self.on_interval(step, logs)
+    self.last_step = step
+
+  def on_interval(self, step, logs):
+    raise NotImplementedError
+
+
 class NanGuard(StepCallback):
   """Stops training at the first non-finite logged value (checked before any saving)."""
 
@@ -102,7 +118,7 @@ def weights_finite(gan):
              + gan.discriminator.get_weights())
 
 
-class Checkpointer(StepCallback):
+class Checkpointer(PeriodicCallback):
   """Saves every `every` steps and at the end, never with non-finite weights."""
 
   def __init__(self, gan, manager, every, guard):
@@ -117,17 +133,14 @@ class Checkpointer(StepCallback):
       return self.manager.latest_checkpoint
     return self.manager.save(checkpoint_number=step)
 
-  def on_train_batch_end(self, batch, logs=None):
-    step = self.step()
-    if _crossed(step, self.last_step, self.every):
-      self.save()
-    self.last_step = step
+  def on_interval(self, step, logs):
+    self.save()
 
   def on_train_end(self, logs=None):
     self.save()
 
 
-class Summaries(StepCallback):
+class Summaries(PeriodicCallback):
   """TensorBoard scalars (every logged metric, learning rates, step time, images/s), then resets
   the metric trackers so each point averages one logging window."""
 
@@ -141,25 +154,22 @@ class Summaries(StepCallback):
     super().on_train_begin(logs)
     self.window_start = (time.perf_counter(), self.last_step)
 
-  def on_train_batch_end(self, batch, logs=None):
-    step = self.step()
-    if _crossed(step, self.last_step, self.every):
-      t0, s0 = self.window_start
-      now = time.perf_counter()
-      steps = max(step - s0, 1)
-      with self.writer.as_default(step=step):
-        for key, value in (logs or {}).items():
-          tf.summary.scalar(f"train/{key}", float(np.asarray(value)))
-        tf.summary.scalar("lr/discriminator", optimizers.current_learning_rate(
-            self.gan.d_optimizer))
-        tf.summary.scalar("lr/generator", optimizers.current_learning_rate(self.gan.g_optimizer))
-        tf.summary.scalar("perf/ms_per_step", 1000.0 * (now - t0) / steps)
-        tf.summary.scalar("perf/images_per_sec",
-                          steps * self.batch_size * self.gan.n_dis / max(now - t0, 1e-9))
-      self.writer.flush()
-      self.reset_pending = True  # at the next batch, so fit's final log line keeps this window
-      self.window_start = (now, step)
-    self.last_step = step
+  def on_interval(self, step, logs):
+    t0, s0 = self.window_start
+    now = time.perf_counter()
+    steps = max(step - s0, 1)
+    with self.writer.as_default(step=step):
+      for key, value in (logs or {}).items():
+        tf.summary.scalar(f"train/{key}", float(np.asarray(value)))
+      tf.summary.scalar("lr/discriminator", optimizers.current_learning_rate(
+          self.gan.d_optimizer))
+      tf.summary.scalar("lr/generator", optimizers.current_learning_rate(self.gan.g_optimizer))
+      tf.summary.scalar("perf/ms_per_step", 1000.0 * (now - t0) / steps)
+      tf.summary.scalar("perf/images_per_sec",
+                        steps * self.batch_size * self.gan.n_dis / max(now - t0, 1e-9))
+    self.writer.flush()
+    self.reset_pending = True  # at the next batch, so fit's final log line keeps this window
+    self.window_start = (now, step)
 
   def on_train_batch_begin(self, batch, logs=None):
     if self.reset_pending:
@@ -167,7 +177,7 @@ class Summaries(StepCallback):
       self.reset_pending = False
 
 
-class SampleGrid(StepCallback):
+class SampleGrid(PeriodicCallback):
   """Writes a grid of samples from a fixed z (EMA generator when enabled) to PNG and TensorBoard."""
 
   def __init__(self, gan, writer, every, out_dir, num=64, seed=1234):
@@ -191,34 +201,28 @@ class SampleGrid(StepCallback):
       tf.summary.image("samples", grid[None].astype(np.float32) / 255.0)
     return path
 
-  def on_train_batch_end(self, batch, logs=None):
-    step = self.step()
-    if _crossed(step, self.last_step, self.every):
-      self.write()
-    self.last_step = step
+  def on_interval(self, step, logs):
+    self.write()
 
   def on_train_end(self, logs=None):
     self.write()
 
 
-class PeriodicEval(StepCallback):
+class PeriodicEval(PeriodicCallback):
   """Calls `eval_fn(gan, step)` every `every` steps and logs the returned scalars."""
 
   def __init__(self, gan, writer, every, eval_fn):
     super().__init__(gan)
     self.writer, self.every, self.eval_fn = writer, every, eval_fn
 
-  def on_train_batch_end(self, batch, logs=None):
-    step = self.step()
-    if _crossed(step, self.last_step, self.every):
-      results = self.eval_fn(self.gan, step) or {}
-      with self.writer.as_default(step=step):
-        for key, value in results.items():
-          tf.summary.scalar(f"eval/{key}", float(value))
-    self.last_step = step
+  def on_interval(self, step, logs):
+    results = self.eval_fn(self.gan, step) or {}
+    with self.writer.as_default(step=step):
+      for key, value in results.items():
+        tf.summary.scalar(f"eval/{key}", float(value))
 
 
-class Diagnostics(StepCallback):
+class Diagnostics(PeriodicCallback):
   """Every `every` steps, logs `tfadvgan.metrics.diagnostics.cheap_diagnostics` on a fixed real
   batch (D accuracy clean / under FGSM, input-gradient L1 and sparsity, confidence on real vs
   adversarial, Wasserstein estimate) and, with `attack_success`, DAT's xi_fake / xi_real."""
@@ -229,13 +233,15 @@ class Diagnostics(StepCallback):
     self.writer, self.every = writer, every
     self.real, self.labels, self.epsilon = real, labels, epsilon
     self.attack_success, self.max_iters = attack_success, max_iters
+    self.z = None
+    if attack_success:  # fixed fakes' noise, drawn once
+      self.z = tf.random.stateless_normal([real.shape[0], gan.generator.latent_dim], seed=[7, 11])
 
   def compute(self):
     results = diagnostics.cheap_diagnostics(self.gan, self.real, self.labels, self.epsilon)
     if self.attack_success:
-      n = self.real.shape[0]
-      z = tf.random.stateless_normal([n, self.gan.generator.latent_dim], seed=[7, 11])
-      fake = self.gan.generator(z, self.labels if self.gan.conditional else None, training=False)
+      fake = self.gan.generator(self.z, self.labels if self.gan.conditional else None,
+                                training=False)
       xi = diagnostics.dat_attack_success(
           diagnostics.discriminator_fn(self.gan), self.real, fake, loss=self.gan.loss_fn,
           max_iters=self.max_iters, real_labels=self.labels, fake_labels=self.labels)
@@ -243,10 +249,7 @@ class Diagnostics(StepCallback):
                       if isinstance(v, (int, float, np.number)) and not isinstance(v, bool)})
     return results
 
-  def on_train_batch_end(self, batch, logs=None):
-    step = self.step()
-    if _crossed(step, self.last_step, self.every):
-      with self.writer.as_default(step=step):
-        for key, value in self.compute().items():
-          tf.summary.scalar(f"diag/{key}", float(value))
-    self.last_step = step
+  def on_interval(self, step, logs):
+    with self.writer.as_default(step=step):
+      for key, value in self.compute().items():
+        tf.summary.scalar(f"diag/{key}", float(value))
