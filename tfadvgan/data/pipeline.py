@@ -30,11 +30,24 @@ def make_train_dataset(source,
                        conditional=False,
                        shuffle_buffer=10000,
                        cache=True,
-                       method=None):
+                       method=None,
+                       input_context=None,
+                       input_shards=None):
   """Builds the infinite training pipeline consumed by `GAN.train_step`.
 
-  Order: cache, shuffle (seeded, reshuffled each epoch), repeat, group `n_dis` consecutive
-  examples, batch `batch_size` groups (both with `drop_remainder=True`), add noise, prefetch.
+  Order: shard, cache, shuffle (seeded, reshuffled each epoch), repeat, group `n_dis` consecutive
+  examples, batch (both with `drop_remainder=True`), add noise, split per replica, prefetch.
+
+  Input sharding (multi-worker, TPU pods). With `input_context` (a `tf.distribute.InputContext`,
+  from `strategy.distribute_datasets_from_function`), input pipeline i of P reads only every P-th
+  example of the source (`Dataset.shard(P, i)`), shuffles its shard, and yields the rows
+  `[i * B/P, (i + 1) * B/P)` of each global batch, split into one element per local replica (the
+  strategy hands consecutive elements to consecutive local replicas). The noise is drawn for the
+  whole global batch from `(seed, batch index)` and sliced, so z and fake labels never depend on P
+  or on the replica count. With one pipeline (one host, any number of devices) the global batches
+  are exactly those of a one-device run. With P pipelines the real examples of step s are those of
+  shard-wise shuffles; `input_shards = P` reproduces that order in a single process (the global
+  batch is then the concatenation of the P shards' rows).
 
   Args:
     source: A `tfadvgan.data.Source`.
@@ -49,6 +62,10 @@ def make_train_dataset(source,
     cache: True caches the decoded examples in memory, a string caches them in that file
       prefix, False disables caching (use False or a file for LSUN/ImageNet).
     method: Optional method name, only used in error messages.
+    input_context: Optional `tf.distribute.InputContext`: build only this input pipeline's part
+      (see above); elements are then per-replica batches.
+    input_shards: Optional P for a single-process pipeline that reproduces the data order of P
+      input pipelines (global batches; ignored with `input_context`).
 
   Returns:
     An infinite `tf.data.Dataset` of dicts with static shapes:
@@ -77,12 +94,36 @@ def make_train_dataset(source,
         f"num_classes={num_classes} does not match dataset {source.name!r}, which has "
         f"{source.num_classes} classes; unset num_classes or set it to {source.num_classes}.")
   num_classes = source.num_classes
+  local_replicas = 1
+  if input_context is not None:
+    local_replicas = input_context.num_replicas_in_sync // input_context.num_input_pipelines
+  if input_context is not None and input_context.num_input_pipelines > 1:
+    shards, shard = input_context.num_input_pipelines, input_context.input_pipeline_id
+  else:  # this pipeline builds whole global batches (from `input_shards` shards, if set)
+    shards, shard = input_shards or 1, None
+  errors.check(isinstance(shards, int) and shards >= 1
+               and batch_size % (shards * local_replicas) == 0,
+               f"train.batch_size={batch_size} must divide by the {shards} input shard(s) x "
+               f"{local_replicas} replica(s) per input pipeline.")
+  rows = batch_size // shards  # rows of each global batch that one shard provides
 
-  ds = source.images
-  if cache:
-    ds = ds.cache(cache) if isinstance(cache, str) else ds.cache()
-  ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat()
-  ds = ds.batch(n_dis, drop_remainder=True).batch(batch_size, drop_remainder=True)
+  def shard_batches(index):
+    ds = source.images
+    if shards > 1:
+      ds = ds.shard(shards, index)
+    if isinstance(cache, str):  # one cache file per shard
+      ds = ds.cache(f"{cache}-shard{index}" if shards > 1 else cache)
+    elif cache:
+      ds = ds.cache()
+    ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat()
+    return ds.batch(n_dis, drop_remainder=True).batch(rows, drop_remainder=True)
+
+  if shard is not None:
+    ds = shard_batches(shard)
+  else:  # the global batch: the P shards' rows, concatenated in shard order
+    ds = tf.data.Dataset.zip(tuple(shard_batches(i) for i in range(shards)))
+    ds = ds.map(lambda *parts: tf.nest.map_structure(lambda *p: tf.concat(p, 0), *parts))
+  first_row, noise_rows = (0, batch_size) if shard is None else (shard * rows, rows)
 
   def add_noise(index, batch):
     if has_labels:
@@ -99,9 +140,14 @@ def make_train_dataset(source,
                                                maxval=num_classes, dtype=tf.int32)
       out["y_g"] = tf.random.stateless_uniform([batch_size], keys[_Y_G], minval=0,
                                                maxval=num_classes, dtype=tf.int32)
-    return out
+    noise = ("z_d", "z_g", "y_d", "y_g")
+    return {k: v[first_row:first_row + noise_rows] if k in noise else v for k, v in out.items()}
 
   ds = ds.enumerate().map(add_noise, num_parallel_calls=AUTOTUNE)
+  if local_replicas > 1:
+    per_replica = noise_rows // local_replicas
+    ds = ds.flat_map(lambda b: tf.data.Dataset.from_tensor_slices(tf.nest.map_structure(
+        lambda v: tf.reshape(v, [local_replicas, per_replica] + v.shape[1:].as_list()), b)))
   return ds.prefetch(AUTOTUNE)
 
 

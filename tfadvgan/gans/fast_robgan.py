@@ -67,31 +67,42 @@ class PerReplicaState(trackable_base.Trackable):
     return self._variable
 
   def components(self):
-    """The per-replica variables, in replica order."""
+    """This process's per-replica variables, in replica order."""
     if isinstance(self._variable, tf.distribute.DistributedValues):
       return list(self._variable.values)
     return [self._variable]
 
+  def _strategy(self):
+    if isinstance(self._variable, tf.distribute.DistributedValues):
+      return self._variable.distribute_strategy
+    return None
+
   def global_value(self):
-    """[replicas * b, ...] tensor: every replica's component, in replica order."""
-    parts = []
-    for component in self.components():
-      with tf.device(component.device):
-        parts.append(tf.identity(component.read_value()))
-    with tf.device(self.components()[0].device):
-      return tf.concat(parts, axis=0)
+    """[replicas * b, ...] tensor: every replica's component, in replica order, gathered from
+    every worker (a collective under multi-worker: every worker saves checkpoints together)."""
+    strategy = self._strategy()
+    if strategy is None:
+      return tf.identity(self._variable.read_value())
+    per_replica = strategy.run(lambda: tf.identity(self._variable.read_value()))
+    return strategy.gather(per_replica, axis=0)
 
   def assign_global(self, value):
-    """Assigns rows [r * b, (r + 1) * b) of `value` to replica r's component."""
+    """Assigns rows [r * b, (r + 1) * b) of `value` to the component of global replica r."""
     value = tf.convert_to_tensor(value, self._variable.dtype)
     components = self.components()
+    strategy = self._strategy()
+    replicas = strategy.num_replicas_in_sync if strategy is not None else 1
+    ids = list(range(len(components)))
+    if strategy is not None and replicas > len(components):  # multi-worker: the global ids
+      ids = [int(i) for i in strategy.experimental_local_results(strategy.run(
+          lambda: tf.distribute.get_replica_context().replica_id_in_sync_group))]
     rows = int(components[0].shape[0])
-    errors.check(value.shape[0] == rows * len(components),
+    errors.check(value.shape[0] == rows * replicas,
                  f"Fast-RobGAN delta: the saved perturbation has {value.shape[0]} rows but this run "
-                 f"holds {len(components)} replica(s) x {rows}; resume with the same "
+                 f"holds {replicas} replica(s) x {rows}; resume with the same "
                  "train.batch_size.")
     ops = []
-    for r, component in enumerate(components):
+    for r, component in zip(ids, components):
       with tf.device(component.device):
         ops.append(component.assign(value[r * rows:(r + 1) * rows]))
     return tf.group(ops)

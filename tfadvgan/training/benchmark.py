@@ -4,7 +4,8 @@ Each config is parsed on its own (gin is cleared in between), built, and fed one
 repeated, so the input pipeline is out of the measurement. The first `warmup` calls of each config
 (tracing and XLA compilation included) are not timed. Then rounds of `chunk` timed calls go to each
 config in turn, so drifts of the machine's speed hit all of them alike. What is timed is exactly
-the function `fit` calls (`model.train_function`), synchronised after every call.
+the function training calls (`tfadvgan.training.engine.Engine.train_function`), synchronised after
+every call.
 """
 
 import time
@@ -16,15 +17,28 @@ import tensorflow as tf
 from tfadvgan import data as data_lib
 from tfadvgan import distribute
 from tfadvgan import errors
+from tfadvgan.training import engine as engine_lib
 from tfadvgan.training import loop
 
 
-def _sync(logs):
+def _sync(outputs):
+  logs, _ = outputs
   return {k: float(np.asarray(v)) for k, v in logs.items()}
 
 
+def _caller(gan, iterator):
+  """One compiled call of one train step, as training makes it."""
+  engine = engine_lib.for_gan(gan)
+  one, zero, no = tf.constant(1), tf.constant(0), tf.constant(False)
+  return lambda: engine.train_function(iterator, one, zero, no)
+
+
 def prepare(config_files, params, shape=None, batch_size=None, strategy="default"):
-  """Builds one config's GAN and a cached distributed batch iterator. Returns (gan, next_fn, b)."""
+  """Builds one config's GAN and a cached distributed batch iterator.
+
+  Returns:
+    (gan, call, b): `call()` runs one compiled train step on the next batch.
+  """
   from tfadvgan.cli import common  # pylint: disable=g-import-not-at-top
   gin.clear_config()
   common.parse_gin(config_files, params)
@@ -45,8 +59,7 @@ def prepare(config_files, params, shape=None, batch_size=None, strategy="default
                                    conditional=gan.conditional, seed=0)
   ds = ds.take(1).cache().repeat()
   iterator = iter(strategy_obj.experimental_distribute_dataset(ds))
-  gan.make_train_function()
-  return gan, iterator, b
+  return gan, _caller(gan, iterator), b
 
 
 def run(configs, steps=50, warmup=5, chunk=5, shape=None, batch_size=None, strategy="default"):
@@ -60,17 +73,17 @@ def run(configs, steps=50, warmup=5, chunk=5, shape=None, batch_size=None, strat
                "--steps, --warmup and --chunk must be >= 1 (warm-up includes compilation).")
   built = []
   for name, files, params in configs:
-    gan, iterator, b = prepare(files, params, shape, batch_size, strategy)
+    gan, call, b = prepare(files, params, shape, batch_size, strategy)
     for _ in range(warmup):
-      _sync(gan.train_function(iterator))
-    built.append((name, gan, iterator, b, []))
+      _sync(call())
+    built.append((name, gan, call, b, []))
   remaining = steps
   while remaining > 0:
     n = min(chunk, remaining)
-    for _, gan, iterator, _, times in built:
+    for _, gan, call, _, times in built:
       for _ in range(n):
         t0 = time.perf_counter()
-        _sync(gan.train_function(iterator))
+        _sync(call())
         times.append(time.perf_counter() - t0)
     remaining -= n
   results = []

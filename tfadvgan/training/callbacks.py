@@ -1,8 +1,9 @@
-"""Keras callbacks for GAN runs: summaries, checkpoints, sample grids, NaN guard, periodic eval.
+"""Keras callbacks for GAN runs: summaries, checkpoints, sample grids, NaN guard, periodic eval,
+console progress. `tfadvgan.training.engine` drives them between calls of the compiled step.
 
 Intervals are in global train steps (G updates, `gan.global_step`), which survive resume. With
-`steps_per_execution = k`, Keras calls these every k steps; an interval fires when the step crosses
-a multiple of it.
+`steps_per_execution = k`, the engine calls these every k steps; an interval fires when the step
+crosses a multiple of it (so at the first multiple of k at or after the configured step).
 
 Why our own summary callback and not `keras.callbacks.TensorBoard`: that callback counts batches
 from 0 in each `fit` call (wrong steps after a resume), and cannot write the fixed-z sample grid,
@@ -11,6 +12,7 @@ learning rates or throughput.
 
 import math
 import os
+import sys
 import time
 
 import keras
@@ -71,6 +73,7 @@ class NanGuard(StepCallback):
       if not math.isfinite(v):
         self.bad = (self.step(), key, v)
         self.model.stop_training = True
+        self.model.stop_now = True  # every worker sees the same reduced logs: stop them all now
         return
 
 
@@ -119,11 +122,16 @@ def weights_finite(gan):
 
 
 class Checkpointer(PeriodicCallback):
-  """Saves every `every` steps and at the end, never with non-finite weights."""
+  """Saves every `every` steps and at the end, never with non-finite weights.
 
-  def __init__(self, gan, manager, every, guard):
+  Multi-worker (TensorFlow's documented pattern): every worker saves at the same steps, since a
+  save may run collectives; the chief's manager writes the run's checkpoints, the other workers'
+  managers write to `temp_dir`, which is deleted after each save.
+  """
+
+  def __init__(self, gan, manager, every, guard, temp_dir=None):
     super().__init__(gan)
-    self.manager, self.every, self.guard = manager, every, guard
+    self.manager, self.every, self.guard, self.temp_dir = manager, every, guard, temp_dir
 
   def save(self):
     step = self.step()
@@ -131,7 +139,11 @@ class Checkpointer(PeriodicCallback):
       return None
     if self.manager.latest_checkpoint and self.manager.latest_checkpoint.endswith(f"ckpt-{step}"):
       return self.manager.latest_checkpoint
-    return self.manager.save(checkpoint_number=step)
+    path = self.manager.save(checkpoint_number=step)
+    if self.temp_dir is not None:
+      tf.io.gfile.rmtree(self.temp_dir)
+      return None
+    return path
 
   def on_interval(self, step, logs):
     self.save()
@@ -141,14 +153,14 @@ class Checkpointer(PeriodicCallback):
 
 
 class Summaries(PeriodicCallback):
-  """TensorBoard scalars (every logged metric, learning rates, step time, images/s), then resets
-  the metric trackers so each point averages one logging window."""
+  """TensorBoard scalars (every logged metric, learning rates, step time, images/s). The engine
+  resets the trackers after each interval (`engine.fit(..., reset_every=...)`), so each point
+  averages one logging window."""
 
   def __init__(self, gan, writer, every, batch_size):
     super().__init__(gan)
     self.writer, self.every, self.batch_size = writer, every, batch_size
     self.window_start = None
-    self.reset_pending = False
 
   def on_train_begin(self, logs=None):
     super().on_train_begin(logs)
@@ -168,21 +180,18 @@ class Summaries(PeriodicCallback):
       tf.summary.scalar("perf/images_per_sec",
                         steps * self.batch_size * self.gan.n_dis / max(now - t0, 1e-9))
     self.writer.flush()
-    self.reset_pending = True  # at the next batch, so fit's final log line keeps this window
     self.window_start = (now, step)
-
-  def on_train_batch_begin(self, batch, logs=None):
-    if self.reset_pending:
-      self.gan.reset_metrics()
-      self.reset_pending = False
 
 
 class SampleGrid(PeriodicCallback):
-  """Writes a grid of samples from a fixed z (EMA generator when enabled) to PNG and TensorBoard."""
+  """Writes a grid of samples from a fixed z (EMA generator when enabled) to PNG and TensorBoard.
 
-  def __init__(self, gan, writer, every, out_dir, num=64, seed=1234):
+  Nothing is written from a step whose logs or weights are not finite (`guard`)."""
+
+  def __init__(self, gan, writer, every, out_dir, num=64, seed=1234, guard=None):
     super().__init__(gan)
-    self.writer, self.every, self.out_dir = writer, every, out_dir
+    self.writer, self.every, self.out_dir, self.guard = writer, every, out_dir, guard
+    self.last_path = None
     generator = gan.generator
     self.z = tf.random.stateless_normal([num, generator.latent_dim], seed=[seed, 0])
     self.labels = None
@@ -191,6 +200,8 @@ class SampleGrid(PeriodicCallback):
 
   def write(self):
     step = self.step()
+    if (self.guard is not None and self.guard.bad is not None) or not weights_finite(self.gan):
+      return None
     samples = self.gan.sampler()(self.z, self.labels, training=False)
     if len(samples.shape) != 4:  # 2-D toy data: no image grid
       return None
@@ -199,6 +210,7 @@ class SampleGrid(PeriodicCallback):
     images_lib.write_png(path, grid)
     with self.writer.as_default(step=step):
       tf.summary.image("samples", grid[None].astype(np.float32) / 255.0)
+    self.last_path = path
     return path
 
   def on_interval(self, step, logs):
@@ -253,3 +265,79 @@ class Diagnostics(PeriodicCallback):
     with self.writer.as_default(step=step):
       for key, value in self.compute().items():
         tf.summary.scalar(f"diag/{key}", float(value))
+
+
+def _duration(seconds):
+  seconds = int(round(max(seconds, 0)))
+  h, rest = divmod(seconds, 3600)
+  m, s = divmod(rest, 60)
+  return f"{h}h{m:02d}m{s:02d}s" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
+
+
+class Progress(StepCallback):
+  """Console progress in global steps (a resumed run shows where it is, not 1/N).
+
+  On a terminal: one line rewritten in place (at most every 0.25 s). Otherwise (a log file, CI):
+  one plain line per `every` steps and one at the end, with the step, every logged value, the
+  ms/step of the window and the ETA.
+  """
+
+  def __init__(self, gan, every, num_steps, stream=None, tty=None):
+    super().__init__(gan)
+    self.every, self.num_steps = every, num_steps
+    self.stream = stream or sys.stdout
+    self.tty = self.stream.isatty() if tty is None else tty
+    self.begin = self.window = None
+    self.last_draw = 0.0
+    self.printed_step = None
+
+  def on_train_begin(self, logs=None):
+    super().on_train_begin(logs)
+    now = time.perf_counter()
+    self.begin = self.window = (now, self.last_step)
+    self.first_done = None
+
+  def line(self, step, logs, ms_per_step):
+    eta = ""
+    if self.first_done is not None and step > self.first_done[1]:
+      t0, s0 = self.first_done  # after the first call (which includes tracing and compilation)
+      rate = (time.perf_counter() - t0) / (step - s0)
+      eta = f"  ETA {_duration(rate * (self.num_steps - step))}"
+    keys = ("d_loss", "g_loss")
+    if not self.tty:
+      keys += tuple(sorted(k for k in (logs or {}) if k not in keys))
+    values = "  ".join(f"{k} {logs[k]:.4g}" for k in keys if k in (logs or {}))
+    width = len(str(self.num_steps))
+    return (f"step {step:>{width}d}/{self.num_steps}  {values}  {ms_per_step:.1f} ms/step"
+            f"{eta}")
+
+  def on_train_batch_end(self, batch, logs=None):
+    step = self.step()
+    now = time.perf_counter()
+    if self.first_done is None:
+      self.first_done = (now, step)
+    if self.tty:
+      if now - self.last_draw >= 0.25 or step >= self.num_steps:
+        t0, s0 = self.begin
+        ms = 1000.0 * (now - t0) / max(step - s0, 1)
+        self.stream.write("\r" + self.line(step, logs, ms) + "\x1b[K")
+        self.stream.flush()
+        self.last_draw = now
+    elif _crossed(step, self.last_step, self.every) or step >= self.num_steps:
+      t0, s0 = self.window
+      ms = 1000.0 * (now - t0) / max(step - s0, 1)
+      self.stream.write(self.line(step, logs, ms) + "\n")
+      self.stream.flush()
+      self.window = (now, step)
+      self.printed_step = step
+    self.last_step = step
+
+  def on_train_end(self, logs=None):
+    step = self.step()
+    if self.tty:
+      self.stream.write("\n")
+    elif self.printed_step != step and logs:
+      t0, s0 = self.window
+      ms = 1000.0 * (time.perf_counter() - t0) / max(step - s0, 1)
+      self.stream.write(self.line(step, logs, ms) + "\n")
+    self.stream.flush()

@@ -1,11 +1,15 @@
-"""`train()`: the gin-configured training run around `GAN.fit`, and `build_gan()`, which eval,
-sampling and benchmarking use to rebuild the same model.
+"""`train()`: the gin-configured training run, driven by `tfadvgan.training.engine` (a loop over
+`strategy.run`, not Keras `fit`), and `build_gan()`, which eval, sampling and benchmarking use to
+rebuild the same model.
 
 A run directory holds:
   checkpoints/    tf.train.CheckpointManager files (G, D, EMA G, both optimizers, step, method state)
   operative_config.gin, config.gin   the gin config (a resume with a different one fails)
   run.json        data shape, classes, latent size, method: enough to rebuild G without the data
   train/          TensorBoard events;  samples/  PNG grids from a fixed z
+
+Multi-worker: only the chief writes these; every worker takes part in checkpointing (the others
+into a temporary directory that is deleted after each save) and restores from the chief's.
 """
 
 import json
@@ -27,6 +31,7 @@ from tfadvgan import models
 from tfadvgan.metrics import evaluation  # noqa: F401  (registers make_eval_fn for train.eval_fn)
 from tfadvgan.training import callbacks as callbacks_lib
 from tfadvgan.training import checkpoints
+from tfadvgan.training import engine as engine_lib
 from tfadvgan.training import optimizers
 
 RUN_FILE = "run.json"
@@ -175,80 +180,103 @@ def train(model_dir,
   keras.utils.set_random_seed(seed)
   strategy_obj = distribute.make_strategy(strategy, tpu=tpu)
   distribute.per_replica_batch(strategy_obj, batch_size)
+  chief = engine_lib.is_chief(strategy_obj)
 
   source = load_source(fallback_to_ring)
   gan = build_gan(source.shape, source.num_classes, strategy=strategy_obj)
-  os.makedirs(model_dir, exist_ok=True)
+  if chief:
+    os.makedirs(model_dir, exist_ok=True)
 
   with strategy_obj.scope():
     manager = checkpoints.make_manager(gan, model_dir, max_to_keep=keep_checkpoints)
   resumed_from = checkpoints.restore(manager)
-  checkpoints.check_and_save_config(model_dir, resuming=resumed_from is not None)
-  write_run_info(model_dir, source, gan, gan.method_name)
+  temp_dir = None
+  if not chief:  # TF's multi-worker pattern: save into a per-worker directory, then delete it
+    temp_dir = os.path.join(model_dir, f"worker_{engine_lib.task_id(strategy_obj)}_tmp_ckpt")
+    with strategy_obj.scope():
+      manager = tf.train.CheckpointManager(manager.checkpoint, temp_dir, max_to_keep=1)
+  if chief:
+    checkpoints.check_and_save_config(model_dir, resuming=resumed_from is not None)
+    write_run_info(model_dir, source, gan, gan.method_name)
   start = int(gan.global_step.numpy())
-  if resumed_from:
+  if resumed_from and chief:
     print(f"[tfadvgan] resumed from {resumed_from} at step {start}")
   if start >= num_steps:
-    print(f"[tfadvgan] {model_dir} is already at step {start} >= train.num_steps={num_steps}.")
+    if chief:
+      print(f"[tfadvgan] {model_dir} is already at step {start} >= train.num_steps={num_steps}.")
     return gan
 
   # A resumed run continues with a new data order and new noise (seeded by seed and the step), not
   # a replay of the batches it already saw.
   data_seed = seed if start == 0 else seed * 1_000_003 + start
-  dataset = data_lib.make_train_dataset(
-      source, batch_size=batch_size, n_dis=gan.n_dis, latent_dim=gan.generator.latent_dim,
-      conditional=gan.conditional, seed=data_seed)
 
-  writer = tf.summary.create_file_writer(os.path.join(model_dir, "train"))
+  def dataset_fn(input_context):
+    return data_lib.make_train_dataset(
+        source, batch_size=batch_size, n_dis=gan.n_dis, latent_dim=gan.generator.latent_dim,
+        conditional=gan.conditional, seed=data_seed, input_context=input_context)
+
   guard = callbacks_lib.NanGuard(gan)
-  checkpointer = callbacks_lib.Checkpointer(gan, manager, checkpoint_every_steps, guard)
-  cbs = [guard, checkpointer,
-         callbacks_lib.Summaries(gan, writer, log_every_steps, batch_size),
-         callbacks_lib.SampleGrid(gan, writer, sample_every_steps,
-                                  os.path.join(model_dir, "samples"), seed=seed + 1234)]
-  if eval_every_steps:
-    cbs.append(callbacks_lib.PeriodicEval(gan, writer, eval_every_steps, eval_fn))
-  if diagnose_every_steps:
-    first = next(iter(data_lib.make_eval_dataset(source, 64)))
-    if diagnose_attack_success is None:
-      diagnose_attack_success = gan.method_name == "dat"
-    cbs.append(callbacks_lib.Diagnostics(
-        gan, writer, diagnose_every_steps, first["images"],
-        first.get("labels") if gan.conditional else None, epsilon=diagnose_epsilon,
-        attack_success=diagnose_attack_success))
+  checkpointer = callbacks_lib.Checkpointer(gan, manager, checkpoint_every_steps, guard,
+                                            temp_dir=temp_dir)
+  cbs = [guard, checkpointer]
+  grid = None
+  if chief:  # only the chief writes summaries, samples, eval results and diagnostics
+    writer = tf.summary.create_file_writer(os.path.join(model_dir, "train"))
+    grid = callbacks_lib.SampleGrid(gan, writer, sample_every_steps,
+                                    os.path.join(model_dir, "samples"), seed=seed + 1234,
+                                    guard=guard)
+    cbs += [callbacks_lib.Summaries(gan, writer, log_every_steps, batch_size), grid]
+    if eval_every_steps:
+      cbs.append(callbacks_lib.PeriodicEval(gan, writer, eval_every_steps, eval_fn))
+    if diagnose_every_steps:
+      first = next(iter(data_lib.make_eval_dataset(source, 64)))
+      if diagnose_attack_success is None:
+        diagnose_attack_success = gan.method_name == "dat"
+      cbs.append(callbacks_lib.Diagnostics(
+          gan, writer, diagnose_every_steps, first["images"],
+          first.get("labels") if gan.conditional else None, epsilon=diagnose_epsilon,
+          attack_success=diagnose_attack_success))
+    if verbose:
+      cbs.append(callbacks_lib.Progress(gan, log_every_steps, num_steps))
 
   budget = None
   if max_seconds is not None:
     budget = callbacks_lib.TimeBudget(gan, max_seconds)
     cbs.insert(1, budget)  # before the Checkpointer: it saves at the end of training
-  # The first Ctrl-C asks the run to stop after the current step (checkpointed by the
-  # Checkpointer at the end of training); a second one raises KeyboardInterrupt as usual.
+  # The first Ctrl-C or SIGTERM (what preemptible VMs send) asks the run to stop after the current
+  # step (checkpointed by the Checkpointer at the end of training; under multi-worker every worker
+  # stops at the same step); a second Ctrl-C raises KeyboardInterrupt as usual.
   stop = callbacks_lib.StopRequest(gan)
   cbs.insert(0, stop)
-  previous_handler = None
+  previous = {}
   if threading.current_thread() is threading.main_thread():
-    def on_sigint(signum, frame):
-      del signum, frame
+    def on_signal(signum, frame):
+      del frame
       stop.request()
-      signal.signal(signal.SIGINT, previous_handler)
-    previous_handler = signal.signal(signal.SIGINT, on_sigint)
+      signal.signal(signum, previous[signum])
+    for signum in (signal.SIGINT, signal.SIGTERM):
+      previous[signum] = signal.signal(signum, on_signal)
 
   def interrupted():
     path = checkpointer.save()
-    print(f"\n[tfadvgan] interrupted at step {int(gan.global_step.numpy())}; "
-          f"saved {path or 'nothing (weights not finite)'}. Run the same command to resume.")
+    if chief:
+      print(f"\n[tfadvgan] interrupted at step {int(gan.global_step.numpy())}; "
+            f"saved {path or 'nothing (weights not finite)'}. Run the same command to resume.")
     return gan
 
   t0 = time.time()
   try:
-    gan.fit(dataset, epochs=1, steps_per_epoch=num_steps - start, callbacks=cbs,
-            verbose=verbose, shuffle=False)
+    engine_lib.fit(gan, dataset_fn, num_steps - start, callbacks=cbs,
+                   stop_requested=lambda: stop.requested, reset_every=log_every_steps)
   except KeyboardInterrupt:
     return interrupted()
   finally:
-    if previous_handler is not None:
-      signal.signal(signal.SIGINT, previous_handler)
+    for signum, handler in previous.items():
+      signal.signal(signum, handler)
   if stop.requested and guard.bad is None:
+    return interrupted()
+  if getattr(gan, "stop_requested_by_cluster", False) and guard.bad is None and not (
+      budget is not None and budget.stopped_at is not None):
     return interrupted()
   if guard.bad is not None:
     step, key, value = guard.bad
@@ -256,11 +284,16 @@ def train(model_dir,
         f"Training diverged: {key} = {value} at step {step}. The last good checkpoint "
         f"({manager.latest_checkpoint or 'none'}) is kept. Lower the learning rates "
         "(make_optimizer.learning_rate), add a penalty or spectral norm, or change the seed.")
-  if budget is not None and budget.stopped_at is not None:
+  if budget is not None and budget.stopped_at is not None and chief:
     print(f"[tfadvgan] wall-time budget train.max_seconds={max_seconds} reached at step "
           f"{budget.stopped_at}; checkpoint saved.")
   logging.info("trained %d steps in %.1fs", int(gan.global_step.numpy()) - start,
                time.time() - t0)
+  if chief:
+    print(f"[tfadvgan] done: step {int(gan.global_step.numpy())} in {model_dir}\n"
+          f"  checkpoint   {manager.latest_checkpoint}\n"
+          + (f"  samples      {grid.last_path}\n" if grid is not None and grid.last_path else "")
+          + f"  tensorboard  tensorboard --logdir={model_dir}")
   return gan
 
 

@@ -1,0 +1,205 @@
+"""The training engine: a `tf.function` loop over `strategy.run` of the GAN's per-replica step.
+
+Keras 3's `fit` cannot drive MultiWorkerMirroredStrategy (keras-team/keras#20585; reproduced here:
+dict batches fail with a PerReplica conversion error), so every run, one device included, goes
+through this one loop (one path to test; BUILD_NOTES "The engine"):
+
+  train_function(iterator, stop) -> (logs, stop_any)
+    k = steps_per_execution times: batch = next(iterator); strategy.run(replica_step, batch)
+    logs: each replica's window means (`keras.metrics.Mean` trackers), reduced across replicas
+          with ReduceOp.MEAN: the plain mean over the global batch, identical on every worker;
+          the trackers are reset inside the replica step of the first call after each crossing
+          of a multiple of `reset_every` (from host context, reading or resetting these ON_READ
+          variables would run a cross-worker collective on the chief alone, and hang);
+    stop_any: the workers' stop flags summed across replicas (multi-worker only), so that a
+          Ctrl-C, SIGTERM or time budget seen by one worker stops every worker at the same step.
+
+`replica_step` is `GAN.train_step`, optionally wrapped in `tf.function(jit_compile=True)` so that
+XLA compiles each replica's step (one device / TPU). Callbacks are ordinary Keras callbacks, driven
+through `keras.callbacks.CallbackList` from the host loop between calls.
+"""
+
+import keras
+import tensorflow as tf
+
+
+def num_workers(strategy):
+  """Number of worker processes (hosts) taking part in `strategy` (1 unless multi-worker)."""
+  extended = strategy.extended
+  if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+    resolver = strategy.cluster_resolver
+    spec = resolver.cluster_spec().as_dict() if resolver is not None else {}
+    return max(1, sum(len(v) for k, v in spec.items() if k in ("chief", "worker")))
+  del extended
+  return 1
+
+
+def is_chief(strategy):
+  """True on the process that writes summaries, samples and configs (TF's chief rule)."""
+  if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+    return True
+  resolver = strategy.cluster_resolver
+  if resolver is None or resolver.task_type is None:
+    return True
+  spec = resolver.cluster_spec().as_dict()
+  if "chief" in spec:
+    return resolver.task_type == "chief"
+  return resolver.task_type == "worker" and int(resolver.task_id) == 0
+
+
+def task_id(strategy):
+  resolver = getattr(strategy, "cluster_resolver", None)
+  if resolver is None or resolver.task_type is None:
+    return 0
+  return int(resolver.task_id)
+
+
+class Engine:
+  """Builds and runs the distributed train function of a compiled `GAN`.
+
+  Args:
+    gan: a compiled `tfadvgan.gans.GAN` (built under `strategy.scope()`).
+    steps_per_execution: train steps per call of the compiled function (host loop amortised).
+    jit_compile: XLA-compile each replica's step.
+    run_eagerly: run the step eagerly (debugging).
+  """
+
+  def __init__(self, gan, steps_per_execution=1, jit_compile=False, run_eagerly=False):
+    self.gan = gan
+    self.strategy = gan.distribute_strategy
+    self.steps_per_execution = int(steps_per_execution)
+    self.jit_compile = bool(jit_compile) and not run_eagerly
+    self.run_eagerly = bool(run_eagerly)
+    self.sync_stop = num_workers(self.strategy) > 1
+    step = gan.train_step
+    if self.jit_compile:
+      step = tf.function(step, jit_compile=True)
+    self._replica_step = step
+    self._function = None
+
+  def _reset_then_step(self, batch, reset):
+    def reset_trackers():
+      for metric in self.gan.metrics:
+        for variable in metric.variables:
+          variable.assign(tf.zeros_like(variable))
+      return tf.constant(True)
+    tf.cond(reset, reset_trackers, lambda: tf.constant(False))
+    return self._replica_step(batch)
+
+  def _one_step(self, batch, reset=None):
+    if reset is None:
+      per_replica = self.strategy.run(self._replica_step, args=(batch,))
+    else:
+      per_replica = self.strategy.run(self._reset_then_step, args=(batch, reset))
+    return {name: self.strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
+            for name, value in per_replica.items()}
+
+  def _train_function(self, iterator, steps, stop, reset):
+    logs = self._one_step(next(iterator), reset)
+    for _ in tf.range(steps - 1):
+      logs = self._one_step(next(iterator))
+    if self.sync_stop:
+      def any_stop():  # float32: the CPU collectives reject an int32 scalar here
+        return tf.distribute.get_replica_context().all_reduce(
+            tf.distribute.ReduceOp.SUM, tf.cast(stop, tf.float32))
+      stop = tf.cast(self.strategy.experimental_local_results(self.strategy.run(any_stop))[0],
+                     tf.int32)
+    return logs, stop
+
+  @property
+  def train_function(self):
+    """`train_function(iterator, steps, stop, reset) -> (logs, stop_any)`: `steps` (int32 scalar,
+    1..steps_per_execution) train steps (the trackers first reset if `reset`), then the
+    cluster-wide sum of the `stop` flags."""
+    if self._function is None:
+      if self.run_eagerly:
+        self._function = self._train_function
+      else:
+        self._function = tf.function(self._train_function)
+    return self._function
+
+  def distribute(self, dataset_or_fn):
+    """A distributed dataset from a global-batch `tf.data.Dataset` or an InputContext function."""
+    if callable(dataset_or_fn) and not isinstance(dataset_or_fn, tf.data.Dataset):
+      return self.strategy.distribute_datasets_from_function(dataset_or_fn)
+    return self.strategy.experimental_distribute_dataset(dataset_or_fn)
+
+  def run(self, dataset, num_steps, callbacks=(), stop_requested=None, reset_every=0):
+    """Runs `num_steps` train steps, `steps_per_execution` per call (the last call may run fewer).
+
+    Args:
+      dataset: a distributed dataset, a global-batch `tf.data.Dataset` or an InputContext fn.
+      num_steps: train steps to run in this call.
+      callbacks: Keras callbacks; any may set `gan.stop_training = True`.
+      stop_requested: optional `() -> bool`, this process's stop request (Ctrl-C, SIGTERM).
+      reset_every: reset the loss trackers after each crossing of a multiple of this many global
+        steps (so each logged point averages one logging window); 0: never.
+
+    Returns:
+      The last logs, as Python floats.
+    """
+    gan = self.gan
+    if isinstance(dataset, tf.data.Dataset) or callable(dataset):
+      dataset = self.distribute(dataset)
+    iterator = iter(dataset)
+    cbs = keras.callbacks.CallbackList(list(callbacks), model=gan)
+    gan.stop_training = False
+    gan.stop_now = False  # set by the non-finite guard: stop every worker after this call
+    gan.stop_requested_by_cluster = False
+    cbs.on_train_begin()
+    logs = {}
+    done = batch = 0
+    request = reset = False
+    step = int(gan.global_step.numpy())  # then counted on the host: no device read per call
+    while done < num_steps:
+      steps = min(self.steps_per_execution, num_steps - done)
+      if stop_requested is not None and stop_requested():
+        request = True
+        if not self.sync_stop:  # one process: stop before running another step
+          gan.stop_training = True
+          break
+      cbs.on_train_batch_begin(batch)
+      out, stop_any = self.train_function(iterator, tf.constant(steps, tf.int32),
+                                          tf.constant(int(request), tf.int32),
+                                          tf.constant(reset))
+      logs = {k: float(v) for k, v in out.items()}
+      done += steps
+      reset = bool(reset_every) and (step + steps) // reset_every > step // reset_every
+      step += steps
+      cbs.on_train_batch_end(batch, logs)
+      batch += 1
+      if self.sync_stop:
+        # A stop seen by this worker alone (Ctrl-C, SIGTERM, its time budget) is sent with the next
+        # call, so that every worker stops after the same step; the non-finite guard sees the same
+        # reduced logs on every worker and stops them all at once.
+        if int(stop_any) > 0 or getattr(gan, "stop_now", False):
+          gan.stop_requested_by_cluster = int(stop_any) > 0
+          gan.stop_training = True
+          break
+        if gan.stop_training:
+          request, gan.stop_training = True, False
+      elif gan.stop_training:
+        break
+    cbs.on_train_end(logs)
+    return logs
+
+
+def for_gan(gan):
+  """The `Engine` of a GAN compiled by `GAN.compile` (cached on the GAN, so traced once)."""
+  engine = getattr(gan, "_tfadvgan_engine", None)
+  if engine is None:
+    engine = Engine(gan, steps_per_execution=gan.steps_per_execution,
+                    jit_compile=bool(gan.jit_compile), run_eagerly=bool(gan.run_eagerly))
+    gan._tfadvgan_engine = engine  # pylint: disable=protected-access
+  return engine
+
+
+def fit(gan, dataset, steps, callbacks=(), stop_requested=None, reset_every=0):
+  """Runs `steps` train steps of `gan` on `dataset` (global batches, or an InputContext fn).
+
+  Returns:
+    The logs of the last call: {name: float}, each the plain mean over the global batch since the
+    trackers were last reset.
+  """
+  return for_gan(gan).run(dataset, steps, callbacks=callbacks, stop_requested=stop_requested,
+                          reset_every=reset_every)
