@@ -314,15 +314,6 @@ def test_conditional_without_labels_is_refused(tmp_path):
     loop.train(str(tmp_path / "run"))
 
 
-def test_demo_falls_back_to_the_ring_without_image_data(tmp_path, capsys):
-  parse(["gin_configs/demo.gin"],
-        TINY + [f"dataset.path = '{tmp_path / 'missing'}'"])
-  gan = loop.train(str(tmp_path / "run"))
-  assert "2-D ring" in capsys.readouterr().out
-  assert loop.read_run_info(str(tmp_path / "run"))["shape"] == [2]
-  assert gan.sampler()(tf.zeros([3, gan.generator.latent_dim]), training=False).shape == (3, 2)
-
-
 def test_dat_run_logs_attack_success(tmp_path):
   model_dir = str(tmp_path / "run")
   _npz_run(tmp_path, ["include 'common/dat.gin'", "train.diagnose_every_steps = 2"])

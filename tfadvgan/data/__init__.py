@@ -8,6 +8,7 @@ synthetic `ring`, `grid`.
 from tfadvgan.data import local  # noqa: F401  (registers sources)
 from tfadvgan.data import synthetic  # noqa: F401
 from tfadvgan.data import tfds_sources  # noqa: F401
+from tfadvgan.data.local import load_with_ring_fallback
 from tfadvgan.data.pipeline import make_eval_dataset
 from tfadvgan.data.pipeline import make_train_dataset
 from tfadvgan.data.sources import from_arrays
@@ -20,6 +21,6 @@ from tfadvgan.data.synthetic import mode_centres
 from tfadvgan.data.synthetic import ring_centres
 
 __all__ = [
-    "Source", "SOURCES", "load", "from_arrays", "make_train_dataset", "make_eval_dataset",
-    "mode_centres", "ring_centres", "grid_centres", "MODE_STD",
+    "Source", "SOURCES", "load", "load_with_ring_fallback", "from_arrays", "make_train_dataset",
+    "make_eval_dataset", "mode_centres", "ring_centres", "grid_centres", "MODE_STD",
 ]

@@ -1,12 +1,21 @@
 """Local file sources: `idx` (MNIST-style IDX files), `cifar_python` (CIFAR pickle archives),
 `npz` (numpy arrays) and `folder` (a directory of images, optionally one subfolder per class).
+
+Every file is read through `tf.io.gfile` (exists, isdir, listdir, walk, GFile) or `tf.io.read_file`,
+so `dataset.path` may be any TensorFlow filesystem path (`gs://...`, `ram://...`) as well as a local
+one. Bad files raise a one-line `ConfigError` naming the file when the source is loaded, before
+training starts (a truncated `.gz`, a wrong IDX magic or size, label/image count mismatches, an
+image in a `folder` source that does not decode).
 """
 import gzip
 import os
 import pickle
+import re
 import struct
 import tarfile
+import zlib
 
+import gin
 import numpy as np
 import tensorflow as tf
 
@@ -25,9 +34,52 @@ _IDX_PREFIX = {"train": "train", "test": "t10k"}
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
 
 
+_TF_NOISE = re.compile(r"\{\{function_node [^}]*\}\}\s*|\s*\[Op:\w+\].*$")
+
+
+def _first_line(message):
+  """The first line of an error message, without TF's op-context decorations."""
+  line = (str(message).strip().splitlines() or [""])[0]
+  return _TF_NOISE.sub("", line).strip()
+
+
+def _op_message(e):
+  return _first_line(e.message) or type(e).__name__
+
+
+def _gfile_call(fn, path, *args):
+  """`fn(path, *args)` for a tf.io.gfile function; filesystem errors become a ConfigError."""
+  try:
+    return fn(path, *args)
+  except tf.errors.OpError as e:
+    raise errors.ConfigError(f"Cannot access {path!r}: {_op_message(e)}") from None
+
+
+def exists(path):
+  return _gfile_call(tf.io.gfile.exists, path)
+
+
+def isdir(path):
+  return _gfile_call(tf.io.gfile.isdir, path)
+
+
+def listdir(path):
+  """Sorted entry names of a directory (GCS marks subdirectories with a trailing '/': dropped)."""
+  return sorted(name.rstrip("/") for name in _gfile_call(tf.io.gfile.listdir, path))
+
+
+def read_bytes(path):
+  """The whole content of a file, through tf.io.gfile."""
+  try:
+    with tf.io.gfile.GFile(path, "rb") as f:
+      return f.read()
+  except tf.errors.OpError as e:
+    raise errors.ConfigError(f"Cannot read {path!r}: {_op_message(e)}") from None
+
+
 def _require_path(path, source, what):
   errors.check(path is not None, f"Dataset {source!r} needs dataset.path: {what}.")
-  errors.check(os.path.exists(path),
+  errors.check(exists(path),
                f"dataset.path {path!r} does not exist; set dataset.path to {what} for {source!r}.")
   return path
 
@@ -36,38 +88,67 @@ def _require_path(path, source, what):
 # IDX
 
 
-def _open_maybe_gzip(path):
-  return gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")
+def _gzip_error(path, e, size=None):
+  """The ConfigError for a `.gz` file that does not decompress."""
+  if isinstance(e, EOFError):
+    what = "is truncated: its gzip stream ends before the end-of-stream marker"
+    what += f" (the file has {size} bytes)" if size is not None else ""
+  else:
+    what = f"is not a valid gzip file ({_first_line(e) or type(e).__name__})"
+  return errors.ConfigError(f"{path} {what}; download or copy it again (or point dataset.path "
+                            "at a complete copy).")
+
+
+def _gunzip(raw, path):
+  try:
+    return gzip.decompress(raw)
+  except (EOFError, OSError, zlib.error) as e:
+    raise _gzip_error(path, e, len(raw)) from None
 
 
 def _parse_idx_header(head, path):
   errors.check(
       len(head) >= 4 and head[0] == 0 and head[1] == 0 and head[2] in _IDX_DTYPES,
-      f"{path} is not an IDX file (bad magic number); point dataset.path at MNIST-style IDX files.")
+      f"{path} is not an IDX file (bad magic number {bytes(head[:4]).hex() or 'none: empty file'})"
+      "; point dataset.path at MNIST-style IDX files.")
   ndim = head[3]
-  errors.check(len(head) >= 4 + 4 * ndim, f"{path}: truncated IDX header.")
+  errors.check(len(head) >= 4 + 4 * ndim,
+               f"{path}: truncated IDX header ({len(head)} bytes, {ndim} dimensions need "
+               f"{4 + 4 * ndim}); the file is truncated or corrupt.")
   dims = struct.unpack(">" + "I" * ndim, head[4:4 + 4 * ndim])
   return np.dtype(_IDX_DTYPES[head[2]]), tuple(dims)
 
 
 def read_idx_header(path):
   """Returns `(dtype, dims)` from an IDX file header (`.gz` or plain) without reading the data."""
-  with _open_maybe_gzip(path) as f:
-    head = f.read(4)
-    head += f.read(4 * head[3]) if len(head) == 4 else b""
+  try:
+    with tf.io.gfile.GFile(path, "rb") as raw:
+      f = gzip.GzipFile(fileobj=raw, mode="rb") if path.endswith(".gz") else raw
+      head = f.read(4)
+      head += f.read(4 * head[3]) if len(head) == 4 else b""
+  except tf.errors.OpError as e:
+    raise errors.ConfigError(f"Cannot read {path!r}: {_op_message(e)}") from None
+  except (EOFError, OSError, zlib.error) as e:
+    raise _gzip_error(path, e) from None
   return _parse_idx_header(head, path)
 
 
 def read_idx(path):
-  """Reads a whole IDX file (`.gz` or plain) into a numpy array of shape `dims`."""
-  with _open_maybe_gzip(path) as f:
-    data = f.read()
+  """Reads a whole IDX file (`.gz` or plain) into a numpy array of shape `dims`.
+
+  Raises:
+    ConfigError: naming `path`, when the gzip stream is truncated or corrupt, the magic number is
+      wrong, or the data size differs from what the header says.
+  """
+  data = read_bytes(path)
+  if path.endswith(".gz"):
+    data = _gunzip(data, path)
   dtype, dims = _parse_idx_header(data[:4 + 4 * data[3]] if len(data) >= 4 else data, path)
   offset = 4 + 4 * len(dims)
   count = int(np.prod(dims)) if dims else 1
   errors.check(len(data) - offset == count * dtype.itemsize,
-               f"{path}: IDX header says {dims} but the file holds {len(data) - offset} bytes of "
-               f"data; the file is truncated or corrupt.")
+               f"{path}: the IDX header says shape {dims} ({count * dtype.itemsize} bytes of "
+               f"data) but the file holds {len(data) - offset}; the file is truncated or corrupt.")
   return np.frombuffer(data, dtype, count=count, offset=offset).reshape(dims)
 
 
@@ -77,16 +158,23 @@ def find_idx_files(path, split):
   Accepts `train-images-idx3-ubyte`, `train-images.idx3-ubyte` and their `.gz` versions (`t10k`
   for the test split).
   """
+  if path is None:
+    errors.check(exists(DEFAULT_IDX_PATH),
+                 f"Fashion-MNIST is not at its default path {DEFAULT_IDX_PATH} (Debian/Ubuntu: "
+                 "apt-get install dataset-fashion-mnist); or set dataset.path to a directory with "
+                 "MNIST-style IDX files.")
+    path = DEFAULT_IDX_PATH
   path = _require_path(path, "idx", "a directory with MNIST/Fashion-MNIST IDX files")
-  errors.check(os.path.isdir(path), f"dataset.path {path!r} must be a directory of IDX files.")
+  errors.check(isdir(path), f"dataset.path {path!r} must be a directory of IDX files.")
   prefix = _IDX_PREFIX[split]
+  names = set(listdir(path))  # one listing, rather than a stat per candidate name
 
   def find(kind, ndim):
     for sep in ("-", "."):
       for ext in ("", ".gz"):
-        candidate = os.path.join(path, f"{prefix}-{kind}{sep}idx{ndim}-ubyte{ext}")
-        if os.path.exists(candidate):
-          return candidate
+        candidate = f"{prefix}-{kind}{sep}idx{ndim}-ubyte{ext}"
+        if candidate in names:
+          return os.path.join(path, candidate)
     return None
 
   images = find("images", 3)
@@ -97,8 +185,11 @@ def find_idx_files(path, split):
   return images, find("labels", 1)
 
 
-def idx_num_examples(path=DEFAULT_IDX_PATH, split="train"):
-  """Number of examples in an IDX split, read from the images header (no decoding)."""
+def idx_num_examples(path=None, split="train"):
+  """Number of examples in an IDX split, read from the images header (no decoding).
+
+  `path=None` means `DEFAULT_IDX_PATH`.
+  """
   images, _ = find_idx_files(path, split)
   return read_idx_header(images)[1][0]
 
@@ -110,7 +201,7 @@ def load_idx(split, path, resolution, pad):
   Images are 28x28x1, padded with -1 to 32x32 (or resized with `pad=False`); labels come from the
   matching `*-labels-idx1-ubyte` file when present (10 classes, or max label + 1).
   """
-  images_file, labels_file = find_idx_files(path or DEFAULT_IDX_PATH, split)
+  images_file, labels_file = find_idx_files(path, split)
   images = read_idx(images_file)
   errors.check(images.ndim == 3 and images.dtype == np.uint8,
                f"{images_file}: expected uint8 images [N, H, W], got {images.dtype} "
@@ -118,8 +209,11 @@ def load_idx(split, path, resolution, pad):
   labels, num_classes = None, None
   if labels_file is not None:
     labels = read_idx(labels_file)
-    errors.check(labels.shape == images.shape[:1],
-                 f"{labels_file} holds {labels.shape} labels for {images.shape[0]} images.")
+    errors.check(labels.ndim == 1 and labels.dtype == np.uint8,
+                 f"{labels_file}: expected uint8 labels [N], got {labels.dtype} {labels.shape}.")
+    errors.check(labels.shape[0] == images.shape[0],
+                 f"{labels_file} holds {labels.shape[0]} labels but {images_file} holds "
+                 f"{images.shape[0]} images; both files must come from the same download.")
     num_classes = max(10, int(labels.max()) + 1) if labels.size else 10
   is_28 = images.shape[1:] == (28, 28)
   source = sources.from_arrays(images, labels, name="idx", num_classes=num_classes,
@@ -131,6 +225,34 @@ def load_idx(split, path, resolution, pad):
 
 sources.alias("fashion_mnist_idx", "idx")
 
+# The only dataset bindings under which `train.fallback_to_ring` may replace the data with the ring:
+# the idx source at its built-in default path, with nothing else about the dataset set.
+_FALLBACK_BINDINGS = {"source": "idx"}
+
+
+def load_with_ring_fallback(fallback_to_ring):
+  """The configured dataset (`dataset.*` gin bindings), or the demo's fallback to the 2-D ring.
+
+  The fallback applies only when `fallback_to_ring` is set, the `dataset.*` bindings in force are
+  exactly `dataset.source = 'idx'` (so the idx loader reads its built-in default path
+  `DEFAULT_IDX_PATH`, which nobody chose) and that directory does not exist. Anything the user set
+  about the dataset (another source, a `dataset.path`, even one equal to the default, classes,
+  resolution, ...) is loaded as given, and a problem with it is a ConfigError. The fallback prints
+  one plain line saying so.
+
+  Returns:
+    `(source, fell_back)`; with `fell_back`, the source is the ring and the caller must use a model
+    for 2-D points.
+  """
+  if fallback_to_ring and gin.get_bindings("dataset") == _FALLBACK_BINDINGS and not exists(
+      DEFAULT_IDX_PATH):
+    print(f"[tfadvgan] Fashion-MNIST is not installed at {DEFAULT_IDX_PATH} (Debian/Ubuntu: "
+          "apt-get install dataset-fashion-mnist), so this demo trains on the 2-D ring of 8 "
+          "Gaussians with MLP networks instead. Set dataset.source / dataset.path to train on "
+          "other data.")
+    return sources.load(source="ring"), True
+  return sources.load(), False
+
 # ---------------------------------------------------------------------------------------------
 # CIFAR python pickles
 
@@ -138,24 +260,28 @@ _CIFAR10_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
 
 
 class _Files:
-  """Read access by base name to the files of a directory tree or a tar archive."""
+  """Read access by base name to the files of a directory tree or a tar archive (via gfile)."""
 
   def __init__(self, path):
     self._tar = None
+    self._fileobj = None
     self._paths = {}
-    if os.path.isdir(path):
-      for root, _, names in os.walk(path):
-        for name in names:
+    if isdir(path):
+      for root, _, names in _gfile_call(lambda p: list(tf.io.gfile.walk(p)), path):
+        for name in sorted(names):
           self._paths.setdefault(name, os.path.join(root, name))
     else:
       try:
-        self._tar = tarfile.open(path, "r:*")
-      except (tarfile.TarError, OSError) as e:
+        self._fileobj = tf.io.gfile.GFile(path, "rb")
+        self._tar = tarfile.open(fileobj=self._fileobj, mode="r:*")
+        members = self._tar.getmembers()
+      except (tarfile.TarError, OSError, EOFError, zlib.error, tf.errors.OpError) as e:
+        self.close()
         raise errors.ConfigError(
             f"dataset.path {path!r} is neither a directory nor a readable .tar.gz archive "
-            f"({e}); point it at cifar-10-python.tar.gz / cifar-100-python.tar.gz or the "
-            f"extracted directory.") from None
-      for member in self._tar.getmembers():
+            f"({_first_line(getattr(e, 'message', e))}); point it at cifar-10-python.tar.gz / "
+            "cifar-100-python.tar.gz or the extracted directory.") from None
+      for member in members:
         if member.isfile():
           self._paths.setdefault(os.path.basename(member.name), member)
 
@@ -166,12 +292,15 @@ class _Files:
     entry = self._paths[name]
     if self._tar is not None:
       return self._tar.extractfile(entry).read()
-    with open(entry, "rb") as f:
-      return f.read()
+    return read_bytes(entry)
 
   def close(self):
     if self._tar is not None:
       self._tar.close()
+      self._tar = None
+    if self._fileobj is not None:
+      self._fileobj.close()
+      self._fileobj = None
 
 
 def _unpickle(files, name, path):
@@ -245,10 +374,11 @@ def load_npz(split, path, resolution):
   del split
   path = _require_path(path, "npz", "an .npz file with an 'images' array")
   try:
-    with np.load(path, allow_pickle=False) as data:
+    with tf.io.gfile.GFile(path, "rb") as f, np.load(f, allow_pickle=False) as data:
       arrays = {k: data[k] for k in data.files}
   except Exception as e:  # pylint: disable=broad-except
-    raise errors.ConfigError(f"Cannot read {path!r} as an .npz file ({e}).") from None
+    message = _first_line(getattr(e, "message", e)) or type(e).__name__
+    raise errors.ConfigError(f"Cannot read {path!r} as an .npz file ({message}).") from None
   errors.check("images" in arrays,
                f"{path!r} has no 'images' array (found: {sorted(arrays)}); save it with "
                f"np.savez(path, images=..., labels=...).")
@@ -270,21 +400,23 @@ def _is_image(name):
 
 
 def list_image_folder(path):
-  """Lists a folder of images.
+  """Lists a folder of images (through tf.io.gfile).
+
+  Entries with an image extension are taken as images without a per-file stat (one listing per
+  directory, which matters on GCS); the other entries that are directories are class subfolders.
 
   Returns:
     `(files, labels or None, class_names)`: with class subfolders, labels index the sorted
     subfolder names; subfolders without images are ignored.
   """
-  entries = sorted(os.listdir(path))
-  top = [os.path.join(path, n) for n in entries
-         if _is_image(n) and os.path.isfile(os.path.join(path, n))]
+  entries = listdir(path)
+  top = [os.path.join(path, n) for n in entries if _is_image(n)]
   class_names, files, labels = [], [], []
   for name in entries:
     sub = os.path.join(path, name)
-    if not os.path.isdir(sub):
+    if _is_image(name) or not isdir(sub):
       continue
-    images = [os.path.join(sub, n) for n in sorted(os.listdir(sub)) if _is_image(n)]
+    images = [os.path.join(sub, n) for n in listdir(sub) if _is_image(n)]
     if images:
       files.extend(images)
       labels.extend([len(class_names)] * len(images))
@@ -298,6 +430,49 @@ def list_image_folder(path):
   return files, np.asarray(labels, np.int32), class_names
 
 
+def _decode(filename, channels=0):
+  """The one image decoder of the folder source (validation and training use the same op)."""
+  return tf.io.decode_image(tf.io.read_file(filename), channels=channels,
+                            expand_animations=False)
+
+
+def _decode_error(filename, channels):
+  """The decoder's one-line message for `filename` (which failed to decode in tf.data)."""
+  try:
+    _decode(filename, channels)
+  except tf.errors.OpError as e:
+    return _first_line(e.message)
+  return "it failed to read or decode"
+
+
+def check_images_decode(files, channels):
+  """Decodes every image once, in parallel through tf.data, before any training starts.
+
+  A file that does not decode would otherwise stop training with a tf.data error that names no
+  file, at whatever step first reaches it. The cost is one read and decode of the folder (about
+  what one epoch of the input pipeline costs; measured figures are in BUILD_NOTES).
+
+  Raises:
+    ConfigError: naming the first file (in listing order) that does not read or decode, and how
+      many others fail.
+  """
+  ds = tf.data.Dataset.from_tensor_slices(files).enumerate()
+  ds = ds.map(lambda i, f: (i, tf.shape(_decode(f, channels))), num_parallel_calls=AUTOTUNE,
+              deterministic=False)
+  ds = ds.ignore_errors().map(lambda i, _: i).batch(4096)
+  ok = np.zeros([len(files)], bool)
+  for index in ds.as_numpy_iterator():
+    ok[index] = True
+  bad = np.flatnonzero(~ok)
+  if bad.size:
+    first = files[bad[0]]
+    others = (f"; {bad.size - 1} more of the {len(files)} images fail too (next: "
+              f"{files[bad[1]]!r})" if bad.size > 1 else "")
+    raise errors.ConfigError(
+        f"Image {first!r} cannot be decoded ({_decode_error(first, channels)}){others}; remove "
+        "or replace the bad file(s) in dataset.path.")
+
+
 @sources.register("folder", splits=("train",), options=("path", "resolution"))
 def load_folder(split, path, resolution):
   """A folder of png/jpg/bmp images, optionally with one subfolder per class.
@@ -305,24 +480,27 @@ def load_folder(split, path, resolution):
   Labels follow the sorted subfolder names. Channels follow the first image (RGBA -> RGB,
   grey+alpha -> grey). With `resolution`, every image is centre-cropped to a square and resized
   to `resolution` x `resolution`; without it every image is resized to the first image's size.
+  Every image is decoded once when the source is loaded (`check_images_decode`), so a corrupt file
+  is reported by name before training starts.
   """
   del split
   path = _require_path(path, "folder", "a directory of images (optionally class subfolders)")
-  errors.check(os.path.isdir(path), f"dataset.path {path!r} must be a directory of images.")
+  errors.check(isdir(path), f"dataset.path {path!r} must be a directory of images.")
   files, labels, _ = list_image_folder(path)
   errors.check(files, f"No {'/'.join(IMAGE_EXTENSIONS)} images found in {path!r} or its "
                f"subfolders; check dataset.path.")
   try:
-    first = tf.io.decode_image(tf.io.read_file(files[0]), expand_animations=False)
+    first = _decode(files[0])
   except tf.errors.OpError as e:
-    raise errors.ConfigError(f"Cannot decode image {files[0]!r}: {e.message}") from None
+    raise errors.ConfigError(
+        f"Image {files[0]!r} cannot be decoded ({_first_line(e.message)}); remove or replace it "
+        "in dataset.path.") from None
   channels = {1: 1, 2: 1, 3: 3, 4: 3}[int(first.shape[-1])]
+  check_images_decode(files, channels)
   height, width = (resolution, resolution) if resolution else tuple(first.shape[:2])
 
   def decode(filename):
-    image = tf.io.decode_image(tf.io.read_file(filename), channels=channels,
-                               expand_animations=False)
-    image = transforms.to_unit_range(image)
+    image = transforms.to_unit_range(_decode(filename, channels))
     if resolution:
       image = transforms.crop_square_and_resize(image, resolution)
     else:

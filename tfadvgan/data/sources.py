@@ -110,7 +110,7 @@ def _resolve_split(source, spec, split):
 
 
 @gin.configurable("dataset")
-def load(source,
+def load(source=None,
          split="train",
          data_dir=None,
          path=None,
@@ -151,6 +151,8 @@ def load(source,
     ConfigError: unknown source or split, missing files, malformed data, no labels when they
       are required, or an empty result. Options the source does not use only log a warning.
   """
+  errors.check(source is not None,
+               "No dataset: set dataset.source, e.g. --gin_param \"dataset.source = 'cifar10'\".")
   truncate = num_examples is not None
   given = dict(data_dir=data_dir, path=path, resolution=resolution, pad=pad, std=std,
                num_examples=num_examples, seed=seed, download=download)

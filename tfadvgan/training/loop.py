@@ -108,19 +108,13 @@ def read_run_info(model_dir):
 
 
 def load_source(fallback_to_ring):
-  """The configured dataset; with `fallback_to_ring`, the 2-D ring when image data is missing."""
-  try:
-    return data_lib.load()
-  except errors.ConfigError as e:
-    if not fallback_to_ring:
-      raise
-    logging.warning("No image data (%s). Falling back to the 2-D ring of 8 Gaussians, with the "
-                    "MLP architecture.", e)
-    print(f"[tfadvgan] image data unavailable ({e}); training on the 2-D ring instead.")
+  """The configured dataset; `fallback_to_ring`: see `tfadvgan.data.load_with_ring_fallback`."""
+  source, fell_back = data_lib.load_with_ring_fallback(fallback_to_ring)
+  if fell_back:
     with gin.unlock_config():
       gin.bind_parameter("build_generator.arch", "mlp")
       gin.bind_parameter("build_discriminator.arch", "mlp")
-    return data_lib.load(source="ring")
+  return source
 
 
 @gin.configurable(denylist=["model_dir"])
