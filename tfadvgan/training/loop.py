@@ -152,7 +152,8 @@ def train(model_dir,
     diagnose_attack_success: also log DAT's xi_fake / xi_real there (None: only for DAT).
     keep_checkpoints: how many checkpoints the manager keeps.
     strategy, tpu: see `tfadvgan.distribute.make_strategy`.
-    fallback_to_ring: train on the 2-D ring if the image dataset is missing (demo only).
+    fallback_to_ring: train on the 2-D ring when the demo's default data is absent and the user set
+      nothing about the dataset (`tfadvgan.data.load_with_ring_fallback`; demo only).
     max_seconds: None, or a wall-time budget in seconds for this invocation (compilation
       included): training stops after the first step that ends past it and checkpoints there.
       For comparisons at equal wall time; `num_steps` still caps the run.
