@@ -54,26 +54,23 @@ def make_strategy(name="default", tpu=None, devices=None):
 
 
 def default_jit_compile(strategy):
-  """XLA default: on for one device and for TPU; off for Mirrored / MultiWorker strategies.
+  """XLA default: on for every strategy.
 
-  Keras 3 `fit` with `jit_compile=True` under MirroredStrategy fails here with an XLA error about a
-  variable placed on another device (see BUILD_NOTES.md); TPU always compiles with XLA.
+  One device and TPU compile the whole train step. Under Mirrored / MultiWorker strategies each
+  replica's gradient computations are compiled and the cross-replica reduction and optimizer apply
+  run outside XLA (`GAN.replica_compiled`): Keras `fit` with `jit_compile=True` compiled the whole
+  `strategy.run` there and failed (a variable on another device; BUILD_NOTES.md).
   """
-  if isinstance(strategy, (tf.distribute.MirroredStrategy,
-                           tf.distribute.MultiWorkerMirroredStrategy)):
-    return False
+  del strategy
   return True
 
 
 def resolve_jit_compile(strategy, jit_compile):
-  """`jit_compile` None/'auto' -> the strategy default; True under Mirrored is refused clearly."""
+  """`jit_compile` None/'auto' -> the strategy default; else the boolean given."""
   if jit_compile in (None, "auto"):
     return default_jit_compile(strategy)
-  jit_compile = bool(jit_compile)
-  errors.check(not (jit_compile and not default_jit_compile(strategy)),
-               "jit_compile=True does not work with Keras fit under MirroredStrategy / "
-               "MultiWorkerMirroredStrategy (XLA: variable on another device). Leave "
-               "train.jit_compile unset (auto) or set it to False.")
+  errors.check(isinstance(jit_compile, bool),
+               f"build_gan.jit_compile must be True, False or None (auto); got {jit_compile!r}.")
   return jit_compile
 
 

@@ -99,9 +99,15 @@ class ASGAN(base.GAN):
 
   def after_discriminator_update(self, context):
     epsilon = self.epsilon_at(self.global_step)
-    x_hat = tf.stop_gradient(self.craft(context["real"], context["labels"],
-                                        context["real_grad"], epsilon, context["step_seed"]))
-    labels, fake, fake_labels = context["labels"], context["fake"], context["fake_labels"]
+    grads = self.replica_compiled("as_gan_second_update", self.second_update_gradients)(
+        context["real"], context["labels"], context["fake"], context["fake_labels"],
+        context["real_grad"], epsilon, context["step_seed"])
+    self.apply_discriminator_gradients(grads)
+
+  def second_update_gradients(self, real, labels, fake, fake_labels, real_grad, epsilon,
+                              step_seed):
+    """D's weight gradients of the second update on x_hat (compiled per replica under XLA)."""
+    x_hat = tf.stop_gradient(self.craft(real, labels, real_grad, epsilon, step_seed))
     variables = self.discriminator.trainable_variables
     with tf.GradientTape() as tape:
       adv_out = self.d_out(x_hat, labels)
@@ -109,7 +115,6 @@ class ASGAN(base.GAN):
       if self.second_update == "real_fake":
         per_example = per_example + self.loss_fn.d_fake(self.d_out(fake, fake_labels)["logits"])
       loss = base.average(per_example)
-    grads = tape.gradient(loss, variables)
-    self.apply_discriminator_gradients(grads)
     self.track(as_d_loss=tf.reduce_mean(per_example), d_adv=tf.reduce_mean(adv_out["logits"]),
                epsilon=epsilon)
+    return tape.gradient(loss, variables)

@@ -86,6 +86,14 @@ class GAN(keras.Model):
 
   needs_real_input_gradient = False
   clean_weight = 1.0  # DAT's lambda_1 on the clean D terms
+  # Set by the engine under Mirrored / MultiWorker with XLA: compile each replica's gradient
+  # computations (`replica_compiled`), keep the cross-replica reduction and optimizer applies outside.
+  replica_jit = False
+  # True when the D loss all-reduces across replicas (DAT's global-batch targets): a sync point
+  # inside the tape, which a per-replica compiled function cannot hold, so D's gradients then run
+  # outside XLA under Mirrored / MultiWorker.
+  cross_replica_d_loss = False
+  _collecting = None
 
   def __init__(self,
                generator,
@@ -149,8 +157,42 @@ class GAN(keras.Model):
     return self._trackers[name]
 
   def track(self, **values):
+    if self._collecting is not None:  # inside a `replica_compiled` function: tracked after it returns
+      for key, value in values.items():
+        self._collecting.setdefault(key, []).append(value)
+      return
     for key, value in values.items():
       self._trackers[key].update_state(value)
+
+  def replica_compiled(self, name, fn):
+    """`fn`, XLA-compiled per replica when `replica_jit` is set; else `fn` itself.
+
+    Under Mirrored / MultiWorker strategies XLA cannot compile the cross-replica gradient
+    reduction or the optimizer's apply (a variable on another device), so the step compiles the
+    computations between them: fakes, attacks and every forward/backward. Values `fn` passes to
+    `track()` are returned from the compiled function and tracked outside it.
+    """
+    if not self.replica_jit:
+      return fn
+    cache = self.__dict__.setdefault("_compiled_fns", {})
+    if name not in cache:
+      def collecting(*args, **kwargs):
+        object.__setattr__(self, "_collecting", {})
+        try:
+          return fn(*args, **kwargs), dict(self._collecting)
+        finally:
+          object.__setattr__(self, "_collecting", None)
+      jitted = tf.function(collecting, jit_compile=True)
+
+      def call(*args, **kwargs):
+        out, collected = jitted(*args, **kwargs)
+        for key, values in collected.items():
+          for value in values:
+            self._trackers[key].update_state(value)
+        return out
+      call.jitted = jitted
+      cache[name] = call
+    return cache[name]
 
   @property
   def metrics(self):
@@ -261,11 +303,23 @@ class GAN(keras.Model):
 
   def discriminator_gradients(self, real, labels, fake, fake_labels, step_seed, sources=None,
                               make_real=None):
+    """`_discriminator_gradients`, compiled per replica under `replica_jit` (unless the loss
+    all-reduces across replicas: `cross_replica_d_loss`)."""
+    fn = self._discriminator_gradients
+    if not self.cross_replica_d_loss:
+      fn = self.replica_compiled("discriminator_gradients", fn)
+    return fn(
+        real, labels, fake, fake_labels, step_seed, sources=sources, make_real=make_real)
+
+  def _discriminator_gradients(self, real, labels, fake, fake_labels, step_seed, sources=None,
+                               make_real=None):
     """One tape: the gradient for D's weights and for each tensor in `sources`.
 
     `sources` defaults to `[real]` when the method sets `needs_real_input_gradient`, else none.
-    `make_real()`, when given, builds the real batch inside the tape from `sources` (Fast-RobGAN:
-    clip(x + delta)), so their gradients come from the same backward pass as the weights'.
+    `make_real(*sources)`, when given, builds the real batch inside the tape from `sources`
+    (Fast-RobGAN: clip(x + delta)), so their gradients come from the same backward pass as the
+    weights'. It must use the tensors it is passed (not ones it closed over): under per-replica
+    XLA they are the compiled function's own inputs.
 
     Returns:
       (weight gradients, [gradient for each source], logs).
@@ -277,7 +331,7 @@ class GAN(keras.Model):
       for source in sources:
         tape.watch(source)
       if make_real is not None:
-        real = make_real()
+        real = make_real(*sources)
       per_example, logs = self.discriminator_loss(real, labels, fake, fake_labels, step_seed)
       loss = average(per_example)
       if self.discriminator.losses:
@@ -294,11 +348,16 @@ class GAN(keras.Model):
     # replica); see BUILD_NOTES.md "Reported values".
     return tf.linalg.global_norm(grads) * _replica_count()
 
+  def fakes(self, z, fake_labels):
+    """G's samples for a D update (training mode, no gradient), compiled under `replica_jit`."""
+    return self.replica_compiled("fakes", lambda z, y: tf.stop_gradient(self.generate(z, y, training=True)))(
+        z, fake_labels)
+
   def discriminator_update(self, real, labels, z, fake_labels, index):
     """One D update. `index` is k in 0..n_dis-1."""
     step_seed = self.step_seed(index)
-    fake = tf.stop_gradient(self.generate(z, fake_labels, training=True))
-    real = self.perturb_real(real, labels, step_seed)
+    fake = self.fakes(z, fake_labels)
+    real = self.replica_compiled("perturb_real", self.perturb_real)(real, labels, step_seed)
     grads, source_grads, logs = self.discriminator_gradients(real, labels, fake, fake_labels,
                                                              step_seed)
     real_grad = source_grads[0] if source_grads else None
@@ -318,19 +377,25 @@ class GAN(keras.Model):
     del fake_labels
     return self.loss_fn.g(fake_out["logits"])
 
+  def generator_gradients(self, z, fake_labels):
+    """G's weight gradients (compiled per replica under `replica_jit`); tracks g_loss."""
+    def gradients(z, fake_labels):
+      variables = self.generator.trainable_variables
+      with tf.GradientTape() as tape:
+        fake = self.generate(z, fake_labels, training=True)
+        fake_out = self.d_out(fake, fake_labels)
+        per_example = self.generator_loss(fake_out, fake_labels)
+        loss = average(per_example)
+        if self.generator.losses:
+          loss += tf.add_n(self.generator.losses) / _replica_count()
+      self.track(g_loss=tf.reduce_mean(per_example))
+      return tape.gradient(loss, variables)
+    return self.replica_compiled("generator_gradients", gradients)(z, fake_labels)
+
   def generator_update(self, z, fake_labels):
-    variables = self.generator.trainable_variables
-    with tf.GradientTape() as tape:
-      fake = self.generate(z, fake_labels, training=True)
-      fake_out = self.d_out(fake, fake_labels)
-      per_example = self.generator_loss(fake_out, fake_labels)
-      loss = average(per_example)
-      if self.generator.losses:
-        loss += tf.add_n(self.generator.losses) / _replica_count()
-    grads = tape.gradient(loss, variables)
-    self.g_optimizer.apply_gradients(zip(grads, variables))
-    self.track(g_loss=tf.reduce_mean(per_example),
-               g_grad_norm=tf.linalg.global_norm(grads) * _replica_count())
+    grads = self.generator_gradients(z, fake_labels)
+    self.g_optimizer.apply_gradients(zip(grads, self.generator.trainable_variables))
+    self.track(g_grad_norm=tf.linalg.global_norm(grads) * _replica_count())
 
   def update_ema(self):
     """EMA of G's trainable weights; non-trainable state (BN statistics) is copied."""

@@ -43,6 +43,9 @@ class DAT(base.GAN):
     **kwargs: `GAN` arguments (loss, penalty, n_dis = the paper's "It", ...).
   """
 
+  # The targets are global-batch means: an all-reduce inside the D loss (see base.GAN).
+  cross_replica_d_loss = True
+
   def __init__(self, generator, discriminator, epsilon=0.01, step="sign", lambda_clean=1.0,
                lambda_adv=1.0, clip=True, **kwargs):
     super().__init__(generator, discriminator, **kwargs)

@@ -259,7 +259,7 @@ class FastRobGAN(base.GAN):
   # ----------------------------------------------------------------- D side
   def discriminator_update(self, real, labels, z, fake_labels, index):
     """One D step: M replays on the same real and fake batch, delta updated after each."""
-    fake = tf.stop_gradient(self.generate(z, fake_labels, training=True))
+    fake = self.fakes(z, fake_labels)
     for _ in range(self.replays):
       step_seed = self.step_seed(index)  # the D-update counter moves with every replay
       delta = tf.convert_to_tensor(self.delta.value())
@@ -268,7 +268,7 @@ class FastRobGAN(base.GAN):
             f"Fast-RobGAN's perturbation was made for {delta.shape[0]} examples per replica but "
             f"the batch has {real.shape[0]}: set FastRobGAN.batch_size (or train.batch_size) to "
             "the global batch size of the run.")
-      def make_real(delta=delta):
+      def make_real(delta):
         x_adv = real + delta
         return tf.clip_by_value(x_adv, -1.0, 1.0) if self.clip else x_adv
 

@@ -14,13 +14,21 @@ through this one loop (one path to test; BUILD_NOTES "The engine"):
     stop_any: the workers' stop flags summed across replicas (multi-worker only), so that a
           Ctrl-C, SIGTERM or time budget seen by one worker stops every worker at the same step.
 
-`replica_step` is `GAN.train_step`, optionally wrapped in `tf.function(jit_compile=True)` so that
-XLA compiles each replica's step (one device / TPU). Callbacks are ordinary Keras callbacks, driven
+`replica_step` is `GAN.train_step`. With XLA on one device or TPU it is wrapped whole in
+`tf.function(jit_compile=True)`; under Mirrored / MultiWorker strategies the GAN compiles each
+replica's computations between the gradient all-reduces and optimizer applies (`GAN.replica_compiled`). Callbacks are ordinary Keras callbacks, driven
 through `keras.callbacks.CallbackList` from the host loop between calls.
 """
 
 import keras
 import tensorflow as tf
+
+
+def per_replica_xla(strategy):
+  """Mirrored / MultiWorker: XLA compiles each replica's computations between the cross-replica
+  reductions (`GAN.replica_compiled`), not the whole step, which XLA cannot compile there."""
+  return isinstance(strategy, (tf.distribute.MirroredStrategy,
+                               tf.distribute.MultiWorkerMirroredStrategy))
 
 
 def num_workers(strategy):
@@ -72,7 +80,8 @@ class Engine:
     self.run_eagerly = bool(run_eagerly)
     self.sync_stop = num_workers(self.strategy) > 1
     step = gan.train_step
-    if self.jit_compile:
+    gan.replica_jit = self.jit_compile and per_replica_xla(self.strategy)
+    if self.jit_compile and not gan.replica_jit:  # one device, TPU: the whole step under XLA
       step = tf.function(step, jit_compile=True)
     self._replica_step = step
     self._function = None

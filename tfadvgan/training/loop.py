@@ -61,8 +61,9 @@ def build_gan(shape, num_classes, strategy=None, method="gan", latent_dim=100, c
     method: name in `tfadvgan.gans.METHODS`.
     latent_dim: size of z.
     conditional: feed labels to G and D; None means the method's default.
-    jit_compile: XLA for the train step; None means the strategy's default
-      (`tfadvgan.distribute.default_jit_compile`).
+    jit_compile: XLA for the train step; None means on (`distribute.default_jit_compile`):
+      the whole step on one device and TPU, each replica's gradient computations under
+      Mirrored / MultiWorker (off there when G or D uses synchronized BN).
     steps_per_execution: train steps per compiled call.
     run_eagerly: run the train step eagerly (debugging; slow). Turns XLA off.
   """
@@ -82,6 +83,17 @@ def build_gan(shape, num_classes, strategy=None, method="gan", latent_dim=100, c
                                     num_classes=classes)
     generator = make_generator()
     discriminator = models.build_discriminator(input_shape=tuple(shape), num_classes=classes)
+  if jit and engine_lib.per_replica_xla(strategy) and _has_synchronized_bn(generator,
+                                                                           discriminator):
+    # Synchronized BN all-reduces inside the forward pass, which per-replica XLA cannot compile.
+    errors.check(jit_compile in (None, "auto"),
+                 "build_gan.jit_compile = True cannot be combined with synchronized batch norm "
+                 "under a Mirrored / MultiWorker strategy (its all-reduce sits inside the forward "
+                 "pass that XLA compiles per replica): leave build_gan.jit_compile unset (XLA "
+                 "then stays off) or set build_generator/build_discriminator.synchronized_bn = "
+                 "False.")
+    jit = False
+  with strategy.scope():
     gan = method_cls(generator=generator, discriminator=discriminator, conditional=conditional,
                      generator_factory=make_generator)
     gan.method_name = method
@@ -89,6 +101,11 @@ def build_gan(shape, num_classes, strategy=None, method="gan", latent_dim=100, c
     gan.compile(d_optimizer=d_opt, g_optimizer=g_opt, jit_compile=jit,
                 steps_per_execution=steps_per_execution, run_eagerly=run_eagerly)
   return gan
+
+
+def _has_synchronized_bn(*networks):
+  return any(isinstance(layer, keras.layers.BatchNormalization) and layer.synchronized
+             for network in networks for layer in network._flatten_layers())  # pylint: disable=protected-access
 
 
 def write_run_info(model_dir, source, gan, method):
