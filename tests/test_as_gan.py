@@ -29,13 +29,13 @@ class RecordingASGAN(ASGAN):
     return x_hat
 
 
-def make(strategy=None, lr=1.0, w0=(0.05, -0.5), **kwargs):
+def make(strategy=None, lr=1.0, g_lr=0.3, w0=(0.05, -0.5), **kwargs):
   strategy = strategy or tf.distribute.get_strategy()
   keras.utils.set_random_seed(5)
   with strategy.scope():
     gan = RecordingASGAN(LinearG(), LinearD(), **kwargs)
     gan.discriminator.weights[0].assign(np.array(w0, np.float32)[:, None])
-    gan.compile(keras.optimizers.SGD(lr), keras.optimizers.SGD(lr), jit_compile=False)
+    gan.compile(keras.optimizers.SGD(lr), keras.optimizers.SGD(g_lr), jit_compile=False)
   return gan
 
 

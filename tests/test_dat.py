@@ -29,16 +29,23 @@ class RecordingDAT(DAT):
 
 
 def data():
-  """Replica 0 (rows 0-3) and replica 1 (rows 4-7) see very different fakes."""
-  real = np.array([[0.5, 0.1]] * 4 + [[0.4, 0.2]] * 4, np.float32)
-  z = np.array([[1.0, 0, 0]] * 4 + [[-1.0, 0, 0]] * 4, np.float32)
+  """Replica 0 (rows 0-3) and replica 1 (rows 4-7) see very different fakes; within a half the
+  rows differ too (small jitter), so a row mix-up or a wrong reduction cannot go unseen."""
   rng = np.random.default_rng(0)
+  real = (np.array([[0.5, 0.1]] * 4 + [[0.4, 0.2]] * 4)
+          + rng.uniform(-0.05, 0.05, (B, 2))).astype(np.float32)
+  z = (np.array([[1.0, 0, 0]] * 4 + [[-1.0, 0, 0]] * 4)
+       + rng.uniform(-0.1, 0.1, (B, 3))).astype(np.float32)
   arrays = {"images": real[:, None], "z_d": z[:, None],
             "z_g": rng.normal(size=(B, 3)).astype(np.float32)}
   return arrays, tf.data.Dataset.from_tensor_slices(arrays).batch(B, drop_remainder=True)
 
 
-def make(cls=RecordingDAT, strategy=None, lr=0.1, **kwargs):
+# lambda_1 != lambda_2 (the defaults are both 1), so that swapping them shows.
+LAM_CLEAN, LAM_ADV = 0.6, 1.7
+
+
+def make(cls=RecordingDAT, strategy=None, lr=0.1, g_lr=0.03, **kwargs):
   strategy = strategy or tf.distribute.get_strategy()
   with strategy.scope():
     gan = cls(LinearG(), LinearD(), loss="wasserstein", **kwargs)
@@ -46,7 +53,7 @@ def make(cls=RecordingDAT, strategy=None, lr=0.1, **kwargs):
     gan.discriminator.weights[1].assign([0.0])
     gan.generator.weights[0].assign([[1.0, 0.0], [0.0, 0.0], [0.0, 0.0]])
     gan.generator.weights[1].assign([0.0, 0.0])
-    gan.compile(keras.optimizers.SGD(lr), keras.optimizers.SGD(lr), jit_compile=False)
+    gan.compile(keras.optimizers.SGD(lr), keras.optimizers.SGD(g_lr), jit_compile=False)
   return gan
 
 
@@ -68,11 +75,11 @@ def numpy_dat(real, fake, w, eps, lam1=1.0, lam2=1.0, lr=0.1, local=False):
 
 def test_perturbations_match_eq9_and_move_toward_the_other_class():
   arrays, ds = data()
-  gan = make(epsilon=0.05)
+  gan = make(epsilon=0.05, lambda_clean=LAM_CLEAN, lambda_adv=LAM_ADV)
   real = arrays["images"][:, 0]
   fake = arrays["z_d"][:, 0] @ gan.generator.weights[0].numpy()
   w = gan.discriminator.weights[0].numpy()[:, 0]
-  real_adv, fake_adv, w_new = numpy_dat(real, fake, w, 0.05)
+  real_adv, fake_adv, w_new = numpy_dat(real, fake, w, 0.05, LAM_CLEAN, LAM_ADV)
   gan.fit(ds, epochs=1, steps_per_epoch=1, verbose=0, shuffle=False)
   np.testing.assert_allclose(gan.seen[0].numpy(), real_adv, atol=1e-6)
   np.testing.assert_allclose(gan.seen[1].numpy(), fake_adv, atol=1e-6)
@@ -111,14 +118,15 @@ def test_lambda_adv_zero_reproduces_the_baseline_exactly():
 
 def test_batch_means_are_global_across_replicas():
   arrays, ds = data()
-  one = make(epsilon=0.05)
+  kwargs = dict(epsilon=0.05, lambda_clean=LAM_CLEAN, lambda_adv=LAM_ADV)
+  one = make(**kwargs)
   two = make(strategy=distribute.make_strategy("mirrored", devices=["/cpu:0", "/cpu:1"]),
-             epsilon=0.05)
+             **kwargs)
   real = arrays["images"][:, 0]
   fake = arrays["z_d"][:, 0] @ one.generator.weights[0].numpy()
   w = one.discriminator.weights[0].numpy()[:, 0]
-  _, _, w_global = numpy_dat(real, fake, w, 0.05)
-  _, _, w_local = numpy_dat(real, fake, w, 0.05, local=True)
+  _, _, w_global = numpy_dat(real, fake, w, 0.05, LAM_CLEAN, LAM_ADV)
+  _, _, w_local = numpy_dat(real, fake, w, 0.05, LAM_CLEAN, LAM_ADV, local=True)
   assert not np.allclose(w_global, w_local)  # the data makes the two readings differ
   one.fit(ds, epochs=1, steps_per_epoch=1, verbose=0, shuffle=False)
   two.fit(ds, epochs=1, steps_per_epoch=1, verbose=0, shuffle=False)

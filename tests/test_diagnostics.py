@@ -17,15 +17,26 @@ from tfadvgan.metrics import diagnostics as diag
 from tfadvgan.training import loop
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RNG = np.random.default_rng(0)
 SHAPE = (4, 4, 2)
-W = RNG.normal(size=SHAPE).astype(np.float32)
-W[0, :, 0] = 0.0  # some exactly-zero input weights (zero gradient entries)
-W[1, 2, :] = 0.0  # a pixel with zero weight in both channels
-W_L1 = float(np.sum(np.abs(W.astype(np.float64))))
 BIAS = 0.1
 N = 50
-X = RNG.uniform(-0.5, 0.5, (N,) + SHAPE).astype(np.float32)
+
+
+def _linear_d_weights_and_inputs():
+  """The fixed linear D's weights and 50 inputs: constants (read-only), drawn once from their own
+  generator; a test that needs more random data makes its own generator."""
+  rng = np.random.default_rng(0)
+  w = rng.normal(size=SHAPE).astype(np.float32)
+  w[0, :, 0] = 0.0  # some exactly-zero input weights (zero gradient entries)
+  w[1, 2, :] = 0.0  # a pixel with zero weight in both channels
+  x = rng.uniform(-0.5, 0.5, (N,) + SHAPE).astype(np.float32)
+  w.setflags(write=False)
+  x.setflags(write=False)
+  return w, x
+
+
+W, X = _linear_d_weights_and_inputs()
+W_L1 = float(np.sum(np.abs(W.astype(np.float64))))
 
 
 def linear_d(w=W, b=BIAS):
@@ -74,9 +85,10 @@ def test_classifier_accuracy_under_pgd_on_linear_two_class_softmax():
   # everywhere, so PGD reaches x - eps * sign(dw) and an example survives iff its margin
   # dw . x + db exceeds eps * ||dw||_1.
   d = int(np.prod(SHAPE))
-  wc = RNG.normal(size=(d, 2)).astype(np.float32)
+  rng = np.random.default_rng(1)
+  wc = rng.normal(size=(d, 2)).astype(np.float32)
   bc = np.array([0.2, -0.1], np.float32)
-  y = RNG.integers(0, 2, N).astype(np.int32)
+  y = rng.integers(0, 2, N).astype(np.int32)
 
   def class_logits_fn(x, labels=None):
     del labels
@@ -137,9 +149,17 @@ def test_confidence_and_wasserstein_on_linear_d():
   sig = lambda v: 1.0 / (1.0 + np.exp(-v))
   np.testing.assert_allclose(got["real"], np.mean(sig(t)), rtol=1e-5)
   np.testing.assert_allclose(got["adversarial"], np.mean(sig(t - eps * W_L1)), rtol=1e-5)
-  fake = RNG.uniform(-0.5, 0.5, (30,) + SHAPE).astype(np.float32)
+  fake = np.random.default_rng(3).uniform(-0.5, 0.5, (30,) + SHAPE).astype(np.float32)
   w = diag.wasserstein_estimate(linear_d(), X, fake, batch_size=7)
   np.testing.assert_allclose(w, np.mean(t) - np.mean(np_logits(fake)), atol=1e-5)
+
+
+def _inputs_with_logits(t, rng):
+  """Inputs whose linear-D logits are `t` (up to float32 rounding): random points moved along
+  sign(W), which changes the logit by exactly ||W||_1 per unit."""
+  x = rng.uniform(-0.4, 0.4, (len(t),) + SHAPE)
+  x -= ((np_logits(x) - t) / W_L1)[:, None, None, None] * np.sign(W)
+  return x.astype(np.float32)
 
 
 @pytest.mark.parametrize("value", ["logit", "loss"])
@@ -150,19 +170,31 @@ def test_dat_attack_success_counts_match_the_closed_form(value):
   tol, max_iters = 0.25, 8
   a = 0.4
   s = a / W_L1
-  real = X
-  fake = (RNG.uniform(-0.5, 0.5, (40,) + SHAPE) - 0.2 * np.sign(W)).astype(np.float32)
+  # Constructed so that no count sits on a rounding boundary: the logits of each set come in pairs
+  # mean +- a * (i + u), i in 0..7, |u| <= 0.2, so both targets (the other set's mean) are exact,
+  # and with mean_real - mean_fake = tol + 4.5 a every (g - tol) / a lies >= 0.05 from an integer.
+  rng = np.random.default_rng(4)
+  mean_real, mean_fake = 1.05, 1.05 - (tol + 4.5 * a)
+
+  def pairs(mean, n_pairs):
+    offsets = a * (rng.permutation(n_pairs) % 8 + rng.uniform(-0.2, 0.2, n_pairs))
+    return np.concatenate([mean + offsets, mean - offsets])
+
+  real = _inputs_with_logits(pairs(mean_real, 25), rng)
+  fake = _inputs_with_logits(pairs(mean_fake, 20), rng)
+  assert np.abs(np.concatenate([real, fake])).max() + max_iters * s < 1.0  # the clip never acts
   t_r, t_f = np_logits(real), np_logits(fake)
 
   def expected(t, target):
     gap = np.abs(t - target)
     ratio = (gap - tol) / a
-    assert np.min(np.abs(ratio - np.rint(ratio))) > 1e-3  # no count sits on a rounding boundary
+    assert np.min(np.abs(ratio - np.rint(ratio))) > 0.04  # holds by construction
     return np.where(gap <= tol, 0, np.ceil(ratio)).astype(int)
 
   n_f = expected(t_f, np.mean(t_r))
   n_r = expected(t_r, np.mean(t_f))
-  assert (n_f > max_iters).any() and (n_f == 0).sum() < len(n_f)  # failures exist, not all trivial
+  for n in (n_f, n_r):  # failures, zero-step and in-between successes all occur
+    assert (n > max_iters).any() and (n == 0).any() and ((n > 0) & (n <= max_iters)).any()
   got = diag.dat_attack_success(linear_d(), real, fake, loss="wasserstein", tolerance=tol,
                                 max_iters=max_iters, step_size=s, value=value, batch_size=16,
                                 return_per_example=True)

@@ -41,9 +41,9 @@ def npz(tmp_path_factory):
 def run_dir(npz, tmp_path_factory):
   """A 2-step run with an EMA generator and checkpoints ckpt-1, ckpt-2."""
   model_dir = str(tmp_path_factory.mktemp("runs") / "run")
-  # A large learning rate so that G and its EMA (decay 0.5) differ clearly after 2 steps.
+  # A large learning rate so that G and its EMA (decay 0.7) differ clearly after 2 steps.
   parse(["gin_configs/base/dcgan_fmnist.gin"],
-        _npz_params(npz) + ["GAN.ema_decay = 0.5", "make_optimizer.learning_rate = 0.05"])
+        _npz_params(npz) + ["GAN.ema_decay = 0.7", "make_optimizer.learning_rate = 0.05"])
   loop.train(model_dir)
   gin.clear_config()
   return model_dir

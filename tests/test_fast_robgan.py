@@ -23,12 +23,12 @@ from tfadvgan.training import sampling
 EPS, TAU = 0.05, 0.03  # tau != eps so that the step size is visibly the one used
 
 
-def make_fast(strategy=None, lr=0.1, **kwargs):
+def make_fast(strategy=None, lr=0.1, g_lr=0.05, **kwargs):
   kwargs.setdefault("batch_size", B)
   kwargs.setdefault("loss", "hinge")
   kwargs.setdefault("epsilon", EPS)
   kwargs.setdefault("step_size", TAU)
-  return make(cls=FastRobGAN, strategy=strategy, lr=lr, **kwargs)
+  return make(cls=FastRobGAN, strategy=strategy, lr=lr, g_lr=g_lr, **kwargs)
 
 
 def mirrored():
@@ -120,12 +120,12 @@ def np_train_step(gan, data, lr, replays=2, **kw):
 
 # ------------------------------------------------------------------ the free-AT replays
 @pytest.mark.parametrize("loss, kl_direction, kl_weight", [
-    ("hinge", "uniform_to_p", 1.0), ("hinge", "p_to_uniform", 0.5),
+    ("hinge", "uniform_to_p", 1.0), ("hinge", "p_to_uniform", 0.4),
     ("non_saturating", "uniform_to_p", 0.0)])  # the last: the original Rob-GAN loss (Eq. 2.2-2.3)
 def test_replays_update_d_then_delta_like_numpy(loss, kl_direction, kl_weight):
-  lr, cw, alpha = 0.3, 0.8, 0.6
+  lr, g_lr, cw, alpha = 0.3, 0.2, 0.8, 0.6
   data = arrays()
-  kw = dict(lr=lr, loss=loss, kl_direction=kl_direction, kl_weight=kl_weight, class_weight=cw,
+  kw = dict(lr=lr, g_lr=g_lr, loss=loss, kl_direction=kl_direction, kl_weight=kl_weight, class_weight=cw,
             g_class_weight=alpha)
   # Replay by replay, eagerly: snapshot D and delta each time the replay reports.
   gan = make_fast(**kw)
@@ -165,7 +165,7 @@ def test_replays_update_d_then_delta_like_numpy(loss, kl_direction, kl_weight):
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
   np.testing.assert_allclose(delta_of(fitted), final_delta, atol=1e-6)
   want_g, want_g_loss = np_g_update(final_params, g_params(gan), data["z_g"].astype(np.float64),
-                                    data["y_g"], lr, alpha, loss)
+                                    data["y_g"], g_lr, alpha, loss)
   for got, expected in zip(g_params(fitted), want_g):
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
   np.testing.assert_allclose(logs["g_loss"][0], want_g_loss.mean(), rtol=1e-4)
@@ -231,7 +231,7 @@ def test_kl_term_in_the_d_loss_is_the_closed_form(direction):
 def test_generator_loss_and_one_g_update():
   lr, alpha = 0.25, 0.2
   data = arrays(seed=5)
-  gan = make_fast(lr=lr, g_class_weight=alpha)
+  gan = make_fast(lr=0.1, g_lr=lr, g_class_weight=alpha)  # only G is updated here
   z, y_g = data["z_g"].astype(np.float64), data["y_g"]
   want_g, want_loss = np_g_update(d_params(gan), g_params(gan), z, y_g, lr, alpha)
   gan.generator_update(tf.constant(data["z_g"]), tf.constant(y_g))
@@ -252,10 +252,12 @@ def test_generator_loss_and_one_g_update():
 # ------------------------------------------------------------------ the learning-rate anneal
 @pytest.mark.parametrize("per_train_step", [True, False])
 def test_learning_rates_follow_eq_4_1_at_every_train_step(per_train_step):
-  eta0, base, horizon, n_dis, replays, steps = 0.01, 0.5, 3, 2, 2, 5
-  for key, value in (("name", "sgd"), ("learning_rate", eta0), ("decay_steps", horizon),
-                     ("decay_rate", base)):
-    gin.bind_parameter(f"make_optimizer.{key}", value)
+  # D and G start from different rates (D/ and G/ scopes), so that a D/G mix-up shows.
+  eta0, g_eta0, base, horizon, n_dis, replays, steps = 0.01, 0.004, 0.5, 3, 2, 2, 5
+  for key, value in (("name", "sgd"), ("decay_steps", horizon), ("decay_rate", base),
+                     ("D/make_optimizer.learning_rate", eta0),
+                     ("G/make_optimizer.learning_rate", g_eta0)):
+    gin.bind_parameter(key if "/" in key else f"make_optimizer.{key}", value)
   d_opt, g_opt = loop._build_optimizers()  # pylint: disable=protected-access  (the gin path)
   gan = FastRobGAN(LinearACG(), LinearACD(), conditional=True, batch_size=B, n_dis=n_dis,
                    replays=replays, loss="hinge", anneal_per_train_step=per_train_step)
@@ -278,7 +280,7 @@ def test_learning_rates_follow_eq_4_1_at_every_train_step(per_train_step):
           verbose=0, shuffle=False)
   i = np.arange(steps)
   updates = n_dis * replays
-  np.testing.assert_allclose(g_seen, eta0 * base ** (i / horizon), rtol=1e-6)
+  np.testing.assert_allclose(g_seen, g_eta0 * base ** (i / horizon), rtol=1e-6)
   if per_train_step:  # every D update of train step i uses eta(i)
     want_d = np.repeat(eta0 * base ** (i / horizon), updates)
   else:  # the plain schedule counts D's own updates
@@ -288,7 +290,7 @@ def test_learning_rates_follow_eq_4_1_at_every_train_step(per_train_step):
   assert gan.g_optimizer.iterations.numpy() == steps
   # After the run both report eta(i) for the next train step i = steps (continuous, not stairs).
   np.testing.assert_allclose(optimizers.current_learning_rate(gan.g_optimizer),
-                             eta0 * base ** (steps / horizon), rtol=1e-6)
+                             g_eta0 * base ** (steps / horizon), rtol=1e-6)
   if per_train_step:
     np.testing.assert_allclose(optimizers.current_learning_rate(gan.d_optimizer),
                                eta0 * base ** (steps / horizon), rtol=1e-6)

@@ -48,13 +48,18 @@ def batches(n_dis, batch=8, steps=4, seed=0):
   return arrays, tf.data.Dataset.from_tensor_slices(arrays).batch(batch, drop_remainder=True)
 
 
-def make(strategy=None, lr=0.1, cls=GAN, jit=False, **kwargs):
+def make(strategy=None, lr=0.1, g_lr=0.07, cls=GAN, jit=False, **kwargs):
+  """D's SGD learning rate is `lr`, G's is `g_lr`: different, so that a D/G mix-up shows."""
   strategy = strategy or tf.distribute.get_strategy()
   keras.utils.set_random_seed(3)
   with strategy.scope():
     gan = cls(LinearG(), LinearD(), generator_factory=LinearG, **kwargs)
-    gan.compile(keras.optimizers.SGD(lr), keras.optimizers.SGD(lr), jit_compile=jit)
+    gan.compile(keras.optimizers.SGD(lr), keras.optimizers.SGD(g_lr), jit_compile=jit)
   return gan
+
+
+def sigmoid(t):
+  return 1.0 / (1.0 + np.exp(-t))
 
 
 def np_weights(model):
@@ -63,22 +68,27 @@ def np_weights(model):
 
 @pytest.mark.parametrize("jit", [False, True])
 def test_n_dis_updates_use_their_own_slice_then_g_update(jit):
-  """Wasserstein loss, linear D, SGD: every update is closed-form."""
-  n_dis, lr = 2, 0.1
+  """Non-saturating loss, linear D, SGD: every update is closed-form. D's gradient depends on its
+  current weights, so the updates do not commute: slice k must be used by update k, in order."""
+  n_dis, lr, g_lr = 3, 0.5, 0.07
   arrays, ds = batches(n_dis, batch=8, steps=1)
-  gan = make(lr=lr, jit=jit, loss="wasserstein", n_dis=n_dis)
+  gan = make(lr=lr, g_lr=g_lr, jit=jit, loss="non_saturating", n_dis=n_dis)
   (k, b), (w, c) = np_weights(gan.generator), np_weights(gan.discriminator)
   for j in range(n_dis):
     real, z = arrays["images"][:, j], arrays["z_d"][:, j]
     fake = z @ k + b
-    # d/dw mean(-D(real) + D(fake)) = -mean(real) + mean(fake); c's gradient is 0.
-    w = w - lr * (-real.mean(0) + fake.mean(0))[:, None]
-  # G minimises mean(-D(G(z))): dK = -mean(z)^T w^T, db = -w^T.
+    t_r, t_f = real @ w + c, fake @ w + c  # [B, 1]
+    # d/dt softplus(-t_r) = -sigmoid(-t_r); d/dt softplus(t_f) = sigmoid(t_f).
+    w = w - lr * (-sigmoid(-t_r) * real + sigmoid(t_f) * fake).mean(0)[:, None]
+    c = c - lr * (-sigmoid(-t_r) + sigmoid(t_f)).mean(0)
+  # G minimises mean(softplus(-D(G(z)))): d/dx = -sigmoid(-t) w^T / B.
   z = arrays["z_g"]
-  k_new = k + lr * np.outer(z.mean(0), w[:, 0])
-  b_new = b + lr * w[:, 0]
+  t_g = (z @ k + b) @ w + c
+  g_x = -sigmoid(-t_g) * w[:, 0][None] / len(z)
+  k_new, b_new = k - g_lr * z.T @ g_x, b - g_lr * g_x.sum(0)
   gan.fit(ds, epochs=1, steps_per_epoch=1, verbose=0, shuffle=False)
   np.testing.assert_allclose(gan.discriminator.weights[0].numpy(), w, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(gan.discriminator.weights[1].numpy(), c, rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(gan.generator.weights[0].numpy(), k_new, rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(gan.generator.weights[1].numpy(), b_new, rtol=1e-5, atol=1e-6)
   assert int(gan.global_step.numpy()) == 1
@@ -140,7 +150,7 @@ def test_jit_under_mirrored_really_fails():
 
 def test_ema_follows_recursion():
   _, ds = batches(1, batch=8, steps=3)
-  decay = 0.5
+  decay = 0.8  # not 0.5: decay * ema + (1 - decay) * g must not be symmetric in ema and g
   gan = make(ema_decay=decay)
   ema = np_weights(gan.generator)
   np.testing.assert_allclose(ema[0], gan.generator_ema.weights[0].numpy())
