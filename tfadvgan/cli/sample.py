@@ -26,13 +26,13 @@ def main(argv):
   from tfadvgan import errors  # pylint: disable=g-import-not-at-top
   from tfadvgan import io  # pylint: disable=g-import-not-at-top
   from tfadvgan.training import loop  # pylint: disable=g-import-not-at-top
-  from tfadvgan.training.sampling import generate, write_samples  # pylint: disable=g-import-not-at-top
+  from tfadvgan.training import sampling  # pylint: disable=g-import-not-at-top
   errors.check(len(argv) == 1, f"Unexpected arguments: {' '.join(argv[1:])}")
   errors.check(FLAGS.model_dir, "--model_dir is required.")
   gan, _, path = loop.restore_run(FLAGS.model_dir, FLAGS.step)
-  samples, labels = generate(gan, FLAGS.num, FLAGS.seed, FLAGS.label)
+  samples, labels = sampling.generate(gan, FLAGS.num, FLAGS.seed, FLAGS.label)
   out = FLAGS.out or io.join(FLAGS.model_dir, "sample_out")
-  npz, written = write_samples(out, samples, labels, FLAGS.per_grid)
+  npz, written = sampling.write_samples(out, samples, labels, FLAGS.per_grid)
   print(f"restored {path}; wrote {len(samples)} samples to {npz}"
         + (f" and {len(written)} PNG grid(s) in {out}" if written else ""))
 

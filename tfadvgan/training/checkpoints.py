@@ -123,12 +123,14 @@ class Manager(tf.train.CheckpointManager):
     super().__init__(*args, **kwargs)
     self.forgotten = []
 
+  # pylint: disable=protected-access
   def forget(self, path):
-    self._maybe_delete.pop(path, None)  # pylint: disable=protected-access
-    if self._latest_checkpoint == path:  # pylint: disable=protected-access
-      remaining = list(self._maybe_delete)  # pylint: disable=protected-access
-      self._latest_checkpoint = remaining[-1] if remaining else None  # pylint: disable=protected-access
+    self._maybe_delete.pop(path, None)
+    if self._latest_checkpoint == path:
+      remaining = list(self._maybe_delete)
+      self._latest_checkpoint = remaining[-1] if remaining else None
     self.forgotten.append(path)
+  # pylint: enable=protected-access
 
   def _move_forgotten_aside(self):
     for path in self.forgotten:
