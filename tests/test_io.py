@@ -229,3 +229,39 @@ def _all_files(root):
   for directory, _, files in tf.io.gfile.walk(root):
     for name in files:
       yield io.join(directory, name)
+
+
+@pytest.mark.slow
+def test_the_scripts_write_only_through_gfile(tmp_path):
+  """train/sample/eval/diagnose as subprocesses with file:// URLs: any file not written through
+  gfile would land in a folder literally named `file:` in the working directory."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(6)
+  data_path = str(tmp_path / "data.npz")
+  np.savez(data_path, images=rng.integers(0, 256, (32, 32, 32, 1)).astype(np.uint8),
+           labels=(np.arange(32) % 10).astype(np.int64))
+  work = tmp_path / "cwd"
+  work.mkdir()
+  run = f"file://{tmp_path}/run"
+  params = ["build_generator.width = 8", "build_discriminator.width = 8", "train.batch_size = 4",
+            "train.num_steps = 2", "train.checkpoint_every_steps = 1", "train.verbose = 0",
+            "build_gan.run_eagerly = True", "dataset.source = 'npz'",
+            f"dataset.path = '{data_path}'"]
+  commands = [
+      ["train", "--gin_file=" + os.path.join(ROOT, "gin_configs/base/dcgan_fmnist.gin"),
+       f"--model_dir={run}"] + [f"--gin_param={p}" for p in params],
+      ["sample", f"--model_dir={run}", "--num=5"],
+      ["eval", f"--model_dir={run}", "--classifier=domain", f"--classifier_path={CLASSIFIER}",
+       "--num_samples=16", "--metrics=fid", f"--cache_dir=file://{tmp_path}/cache"],
+      ["diagnose", f"--model_dir={run}", "--num=8", "--which=accuracy,gradients"]]
+  for name, *args in commands:
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", f"{name}.py")] + args,
+                          capture_output=True, text=True, cwd=work, timeout=600)
+    assert proc.returncode == 0, (name, proc.stderr[-2000:])
+  assert os.listdir(work) == []
+  for path in ["run/run.json", "run/operative_config.gin", "run/sample_out/samples.npz",
+               "run/eval/results.json", "run/diagnostics/diagnostics_step2.json",
+               "run/diagnostics/gradient_grid_step2.png"]:
+    assert (tmp_path / path).is_file(), path
+  assert len(list((tmp_path / "cache").glob("reference_*.npz"))) == 1
