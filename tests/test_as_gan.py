@@ -9,6 +9,7 @@ from test_gan import batches, LinearD, LinearG  # pylint: disable=g-bad-import-o
 from tfadvgan import distribute
 from tfadvgan import errors
 from tfadvgan.gans.as_gan import ASGAN
+from tfadvgan.training import engine
 
 
 def sigmoid(t):
@@ -69,7 +70,7 @@ def test_fgsm_point_pre_update_gradient_and_second_update(second_update):
     gw += (sigmoid(t_f)[:, None] * fake).mean(0)
     gc += sigmoid(t_f).mean()
   w2, c2 = w1 - lr * gw[:, None], c1 - lr * gc
-  gan.fit(ds, epochs=1, steps_per_epoch=1, verbose=0, shuffle=False)
+  engine.fit(gan, ds, 1)
   np.testing.assert_allclose(gan.last_x_hat.numpy(), x_hat, atol=1e-6)
   np.testing.assert_allclose(gan.discriminator.weights[0].numpy(), w2, rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(gan.discriminator.weights[1].numpy(), c2, rtol=1e-5, atol=1e-6)
@@ -78,7 +79,7 @@ def test_fgsm_point_pre_update_gradient_and_second_update(second_update):
 def test_epsilon_zero_second_update_sees_the_real_batch():
   arrays, ds = batches(1, batch=8, steps=1)
   gan = make(epsilon=0.0, clip=False)
-  gan.fit(ds, epochs=1, steps_per_epoch=1, verbose=0, shuffle=False)
+  engine.fit(gan, ds, 1)
   np.testing.assert_array_equal(gan.last_x_hat.numpy(), arrays["images"][:, 0])
   assert int(gan.d_optimizer.iterations.numpy()) == 2  # D updated twice
 
@@ -89,7 +90,7 @@ def test_gaussian_ablation_has_the_same_linf_budget():
   ds = tf.data.Dataset.from_tensor_slices(arrays).batch(8, drop_remainder=True)
   eps = 0.1
   gan = make(epsilon=eps, attack="gaussian")
-  gan.fit(ds, epochs=1, steps_per_epoch=1, verbose=0, shuffle=False)
+  engine.fit(gan, ds, 1)
   delta = gan.last_x_hat.numpy() - arrays["images"][:, 0]
   np.testing.assert_allclose(np.abs(delta), eps, atol=1e-6)
   # A random direction: not the FGSM direction -sign(w0) on every pixel.
@@ -101,7 +102,7 @@ def test_pgd_stays_in_the_ball_and_increases_the_loss():
   eps = 0.2
   gan = make(epsilon=eps, attack="pgd", pgd_steps=3, clip=False, lr=1e-6)
   w, c = [v.numpy() for v in gan.discriminator.weights]
-  gan.fit(ds, epochs=1, steps_per_epoch=1, verbose=0, shuffle=False)
+  engine.fit(gan, ds, 1)
   x, x_hat = arrays["images"][:, 0], gan.last_x_hat.numpy()
   assert np.max(np.abs(x_hat - x)) <= eps + 1e-6
   loss = lambda v: np.log1p(np.exp(-(v @ w + c)[:, 0]))  # noqa: E731  softplus(-t)
@@ -125,8 +126,8 @@ def test_two_replicas_match_one_device():
   for a, b in zip(one.discriminator.weights + one.generator.weights,
                   two.discriminator.weights + two.generator.weights):
     b.assign(a.numpy())
-  one.fit(ds, epochs=1, steps_per_epoch=2, verbose=0, shuffle=False)
-  two.fit(ds, epochs=1, steps_per_epoch=2, verbose=0, shuffle=False)
+  engine.fit(one, ds, 2)
+  engine.fit(two, ds, 2)
   for a, b in zip(one.discriminator.weights + one.generator.weights,
                   two.discriminator.weights + two.generator.weights):
     np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6)

@@ -10,6 +10,7 @@ from tfadvgan import distribute
 from tfadvgan import errors
 from tfadvgan.gans.base import GAN
 from tfadvgan.gans.dat import DAT
+from tfadvgan.training import engine
 
 B = 8
 
@@ -80,7 +81,7 @@ def test_perturbations_match_eq9_and_move_toward_the_other_class():
   fake = arrays["z_d"][:, 0] @ gan.generator.weights[0].numpy()
   w = gan.discriminator.weights[0].numpy()[:, 0]
   real_adv, fake_adv, w_new = numpy_dat(real, fake, w, 0.05, LAM_CLEAN, LAM_ADV)
-  gan.fit(ds, epochs=1, steps_per_epoch=1, verbose=0, shuffle=False)
+  engine.fit(gan, ds, 1)
   np.testing.assert_allclose(gan.seen[0].numpy(), real_adv, atol=1e-6)
   np.testing.assert_allclose(gan.seen[1].numpy(), fake_adv, atol=1e-6)
   np.testing.assert_allclose(gan.discriminator.weights[0].numpy()[:, 0], w_new, rtol=1e-5)
@@ -96,7 +97,7 @@ def test_linf_bound_holds_for_every_step_mode(step):
   eps = 0.05
   gan = make(epsilon=eps, step=step, clip=False)
   gan.discriminator.weights[0].assign([[40.0], [-7.0]])  # large raw gradients
-  gan.fit(ds, epochs=1, steps_per_epoch=1, verbose=0, shuffle=False)
+  engine.fit(gan, ds, 1)
   real = arrays["images"][:, 0]
   delta = gan.seen[0].numpy() - real
   assert np.max(np.abs(delta)) <= eps + 1e-6
@@ -110,8 +111,8 @@ def test_lambda_adv_zero_reproduces_the_baseline_exactly():
   baseline = make(cls=GAN, n_dis=1, penalty="wgan_gp")
   for a, b in zip(dat.weights, baseline.weights):
     b.assign(a.numpy())
-  dat.fit(ds.repeat(), epochs=1, steps_per_epoch=3, verbose=0, shuffle=False)
-  baseline.fit(ds.repeat(), epochs=1, steps_per_epoch=3, verbose=0, shuffle=False)
+  engine.fit(dat, ds.repeat(), 3)
+  engine.fit(baseline, ds.repeat(), 3)
   for a, b in zip(dat.weights, baseline.weights):
     np.testing.assert_array_equal(a.numpy(), b.numpy())
 
@@ -128,8 +129,8 @@ def test_batch_means_are_global_across_replicas():
   _, _, w_global = numpy_dat(real, fake, w, 0.05, LAM_CLEAN, LAM_ADV)
   _, _, w_local = numpy_dat(real, fake, w, 0.05, LAM_CLEAN, LAM_ADV, local=True)
   assert not np.allclose(w_global, w_local)  # the data makes the two readings differ
-  one.fit(ds, epochs=1, steps_per_epoch=1, verbose=0, shuffle=False)
-  two.fit(ds, epochs=1, steps_per_epoch=1, verbose=0, shuffle=False)
+  engine.fit(one, ds, 1)
+  engine.fit(two, ds, 1)
   for m in (one, two):
     np.testing.assert_allclose(m.discriminator.weights[0].numpy()[:, 0], w_global, rtol=1e-5)
   for a, b in zip(one.weights, two.weights):

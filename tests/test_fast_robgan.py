@@ -19,6 +19,7 @@ from tfadvgan.training import checkpoints
 from tfadvgan.training import loop
 from tfadvgan.training import optimizers
 from tfadvgan.training import sampling
+from tfadvgan.training import engine
 
 EPS, TAU = 0.05, 0.03  # tau != eps so that the step size is visibly the one used
 
@@ -159,7 +160,7 @@ def test_replays_update_d_then_delta_like_numpy(loss, kl_direction, kl_weight):
 
   # The same step through fit (compiled): D and delta after the 2 replays, then G on the new D.
   fitted = make_fast(**kw)
-  logs = fitted.fit(dataset(data), epochs=1, steps_per_epoch=1, verbose=0, shuffle=False).history
+  logs = engine.fit(fitted, dataset(data), 1)
   final_params, final_delta = want[-1]
   for got, expected in zip(d_params(fitted), final_params):
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
@@ -168,7 +169,7 @@ def test_replays_update_d_then_delta_like_numpy(loss, kl_direction, kl_weight):
                                     data["y_g"], g_lr, alpha, loss)
   for got, expected in zip(g_params(fitted), want_g):
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
-  np.testing.assert_allclose(logs["g_loss"][0], want_g_loss.mean(), rtol=1e-4)
+  np.testing.assert_allclose(logs["g_loss"], want_g_loss.mean(), rtol=1e-4)
   assert fitted.d_optimizer.iterations.numpy() == 2 and fitted.g_optimizer.iterations.numpy() == 1
 
 
@@ -177,12 +178,12 @@ def test_delta_persists_across_train_steps_and_epsilon_zero_keeps_it_at_zero():
   data = arrays(batch=2 * B, seed=4)
   gan = make_fast(lr=lr)
   reference = make_fast(lr=lr)
-  gan.fit(dataset(data), epochs=1, steps_per_epoch=2, verbose=0, shuffle=False)
+  engine.fit(gan, dataset(data), 2)
   # Step 2 starts from the delta step 1 left (not a fresh draw): chain the reference by hand.
   for step in range(2):
     rows = {k: v[step * B:(step + 1) * B] for k, v in data.items()}
     want = np_train_step(reference, rows, lr, eps=EPS, tau=TAU)
-    reference.fit(dataset(rows), epochs=1, steps_per_epoch=1, verbose=0, shuffle=False)
+    engine.fit(reference, dataset(rows), 1)
     np.testing.assert_allclose(delta_of(reference), want[-1][1], atol=1e-6)
   np.testing.assert_allclose(delta_of(gan), delta_of(reference), atol=1e-6)
   for got, expected in zip(d_params(gan), d_params(reference)):
@@ -190,7 +191,7 @@ def test_delta_persists_across_train_steps_and_epsilon_zero_keeps_it_at_zero():
 
   off = make_fast(epsilon=0.0)
   assert np.all(delta_of(off) == 0)
-  off.fit(dataset(data), epochs=1, steps_per_epoch=2, verbose=0, shuffle=False)
+  engine.fit(off, dataset(data), 2)
   assert np.all(delta_of(off) == 0)
 
 
@@ -276,8 +277,7 @@ def test_learning_rates_follow_eq_4_1_at_every_train_step(per_train_step):
     return update_g(z, labels)
 
   gan.apply_discriminator_gradients, gan.generator_update = record_d, record_g
-  gan.fit(dataset(arrays(n_dis=n_dis, batch=steps * B)), epochs=1, steps_per_epoch=steps,
-          verbose=0, shuffle=False)
+  engine.fit(gan, dataset(arrays(n_dis=n_dis, batch=steps * B)), steps)
   i = np.arange(steps)
   updates = n_dis * replays
   np.testing.assert_allclose(g_seen, g_eta0 * base ** (i / horizon), rtol=1e-6)
@@ -317,9 +317,9 @@ def test_each_replica_keeps_its_own_delta_and_d_matches_one_device():
   for step in range(steps):
     rows = {k: v[step * B:(step + 1) * B] for k, v in data.items()}
     wants.append(np_train_step(reference, rows, lr, eps=EPS, tau=TAU)[-1])
-    reference.fit(dataset(rows), epochs=1, steps_per_epoch=1, verbose=0, shuffle=False)
+    engine.fit(reference, dataset(rows), 1)
   for gan in (one, two):
-    gan.fit(dataset(data), epochs=1, steps_per_epoch=steps, verbose=0, shuffle=False)
+    engine.fit(gan, dataset(data), steps)
   want_params, want_delta = wants[-1]
   halves = [c.numpy().astype(np.float64) for c in two.delta_state().components()]
   assert not np.allclose(halves[0], halves[1])
@@ -357,10 +357,10 @@ def test_delta_survives_checkpoint_and_resume(tmp_path, saved_on, restored_on):
   strategies = {1: None, 2: mirrored()}
   # An uninterrupted 2-step run on one device is the reference.
   straight = make_fast(lr=lr)
-  straight.fit(dataset(data), epochs=1, steps_per_epoch=2, verbose=0, shuffle=False)
+  engine.fit(straight, dataset(data), 2)
 
   before = make_fast(strategy=strategies[saved_on], lr=lr)
-  before.fit(dataset(first), epochs=1, steps_per_epoch=1, verbose=0, shuffle=False)
+  engine.fit(before, dataset(first), 1)
   trained_delta = delta_of(before)
   path = str(tmp_path / "run")
   assert _save(before, path, strategies[saved_on]) is not None
@@ -380,7 +380,7 @@ def test_delta_survives_checkpoint_and_resume(tmp_path, saved_on, restored_on):
     np.testing.assert_array_equal(got, expected)
   assert after.g_optimizer.iterations.numpy() == 1 and after.d_optimizer.iterations.numpy() == 2
   # Resuming continues exactly like the uninterrupted run.
-  after.fit(dataset(second), epochs=1, steps_per_epoch=1, verbose=0, shuffle=False)
+  engine.fit(after, dataset(second), 1)
   np.testing.assert_allclose(delta_of(after), delta_of(straight), atol=1e-6)
   for got, expected in zip(d_params(after) + g_params(after),
                            d_params(straight) + g_params(straight)):
@@ -416,8 +416,8 @@ def test_conditional_sampling_with_the_real_builders():
            "z_g": rng.normal(size=(4, latent)).astype("f4"),
            "y_d": rng.integers(0, classes, (4, 1)).astype("i4"),
            "y_g": rng.integers(0, classes, (4,)).astype("i4")}
-  logs = gan.fit(dataset(batch, 4), epochs=1, steps_per_epoch=1, verbose=0).history
-  assert all(np.isfinite(v[0]) for v in logs.values())
+  logs = engine.fit(gan, dataset(batch, 4), 1)
+  assert all(np.isfinite(v) for v in logs.values())
   images, labels = sampling.generate(gan, 12, seed=3)
   assert images.shape == (12, 32, 32, 1) and list(labels) == [i % classes for i in range(12)]
   assert np.abs(images).max() <= 1.0
@@ -460,10 +460,10 @@ def test_batch_size_mismatch_and_the_train_batch_size_default():
   gan = make_fast(batch_size=2 * B)
   with pytest.raises(errors.ConfigError,
                      match="made for 16 examples .* has 8.*FastRobGAN.batch_size"):
-    gan.fit(dataset(arrays()), epochs=1, steps_per_epoch=1, verbose=0)
+    engine.fit(gan, dataset(arrays()), 1)
   gin.bind_parameter("train.batch_size", 2 * B)
   assert FastRobGAN(LinearACG(), LinearACD(), conditional=True).batch_size == 2 * B
   data = arrays()
   del data["labels"]
   with pytest.raises(errors.ConfigError, match="no labels"):
-    make_fast().fit(dataset(data), epochs=1, steps_per_epoch=1, verbose=0)
+    engine.fit(make_fast(), dataset(data), 1)

@@ -8,6 +8,7 @@ import tensorflow as tf
 from tfadvgan import distribute
 from tfadvgan import errors
 from tfadvgan.gans.base import GAN
+from tfadvgan.training import engine
 
 LATENT, DIM = 3, 2
 
@@ -86,7 +87,7 @@ def test_n_dis_updates_use_their_own_slice_then_g_update(jit):
   t_g = (z @ k + b) @ w + c
   g_x = -sigmoid(-t_g) * w[:, 0][None] / len(z)
   k_new, b_new = k - g_lr * z.T @ g_x, b - g_lr * g_x.sum(0)
-  gan.fit(ds, epochs=1, steps_per_epoch=1, verbose=0, shuffle=False)
+  engine.fit(gan, ds, 1)
   np.testing.assert_allclose(gan.discriminator.weights[0].numpy(), w, rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(gan.discriminator.weights[1].numpy(), c, rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(gan.generator.weights[0].numpy(), k_new, rtol=1e-5, atol=1e-6)
@@ -103,10 +104,10 @@ def test_reported_losses_are_plain_means():
   t_r, t_f = (real @ w + c)[:, 0], (fake @ w + c)[:, 0]
   softplus = lambda t: np.log1p(np.exp(-np.abs(t))) + np.maximum(t, 0)  # noqa: E731
   expected = np.mean(softplus(-t_r) + softplus(t_f))
-  logs = gan.fit(ds, epochs=1, steps_per_epoch=1, verbose=0, shuffle=False).history
-  np.testing.assert_allclose(logs["d_loss"][0], expected, rtol=1e-5)
-  np.testing.assert_allclose(logs["d_real"][0], t_r.mean(), rtol=1e-5, atol=1e-6)
-  np.testing.assert_allclose(logs["wdist"][0], t_r.mean() - t_f.mean(), rtol=1e-5, atol=1e-6)
+  logs = engine.fit(gan, ds, 1)
+  np.testing.assert_allclose(logs["d_loss"], expected, rtol=1e-5)
+  np.testing.assert_allclose(logs["d_real"], t_r.mean(), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(logs["wdist"], t_r.mean() - t_f.mean(), rtol=1e-5, atol=1e-6)
 
 
 def test_two_replicas_match_one_device():
@@ -118,8 +119,8 @@ def test_two_replicas_match_one_device():
   assert two.distribute_strategy.num_replicas_in_sync == 2
   for a, b in zip(one.weights, two.weights):
     b.assign(a.numpy())
-  log1 = one.fit(ds, epochs=1, steps_per_epoch=3, verbose=0, shuffle=False).history
-  log2 = two.fit(ds, epochs=1, steps_per_epoch=3, verbose=0, shuffle=False).history
+  log1 = engine.fit(one, ds, 3)
+  log2 = engine.fit(two, ds, 3)
   for a, b in zip(one.discriminator.weights + one.generator.weights,
                   two.discriminator.weights + two.generator.weights):
     np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6)
@@ -131,21 +132,23 @@ def test_two_replicas_match_one_device():
 def test_jit_default_per_strategy():
   mirrored = distribute.make_strategy("mirrored", devices=["/cpu:0", "/cpu:1"])
   assert distribute.default_jit_compile(tf.distribute.get_strategy()) is True
-  assert distribute.default_jit_compile(mirrored) is False
-  assert distribute.resolve_jit_compile(mirrored, None) is False
+  assert distribute.default_jit_compile(mirrored) is True  # per replica (tests/test_replica_xla.py)
+  assert distribute.resolve_jit_compile(mirrored, None) is True
   assert distribute.resolve_jit_compile(mirrored, False) is False
-  with pytest.raises(errors.ConfigError, match="MirroredStrategy"):
-    distribute.resolve_jit_compile(mirrored, True)
+  assert distribute.resolve_jit_compile(mirrored, True) is True
+  with pytest.raises(errors.ConfigError, match="jit_compile must be True, False or None"):
+    distribute.resolve_jit_compile(mirrored, "yes")
 
 
 @pytest.mark.slow
-def test_jit_under_mirrored_really_fails():
-  """Documents why the Mirrored default is jit off (remove the default if this starts passing)."""
+def test_keras_fit_with_jit_under_mirrored_really_fails():
+  """Why XLA is applied per replica (`GAN.replica_compiled`) instead of around `strategy.run`:
+  Keras `fit(jit_compile=True)` compiles the whole `strategy.run` and fails under Mirrored."""
   _, ds = batches(1, batch=8, steps=1)
   mirrored = distribute.make_strategy("mirrored", devices=["/cpu:0", "/cpu:1"])
   gan = make(strategy=mirrored, jit=True)
-  with pytest.raises(Exception):
-    gan.fit(ds, epochs=1, steps_per_epoch=1, verbose=0)
+  with pytest.raises(Exception, match="(?i)device"):
+    keras.Model.fit(gan, ds, epochs=1, steps_per_epoch=1, verbose=0)
 
 
 def test_ema_follows_recursion():
@@ -155,7 +158,7 @@ def test_ema_follows_recursion():
   ema = np_weights(gan.generator)
   np.testing.assert_allclose(ema[0], gan.generator_ema.weights[0].numpy())
   for _ in range(3):
-    gan.fit(ds.take(1), epochs=1, steps_per_epoch=1, verbose=0, shuffle=False)
+    engine.fit(gan, ds.take(1), 1)
     ema = [decay * e + (1 - decay) * g for e, g in zip(ema, np_weights(gan.generator))]
   for e, v in zip(ema, gan.generator_ema.weights):
     np.testing.assert_allclose(v.numpy(), e, rtol=1e-5, atol=1e-7)
@@ -165,7 +168,7 @@ def test_ema_follows_recursion():
 def test_weight_clipping_bounds_every_d_variable():
   _, ds = batches(1, batch=8, steps=2)
   gan = make(loss="wasserstein", clip_value=0.01, lr=1.0)
-  gan.fit(ds, epochs=1, steps_per_epoch=2, verbose=0, shuffle=False)
+  engine.fit(gan, ds, 2)
   for v in gan.discriminator.weights:
     assert np.max(np.abs(v.numpy())) <= 0.01 + 1e-7
 
@@ -185,7 +188,7 @@ def test_input_gradient_comes_from_the_pre_update_weights():
   _, ds = batches(1, batch=8, steps=1)
   gan = make(cls=RecordsInputGradient, loss="wasserstein", lr=0.5)
   w_before = gan.discriminator.weights[0].numpy()[:, 0]
-  gan.fit(ds, epochs=1, steps_per_epoch=1, verbose=0, shuffle=False)
+  engine.fit(gan, ds, 1)
   # d/dx_i mean_j(-D(x_j)) = -w / B, with w before the update (it changes with lr=0.5).
   np.testing.assert_allclose(gan.seen.numpy(), np.tile(-w_before / 8, (8, 1)), rtol=1e-5)
   assert not np.allclose(gan.discriminator.weights[0].numpy()[:, 0], w_before)

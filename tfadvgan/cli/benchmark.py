@@ -34,7 +34,7 @@ FLAGS = flags.FLAGS
 def main(argv):
   from tfadvgan import errors  # pylint: disable=g-import-not-at-top
   from tfadvgan.training import benchmark  # pylint: disable=g-import-not-at-top
-  from tfadvgan.training import checkpoints  # pylint: disable=g-import-not-at-top
+  from tfadvgan import io  # pylint: disable=g-import-not-at-top
   errors.check(len(argv) == 1, f"Unexpected arguments: {' '.join(argv[1:])}")
   errors.check(FLAGS.config, "Give at least one --config.")
   configs = []
@@ -49,7 +49,7 @@ def main(argv):
                           shape=shape, batch_size=FLAGS.batch_size, strategy=FLAGS.strategy)
   print(benchmark.format_table(results))
   if FLAGS.out:
-    checkpoints.atomic_write(FLAGS.out, json.dumps(results, indent=2))
+    io.atomic_write(FLAGS.out, json.dumps(results, indent=2))
     print(f"wrote {FLAGS.out}")
 
 

@@ -22,8 +22,9 @@ def define_gin_flags():
 
 def parse_gin(gin_files, gin_params, finalize=True):
   """Parses gin files and bindings; unknown names and missing files become ConfigErrors."""
+  from tfadvgan import io  # pylint: disable=g-import-not-at-top  (also lets gin read gs:// files)
   for path in gin_files:
-    errors.check(os.path.exists(path), f"--gin_file {path} does not exist.")
+    errors.check(io.exists(path), f"--gin_file {path} does not exist.")
     # `include 'common/x.gin'` resolves against the enclosing gin_configs/ directory.
     directory = os.path.dirname(os.path.abspath(path))
     while directory != os.path.dirname(directory):

@@ -19,8 +19,6 @@ runs. `--classifier_path=X.keras` adds the same attack on a classifier from trai
 moving statistics and spectral-norm kernels in memory on every call; nothing is saved).
 """
 
-import os
-
 from absl import app
 from absl import flags
 
@@ -149,6 +147,7 @@ def _jsonable(value):
 
 def run_diagnostics(gan, images, labels, which, out_dir, step):
   """Runs the chosen diagnostics, writing PNGs to `out_dir`; returns (results, PNG paths)."""
+  from tfadvgan import io  # pylint: disable=g-import-not-at-top
   from tfadvgan.metrics import diagnostics as diag  # pylint: disable=g-import-not-at-top
   from tfadvgan.training import images as images_lib  # pylint: disable=g-import-not-at-top
   bs = FLAGS.batch_size
@@ -188,7 +187,7 @@ def run_diagnostics(gan, images, labels, which, out_dir, step):
                    f"{tuple(model.input_shape[1:])}, the run's data has "
                    f"{tuple(images.shape[1:])}; use a classifier trained on this dataset.")
       results["class_pgd_classifier"] = {
-          "name": meta.get("name"), "path": os.path.abspath(FLAGS.classifier_path),
+          "name": meta.get("name"), "path": io.abspath(FLAGS.classifier_path),
           "metadata": meta, "steps": FLAGS.class_pgd_steps, "step_size": "eps / 5",
           "accuracy": diag.classifier_accuracy_under_pgd(
               lambda x, labels=None: model(x, training=False), images, labels, **class_kw)}
@@ -202,7 +201,7 @@ def run_diagnostics(gan, images, labels, which, out_dir, step):
     results["gradients"] = stats
     if is_image:
       n = min(FLAGS.grid_num, len(images))
-      paths = {name: os.path.join(out_dir, f"{name}_step{step}.png")
+      paths = {name: io.join(out_dir, f"{name}_step{step}.png")
                for name in ("gradient_grid", "gradient_inputs", "gradient_histogram")}
       images_lib.write_png(paths["gradient_grid"], diag.gradient_grid(
           d_fn, images[:n], y[:n] if y is not None else None, batch_size=bs))
@@ -222,8 +221,8 @@ def run_diagnostics(gan, images, labels, which, out_dir, step):
 def main(argv):
   import json  # pylint: disable=g-import-not-at-top
   import gin  # pylint: disable=g-import-not-at-top
-  from tfadvgan.training import checkpoints  # pylint: disable=g-import-not-at-top
   from tfadvgan import errors  # pylint: disable=g-import-not-at-top
+  from tfadvgan import io  # pylint: disable=g-import-not-at-top
   from tfadvgan.training import loop  # pylint: disable=g-import-not-at-top
   errors.check(len(argv) == 1, f"Unexpected arguments: {' '.join(argv[1:])}")
   errors.check(FLAGS.model_dir, "--model_dir is required.")
@@ -241,17 +240,17 @@ def main(argv):
   errors.check(labels is not None or not gan.conditional,
                "This run is class-conditional but the loaded data has no labels.")
   step = int(gan.global_step.numpy())
-  out_dir = FLAGS.out or os.path.join(FLAGS.model_dir, "diagnostics")
-  os.makedirs(out_dir, exist_ok=True)
+  out_dir = FLAGS.out or io.join(FLAGS.model_dir, "diagnostics")
+  io.makedirs(out_dir)
   results, written = run_diagnostics(gan, images, labels, which, out_dir, step)
-  meta = {"model_dir": os.path.abspath(FLAGS.model_dir), "checkpoint": ckpt, "step": step,
+  meta = {"model_dir": io.abspath(FLAGS.model_dir), "checkpoint": ckpt, "step": step,
           "method": info.get("method"), "dataset": name, "split": split, "num": int(len(images)),
           "discriminator_head": head, "training_mode": bool(FLAGS.training_mode),
           "epsilon_scale": ("L-inf on the [-1, 1] image scale (1/255 = half an 8-bit level)"
                             if images.ndim == 4 else "L-inf in data units, no range clip"),
           "which": which}
-  path = os.path.join(out_dir, f"diagnostics_step{step}.json")
-  checkpoints.atomic_write(path, json.dumps(_jsonable({**meta, **results}), indent=2))
+  path = io.join(out_dir, f"diagnostics_step{step}.json")
+  io.atomic_write(path, json.dumps(_jsonable({**meta, **results}), indent=2))
   print(f"restored {ckpt}; wrote {', '.join([path] + written)}")
 
 

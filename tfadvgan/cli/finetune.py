@@ -35,12 +35,10 @@ resumable: an interrupted run restarts from the source checkpoint.
 """
 
 import json
-import os
 import re
-import shutil
 import sys
-import tempfile
 import time
+import uuid
 
 from tfadvgan.cli import common  # sets TF_CPP_MIN_LOG_LEVEL before TensorFlow is imported
 
@@ -51,6 +49,7 @@ import tensorflow as tf  # noqa: E402
 
 from tfadvgan import attacks  # noqa: E402
 from tfadvgan import errors  # noqa: E402
+from tfadvgan import io  # noqa: E402
 from tfadvgan import losses as losses_lib  # noqa: E402
 from tfadvgan.gans import robgan  # noqa: E402
 
@@ -342,13 +341,13 @@ def finetune_run(model_dir, out_dir, gin_bindings=(), gin_files=()):
 
   errors.check(model_dir, "--model_dir is required: the trained run to fine-tune.")
   errors.check(out_dir, "--out_dir is required: a new directory for the fine-tuned run.")
-  errors.check(os.path.realpath(model_dir) != os.path.realpath(out_dir),
+  errors.check(io.realpath(model_dir) != io.realpath(out_dir),
                f"--out_dir must be different from --model_dir ({model_dir}): fine-tuning writes a "
                "new run directory and leaves the trained run unchanged.")
-  errors.check(os.path.isdir(model_dir),
+  errors.check(io.isdir(model_dir),
                f"--model_dir {model_dir} does not exist; pass the run directory train.py wrote.")
-  if os.path.exists(out_dir):
-    errors.check(os.path.isdir(out_dir) and not os.listdir(out_dir),
+  if io.exists(out_dir):
+    errors.check(io.isdir(out_dir) and not io.listdir(out_dir),
                  f"--out_dir {out_dir} already exists and is not empty; pass a new directory (or "
                  "delete it).")
 
@@ -369,15 +368,14 @@ def finetune_run(model_dir, out_dir, gin_bindings=(), gin_files=()):
       conditional=True, seed=trainer.seed, method="finetune")
   number = _checkpoint_number(source_ckpt, gan)
 
-  parent = os.path.dirname(os.path.abspath(out_dir))
-  os.makedirs(parent, exist_ok=True)
-  staging = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(os.path.abspath(out_dir))}"
-                             "-tmp-")
+  # Everything is written to a staging directory beside out_dir, which becomes out_dir at the end
+  # (one rename locally; a copy then a delete on object stores, see io.rename_dir).
+  parent = io.dirname(io.abspath(out_dir))
+  io.makedirs(parent)
+  staging = io.join(parent, f".{io.basename(io.abspath(out_dir))}-tmp-{uuid.uuid4().hex[:8]}")
+  io.makedirs(staging)
   try:
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it 0700; a run directory is not private
-    writer = tf.summary.create_file_writer(os.path.join(staging, "finetune"))
+    writer = tf.summary.create_file_writer(io.join(staging, "finetune"))
     total = trainer.total_steps
     print(f"[tfadvgan] fine-tuning {source_ckpt}: {total} steps of batch {batch_size}, "
           f"lam {trainer.lam}, epsilon {trainer.epsilon}, {trainer.optimizer_name} "
@@ -410,27 +408,26 @@ def finetune_run(model_dir, out_dir, gin_bindings=(), gin_files=()):
     seconds = time.time() - t0
 
     for name in (loop.RUN_FILE, checkpoints.OPERATIVE_FILE, "config.gin"):
-      if os.path.exists(os.path.join(model_dir, name)):
-        shutil.copyfile(os.path.join(model_dir, name), os.path.join(staging, name))
-    checkpoints.atomic_write(os.path.join(staging, FINETUNE_CONFIG_FILE),
-                             gin.operative_config_str())
+      if io.exists(io.join(model_dir, name)):
+        io.copy(io.join(model_dir, name), io.join(staging, name), overwrite=True)
+    io.atomic_write(io.join(staging, FINETUNE_CONFIG_FILE), gin.operative_config_str())
     manager = checkpoints.make_manager(gan, staging, max_to_keep=1)
     saved = manager.save(checkpoint_number=number)
-    summary = {"source_model_dir": os.path.abspath(model_dir),
+    summary = {"source_model_dir": io.abspath(model_dir),
                "source_checkpoint": source_ckpt,
-               "checkpoint": os.path.join(os.path.abspath(out_dir), "checkpoints",
-                                          os.path.basename(saved)),
+               "checkpoint": io.join(io.abspath(out_dir), "checkpoints", io.basename(saved)),
                "steps": total, "batch_size": batch_size, **trainer.settings(),
                "gin_files": list(gin_files), "gin_bindings": list(gin_bindings),
                "seconds": round(seconds, 3), "final": final}
-    checkpoints.atomic_write(os.path.join(staging, FINETUNE_FILE), json.dumps(summary, indent=2))
-    if os.path.isdir(out_dir):
-      os.rmdir(out_dir)  # empty (checked above)
-    os.replace(staging, out_dir)
+    io.atomic_write(io.join(staging, FINETUNE_FILE), json.dumps(summary, indent=2))
+    if io.isdir(out_dir):
+      io.rmtree(out_dir)  # empty (checked above)
+    io.rename_dir(staging, out_dir)
   except BaseException:
-    shutil.rmtree(staging, ignore_errors=True)
+    if io.exists(staging):
+      io.rmtree(staging)
     raise
-  print(f"[tfadvgan] wrote {summary['checkpoint']} and {os.path.join(out_dir, FINETUNE_FILE)}")
+  print(f"[tfadvgan] wrote {summary['checkpoint']} and {io.join(out_dir, FINETUNE_FILE)}")
   return summary
 
 

@@ -6,8 +6,6 @@ Uses the EMA generator when the run has one. The npz holds `images` (float32 in 
 for conditional runs, `labels`.
 """
 
-import os
-
 from absl import app
 from absl import flags
 
@@ -25,28 +23,16 @@ FLAGS = flags.FLAGS
 
 @common.main_wrapper
 def main(argv):
-  import io  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
   from tfadvgan import errors  # pylint: disable=g-import-not-at-top
-  from tfadvgan.training import checkpoints, images, loop  # pylint: disable=g-import-not-at-top
-  from tfadvgan.training.sampling import generate  # pylint: disable=g-import-not-at-top
+  from tfadvgan import io  # pylint: disable=g-import-not-at-top
+  from tfadvgan.training import loop  # pylint: disable=g-import-not-at-top
+  from tfadvgan.training import sampling  # pylint: disable=g-import-not-at-top
   errors.check(len(argv) == 1, f"Unexpected arguments: {' '.join(argv[1:])}")
   errors.check(FLAGS.model_dir, "--model_dir is required.")
   gan, _, path = loop.restore_run(FLAGS.model_dir, FLAGS.step)
-  samples, labels = generate(gan, FLAGS.num, FLAGS.seed, FLAGS.label)
-  out = FLAGS.out or os.path.join(FLAGS.model_dir, "sample_out")
-  os.makedirs(out, exist_ok=True)
-  written = []
-  if samples.ndim == 4:
-    for j, i in enumerate(range(0, len(samples), FLAGS.per_grid)):
-      p = os.path.join(out, f"grid_{j:03d}.png")
-      images.write_png(p, images.grid(samples[i:i + FLAGS.per_grid]))
-      written.append(p)
-  buf = io.BytesIO()
-  arrays = {"images": samples} if labels is None else {"images": samples, "labels": labels}
-  np.savez(buf, **arrays)
-  npz = os.path.join(out, "samples.npz")
-  checkpoints.atomic_write(npz, buf.getvalue(), mode="wb")
+  samples, labels = sampling.generate(gan, FLAGS.num, FLAGS.seed, FLAGS.label)
+  out = FLAGS.out or io.join(FLAGS.model_dir, "sample_out")
+  npz, written = sampling.write_samples(out, samples, labels, FLAGS.per_grid)
   print(f"restored {path}; wrote {len(samples)} samples to {npz}"
         + (f" and {len(written)} PNG grid(s) in {out}" if written else ""))
 

@@ -39,8 +39,14 @@ def _run(cmd, log, dry_run):
   print(f"$ {printable}", flush=True)
   if dry_run:
     return printable
-  with open(log, "a") as f:
-    proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT)
+  from tfadvgan import io  # pylint: disable=g-import-not-at-top
+  if io.local_path(log):  # streamed, so a long run's log can be followed while it runs
+    with open(io.local_path(log), "a") as f:
+      proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT)
+  else:  # gs:// etc. have no append: the output is added to the log when the step ends
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT)
+    old = io.read(log, binary=True) if io.exists(log) else b""
+    io.atomic_write(log, old + proc.stdout)
   if proc.returncode != 0:
     from tfadvgan import errors  # pylint: disable=g-import-not-at-top
     raise errors.ConfigError(f"Study step failed (exit {proc.returncode}); see {log}:\n"
@@ -61,10 +67,11 @@ def wdist_variance_last_fraction(run_dir, fraction=0.2):
   """Variance of the logged `train/wdist` over the last `fraction` of training steps."""
   import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from tfadvgan import io  # pylint: disable=g-import-not-at-top
   points = []
-  for name in os.listdir(os.path.join(run_dir, "train")):
+  for name in io.listdir(io.join(run_dir, "train")):
     if name.startswith("events"):
-      for event in tf.compat.v1.train.summary_iterator(os.path.join(run_dir, "train", name)):
+      for event in tf.compat.v1.train.summary_iterator(io.join(run_dir, "train", name)):
         for value in event.summary.value:
           if value.tag == "train/wdist":
             points.append((event.step, float(tf.make_ndarray(value.tensor))))
@@ -78,6 +85,7 @@ def wdist_variance_last_fraction(run_dir, fraction=0.2):
 def collect(run_dir, eps_key):
   """The study's numbers of one finished run."""
   out = {}
+  from tfadvgan import io  # pylint: disable=g-import-not-at-top
   from tfadvgan.metrics import evaluation  # pylint: disable=g-import-not-at-top
   records = evaluation.read_results(run_dir)
   last_step = max(r["step"] for r in records)
@@ -85,10 +93,9 @@ def collect(run_dir, eps_key):
   for r in records:
     if r["step"] == last_step and r["metric"].startswith("fid"):
       out[r["metric"]] = r["value"]
-  diag_dir = os.path.join(run_dir, "diagnostics")
-  diag_files = sorted(p for p in os.listdir(diag_dir) if p.endswith(".json"))
-  with open(os.path.join(diag_dir, diag_files[-1])) as f:
-    diag = json.load(f)
+  diag_dir = io.join(run_dir, "diagnostics")
+  diag_files = sorted(p for p in io.listdir(diag_dir) if p.endswith(".json"))
+  diag = io.read_json(io.join(diag_dir, diag_files[-1]))
   if "accuracy" in diag:
     out[f"d_acc_real_fgsm_{eps_key}"] = diag["accuracy"]["real"][eps_key]
     out["d_acc_real_clean"] = diag["accuracy"]["real"]["0"]
@@ -123,19 +130,19 @@ def run_study(out, variants, seeds=(0, 1, 2), num_steps=2000, classifier_path=No
               diagnose_which=("accuracy", "gradients"), extra_params=(), dry_run=False):
   """Trains, evaluates and diagnoses every (variant, seed); returns the rows of the table."""
   from tfadvgan import errors  # pylint: disable=g-import-not-at-top
-  from tfadvgan.training import checkpoints  # pylint: disable=g-import-not-at-top
+  from tfadvgan import io  # pylint: disable=g-import-not-at-top
   errors.check(variants, "study.variants is empty.")
-  errors.check(classifier_path and os.path.exists(classifier_path),
+  errors.check(classifier_path and io.exists(classifier_path),
                f"study.classifier_path {classifier_path!r} does not exist: train one with "
                "scripts/train_classifier.py --out=PATH.")
-  os.makedirs(out, exist_ok=True)
+  io.makedirs(out)
   eps_key = format(float(fgsm_epsilon), ".8g")
   commands, rows = [], []
   for name, gin_files, params in variants:
     per_seed = []
     for seed in seeds:
-      run_dir = os.path.join(out, name, f"seed{seed}")
-      log = os.path.join(out, f"{name}_seed{seed}.log")
+      run_dir = io.join(out, name, f"seed{seed}")
+      log = io.join(out, f"{name}_seed{seed}.log")
       train_cmd = _script("train") + [f"--gin_file={os.path.join(ROOT, 'gin_configs', g)}"
                                       for g in gin_files] + [
           f"--model_dir={run_dir}", f"--gin_param=train.seed = {seed}",
@@ -147,10 +154,9 @@ def run_study(out, variants, seeds=(0, 1, 2), num_steps=2000, classifier_path=No
       diag_cmd = _script("diagnose") + [
           f"--model_dir={run_dir}", f"--which={','.join(diagnose_which)}",
           f"--epsilons=0,{fgsm_epsilon}", f"--num={diagnose_num}"]
-      done = os.path.join(run_dir, "study_done.json")
-      if os.path.exists(done) and not dry_run:
-        with open(done) as f:
-          per_seed.append(json.load(f))
+      done = io.join(run_dir, "study_done.json")
+      if io.exists(done) and not dry_run:
+        per_seed.append(io.read_json(done))
         continue
       t0 = time.time()
       for cmd in (train_cmd, eval_cmd, diag_cmd):
@@ -159,7 +165,7 @@ def run_study(out, variants, seeds=(0, 1, 2), num_steps=2000, classifier_path=No
         continue
       numbers = collect(run_dir, eps_key)
       numbers["train_eval_seconds"] = time.time() - t0
-      checkpoints.atomic_write(done, json.dumps(numbers))  # a torn file would break resuming
+      io.atomic_write(done, json.dumps(numbers))  # a torn file would break resuming
       per_seed.append(numbers)
     rows.append({"variant": name, "gin_files": list(gin_files), "params": list(params),
                  "per_seed": per_seed})
@@ -170,7 +176,7 @@ def run_study(out, variants, seeds=(0, 1, 2), num_steps=2000, classifier_path=No
 def main(argv):
   import gin  # pylint: disable=g-import-not-at-top
   from tfadvgan import errors  # pylint: disable=g-import-not-at-top
-  from tfadvgan.training import checkpoints  # pylint: disable=g-import-not-at-top
+  from tfadvgan import io  # pylint: disable=g-import-not-at-top
   errors.check(len(argv) == 1, f"Unexpected arguments: {' '.join(argv[1:])}")
   errors.check(FLAGS.study and FLAGS.out, "--study and --out are required.")
   study = gin.external_configurable(run_study, name="study")
@@ -181,11 +187,11 @@ def main(argv):
   seeds = gin.query_parameter("study.seeds") if _bound("study.seeds") else (0, 1, 2)
   text = table(rows, seeds)
   print(text)
-  checkpoints.atomic_write(os.path.join(FLAGS.out, "study.md"), text + "\n\nCommands:\n\n"
-                           + "\n".join(commands) + "\n")
-  checkpoints.atomic_write(os.path.join(FLAGS.out, "study.json"),
-                           json.dumps({"rows": rows, "commands": commands,
-                                       "config": gin.config_str()}, indent=2))
+  io.atomic_write(io.join(FLAGS.out, "study.md"), text + "\n\nCommands:\n\n"
+                  + "\n".join(commands) + "\n")
+  io.atomic_write(io.join(FLAGS.out, "study.json"),
+                  json.dumps({"rows": rows, "commands": commands,
+                              "config": gin.config_str()}, indent=2))
 
 
 def _bound(key):

@@ -34,6 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfadvgan import errors
+from tfadvgan import io
 from tfadvgan.errors import ConfigError
 from tfadvgan.errors import check
 from tfadvgan.metrics import domain_classifier
@@ -244,7 +245,7 @@ class DomainClassifier(Classifier):
 def _find_saved_model_dir(root):
   """Returns the shallowest directory under ``root`` holding a saved_model.pb(txt), or None."""
   found = []
-  for directory, _, files in os.walk(root):
+  for directory, _, files in io.walk(root):
     if "saved_model.pb" in files or "saved_model.pbtxt" in files:
       found.append(directory)
   return min(found, key=lambda d: d.count(os.sep)) if found else None
@@ -252,7 +253,7 @@ def _find_saved_model_dir(root):
 
 def _load_saved_model_dir(directory):
   # TF1 Hub modules (with tfhub_module.pb) use the empty tag set, as tensorflow_hub.load does.
-  tags = [] if os.path.exists(os.path.join(directory, "tfhub_module.pb")) else None
+  tags = [] if io.exists(io.join(directory, "tfhub_module.pb")) else None
   return tf.saved_model.load(directory, tags=tags)
 
 
@@ -261,18 +262,21 @@ def load_inception_local(path, batch_size=64):
   flag = "Set --classifier=inception_local --classifier_path=<SavedModel dir or .tar.gz>."
   check(path, f"inception_local needs a path. {flag} {_NO_INCEPTION_HELP}")
   path = os.fspath(path)
-  check(os.path.exists(path), f"Inception path {path!r} does not exist. {_NO_INCEPTION_HELP}")
+  check(io.exists(path), f"Inception path {path!r} does not exist. {_NO_INCEPTION_HELP}")
   try:
-    if os.path.isdir(path):
+    if io.isdir(path):
       directory = _find_saved_model_dir(path)
       check(directory is not None,
             f"{path!r} holds no saved_model.pb. {_NO_INCEPTION_HELP}")
       module = _load_saved_model_dir(directory)
     else:
-      check(tarfile.is_tarfile(path), f"Inception path {path!r} is neither a SavedModel "
-            f"directory nor a .tar.gz archive. {_NO_INCEPTION_HELP}")
-      with tempfile.TemporaryDirectory(prefix="tfadvgan_inception_") as tmp:
-        with tarfile.open(path) as archive:
+      # Unpacked into a local temp directory (removed after loading); from gs:// the archive
+      # itself is first copied there too (tarfile reads local files).
+      with tempfile.TemporaryDirectory(prefix="tfadvgan_inception_") as tmp, \
+          io.local_copy(path) as archive_path:
+        check(tarfile.is_tarfile(archive_path), f"Inception path {path!r} is neither a "
+              f"SavedModel directory nor a .tar.gz archive. {_NO_INCEPTION_HELP}")
+        with tarfile.open(archive_path) as archive:
           archive.extractall(tmp, filter="data")
         directory = _find_saved_model_dir(tmp)
         check(directory is not None,
@@ -301,11 +305,12 @@ def load_keras_inception_v3(path, batch_size=64):
   """Builds ``keras.applications.InceptionV3`` with a local weights file (.h5 / .weights.h5)."""
   flag = ("Set --classifier=keras_inception_v3 --classifier_path=<InceptionV3 weights .h5 with "
           "the top>.")
-  check(path and os.path.isfile(os.fspath(path)),
+  check(path and io.isfile(path),
         f"Keras InceptionV3 weights file {path!r} does not exist. {flag} {_NO_INCEPTION_HELP}")
   try:
-    model = keras.applications.InceptionV3(include_top=True, weights=os.fspath(path),
-                                           classifier_activation=None)
+    with io.local_copy(path) as local:  # h5py opens local files only
+      model = keras.applications.InceptionV3(include_top=True, weights=local,
+                                             classifier_activation=None)
   except Exception as e:  # pylint: disable=broad-except  (corrupt / mismatched weights)
     raise ConfigError(f"Cannot load Keras InceptionV3 weights {path!r} ({type(e).__name__}: "
                       f"{e}). {flag}") from None

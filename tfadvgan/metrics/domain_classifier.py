@@ -8,11 +8,12 @@ classifier's name (``save_domain_classifier`` / ``load_domain_classifier``).
 Saved format: ``<path>`` is a Keras ``.keras`` archive of a functional model whose penultimate layer
 is named ``'features'`` and whose output is the logits; ``<path>.json`` holds
 ``{"name", "num_classes", "input_shape", "feature_dim", "format_version", ...extra}``. Both files
-are written atomically (temp file in the same directory, then ``os.replace``).
+are written atomically (``tfadvgan.io.atomic_save``: temp file in the same directory, then a
+rename), on any ``tf.io.gfile`` filesystem: Keras 3 reads and writes ``gs://`` / ``ram://`` paths
+through ``tf.io.gfile`` itself (an in-memory zip), so no local copy is made.
 """
 import json
 import os
-import tempfile
 
 import gin
 import keras
@@ -20,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfadvgan import attacks
+from tfadvgan import io
 from tfadvgan import losses as losses_lib
 from tfadvgan.errors import ConfigError
 from tfadvgan.errors import check
@@ -222,20 +224,6 @@ def sidecar_path(path):
   return os.fspath(path) + SIDECAR_SUFFIX
 
 
-def _atomic_write(path, write_fn, suffix):
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp_", suffix=suffix)
-  os.close(fd)
-  try:
-    write_fn(tmp)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
-
-
 def save_domain_classifier(model, path, name, metadata=None):
   """Saves ``model`` to ``path`` (``.keras``) and its name/metadata to ``<path>.json``, atomically.
 
@@ -258,12 +246,8 @@ def save_domain_classifier(model, path, name, metadata=None):
               input_shape=[int(d) for d in model.input.shape[1:]],
               feature_dim=int(features.output.shape[-1]), format_version=FORMAT_VERSION)
   text = json.dumps(meta, indent=2, sort_keys=True)
-  _atomic_write(path, model.save, ".keras")
-
-  def write_json(tmp):
-    with open(tmp, "w") as f:
-      f.write(text)
-  _atomic_write(sidecar_path(path), write_json, ".json")
+  io.atomic_save(path, model.save)
+  io.atomic_write(sidecar_path(path), text)
 
 
 def load_domain_classifier(path):
@@ -277,17 +261,16 @@ def load_domain_classifier(path):
   """
   path = os.fspath(path)
   flag = "--classifier=domain --classifier_path=<file.keras from scripts/train_classifier.py>"
-  check(os.path.isfile(path), f"Domain classifier file {path!r} does not exist; set {flag}.")
+  check(io.isfile(path), f"Domain classifier file {path!r} does not exist; set {flag}.")
   try:
     model = keras.models.load_model(path, compile=False)
   except Exception as e:  # pylint: disable=broad-except  (zip, h5, deserialisation errors)
     raise ConfigError(f"Cannot load domain classifier {path!r} ({type(e).__name__}: {e}); "
                       f"retrain it or set {flag}.") from None
-  meta = {"name": os.path.splitext(os.path.basename(path))[0]}
-  if os.path.exists(sidecar_path(path)):
+  meta = {"name": os.path.splitext(io.basename(path))[0]}
+  if io.exists(sidecar_path(path)):
     try:
-      with open(sidecar_path(path)) as f:
-        meta.update(json.load(f))
+      meta.update(io.read_json(sidecar_path(path)))
     except (OSError, ValueError) as e:
       raise ConfigError(f"Classifier metadata {sidecar_path(path)!r} is corrupt ({e}); fix or "
                         f"delete it.") from None

@@ -46,6 +46,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfadvgan import data as data_lib
+from tfadvgan import io
 from tfadvgan.errors import ConfigError
 from tfadvgan.errors import check
 from tfadvgan.metrics import classifiers as classifiers_lib
@@ -67,7 +68,7 @@ def default_cache_dir():
   """``$TFADVGAN_CACHE_DIR/reference`` or ``~/.cache/tfadvgan/reference``."""
   root = os.environ.get("TFADVGAN_CACHE_DIR") or os.path.join(
       os.path.expanduser("~"), ".cache", "tfadvgan")
-  return os.path.join(root, "reference")
+  return io.join(root, "reference")
 
 
 def metric_names(classifier_name):
@@ -111,10 +112,10 @@ def classifier_fingerprint(kind, path):
   A domain classifier retrained under the same name must not reuse the reference activations of
   the old one, so its file contents are part of the key.
   """
-  if kind not in ("domain", "keras_inception_v3") or not path or not os.path.isfile(path):
+  if kind not in ("domain", "keras_inception_v3") or not path or not io.isfile(path):
     return None
   digest = hashlib.sha1()
-  with open(path, "rb") as f:
+  with tf.io.gfile.GFile(os.fspath(path), "rb") as f:
     for block in iter(lambda: f.read(1 << 20), b""):
       digest.update(block)
   return digest.hexdigest()[:16]
@@ -134,7 +135,7 @@ def dataset_key_fields(source, split):
     except ValueError:
       value = defaults.get(name)
     if name in ("path", "data_dir") and isinstance(value, str):
-      value = os.path.abspath(os.path.expanduser(value))
+      value = io.abspath(os.path.expanduser(value))
     if isinstance(value, tuple):
       value = list(value)
     options[name] = value
@@ -235,17 +236,16 @@ def evaluate(gan, classifier, reference_source, reference_key_fields, num_sample
 
 
 def results_path(model_dir):
-  return os.path.join(model_dir, RESULTS_DIR, RESULTS_FILE)
+  return io.join(model_dir, RESULTS_DIR, RESULTS_FILE)
 
 
 def read_results(model_dir):
   """The records of ``<model_dir>/eval/results.json`` ([] if there is none)."""
   path = results_path(model_dir)
-  if not os.path.exists(path):
+  if not io.exists(path):
     return []
   try:
-    with open(path) as f:
-      records = json.load(f)
+    records = io.read_json(path)
     check(isinstance(records, list), "not a list")
   except (ValueError, ConfigError) as e:
     raise ConfigError(f"{path} is corrupt ({e}); fix or delete it.") from None
@@ -254,14 +254,22 @@ def read_results(model_dir):
 
 @contextlib.contextmanager
 def _locked(directory):
-  """An exclusive lock (flock on ``.results.lock``) so concurrent writers do not lose records."""
-  os.makedirs(directory, exist_ok=True)
+  """An exclusive lock (flock on ``.results.lock``) so concurrent writers do not lose records.
+
+  Only on local filesystems: object stores (gs://) have no file locks, so there concurrent
+  evaluations of one run (e.g. eval --continuous beside a second eval) may drop each other's
+  records; run one writer per run directory there.
+  """
+  io.makedirs(directory)
+  local = io.local_path(directory)
   try:
     import fcntl  # pylint: disable=g-import-not-at-top
   except ImportError:  # Not POSIX: no locking.
+    fcntl = None
+  if fcntl is None or local is None:
     yield
     return
-  with open(os.path.join(directory, ".results.lock"), "a") as f:
+  with open(os.path.join(local, ".results.lock"), "a") as f:
     fcntl.flock(f, fcntl.LOCK_EX)
     try:
       yield
@@ -295,8 +303,7 @@ def append_results(model_dir, step, results, classifier_name, n, checkpoint=None
   Returns:
     The path of results.json.
   """
-  from tfadvgan.training import checkpoints  # pylint: disable=g-import-not-at-top
-  directory = os.path.join(model_dir, RESULTS_DIR)
+  directory = io.join(model_dir, RESULTS_DIR)
   new = [dict(step=int(step), metric=name, value=_json_value(value), classifier=classifier_name,
               n=int(n), checkpoint=checkpoint, **(extra or {}))
          for name, value in results.items()]
@@ -308,7 +315,7 @@ def append_results(model_dir, step, results, classifier_name, n, checkpoint=None
   with _locked(directory):
     replaced = {identity(r) for r in new}
     records = [r for r in read_results(model_dir) if identity(r) not in replaced] + new
-    checkpoints.atomic_write(results_path(model_dir), json.dumps(records, indent=1))
+    io.atomic_write(results_path(model_dir), json.dumps(records, indent=1))
   if summaries:
     writer = tf.summary.create_file_writer(directory)
     with writer.as_default(step=int(step)):
@@ -385,9 +392,9 @@ def make_eval_fn(model_dir=None, classifier="inception_hub", classifier_path=Non
                        cache_dir=cache_dir, metrics=metrics, batch_size=batch_size, seed=seed,
                        num_reference=state["n_reference"])
     if write_results:
-      ckpt_state = tf.train.get_checkpoint_state(os.path.join(model_dir, "checkpoints"))
+      ckpt_state = tf.train.get_checkpoint_state(io.join(model_dir, "checkpoints"))
       paths = list(ckpt_state.all_model_checkpoint_paths) if ckpt_state else []
-      checkpoint = next((os.path.basename(p) for p in paths if p.endswith(f"ckpt-{step}")), None)
+      checkpoint = next((io.basename(p) for p in paths if p.endswith(f"ckpt-{step}")), None)
       append_results(model_dir, step, results, clf.name, num_samples, checkpoint=checkpoint,
                      extra=dict(reference_split=reference_split,
                                 n_reference=state["n_reference"]),

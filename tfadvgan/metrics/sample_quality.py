@@ -9,16 +9,16 @@ Reference activations (real data through a classifier) are cached in ``.npz`` fi
 ``ActivationStats`` and ``load_or_compute_reference``.
 """
 import hashlib
+import io as _io
 import json
-import os
 import re
-import tempfile
 
 from absl import logging
 import gin
 import numpy as np
 import tensorflow as tf
 
+from tfadvgan import io
 from tfadvgan.errors import ConfigError
 from tfadvgan.errors import check
 from tfadvgan.metrics.tfgan_eval import load_tfgan_eval
@@ -190,22 +190,10 @@ class ActivationStats:
     return self._sigma
 
   def save(self, path):
-    """Writes the ``.npz`` atomically (temp file in the same directory, then ``os.replace``)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp_", suffix=".npz")
-    try:
-      with os.fdopen(fd, "wb") as f:
-        np.savez(f, activations=self.activations, mu=self.mu, sigma=self.sigma,
-                 key=np.array(json.dumps(self.key, sort_keys=True)),
-                 format_version=np.array(CACHE_FORMAT_VERSION))
-        f.flush()
-        os.fsync(f.fileno())
-      os.replace(tmp, path)
-    except BaseException:
-      if os.path.exists(tmp):
-        os.remove(tmp)
-      raise
+    """Writes the ``.npz`` atomically (``tfadvgan.io.save_npz``), on any tf.io.gfile path."""
+    io.save_npz(path, activations=self.activations, mu=self.mu, sigma=self.sigma,
+                key=np.array(json.dumps(self.key, sort_keys=True)),
+                format_version=np.array(CACHE_FORMAT_VERSION))
 
   @classmethod
   def load(cls, path):
@@ -215,7 +203,7 @@ class ActivationStats:
       ConfigError: the file is missing, unreadable, corrupt or of another format version.
     """
     try:
-      with np.load(path, allow_pickle=False) as data:
+      with np.load(_io.BytesIO(io.read(path, binary=True)), allow_pickle=False) as data:
         version = int(data["format_version"])
         if version != CACHE_FORMAT_VERSION:
           raise ValueError(f"format version {version}, expected {CACHE_FORMAT_VERSION}")
@@ -241,7 +229,7 @@ def reference_path(cache_dir, key):
   digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
   slug = "-".join(str(key[f]) for f in ("dataset", "split", "classifier"))
   slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", slug)
-  return os.path.join(cache_dir, f"reference_{slug}_{digest}.npz")
+  return io.join(cache_dir, f"reference_{slug}_{digest}.npz")
 
 
 def load_or_compute_reference(cache_dir, key, compute_fn):
@@ -262,7 +250,7 @@ def load_or_compute_reference(cache_dir, key, compute_fn):
   """
   key = _normalize_key(key)
   path = reference_path(cache_dir, key)
-  if os.path.exists(path):
+  if io.exists(path):
     try:
       stats = ActivationStats.load(path)
       if stats.key == key:

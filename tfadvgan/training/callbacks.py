@@ -19,6 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfadvgan import io
 from tfadvgan.metrics import diagnostics
 from tfadvgan.training import checkpoints
 from tfadvgan.training import images as images_lib
@@ -141,7 +142,7 @@ class Checkpointer(PeriodicCallback):
       return self.manager.latest_checkpoint
     path = self.manager.save(checkpoint_number=step)
     if self.temp_dir is not None:
-      tf.io.gfile.rmtree(self.temp_dir)
+      io.rmtree(self.temp_dir)
       return None
     return path
 

@@ -6,14 +6,14 @@ config fails loudly, except for the bindings in `RESUMABLE` (how long to train, 
 which a user may change to extend a run.
 """
 
-import os
 import re
-import tempfile
+import sys
 
 import gin
 import tensorflow as tf
 
 from tfadvgan import errors
+from tfadvgan import io
 
 RESUMABLE = frozenset({
     "train.num_steps", "train.log_every_steps", "train.checkpoint_every_steps",
@@ -27,21 +27,6 @@ OPERATIVE_FILE = "operative_config.gin"
 
 def _resumable(key):
   return key in RESUMABLE or key.startswith(RESUMABLE_PREFIXES)
-
-
-def atomic_write(path, data, mode="w"):
-  """Writes to a temp file in the same directory, then renames: no half-written files."""
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
-  try:
-    with os.fdopen(fd, mode) as f:
-      f.write(data)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
 
 
 def parse_bindings(config_text):
@@ -62,24 +47,34 @@ def parse_bindings(config_text):
 
 
 def check_and_save_config(model_dir, resuming):
-  """Saves the operative config; on resume, fails if it differs outside RESUMABLE."""
-  path = os.path.join(model_dir, OPERATIVE_FILE)
+  """Saves the operative config, after checking it against the one already in `model_dir`.
+
+  The check runs whenever `model_dir` holds an operative_config.gin, not only when a checkpoint
+  was restored: a run that stopped before its first checkpoint (e.g. diverged) still has its
+  config, samples and events there, and a different config must not be mixed in.
+
+  Args:
+    model_dir: the run directory.
+    resuming: whether a checkpoint was restored (only changes the advice of the error).
+  """
+  path = io.join(model_dir, OPERATIVE_FILE)
   current = gin.operative_config_str()
-  if resuming and os.path.exists(path):
-    with open(path) as f:
-      saved = f.read()
+  if io.exists(path):
+    saved = io.read(path)
     old, new = parse_bindings(saved), parse_bindings(current)
     diffs = sorted(k for k in set(old) | set(new)
                    if not _resumable(k) and old.get(k) != new.get(k))
     if diffs:
       lines = "\n".join(f"  {k}: saved {old.get(k, '<unset>')} -> now {new.get(k, '<unset>')}"
                         for k in diffs[:20])
+      fresh = "" if resuming else (
+          f" It holds no checkpoint, so you may also delete {model_dir} and start over.")
       raise errors.ConfigError(
           f"{model_dir} holds a run trained with a different config:\n{lines}\n"
           "Use a new --model_dir, or pass the same gin files and params as the saved run "
-          f"({path}).")
-  atomic_write(path, current)
-  atomic_write(os.path.join(model_dir, "config.gin"), gin.config_str())
+          f"({path}).{fresh}")
+  io.atomic_write(path, current)
+  io.atomic_write(io.join(model_dir, "config.gin"), gin.config_str())
 
 
 def make_checkpoint(gan):
@@ -100,32 +95,140 @@ def make_checkpoint(gan):
   return tf.train.Checkpoint(**parts)
 
 
+CORRUPT_SUFFIX = ".corrupt"
+
+
+def _first_line(error):
+  text = str(error).strip()
+  return (text.splitlines()[0] if text else type(error).__name__)[:300]
+
+
+class Manager(tf.train.CheckpointManager):
+  """`tf.train.CheckpointManager` with clear save errors and the bookkeeping of corrupt files.
+
+  - `save` turns a failed write (full disk, no permission, read-only filesystem) into one
+    ConfigError naming the checkpoint directory, after removing the half-written checkpoint
+    (`ckpt-N_temp/`, `ckpt-N.*` not yet recorded in the `checkpoint` file).
+  - `forget(path)` (called by `restore` when it falls back from an unreadable checkpoint) drops a
+    checkpoint from the manager's list, so `latest_checkpoint` is the one restored and the next
+    save rewrites the `checkpoint` file without it; that save first renames the unreadable
+    checkpoint's files to `*.corrupt` (kept for inspection, never read again). Nothing is changed
+    on disk before a save, so restoring for eval or sampling leaves the run directory untouched.
+
+  Relies on two attributes of TF's implementation (`_maybe_delete`, `_latest_checkpoint`; TF
+  2.21), covered by tests/test_checkpoint_errors.py.
+  """
+
+  def __init__(self, *args, **kwargs):
+    super().__init__(*args, **kwargs)
+    self.forgotten = []
+
+  # pylint: disable=protected-access
+  def forget(self, path):
+    self._maybe_delete.pop(path, None)
+    if self._latest_checkpoint == path:
+      remaining = list(self._maybe_delete)
+      self._latest_checkpoint = remaining[-1] if remaining else None
+    self.forgotten.append(path)
+  # pylint: enable=protected-access
+
+  def _move_forgotten_aside(self):
+    for path in self.forgotten:
+      for name in io.glob(path + ".*"):
+        if not name.endswith(CORRUPT_SUFFIX):
+          io.rename(name, name + CORRUPT_SUFFIX, overwrite=True)
+    self.forgotten = []
+
+  def _remove_partial(self, number):
+    prefix = f"{self._prefix}-{number}"  # pylint: disable=protected-access
+    recorded = set(self._maybe_delete)  # pylint: disable=protected-access
+    for name in io.glob(prefix + "_temp*"):
+      _quietly(io.rmtree if io.isdir(name) else io.remove, name)
+    if prefix not in recorded:
+      for name in io.glob(prefix + ".*"):
+        if not name.endswith(CORRUPT_SUFFIX):
+          _quietly(io.remove, name)
+
+  def save(self, checkpoint_number=None, check_interval=True, options=None):
+    try:
+      self._move_forgotten_aside()
+      return super().save(checkpoint_number=checkpoint_number, check_interval=check_interval,
+                          options=options)
+    except (tf.errors.OpError, OSError, errors.ConfigError) as e:
+      if checkpoint_number is not None:
+        self._remove_partial(int(checkpoint_number))
+      if isinstance(e, errors.ConfigError):
+        raise
+      raise io.write_error(self.directory, e, "save a checkpoint in") from None
+
+
+def _quietly(fn, *args):
+  try:
+    fn(*args)
+  except (tf.errors.OpError, OSError):
+    pass
+
+
 def make_manager(gan, model_dir, max_to_keep=5):
   ckpt = make_checkpoint(gan)
-  return tf.train.CheckpointManager(ckpt, os.path.join(model_dir, "checkpoints"),
-                                    max_to_keep=max_to_keep)
+  return Manager(ckpt, io.join(model_dir, "checkpoints"), max_to_keep=max_to_keep)
+
+
+def _restore_one(manager, path):
+  status = manager.checkpoint.restore(path)
+  status.assert_existing_objects_matched()
 
 
 def restore(manager, checkpoint_path=None):
-  """Restores the latest (or given) checkpoint; clear errors for corrupt or mismatched files."""
-  path = checkpoint_path or manager.latest_checkpoint
-  if path is None:
+  """Restores the latest (or the given) checkpoint; returns its path, or None if there is none.
+
+  Without `checkpoint_path`, an unreadable latest checkpoint (truncated, corrupt, missing files)
+  is skipped with one warning that names it, and the newest readable one is restored instead
+  (see `Manager.forget` for what happens to the unreadable one). If none is readable, or the
+  given one is not, one ConfigError.
+  """
+  if checkpoint_path is not None:
+    candidates = [checkpoint_path]
+  else:
+    candidates = list(reversed(manager.checkpoints))
+    if manager.latest_checkpoint and manager.latest_checkpoint not in candidates:
+      candidates.insert(0, manager.latest_checkpoint)
+  if not candidates:
     return None
-  try:
-    status = manager.checkpoint.restore(path)
-    status.assert_existing_objects_matched()
-  except Exception as e:  # pylint: disable=broad-except  (any failure here means unreadable)
-    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    raise errors.ConfigError(
-        f"Could not restore checkpoint {path}: {first[:300]}\nThe file is corrupt or was written "
-        "by a different model; delete it (the manager then uses the previous one) or use a new "
-        "--model_dir.") from None
-  return path
+  failed = []
+  for path in candidates:
+    try:
+      _restore_one(manager, path)
+    except Exception as e:  # pylint: disable=broad-except  (any failure here means unreadable)
+      failed.append((path, _first_line(e)))
+      continue
+    if failed:
+      names = ", ".join(io.basename(p) for p, _ in failed)
+      plural = "s" if len(failed) > 1 else ""
+      print(f"[tfadvgan] warning: checkpoint{plural} {names} in {manager.directory} "
+            f"{'are' if plural else 'is'} unreadable ({failed[0][1]}); using "
+            f"{io.basename(path)} instead.", file=sys.stderr, flush=True)
+      if isinstance(manager, Manager):
+        for p, _ in failed:
+          manager.forget(p)
+    return path
+  path, reason = failed[0]
+  if checkpoint_path is not None:
+    advice = "choose another step, or use a new --model_dir."
+  elif len(failed) == 1:
+    advice = ("it is the only one: delete the checkpoints directory to start over, or use a new "
+              "--model_dir.")
+  else:
+    advice = (f"so are the {len(failed) - 1} older one(s); delete the checkpoints directory to "
+              "start over, or use a new --model_dir.")
+  raise errors.ConfigError(
+      f"Could not restore checkpoint {path}: {reason}. The file is corrupt or was written by a "
+      f"different model; {advice}")
 
 
 def checkpoint_for_step(model_dir, step):
   """Path of the checkpoint saved at `step`, or a clear error listing what exists."""
-  directory = os.path.join(model_dir, "checkpoints")
+  directory = io.join(model_dir, "checkpoints")
   state = tf.train.get_checkpoint_state(directory)
   paths = list(state.all_model_checkpoint_paths) if state else []
   for p in paths:
@@ -133,4 +236,4 @@ def checkpoint_for_step(model_dir, step):
       return p
   raise errors.ConfigError(
       f"No checkpoint for step {step} in {directory}; available: "
-      f"{', '.join(os.path.basename(p) for p in paths) or 'none'}.")
+      f"{', '.join(io.basename(p) for p in paths) or 'none'}.")

@@ -83,9 +83,12 @@ class Engine:
     gan.replica_jit = self.jit_compile and per_replica_xla(self.strategy)
     if self.jit_compile and not gan.replica_jit:  # one device, TPU: the whole step under XLA
       step = tf.function(step, jit_compile=True)
-    self._replica_step = step
+    # Not converted by autograph (as Keras does for its step): the step's Python control flow is
+    # static, and a ConfigError raised while tracing then reaches the user as itself.
+    self._replica_step = tf.autograph.experimental.do_not_convert(step)
     self._function = None
 
+  @tf.autograph.experimental.do_not_convert
   def _reset_then_step(self, batch, reset):
     def reset_trackers():
       for metric in self.gan.metrics:
@@ -105,8 +108,9 @@ class Engine:
 
   def _train_function(self, iterator, steps, stop, reset):
     logs = self._one_step(next(iterator), reset)
-    for _ in tf.range(steps - 1):
-      logs = self._one_step(next(iterator))
+    _, logs = tf.while_loop(lambda i, _: i < steps,
+                            lambda i, _: (i + 1, self._one_step(next(iterator))),
+                            (tf.constant(1), logs))
     if self.sync_stop:
       def any_stop():  # float32: the CPU collectives reject an int32 scalar here
         return tf.distribute.get_replica_context().all_reduce(
@@ -124,7 +128,9 @@ class Engine:
       if self.run_eagerly:
         self._function = self._train_function
       else:
-        self._function = tf.function(self._train_function)
+        # No autograph anywhere (the loop is an explicit while_loop): a ConfigError raised while
+        # tracing reaches the user as itself, not wrapped in a StagingError.
+        self._function = tf.function(self._train_function, autograph=False)
     return self._function
 
   def distribute(self, dataset_or_fn):

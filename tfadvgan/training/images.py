@@ -5,7 +5,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from tfadvgan.training import checkpoints
+from tfadvgan import io
 
 
 def to_uint8(images):
@@ -31,4 +31,4 @@ def grid(images, columns=None, pad=2):
 def write_png(path, image_uint8):
   """Writes an [H, W, C] uint8 image atomically."""
   data = tf.io.encode_png(tf.convert_to_tensor(image_uint8)).numpy()
-  checkpoints.atomic_write(path, data, mode="wb")
+  io.atomic_write(path, data)

@@ -27,6 +27,7 @@ from tfadvgan import data as data_lib
 from tfadvgan import distribute
 from tfadvgan import errors
 from tfadvgan import gans
+from tfadvgan import io
 from tfadvgan import models
 from tfadvgan.metrics import evaluation  # noqa: F401  (registers make_eval_fn for train.eval_fn)
 from tfadvgan.training import callbacks as callbacks_lib
@@ -112,16 +113,18 @@ def write_run_info(model_dir, source, gan, method):
   info = {"shape": list(source.shape), "num_classes": int(source.num_classes),
           "dataset": source.name, "method": method, "latent_dim": int(gan.generator.latent_dim),
           "conditional": bool(gan.conditional)}
-  checkpoints.atomic_write(os.path.join(model_dir, RUN_FILE), json.dumps(info, indent=2))
+  io.atomic_write(io.join(model_dir, RUN_FILE), json.dumps(info, indent=2))
 
 
 def read_run_info(model_dir):
-  path = os.path.join(model_dir, RUN_FILE)
-  errors.check(os.path.exists(path),
+  path = io.join(model_dir, RUN_FILE)
+  errors.check(io.exists(path),
                f"{model_dir} is not a tfadvgan run directory (no {RUN_FILE}); pass the "
                "--model_dir that train.py wrote.")
-  with open(path) as f:
-    return json.load(f)
+  try:
+    return json.loads(io.read(path))
+  except ValueError as e:
+    raise errors.ConfigError(f"{path} is corrupt ({e}); fix or delete it.") from None
 
 
 def load_source(fallback_to_ring):
@@ -197,7 +200,7 @@ def train(model_dir,
   source = load_source(fallback_to_ring)
   gan = build_gan(source.shape, source.num_classes, strategy=strategy_obj)
   if chief:
-    os.makedirs(model_dir, exist_ok=True)
+    io.makedirs(model_dir)
 
   with strategy_obj.scope():
     manager = checkpoints.make_manager(gan, model_dir, max_to_keep=keep_checkpoints)
@@ -206,7 +209,7 @@ def train(model_dir,
   if not chief:  # TF's multi-worker pattern: save into a per-worker directory, then delete it
     temp_dir = os.path.join(model_dir, f"worker_{engine_lib.task_id(strategy_obj)}_tmp_ckpt")
     with strategy_obj.scope():
-      manager = tf.train.CheckpointManager(manager.checkpoint, temp_dir, max_to_keep=1)
+      manager = checkpoints.Manager(manager.checkpoint, temp_dir, max_to_keep=1)
   if chief:
     checkpoints.check_and_save_config(model_dir, resuming=resumed_from is not None)
     write_run_info(model_dir, source, gan, gan.method_name)

@@ -4,6 +4,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfadvgan import errors
+from tfadvgan import io
 
 
 def generate(gan, num, seed=0, label=None, batch_size=256):
@@ -25,3 +26,24 @@ def generate(gan, num, seed=0, label=None, batch_size=256):
     lab = labels[i:i + batch_size] if labels is not None else None
     out.append(g(z[i:i + batch_size], lab, training=False).numpy())
   return np.concatenate(out), (labels.numpy() if labels is not None else None)
+
+
+def write_samples(out_dir, samples, labels=None, per_grid=64):
+  """Writes `samples.npz` (`images`, and `labels` when given) and, for images, PNG grids of
+  `per_grid` samples (`grid_000.png`, ...) to `out_dir` (any tf.io.gfile path).
+
+  Returns:
+    (npz path, [PNG paths]).
+  """
+  from tfadvgan.training import images  # pylint: disable=g-import-not-at-top
+  io.makedirs(out_dir)
+  written = []
+  if samples.ndim == 4:
+    for j, i in enumerate(range(0, len(samples), per_grid)):
+      path = io.join(out_dir, f"grid_{j:03d}.png")
+      images.write_png(path, images.grid(samples[i:i + per_grid]))
+      written.append(path)
+  arrays = {"images": samples} if labels is None else {"images": samples, "labels": labels}
+  npz = io.join(out_dir, "samples.npz")
+  io.save_npz(npz, **arrays)
+  return npz, written
