@@ -403,3 +403,22 @@ def load_run_source(info, split, use_run_source=True):
                f"The data loaded ({source.name}, shape {tuple(source.shape)}) does not match the "
                f"run's shape {tuple(info['shape'])}. {DATA_HINT}")
   return source
+
+
+def print_outputs(summary, rows):
+  """The end-of-command report: one summary line, then one aligned `label: path` line per output.
+
+    restored /tmp/run/checkpoints/ckpt-2 (step 2); wrote 64 samples
+      PNG grid:  /tmp/run/sample_out/grid_000.png
+      npz:       /tmp/run/sample_out/samples.npz
+
+  Args:
+    summary: the first line.
+    rows: (label, value) pairs; a None value is skipped.
+  """
+  rows = [(label, value) for label, value in rows if value is not None]
+  print(summary)
+  width = max((len(label) for label, _ in rows), default=0) + 1
+  for label, value in rows:
+    print(f"  {label + ':':<{width}}  {value}")
+  sys.stdout.flush()

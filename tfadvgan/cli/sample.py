@@ -47,8 +47,10 @@ def main(argv):
   np.savez(buf, **arrays)
   npz = os.path.join(out, "samples.npz")
   checkpoints.atomic_write(npz, buf.getvalue(), mode="wb")
-  print(f"restored {path}; wrote {len(samples)} samples to {npz}"
-        + (f" and {len(written)} PNG grid(s) in {out}" if written else ""))
+  common.print_outputs(
+      f"restored {path}; wrote {len(samples)} samples",
+      [("PNG grid" if len(written) == 1 else f"PNG grid {i + 1}/{len(written)}", p)
+       for i, p in enumerate(written)] + [("npz", npz)])
 
 
 def run():
