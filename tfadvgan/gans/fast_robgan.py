@@ -168,7 +168,7 @@ class FastRobGAN(base.GAN):
     epsilon = errors.check_float("FastRobGAN.epsilon", epsilon, low=0)
     step_size = errors.check_float("FastRobGAN.step_size", step_size, low=0, allow_none=True)
     step_size = epsilon if step_size is None else step_size
-    replays = errors.check_int("FastRobGAN.replays", replays, low=1, hint="(M, Table 4.1: 2)")
+    replays = errors.check_int("FastRobGAN.replays", replays, low=1)
     errors.check(delta_init in DELTA_INITS,
                  f"Unknown FastRobGAN.delta_init {delta_init!r}. Choose one of: "
                  f"{', '.join(DELTA_INITS)}.")
