@@ -158,6 +158,8 @@ def domain_classifier_hint(model_dir):
     data_path = ""
   fashion = "fashion" in f"{info.get('dataset', '')} {data_path}".lower().replace("_", "-")
   script = sys.argv[0] if sys.argv and sys.argv[0].endswith(".py") else "scripts/eval.py"
+  if not os.path.relpath(script).startswith(".."):
+    script = os.path.relpath(script)
   words = ["python", script, f"--model_dir={model_dir}", "--classifier=domain",
            f"--classifier_path={path}"]
   for name in _PASSED_ON:  # the user's other eval flags, unchanged
