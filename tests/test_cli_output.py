@@ -2,8 +2,8 @@
 the paths of their outputs at the end.
 
 The subprocesses run without TF_CPP_MIN_LOG_LEVEL (conftest sets it for the test process), as a
-user's shell would. The run-directory tests (sample, eval, diagnose) train a 2-step run first and are
-marked slow.
+user's shell would. The run-directory tests (sample, eval, diagnose) train a 2-step run first and
+are marked slow.
 """
 import glob
 import json
@@ -26,6 +26,7 @@ NOISE = re.compile(r"InitializeLog|cudart_stub|cuInit|cpu_feature_guard|^[IWE]\d
 def _env(**extra):
   env = dict(os.environ)
   env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+  env.pop("TFADVGAN_TF_CPP_MIN_LOG_LEVEL", None)
   env["PYTHONPATH"] = os.pathsep.join([ROOT] + [p for p in [env.get("PYTHONPATH")] if p])
   env.update(extra)
   return env
@@ -82,6 +83,8 @@ def test_filter_drops_only_known_startup_lines():
     (["--verbosity=-1"], None, "2 hook"),       # WARNING is the default anyway
     ([], "1", "1 no-hook"),                     # the user's TF_CPP_MIN_LOG_LEVEL wins
     (["-v", "1"], "3", "3 no-hook"),
+    ([], "2+mark", "2 hook"),                   # inherited from a parent script (study.py)
+    (["-v", "1"], "0+mark", "0 no-hook"),
 ])
 def test_verbosity_and_user_log_level_are_respected(argv, env_level, expected):
   code = ("import os, sys\n"
@@ -89,7 +92,11 @@ def test_verbosity_and_user_log_level_are_respected(argv, env_level, expected):
           "from tfadvgan.cli import common\n"
           "hook = any(type(f).__name__ == '_QuietTensorFlowImport' for f in sys.meta_path)\n"
           "print(os.environ['TF_CPP_MIN_LOG_LEVEL'], 'hook' if hook else 'no-hook')\n")
-  env = _env(**({"TF_CPP_MIN_LOG_LEVEL": env_level} if env_level else {}))
+  env = _env()
+  if env_level:
+    level = env_level.split("+")[0]
+    env["TF_CPP_MIN_LOG_LEVEL"] = level
+    env["TFADVGAN_TF_CPP_MIN_LOG_LEVEL"] = level if env_level.endswith("+mark") else "x"
   proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                         cwd=ROOT, timeout=60, check=False)
   assert proc.stdout.strip() == expected, proc.stderr

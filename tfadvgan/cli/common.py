@@ -1,7 +1,7 @@
 """Shared absl/gin plumbing of the command-line scripts: flags, config parsing, clean errors.
 
-Every CLI imports this module first. Importing it quiets TensorFlow's start-up (see `_quiet_startup`)
-before TensorFlow itself is imported.
+Every CLI imports this module first. Importing it quiets TensorFlow's start-up (see
+`_quiet_startup`) before TensorFlow itself is imported.
 """
 
 import difflib
@@ -17,8 +17,8 @@ import tempfile
 
 # ---------------------------------------------------------------- quiet TensorFlow start-up
 # TF 2.21 prints 4-5 lines while it is imported and while it first looks for devices (the CUDA
-# stub's "Could not find cuda drivers", "failed call to cuInit ... (303)" and absl's "All log messages
-# before absl::InitializeLog()"), some of them whatever TF_CPP_MIN_LOG_LEVEL says. So, unless the
+# stub's "Could not find cuda drivers", "failed call to cuInit ... (303)" and absl's "All log
+# messages before absl::InitializeLog()"), some of them whatever TF_CPP_MIN_LOG_LEVEL says. So, unless the
 # user asked for logs, the first `import tensorflow` runs with file descriptor 2 sent to a temporary
 # file, and every captured line that is not one of these known start-up lines is written back.
 
@@ -34,7 +34,12 @@ _NOISE = re.compile("|".join([
     r"TF-TRT Warning: Could not find TensorRT",
 ]))
 
+# Our own setting is marked, so that child processes (study.py runs train.py) do not take it for
+# the user's.
+_MARK = "TFADVGAN_TF_CPP_MIN_LOG_LEVEL"
 USER_TF_LOG_LEVEL = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
+if USER_TF_LOG_LEVEL is not None and USER_TF_LOG_LEVEL == os.environ.get(_MARK):
+  USER_TF_LOG_LEVEL = None
 
 
 def argv_verbosity(argv):
@@ -139,9 +144,9 @@ def _quiet_startup():
   if USER_TF_LOG_LEVEL is not None:
     return
   if verbose_requested():
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = os.environ[_MARK] = "0"
     return
-  os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+  os.environ["TF_CPP_MIN_LOG_LEVEL"] = os.environ[_MARK] = "2"
   if "tensorflow" not in sys.modules and not any(
       isinstance(f, _QuietTensorFlowImport) for f in sys.meta_path):
     sys.meta_path.insert(0, _QuietTensorFlowImport())
