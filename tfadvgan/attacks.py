@@ -102,9 +102,47 @@ def _is_static_number(value):
   return isinstance(value, (numbers.Real, np.ndarray, np.generic)) and np.ndim(value) == 0
 
 
-def _check_epsilon(epsilon, what="epsilon"):
+def _check_epsilon(epsilon, what="epsilon", attack="attack"):
+  """A static epsilon / step size must be a finite number >= 0 (tensors are the caller's)."""
   if _is_static_number(epsilon):
-    errors.check(float(epsilon) >= 0, f"Attack {what} must be >= 0; got {epsilon!r}.")
+    errors.check_float(f"{attack}.{what}", epsilon, low=0)
+
+
+def _check_range(attack, clip_min, clip_max):
+  """Static clip bounds must be finite with clip_min < clip_max."""
+  if _is_static_number(clip_min) and _is_static_number(clip_max):
+    low = errors.check_float(f"{attack}.clip_min", clip_min)
+    high = errors.check_float(f"{attack}.clip_max", clip_max)
+    errors.check(low < high, f"{attack}.clip_min must be below {attack}.clip_max; got clip_min = "
+                 f"{clip_min!r}, clip_max = {clip_max!r}.")
+
+
+_BINDING = {"fgsm": "attack_fgsm", "pgd": "attack_pgd", "gaussian": "attack_gaussian",
+            "targeted_one_step": "attack_targeted_one_step"}
+
+
+def check_bindings(name):
+  """Checks the gin-bound knobs of attack ``name`` now (GAN construction), not at the first trace.
+
+  Args:
+    name: ``fgsm``, ``pgd``, ``gaussian``, ``targeted_one_step`` (others pass unchecked).
+
+  Raises:
+    ConfigError: a bound value is not finite or out of range (the message names the binding).
+  """
+  binding = _BINDING.get(name)
+  if binding is None:
+    return
+  fn = {"fgsm": fgsm, "pgd": pgd, "gaussian": gaussian,
+        "targeted_one_step": targeted_one_step}[name]
+  kw = errors.bound_kwargs(fn)
+  _check_range(binding, kw["clip_min"], kw["clip_max"])
+  for what in ("epsilon", "step_size"):
+    if what in kw:
+      _check_epsilon(kw[what], what, binding)
+  if "norm" in kw:
+    errors.check(kw["norm"] in NORMS,
+                 f"{binding}.norm must be one of {', '.join(NORMS)}; got {kw['norm']!r}.")
 
 
 def _reduce_axes(x):
@@ -156,7 +194,8 @@ def fgsm(x, loss_fn, epsilon, clip_min=-1.0, clip_max=1.0, clip=True, grad=None)
   Returns:
     ``[B, ...]`` adversarial inputs (perturbation is a constant).
   """
-  _check_epsilon(epsilon)
+  _check_epsilon(epsilon, attack="attack_fgsm")
+  _check_range("attack_fgsm", clip_min, clip_max)
   x = tf.convert_to_tensor(x)
   if grad is None:
     errors.check(loss_fn is not None, "fgsm needs loss_fn or a precomputed grad=.")
@@ -187,8 +226,9 @@ def pgd(x, loss_fn, epsilon, num_steps, step_size, random_start=False, seed=None
   Returns:
     ``[B, ...]`` adversarial inputs (perturbation is a constant).
   """
-  _check_epsilon(epsilon)
-  _check_epsilon(step_size, "step_size")
+  _check_epsilon(epsilon, attack="attack_pgd")
+  _check_epsilon(step_size, "step_size", "attack_pgd")
+  _check_range("attack_pgd", clip_min, clip_max)
   errors.check(isinstance(num_steps, numbers.Integral) and not isinstance(num_steps, bool)
                and num_steps >= 1, f"pgd num_steps must be an int >= 1; got {num_steps!r}.")
   errors.check(norm in NORMS, f"pgd norm must be one of {', '.join(NORMS)}; got {norm!r}.")
@@ -247,7 +287,8 @@ def gaussian(x, epsilon, seed, clip=True, clip_min=-1.0, clip_max=1.0):
   Returns:
     ``[B, ...]`` randomly perturbed inputs (perturbation is a constant).
   """
-  _check_epsilon(epsilon)
+  _check_epsilon(epsilon, attack="attack_gaussian")
+  _check_range("attack_gaussian", clip_min, clip_max)
   errors.check(seed is not None, "gaussian attack needs a stateless seed=[2] int32 tensor.")
   x = tf.convert_to_tensor(x)
   n = normal(tf.shape(x), seed, x.dtype)
@@ -278,7 +319,8 @@ def targeted_one_step(x, value_fn, target, epsilon, step="sign", clip=True, clip
   Returns:
     ``[B, ...]`` perturbed inputs with ``||x_adv - x||_inf <= epsilon`` (perturbation is a constant).
   """
-  _check_epsilon(epsilon)
+  _check_epsilon(epsilon, attack="attack_targeted_one_step")
+  _check_range("attack_targeted_one_step", clip_min, clip_max)
   errors.check(step in STEPS,
                f"targeted_one_step step must be one of {', '.join(STEPS)}; got {step!r}.")
   x = tf.convert_to_tensor(x)
@@ -296,7 +338,7 @@ def targeted_one_step(x, value_fn, target, epsilon, step="sign", clip=True, clip
 
 def free_delta_init(shape, epsilon, seed, dtype=tf.float32):
   """Initial free-AT perturbation ``U(-epsilon, epsilon)`` (Fast-RobGAN Alg. 2 line 1)."""
-  _check_epsilon(epsilon)
+  _check_epsilon(epsilon, attack="FastRobGAN")
   return uniform(shape, seed, dtype, -1.0, 1.0) * tf.cast(epsilon, dtype)
 
 
@@ -312,8 +354,8 @@ def free_delta_update(delta, grad_delta, step_size, epsilon):
   Returns:
     ``[B, ...]`` updated perturbation (no gradient).
   """
-  _check_epsilon(epsilon)
-  _check_epsilon(step_size, "step_size")
+  _check_epsilon(epsilon, attack="FastRobGAN")
+  _check_epsilon(step_size, "step_size", "FastRobGAN")
   delta = tf.convert_to_tensor(delta)
   eps = tf.cast(epsilon, delta.dtype)
   new = delta + tf.cast(step_size, delta.dtype) * tf.sign(tf.cast(grad_delta, delta.dtype))

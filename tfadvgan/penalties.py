@@ -76,6 +76,36 @@ def _require_seed(seed, name):
   return tf.cast(seed, tf.int32)
 
 
+def _is_static(value):
+  return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _dynamic(value):
+  return isinstance(value, (tf.Tensor, tf.Variable))
+
+
+def _check_target(binding, target):
+  if not _dynamic(target):
+    errors.check_float(f"{binding}.target", target, low=0)
+
+
+def _check_alp(epsilon_range, xi, num_power_iterations, lipschitz_constant):
+  """Checks wgan_alp's knobs (values that are tensors are the caller's business)."""
+  name = "penalty_wgan_alp"
+  errors.check_int(f"{name}.num_power_iterations", num_power_iterations, low=1)
+  errors.check(isinstance(epsilon_range, (tuple, list)) and len(epsilon_range) == 2,
+               f"{name}.epsilon_range must be a pair (min, max); got {epsilon_range!r}.")
+  if not any(_dynamic(v) for v in epsilon_range):
+    low = errors.check_float(f"{name}.epsilon_range[0]", epsilon_range[0], low=0,
+                             low_inclusive=False)
+    errors.check_float(f"{name}.epsilon_range[1]", epsilon_range[1], low=low,
+                       hint="(max must be >= min)")
+  if not _dynamic(xi):
+    errors.check_float(f"{name}.xi", xi, low=0, low_inclusive=False)
+  if not _dynamic(lipschitz_constant):
+    errors.check_float(f"{name}.lipschitz_constant", lipschitz_constant, low=0)
+
+
 def _input_grad(d_fn, x):
   """``d D(x) / dx`` per example, recorded so an outer tape can differentiate it again."""
   with tf.GradientTape() as tape:
@@ -106,6 +136,7 @@ def wgan_gp(d_fn, real, fake, *, seed=None, target=1.0):
   Returns:
     ``[B]`` penalties.
   """
+  _check_target("penalty_wgan_gp", target)
   seed = _require_seed(seed, "wgan_gp")
   x_hat = _interpolates(real, fake, seed)
   norm = _safe_norm(_input_grad(d_fn, x_hat))
@@ -126,6 +157,7 @@ def wgan_lp(d_fn, real, fake, *, seed=None, target=1.0):
   Returns:
     ``[B]`` penalties.
   """
+  _check_target("penalty_wgan_lp", target)
   seed = _require_seed(seed, "wgan_lp")
   x_hat = _interpolates(real, fake, seed)
   norm = _safe_norm(_input_grad(d_fn, x_hat))
@@ -212,12 +244,7 @@ def wgan_alp(d_fn, real, fake, *, seed=None, epsilon_range=(0.1, 10.0), xi=10.0,
     ``[B]`` penalties ``(alp(real_i) + alp(fake_i)) / 2``.
   """
   seed = _require_seed(seed, "wgan_alp")
-  errors.check(isinstance(num_power_iterations, numbers.Integral) and num_power_iterations >= 1,
-               f"wgan_alp num_power_iterations must be an int >= 1; got {num_power_iterations!r}.")
-  errors.check(len(epsilon_range) == 2 and 0 < epsilon_range[0] <= epsilon_range[1],
-               f"wgan_alp epsilon_range must be (min, max) with 0 < min <= max; "
-               f"got {epsilon_range!r}.")
-  errors.check(xi > 0, f"wgan_alp xi must be > 0; got {xi!r}.")
+  _check_alp(epsilon_range, xi, num_power_iterations, lipschitz_constant)
   real = tf.stop_gradient(tf.convert_to_tensor(real))
   fake = tf.stop_gradient(tf.cast(fake, real.dtype))
   seeds = split_seed(seed)
@@ -239,6 +266,23 @@ REGISTRY = {
     "wgan_alp": wgan_alp,
     "none": none,
 }
+
+
+def check_bindings(penalty):
+  """Checks the gin-bound arguments of ``penalty`` now (GAN construction), not at the first trace.
+
+  Args:
+    penalty: a function from ``get`` (others pass unchecked).
+
+  Raises:
+    ConfigError: a bound value is not finite or out of range (the message names the binding).
+  """
+  if penalty in (wgan_gp, wgan_lp):
+    name = "penalty_wgan_gp" if penalty is wgan_gp else "penalty_wgan_lp"
+    _check_target(name, errors.bound_kwargs(penalty)["target"])
+  elif penalty is wgan_alp:
+    kw = errors.bound_kwargs(wgan_alp)
+    _check_alp(kw["epsilon_range"], kw["xi"], kw["num_power_iterations"], kw["lipschitz_constant"])
 
 
 def get(name):
@@ -271,8 +315,8 @@ def clip_weights(variables, clip_value):
   Returns:
     None.
   """
-  if isinstance(clip_value, numbers.Real):
-    errors.check(clip_value > 0, f"clip_weights clip_value must be > 0; got {clip_value!r}.")
+  if _is_static(clip_value):
+    errors.check_float("GAN.clip_value", clip_value, low=0, low_inclusive=False)
   for v in variables:
     value = tf.convert_to_tensor(v)
     c = tf.cast(clip_value, value.dtype)

@@ -251,7 +251,8 @@ def main(argv):
           "which": which}
   path = io.join(out_dir, f"diagnostics_step{step}.json")
   io.atomic_write(path, json.dumps(_jsonable({**meta, **results}), indent=2))
-  print(f"restored {ckpt}; wrote {', '.join([path] + written)}")
+  common.print_outputs(f"restored {ckpt}; diagnostics of step {step}",
+                       [("JSON", path)] + [("PNG", p) for p in written])
 
 
 def run():

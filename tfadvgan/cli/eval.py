@@ -22,6 +22,7 @@ are appended to DIR/eval/results.json and TensorBoard (DIR/eval), and printed as
 
 import os
 import re
+import shlex
 import time
 
 from absl import app
@@ -125,6 +126,60 @@ class _Table:
           flush=True)
 
 
+SHIPPED_FMNIST_CLASSIFIER = os.path.join("classifiers", "fmnist_cnn.keras")
+_PASSED_ON = ("step", "all", "continuous", "num_samples", "reference_split", "metrics", "seed")
+
+
+def _shipped_classifier_path():
+  """classifiers/fmnist_cnn.keras of this checkout, relative to the cwd when below it."""
+  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  path = os.path.join(root, SHIPPED_FMNIST_CLASSIFIER)
+  if not os.path.exists(path):
+    return None
+  rel = os.path.relpath(path)
+  return rel if not rel.startswith("..") else path
+
+
+def domain_classifier_hint(model_dir):
+  """For a Fashion-MNIST-like run (28/32 px grayscale): the exact eval command with the shipped
+  domain classifier, else ''."""
+  import sys  # pylint: disable=g-import-not-at-top
+  import gin  # pylint: disable=g-import-not-at-top
+  from tfadvgan.training import loop  # pylint: disable=g-import-not-at-top
+  try:
+    info = loop.read_run_info(model_dir)
+  except Exception:  # pylint: disable=broad-except
+    return ""
+  shape = list(info.get("shape", []))
+  if shape not in ([28, 28, 1], [32, 32, 1]):
+    return ""
+  path = _shipped_classifier_path()
+  if path is None:
+    return ""
+  try:
+    data_path = str(gin.query_parameter("dataset.path") or "")
+  except (ValueError, KeyError):
+    data_path = ""
+  fashion = "fashion" in f"{info.get('dataset', '')} {data_path}".lower().replace("_", "-")
+  script = sys.argv[0] if sys.argv and sys.argv[0].endswith(".py") else "scripts/eval.py"
+  if not os.path.relpath(script).startswith(".."):
+    script = os.path.relpath(script)
+  words = ["python", script, f"--model_dir={model_dir}", "--classifier=domain",
+           f"--classifier_path={path}"]
+  for name in _PASSED_ON:  # the user's other eval flags, unchanged
+    if FLAGS[name].present:
+      value = FLAGS[name].value
+      words.append(f"--{name}" if value is True else f"--no{name}" if value is False else
+                   f"--{name}={','.join(value) if isinstance(value, list) else value}")
+  command = " ".join(shlex.quote(w) for w in words)
+  if fashion:
+    return (f"This run is Fashion-MNIST: evaluate it offline with the shipped domain classifier: "
+            f"{command}")
+  return (f"This run's data is 28/32 px grayscale: the shipped domain classifier (trained on "
+          f"Fashion-MNIST) works offline: {command} (for other data, train one with "
+          f"scripts/train_classifier.py).")
+
+
 @common.main_wrapper
 def main(argv):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
@@ -160,7 +215,11 @@ def main(argv):
   if FLAGS.step is not None:
     checkpoints.checkpoint_for_step(model_dir, FLAGS.step)  # Lists the kept steps if missing.
 
-  classifier = classifiers.get_classifier(FLAGS.classifier, path=FLAGS.classifier_path)
+  try:
+    classifier = classifiers.get_classifier(FLAGS.classifier, path=FLAGS.classifier_path)
+  except errors.ConfigError as e:
+    hint = domain_classifier_hint(model_dir) if FLAGS.classifier != "domain" else ""
+    raise errors.ConfigError(f"{e} {hint}".strip()) from None
   split = FLAGS.reference_split
   needs_reference = "fid" in metrics or "kid" in metrics
   source, fields, n_reference = None, None, None
@@ -240,8 +299,11 @@ def main(argv):
   if not evaluated:
     print("no new checkpoint evaluated.")
   else:
-    print(f"evaluated {len(evaluated)} checkpoint(s) with {classifier.name!r} on "
-          f"{FLAGS.num_samples} samples; results in {evaluation.results_path(model_dir)}")
+    common.print_outputs(
+        f"evaluated {len(evaluated)} checkpoint(s) with {classifier.name!r} on "
+        f"{FLAGS.num_samples} samples",
+        [("results", evaluation.results_path(model_dir)),
+         ("TensorBoard", f"tensorboard --logdir {model_dir}")])
 
 
 def run():

@@ -33,8 +33,10 @@ def main(argv):
   samples, labels = sampling.generate(gan, FLAGS.num, FLAGS.seed, FLAGS.label)
   out = FLAGS.out or io.join(FLAGS.model_dir, "sample_out")
   npz, written = sampling.write_samples(out, samples, labels, FLAGS.per_grid)
-  print(f"restored {path}; wrote {len(samples)} samples to {npz}"
-        + (f" and {len(written)} PNG grid(s) in {out}" if written else ""))
+  common.print_outputs(
+      f"restored {path}; wrote {len(samples)} samples",
+      [("PNG grid" if len(written) == 1 else f"PNG grid {i + 1}/{len(written)}", p)
+       for i, p in enumerate(written)] + [("npz", npz)])
 
 
 def run():

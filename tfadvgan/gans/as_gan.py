@@ -50,15 +50,18 @@ class ASGAN(base.GAN):
                ramp_steps=0, clip=True, second_update="real", attack="fgsm", pgd_steps=5,
                pgd_step_size=None, pgd_random_start=True, **kwargs):
     super().__init__(generator, discriminator, **kwargs)
-    errors.check(epsilon >= 0, f"ASGAN.epsilon must be >= 0; got {epsilon}.")
-    errors.check(warmup_steps >= 0 and ramp_steps >= 0,
-                 "ASGAN.warmup_steps and ASGAN.ramp_steps must be >= 0.")
+    epsilon = errors.check_float("ASGAN.epsilon", epsilon, low=0)
+    warmup_steps = errors.check_int("ASGAN.warmup_steps", warmup_steps, low=0)
+    ramp_steps = errors.check_int("ASGAN.ramp_steps", ramp_steps, low=0)
     errors.check(attack in ATTACKS,
                  f"Unknown ASGAN.attack {attack!r}. Choose one of: {', '.join(ATTACKS)}.")
     errors.check(second_update in SECOND_UPDATE,
                  f"Unknown ASGAN.second_update {second_update!r}. Choose one of: "
                  f"{', '.join(SECOND_UPDATE)}.")
-    errors.check(attack != "pgd" or pgd_steps >= 1, "ASGAN.pgd_steps must be >= 1.")
+    pgd_steps = errors.check_int("ASGAN.pgd_steps", pgd_steps, low=1)
+    pgd_step_size = errors.check_float("ASGAN.pgd_step_size", pgd_step_size, low=0,
+                                       allow_none=True)
+    attacks.check_bindings(attack)
     self.epsilon = float(epsilon)
     self.warmup_steps = int(warmup_steps)
     self.ramp_steps = int(ramp_steps)

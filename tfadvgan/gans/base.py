@@ -110,14 +110,15 @@ class GAN(keras.Model):
                seed=0,
                name="gan"):
     super().__init__(name=name)
-    errors.check(isinstance(n_dis, int) and n_dis >= 1,
-                 f"n_dis must be an integer >= 1; got {n_dis!r}.")
-    errors.check(penalty_weight is None or penalty_weight >= 0,
-                 f"penalty_weight must be >= 0; got {penalty_weight}.")
-    errors.check(clip_value is None or clip_value > 0,
-                 f"clip_value must be > 0 or None; got {clip_value}.")
-    errors.check(ema_decay is None or 0.0 <= ema_decay < 1.0,
-                 f"ema_decay must be in [0, 1) or None; got {ema_decay}.")
+    n_dis = errors.check_int("GAN.n_dis", n_dis, low=1)
+    penalty_weight = errors.check_float("GAN.penalty_weight", penalty_weight, low=0,
+                                        allow_none=True)
+    clip_value = errors.check_float("GAN.clip_value", clip_value, low=0, low_inclusive=False,
+                                    allow_none=True)
+    ema_decay = errors.check_float("GAN.ema_decay", ema_decay, low=0, high=1,
+                                   high_inclusive=False, allow_none=True)
+    ema_start_step = errors.check_int("GAN.ema_start_step", ema_start_step, low=0)
+    seed = errors.check_int("GAN.seed", seed)
     errors.check(ema_decay is None or generator_factory is not None,
                  "GAN.ema_decay is set but no generator_factory was given to build the EMA copy.")
     self.generator = generator
@@ -131,6 +132,7 @@ class GAN(keras.Model):
     self.penalty_fn = penalties_lib.get(penalty)
     if self.penalty_fn is penalties_lib.none:
       self.penalty_fn = None
+    penalties_lib.check_bindings(self.penalty_fn)
     self.penalty_weight = float(penalty_weight or 0.0)
     self.clip_value = clip_value
     self.n_dis = n_dis

@@ -49,11 +49,12 @@ class DAT(base.GAN):
   def __init__(self, generator, discriminator, epsilon=0.01, step="sign", lambda_clean=1.0,
                lambda_adv=1.0, clip=True, **kwargs):
     super().__init__(generator, discriminator, **kwargs)
-    errors.check(epsilon >= 0, f"DAT.epsilon must be >= 0; got {epsilon}.")
+    epsilon = errors.check_float("DAT.epsilon", epsilon, low=0)
     errors.check(step in attacks.STEPS,
                  f"Unknown DAT.step {step!r}. Choose one of: {', '.join(attacks.STEPS)}.")
-    errors.check(lambda_clean >= 0 and lambda_adv >= 0,
-                 "DAT.lambda_clean and DAT.lambda_adv must be >= 0.")
+    lambda_clean = errors.check_float("DAT.lambda_clean", lambda_clean, low=0)
+    lambda_adv = errors.check_float("DAT.lambda_adv", lambda_adv, low=0)
+    attacks.check_bindings("targeted_one_step")
     self.epsilon = float(epsilon)
     self.step = step
     self.clean_weight = float(lambda_clean)

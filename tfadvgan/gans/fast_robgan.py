@@ -176,19 +176,19 @@ class FastRobGAN(base.GAN):
                anneal_per_train_step=True, **kwargs):
     super().__init__(generator, discriminator, **kwargs)
     robgan.check_ac_discriminator(self, "FastRobGAN")
+    epsilon = errors.check_float("FastRobGAN.epsilon", epsilon, low=0)
+    step_size = errors.check_float("FastRobGAN.step_size", step_size, low=0, allow_none=True)
     step_size = epsilon if step_size is None else step_size
-    errors.check(epsilon >= 0, f"FastRobGAN.epsilon must be >= 0; got {epsilon}.")
-    errors.check(step_size >= 0, f"FastRobGAN.step_size must be >= 0; got {step_size}.")
-    errors.check(isinstance(replays, int) and replays >= 1,
-                 f"FastRobGAN.replays (M) must be an integer >= 1; got {replays!r}.")
+    replays = errors.check_int("FastRobGAN.replays", replays, low=1)
     errors.check(delta_init in DELTA_INITS,
                  f"Unknown FastRobGAN.delta_init {delta_init!r}. Choose one of: "
                  f"{', '.join(DELTA_INITS)}.")
     errors.check(kl_direction in losses_lib.KL_DIRECTIONS,
                  f"Unknown FastRobGAN.kl_direction {kl_direction!r}. Choose one of: "
                  f"{', '.join(losses_lib.KL_DIRECTIONS)}.")
-    errors.check(class_weight >= 0 and kl_weight >= 0 and g_class_weight >= 0,
-                 "FastRobGAN.class_weight, kl_weight and g_class_weight must be >= 0.")
+    class_weight = errors.check_float("FastRobGAN.class_weight", class_weight, low=0)
+    kl_weight = errors.check_float("FastRobGAN.kl_weight", kl_weight, low=0)
+    g_class_weight = errors.check_float("FastRobGAN.g_class_weight", g_class_weight, low=0)
     self.epsilon = float(epsilon)
     self.step_size = float(step_size)
     self.replays = int(replays)

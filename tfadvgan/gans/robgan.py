@@ -81,18 +81,21 @@ class RobGAN(base.GAN):
                clip=True, **kwargs):
     super().__init__(generator, discriminator, **kwargs)
     check_ac_discriminator(self, "RobGAN")
-    errors.check(epsilon >= 0, f"RobGAN.epsilon must be >= 0; got {epsilon}.")
-    errors.check(isinstance(pgd_steps, int) and pgd_steps >= 1,
-                 f"RobGAN.pgd_steps must be an integer >= 1; got {pgd_steps!r}.")
-    errors.check(pgd_step_size >= 0, f"RobGAN.pgd_step_size must be >= 0; got {pgd_step_size}.")
-    errors.check(attack_adv_weight >= 0 and attack_class_weight >= 0
-                 and attack_adv_weight + attack_class_weight > 0,
-                 "RobGAN.attack_adv_weight and attack_class_weight must be >= 0, not both 0.")
+    epsilon = errors.check_float("RobGAN.epsilon", epsilon, low=0)
+    pgd_steps = errors.check_int("RobGAN.pgd_steps", pgd_steps, low=1)
+    pgd_step_size = errors.check_float("RobGAN.pgd_step_size", pgd_step_size, low=0)
+    attack_adv_weight = errors.check_float("RobGAN.attack_adv_weight", attack_adv_weight, low=0)
+    attack_class_weight = errors.check_float("RobGAN.attack_class_weight", attack_class_weight,
+                                             low=0)
+    errors.check(attack_adv_weight + attack_class_weight > 0,
+                 "RobGAN.attack_adv_weight and RobGAN.attack_class_weight are both 0; set at "
+                 "least one > 0 (or RobGAN.epsilon = 0 to turn the attack off).")
     errors.check(class_loss in CLASS_LOSSES,
                  f"Unknown RobGAN.class_loss {class_loss!r}. Choose one of: "
                  f"{', '.join(CLASS_LOSSES)}.")
-    errors.check(class_weight >= 0 and g_class_weight >= 0,
-                 "RobGAN.class_weight and g_class_weight must be >= 0.")
+    class_weight = errors.check_float("RobGAN.class_weight", class_weight, low=0)
+    g_class_weight = errors.check_float("RobGAN.g_class_weight", g_class_weight, low=0)
+    attacks.check_bindings("pgd")
     self.epsilon = float(epsilon)
     self.pgd_steps = int(pgd_steps)
     self.pgd_step_size = float(pgd_step_size)

@@ -26,12 +26,25 @@ def make_optimizer(name="adam", learning_rate=2e-4, beta_1=0.5, beta_2=0.999,
       lr = learning_rate * decay_rate ** (iterations / decay_steps), where `iterations` counts this
       optimizer's own updates (for D that is n_dis per train step).
   """
-  cls = errors.choose("optimizer", name, OPTIMIZERS)
-  errors.check(learning_rate > 0, f"learning_rate must be > 0; got {learning_rate}.")
+  # Messages name the binding to change: in gin scope 'D' that is D/make_optimizer.<param>.
+  scope = gin.current_scope_str()
+  prefix = f"{scope}/make_optimizer" if scope else "make_optimizer"
+
+  def check(param, value, **kwargs):
+    hint = f"Set {prefix}.{param} (or make_optimizer.{param} for both networks)." if scope else ""
+    return errors.check_float(f"{prefix}.{param}", value, hint=hint, **kwargs)
+
+  cls = errors.choose(f"optimizer ({prefix}.name)", name, OPTIMIZERS)
+  learning_rate = check("learning_rate", learning_rate, low=0, low_inclusive=False)
+  beta_1 = check("beta_1", beta_1, low=0, high=1, high_inclusive=False)
+  beta_2 = check("beta_2", beta_2, low=0, high=1, high_inclusive=False)
   lr = learning_rate
   if decay_steps is not None or decay_rate is not None:
-    errors.check(decay_steps is not None and decay_rate is not None and decay_steps > 0
-                 and 0 < decay_rate, "Set both make_optimizer.decay_steps > 0 and decay_rate > 0.")
+    errors.check(decay_steps is not None and decay_rate is not None,
+                 f"Set both {prefix}.decay_steps and {prefix}.decay_rate (or neither); got "
+                 f"decay_steps={decay_steps!r}, decay_rate={decay_rate!r}.")
+    decay_steps = check("decay_steps", decay_steps, low=0, low_inclusive=False)
+    decay_rate = check("decay_rate", decay_rate, low=0, low_inclusive=False)
     lr = keras.optimizers.schedules.ExponentialDecay(learning_rate, decay_steps, decay_rate)
   if cls is keras.optimizers.Adam:
     return cls(learning_rate=lr, beta_1=beta_1, beta_2=beta_2)
