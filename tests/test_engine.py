@@ -66,8 +66,11 @@ def test_steps_per_execution_fires_callbacks_at_the_next_multiple(tmp_path):
             "train.checkpoint_every_steps = 3", "train.log_every_steps = 2",
             "train.sample_every_steps = 5", "train.keep_checkpoints = 10", "train.verbose = 0")
   model_dir = str(tmp_path / "run")
-  gan = loop.train(model_dir)
+  evaluated = []
+  gan = loop.train(model_dir, eval_every_steps=3,
+                   eval_fn=lambda gan, step: evaluated.append(step) or {"answer": 42.0})
   assert int(gan.global_step.numpy()) == 10
+  assert evaluated == [4, 8, 10]
   state = tf.train.get_checkpoint_state(os.path.join(model_dir, "checkpoints"))
   assert [int(p.rsplit("-", 1)[1]) for p in state.all_model_checkpoint_paths] == [4, 8, 10]
   assert sorted(os.listdir(os.path.join(model_dir, "samples"))) == [
@@ -147,3 +150,18 @@ def test_a_stop_request_stops_before_the_next_call(tmp_path):
   logs = engine.fit(gan, ds, 50, stop_requested=lambda: len(calls.append(1) or calls) > 3)
   assert int(gan.global_step.numpy()) == 3 and gan.stop_training
   assert np.isfinite(logs["d_loss"])
+
+
+def test_non_finite_guard_with_steps_per_execution_stops_at_the_call_end(tmp_path):
+  """SGD at lr 1e30 diverges in the first call of 4 steps: the guard stops there, saves nothing
+  and writes no sample grid."""
+  from tfadvgan import errors  # pylint: disable=g-import-not-at-top
+  configure(tmp_path, 6, "build_gan.steps_per_execution = 4", "train.num_steps = 12",
+            "make_optimizer.learning_rate = 1e30", "train.checkpoint_every_steps = 100",
+            "train.sample_every_steps = 2", "train.verbose = 0")
+  model_dir = str(tmp_path / "run")
+  with pytest.raises(errors.ConfigError, match=r"Training diverged: \w+ = (nan|inf|-inf) at step 4"):
+    loop.train(model_dir)
+  assert tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints")) is None
+  assert not os.path.exists(os.path.join(model_dir, "samples")) or not os.listdir(
+      os.path.join(model_dir, "samples"))

@@ -74,6 +74,19 @@ def resolve_jit_compile(strategy, jit_compile):
   return jit_compile
 
 
+TPU_STEPS_PER_EXECUTION = 100
+
+
+def is_tpu(strategy):
+  return isinstance(strategy, tf.distribute.TPUStrategy)
+
+
+def default_steps_per_execution(strategy):
+  """Train steps per host call: 1, or `TPU_STEPS_PER_EXECUTION` under TPUStrategy (the host loop
+  is amortised over many device steps, as Keras recommends for TPU)."""
+  return TPU_STEPS_PER_EXECUTION if is_tpu(strategy) else 1
+
+
 def per_replica_batch(strategy, global_batch_size):
   """Checks divisibility and returns the per-replica batch size."""
   replicas = strategy.num_replicas_in_sync

@@ -52,7 +52,7 @@ def _build_optimizers():
 
 @gin.configurable("build_gan", denylist=["shape", "num_classes", "strategy"])
 def build_gan(shape, num_classes, strategy=None, method="gan", latent_dim=100, conditional=None,
-              jit_compile=None, steps_per_execution=1, run_eagerly=False):
+              jit_compile=None, steps_per_execution=None, run_eagerly=False):
   """Builds and compiles G, D and the method's GAN under `strategy`'s scope.
 
   Args:
@@ -65,7 +65,10 @@ def build_gan(shape, num_classes, strategy=None, method="gan", latent_dim=100, c
     jit_compile: XLA for the train step; None means on (`distribute.default_jit_compile`):
       the whole step on one device and TPU, each replica's gradient computations under
       Mirrored / MultiWorker (off there when G or D uses synchronized BN).
-    steps_per_execution: train steps per compiled call.
+    steps_per_execution: train steps per compiled call; None means
+      `distribute.default_steps_per_execution` (1, or 100 under TPUStrategy, where the host loop
+      is what Keras recommends amortising). Intervals then fire at the first multiple of it at or
+      after the configured step.
     run_eagerly: run the train step eagerly (debugging; slow). Turns XLA off.
   """
   strategy = strategy or tf.distribute.get_strategy()
@@ -78,6 +81,10 @@ def build_gan(shape, num_classes, strategy=None, method="gan", latent_dim=100, c
                  "labelled dataset, or set build_gan.conditional = False.")
   classes = num_classes if conditional else 0
   jit = False if run_eagerly else distribute.resolve_jit_compile(strategy, jit_compile)
+  if steps_per_execution is None:
+    steps_per_execution = distribute.default_steps_per_execution(strategy)
+  steps_per_execution = errors.check_int("build_gan.steps_per_execution", steps_per_execution,
+                                         low=1)
   with strategy.scope():
     def make_generator():
       return models.build_generator(output_shape=tuple(shape), latent_dim=latent_dim,
