@@ -26,6 +26,8 @@ flags.DEFINE_integer("chunk", 5, "Steps per config per interleaving round.")
 flags.DEFINE_integer("batch_size", None, "Override train.batch_size.")
 flags.DEFINE_string("shape", None, "H,W,C of random data when the dataset is unavailable.")
 flags.DEFINE_string("strategy", "default", "Distribution strategy.")
+flags.DEFINE_integer("cpu_devices", None, "Split the CPU into this many logical devices first "
+                     "(to try --strategy=mirrored on a machine without GPUs).")
 flags.DEFINE_string("out", None, "JSON output file.")
 FLAGS = flags.FLAGS
 
@@ -45,6 +47,12 @@ def main(argv):
     name, *bindings = spec.split("|")
     configs.append((name, FLAGS.config[0].split("+"), list(FLAGS.gin_param) + bindings))
   shape = tuple(int(s) for s in FLAGS.shape.split(",")) if FLAGS.shape else None
+  if FLAGS.cpu_devices:
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    errors.check(FLAGS.cpu_devices >= 1, "--cpu_devices must be >= 1.")
+    tf.config.set_logical_device_configuration(
+        tf.config.list_physical_devices("CPU")[0],
+        [tf.config.LogicalDeviceConfiguration()] * FLAGS.cpu_devices)
   results = benchmark.run(configs, steps=FLAGS.steps, warmup=FLAGS.warmup, chunk=FLAGS.chunk,
                           shape=shape, batch_size=FLAGS.batch_size, strategy=FLAGS.strategy)
   print(benchmark.format_table(results))
