@@ -7,6 +7,7 @@ child is bounded in time and killed if it hangs.
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -200,7 +201,7 @@ def test_input_pipelines_read_disjoint_shards():
 def test_restarted_cluster_resumes_from_the_chiefs_last_checkpoint(trained_cluster, tmp_path):
   base, config, model_dir = trained_cluster
   resumed = str(tmp_path / "resumed")
-  os.system(f"cp -r {model_dir} {resumed}")
+  shutil.copytree(model_dir, resumed)
   codes = wait_all(start_cluster(config, resumed, ["train.num_steps = 9"]))
   chief = read_log(resumed, 0)
   assert codes == [0, 0], chief[-3000:]
@@ -209,19 +210,33 @@ def test_restarted_cluster_resumes_from_the_chiefs_last_checkpoint(trained_clust
   del base
 
 
-def _wait_for_checkpoint(model_dir, procs, at_least, timeout=TIMEOUT):
+def _wait_until(ready, model_dir, procs, what, timeout=TIMEOUT):
+  """Polls `ready()` until true; kills the children and fails if they exit or time runs out."""
   deadline = time.time() + timeout
   while time.time() < deadline:
-    step = latest_step(model_dir) if os.path.isdir(os.path.join(model_dir, "checkpoints")) \
-        else None
-    if step is not None and step >= at_least:
-      return step
+    if ready():
+      return
     if any(p.poll() is not None for p in procs):
       break
     time.sleep(0.5)
   for p in procs:
     p.kill()
-  pytest.fail(f"no checkpoint >= {at_least} appeared: {read_log(model_dir, 0)[-2000:]}")
+  log = read_log(model_dir, 0) if os.path.exists(f"{model_dir}.w0.log") else ""
+  pytest.fail(f"{what} did not happen: {log[-2000:]}")
+
+
+def _wait_for_checkpoint(model_dir, procs, at_least):
+  def ready():
+    step = latest_step(model_dir) if os.path.isdir(os.path.join(model_dir, "checkpoints")) \
+        else None
+    return step is not None and step >= at_least
+  _wait_until(ready, model_dir, procs, f"a checkpoint >= {at_least}")
+
+
+def _wait_for_a_logged_step(model_dir, procs):
+  """Waits until the chief has logged a training step (training is under way)."""
+  _wait_until(lambda: os.path.exists(f"{model_dir}.w0.log") and "step " in read_log(model_dir, 0),
+              model_dir, procs, "a logged training step")
 
 
 def test_sigkill_one_worker_then_restart_loses_at_most_one_interval(setup, tmp_path):
@@ -257,7 +272,7 @@ def test_sigterm_to_one_worker_stops_both_with_a_checkpoint(setup, tmp_path):
   procs = start_cluster(config, model_dir, ["train.num_steps = 100000",
                                             "train.checkpoint_every_steps = 1000",
                                             "train.sample_every_steps = 100000"])
-  _wait_for_checkpoint_or_step(model_dir, procs)
+  _wait_for_a_logged_step(model_dir, procs)
   procs[1].send_signal(signal.SIGTERM)
   codes = wait_all(procs, timeout=120)
   chief = read_log(model_dir, 0)
@@ -265,20 +280,6 @@ def test_sigterm_to_one_worker_stops_both_with_a_checkpoint(setup, tmp_path):
   step = latest_step(model_dir)
   assert step is not None and step < 1000
   assert f"interrupted at step {step}; saved {model_dir}/checkpoints/ckpt-{step}" in chief
-
-
-def _wait_for_checkpoint_or_step(model_dir, procs, timeout=TIMEOUT):
-  """Waits until the chief has logged a training step (training is under way)."""
-  deadline = time.time() + timeout
-  while time.time() < deadline:
-    if os.path.exists(f"{model_dir}.w0.log") and "step " in read_log(model_dir, 0):
-      return
-    if any(p.poll() is not None for p in procs):
-      break
-    time.sleep(0.5)
-  for p in procs:
-    p.kill()
-  pytest.fail(f"training did not start: {read_log(model_dir, 0)[-2000:]}")
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM])
@@ -292,7 +293,7 @@ def test_sigterm_on_one_process_checkpoints_and_exits_cleanly(setup, tmp_path, s
        "--gin_param=train.checkpoint_every_steps = 1000"],
       env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), stdout=log, stderr=subprocess.STDOUT)
   log.close()
-  _wait_for_checkpoint_or_step(model_dir, [proc])
+  _wait_for_a_logged_step(model_dir, [proc])
   proc.send_signal(signum)
   code = wait_all([proc], timeout=60)[0]
   out = read_log(model_dir, 0)
