@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 
 from tfadvgan import data as data_lib
+from tfadvgan import distribute
 from tfadvgan import errors
 from tfadvgan import losses as losses_lib
 from tfadvgan import models
@@ -323,3 +324,21 @@ def test_xla_step_under_both_policies(policy):
     logs = engine.fit(gan, points(gan, 4, steps=2), 2)
     assert all(np.isfinite(v) for v in logs.values()), (policy, logs)
     assert int(gan.global_step.numpy()) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("policy", ["bfloat16", "float16"])
+@pytest.mark.parametrize("method", ["as_gan", "dat", "fast_robgan"])
+def test_two_replicas_with_per_replica_xla(method, policy):
+  """Mirrored on the 2 logical CPUs of conftest, XLA per replica (`GAN.replica_compiled`)."""
+  gin.clear_config()
+  common.parse_gin([], [p for p in MLP if "run_eagerly" not in p] + METHODS[method]
+                   + ["build_gan.jit_compile = True"])
+  strategy = distribute.make_strategy("mirrored", devices=["/cpu:0", "/cpu:1"])
+  keras.utils.set_random_seed(11)
+  with strategy.scope():
+    gan = loop.build_gan((2,), 4, strategy=strategy, mixed_precision=policy)
+  logs = engine.fit(gan, points(gan, 3, steps=3), 3)
+  assert gan.replica_jit and int(gan.global_step.numpy()) == 3
+  assert all(np.isfinite(v) for v in logs.values()), logs
+  assert compute_dtypes(gan.discriminator) == {COMPUTE[policy]}
