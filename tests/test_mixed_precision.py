@@ -230,7 +230,8 @@ def test_float16_skipped_update_still_counts_and_unscaled_input_gradient_is_zero
   rng = np.random.default_rng(1)
   real = tf.constant(rng.normal(size=(8, 2)).astype("f4"))
   fake = gan.generator(tf.constant(rng.normal(size=(8, 4)).astype("f4")), None)
-  grads, (real_grad,), _ = gan._discriminator_gradients(real, None, fake, None, tf.constant([1, 2]))  # pylint: disable=protected-access
+  seed = tf.constant([1, 2])
+  grads, (real_grad,), _ = gan._discriminator_gradients(real, None, fake, None, seed)  # pylint: disable=protected-access
   assert not base.all_finite(grads)
   np.testing.assert_array_equal(real_grad.numpy(), 0.0)  # no inf/NaN reaches the attack
   norm = gan.apply_discriminator_gradients(grads)
@@ -301,8 +302,8 @@ def test_unknown_policy_is_one_config_error_and_writes_nothing(tmp_path):
   common.parse_gin([], run_params(tmp_path, "fp16", 2))
   with pytest.raises(errors.ConfigError) as info:
     loop.train(str(tmp_path / "run"))
-  assert common.strip_gin_context(str(info.value)) == ("train.mixed_precision must be one of 'none', 'bfloat16', "
-                             "'float16'; got 'fp16'.")
+  assert common.strip_gin_context(str(info.value)) == (
+      "train.mixed_precision must be one of 'none', 'bfloat16', 'float16'; got 'fp16'.")
   assert not os.path.exists(tmp_path / "run")
 
 

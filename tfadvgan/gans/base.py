@@ -231,7 +231,8 @@ class GAN(keras.Model):
     """Takes the two optimizers; `kwargs` (jit_compile, steps_per_execution) go to Keras."""
     self.d_optimizer = d_optimizer
     self.g_optimizer = g_optimizer
-    if any(isinstance(o, keras.optimizers.LossScaleOptimizer) for o in (d_optimizer, g_optimizer)):
+    if any(isinstance(o, keras.optimizers.LossScaleOptimizer)
+           for o in (d_optimizer, g_optimizer)):
       self.add_tracker("d_loss_scale")  # float16: the dynamic loss scales (they halve on a skip)
       self.add_tracker("g_loss_scale")
     # Built now, on their own variables, so that checkpoints restore into them and Keras does not
