@@ -6,6 +6,7 @@ r"""Times the compiled train step of several configs in one process, interleaved
 Each --config is a gin file, or several joined with '+' (applied in order). --gin_param applies to
 every config; --param_for='2:train.batch_size = 32' only to the 2nd. Prints a table (median ms/step
 with min and max, images/s, ratio to the first config) and writes the same fields as JSON.
+Policies compare in one run:  --with_params='bf16|train.mixed_precision = "bfloat16"'.
 """
 
 import json
@@ -28,6 +29,8 @@ flags.DEFINE_string("shape", None, "H,W,C of random data when the dataset is una
 flags.DEFINE_string("strategy", "default", "Distribution strategy.")
 flags.DEFINE_integer("cpu_devices", None, "Split the CPU into this many logical devices first "
                      "(to try --strategy=mirrored on a machine without GPUs).")
+flags.DEFINE_enum("mixed_precision", None, ["none", "bfloat16", "float16"],
+                  "train.mixed_precision of every config (compare policies with --with_params).")
 flags.DEFINE_string("out", None, "JSON output file.")
 FLAGS = flags.FLAGS
 
@@ -39,13 +42,16 @@ def main(argv):
   from tfadvgan import io  # pylint: disable=g-import-not-at-top
   errors.check(len(argv) == 1, f"Unexpected arguments: {' '.join(argv[1:])}")
   errors.check(FLAGS.config, "Give at least one --config.")
+  common_params = list(FLAGS.gin_param)
+  if FLAGS.mixed_precision:
+    common_params.append(f"train.mixed_precision = '{FLAGS.mixed_precision}'")
   configs = []
   for i, spec in enumerate(FLAGS.config, start=1):
     extra = [p.split(":", 1)[1] for p in FLAGS.param_for if p.split(":", 1)[0] == str(i)]
-    configs.append((spec, spec.split("+"), list(FLAGS.gin_param) + extra))
+    configs.append((spec, spec.split("+"), common_params + extra))
   for spec in FLAGS.with_params:
     name, *bindings = spec.split("|")
-    configs.append((name, FLAGS.config[0].split("+"), list(FLAGS.gin_param) + bindings))
+    configs.append((name, FLAGS.config[0].split("+"), common_params + bindings))
   shape = tuple(int(s) for s in FLAGS.shape.split(",")) if FLAGS.shape else None
   if FLAGS.cpu_devices:
     import tensorflow as tf  # pylint: disable=g-import-not-at-top

@@ -1,7 +1,7 @@
 r"""Trains a GAN from gin configs.
 
   python scripts/train.py --gin_file=gin_configs/demo.gin --model_dir=/tmp/demo \
-      [--gin_param='train.num_steps = 2000'] [--strategy=mirrored]
+      [--gin_param='train.num_steps = 2000'] [--strategy=mirrored] [--mixed_precision=bfloat16]
 
 Re-running the same command resumes from the latest checkpoint in --model_dir.
 """
@@ -15,6 +15,8 @@ flags.DEFINE_string("model_dir", None, "Run directory (checkpoints, TensorBoard,
 flags.DEFINE_enum("strategy", None, ["default", "mirrored", "multi_worker", "tpu"],
                   "Distribution strategy (overrides train.strategy).")
 flags.DEFINE_string("tpu", None, "TPU address for --strategy=tpu ('local' on a TPU VM).")
+flags.DEFINE_enum("mixed_precision", None, ["none", "bfloat16", "float16"],
+                  "16-bit compute with float32 variables (overrides train.mixed_precision).")
 common.define_gin_flags()
 FLAGS = flags.FLAGS
 
@@ -30,6 +32,8 @@ def main(argv):
     params.append(f"train.strategy = '{FLAGS.strategy}'")
   if FLAGS.tpu:
     params.append(f"train.tpu = '{FLAGS.tpu}'")
+  if FLAGS.mixed_precision:
+    params.append(f"train.mixed_precision = '{FLAGS.mixed_precision}'")
   common.parse_gin(FLAGS.gin_file, params)
   loop.train(FLAGS.model_dir)
 

@@ -117,7 +117,8 @@ class ASGAN(base.GAN):
       per_example = self.loss_fn.d_real(adv_out["logits"])
       if self.second_update == "real_fake":
         per_example = per_example + self.loss_fn.d_fake(self.d_out(fake, fake_labels)["logits"])
-      loss = base.average(per_example)
+      # float16: the loss-scaled loss (apply_discriminator_gradients' optimizer unscales).
+      loss = base.scaled(base.average(per_example), base.loss_scale(self.d_optimizer))
     self.track(as_d_loss=tf.reduce_mean(per_example), d_adv=tf.reduce_mean(adv_out["logits"]),
                epsilon=epsilon)
     return tape.gradient(loss, variables)

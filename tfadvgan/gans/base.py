@@ -62,6 +62,33 @@ def average(per_example):
   return tf.nn.compute_average_loss(per_example)
 
 
+def loss_scale(optimizer):
+  """The current dynamic loss scale of a `keras.optimizers.LossScaleOptimizer` (float16 mixed
+  precision), as a float32 tensor; None for any other optimizer."""
+  if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+    return tf.cast(tf.convert_to_tensor(optimizer.dynamic_scale), tf.float32)
+  return None
+
+
+def scaled(loss, scale):
+  """`loss * scale` (the loss the tape differentiates under float16), or `loss` when no scale."""
+  return loss if scale is None else loss * scale
+
+
+def all_finite(grads):
+  """True iff every gradient is finite: what a LossScaleOptimizer checks before applying."""
+  return tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads if g is not None])
+
+
+def unscaled_norm(grads, scale):
+  """Global norm of the gradients as applied: unscaled, and 0 for an update the loss-scale
+  optimizer skips (non-finite scaled gradients), so that logs stay finite."""
+  norm = tf.linalg.global_norm(grads)
+  if scale is None:
+    return norm
+  return tf.where(all_finite(grads), norm / scale, 0.0)
+
+
 @gin.configurable
 class GAN(keras.Model):
   """Baseline GAN: loss, penalty, clipping and EMA come from gin; no adversarial training.
@@ -204,6 +231,10 @@ class GAN(keras.Model):
     """Takes the two optimizers; `kwargs` (jit_compile, steps_per_execution) go to Keras."""
     self.d_optimizer = d_optimizer
     self.g_optimizer = g_optimizer
+    if any(isinstance(o, keras.optimizers.LossScaleOptimizer)
+           for o in (d_optimizer, g_optimizer)):
+      self.add_tracker("d_loss_scale")  # float16: the dynamic loss scales (they halve on a skip)
+      self.add_tracker("g_loss_scale")
     # Built now, on their own variables, so that checkpoints restore into them and Keras does not
     # build an optimizer over all of G and D.
     d_optimizer.build(self.discriminator.trainable_variables)
@@ -318,6 +349,10 @@ class GAN(keras.Model):
     """One tape: the gradient for D's weights and for each tensor in `sources`.
 
     `sources` defaults to `[real]` when the method sets `needs_real_input_gradient`, else none.
+    Under float16 mixed precision the tape differentiates the loss times D's loss scale: the
+    weight gradients are returned scaled (`apply_discriminator_gradients` hands them to the
+    LossScaleOptimizer, which unscales them), the source gradients unscaled, and zero when the
+    update is skipped (non-finite gradients), so that no inf or NaN reaches an attack.
     `make_real(*sources)`, when given, builds the real batch inside the tape from `sources`
     (Fast-RobGAN: clip(x + delta)), so their gradients come from the same backward pass as the
     weights'. It must use the tensors it is passed (not ones it closed over): under per-replica
@@ -338,17 +373,28 @@ class GAN(keras.Model):
       loss = average(per_example)
       if self.discriminator.losses:
         loss += tf.add_n(self.discriminator.losses) / _replica_count()
+      scale = loss_scale(self.d_optimizer)
+      loss = scaled(loss, scale)
     grads = tape.gradient(loss, variables + list(sources))
-    return grads[:len(variables)], grads[len(variables):], logs
+    weight_grads, source_grads = grads[:len(variables)], grads[len(variables):]
+    if scale is not None and source_grads:
+      finite = all_finite(weight_grads + source_grads)
+      source_grads = [tf.where(finite, g / scale, tf.zeros_like(g)) for g in source_grads]
+    return weight_grads, source_grads, logs
 
   def apply_discriminator_gradients(self, grads):
+    """Applies D's (loss-scaled, under float16) gradients; returns their unscaled norm."""
     variables = self.discriminator.trainable_variables
+    scale = loss_scale(self.d_optimizer)
+    # Norm of the gradient of this replica's mean loss (equals the full-batch gradient norm on one
+    # replica); see BUILD_NOTES.md "Reported values".
+    norm = unscaled_norm(grads, scale) * _replica_count()
+    if scale is not None:
+      self.track(d_loss_scale=scale)
     self.d_optimizer.apply_gradients(zip(grads, variables))
     if self.clip_value is not None:
       penalties_lib.clip_weights(variables, self.clip_value)
-    # Norm of the gradient of this replica's mean loss (equals the full-batch gradient norm on one
-    # replica); see BUILD_NOTES.md "Reported values".
-    return tf.linalg.global_norm(grads) * _replica_count()
+    return norm
 
   def fakes(self, z, fake_labels):
     """G's samples for a D update (training mode, no gradient), compiled under `replica_jit`."""
@@ -390,14 +436,19 @@ class GAN(keras.Model):
         loss = average(per_example)
         if self.generator.losses:
           loss += tf.add_n(self.generator.losses) / _replica_count()
+        loss = scaled(loss, loss_scale(self.g_optimizer))  # float16: unscaled by the optimizer
       self.track(g_loss=tf.reduce_mean(per_example))
       return tape.gradient(loss, variables)
     return self.replica_compiled("generator_gradients", gradients)(z, fake_labels)
 
   def generator_update(self, z, fake_labels):
     grads = self.generator_gradients(z, fake_labels)
+    scale = loss_scale(self.g_optimizer)
+    norm = unscaled_norm(grads, scale) * _replica_count()
+    if scale is not None:
+      self.track(g_loss_scale=scale)
     self.g_optimizer.apply_gradients(zip(grads, self.generator.trainable_variables))
-    self.track(g_grad_norm=tf.linalg.global_norm(grads) * _replica_count())
+    self.track(g_grad_norm=norm)
 
   def update_ema(self):
     """EMA of G's trainable weights; non-trainable state (BN statistics) is copied."""

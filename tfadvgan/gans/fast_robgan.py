@@ -249,7 +249,9 @@ class FastRobGAN(base.GAN):
   # ----------------------------------------------------------------- optimizers
   def compile(self, d_optimizer, g_optimizer, **kwargs):
     if self.anneal_per_train_step:
-      schedule = getattr(d_optimizer, "_learning_rate", None)
+      # Under float16 the schedule sits on the LossScaleOptimizer's inner optimizer.
+      schedule = getattr(getattr(d_optimizer, "inner_optimizer", d_optimizer), "_learning_rate",
+                         None)
       updates = self.n_dis * self.replays
       if (isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule)
           and not isinstance(schedule, TrainStepSchedule) and updates > 1):

@@ -4,8 +4,11 @@ Public API: ``build_generator``, ``build_discriminator`` and the registries ``GE
 ``DISCRIMINATORS``, ``RESOLUTIONS``, ``HEADS``. See ``layers`` for the spectral-norm behaviour.
 """
 from tfadvgan.models import layers
+from tfadvgan.models.base import MIXED_PRECISION
 from tfadvgan.models.base import Discriminator
 from tfadvgan.models.base import Generator
+from tfadvgan.models.base import check_mixed_precision
+from tfadvgan.models.base import dtype_policy
 from tfadvgan.models.builders import CHANNELS
 from tfadvgan.models.builders import DISCRIMINATORS
 from tfadvgan.models.builders import GENERATORS
@@ -19,5 +22,5 @@ from tfadvgan.models.layers import ConditionalBatchNorm
 __all__ = [
     "build_generator", "build_discriminator", "GENERATORS", "DISCRIMINATORS", "RESOLUTIONS",
     "HEADS", "CHANNELS", "check_shape", "Generator", "Discriminator", "ConditionalBatchNorm",
-    "layers",
+    "layers", "MIXED_PRECISION", "check_mixed_precision", "dtype_policy",
 ]

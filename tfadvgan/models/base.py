@@ -1,7 +1,45 @@
-"""Base classes fixing the Models contract shared by every architecture."""
-import keras
+"""Base classes fixing the Models contract shared by every architecture.
 
+Mixed precision: a model built inside ``dtype_policy('bfloat16')`` (or ``'float16'``) keeps float32
+variables and computes in 16 bits; whatever the policy, G returns float32 images and D returns
+float32 logits and class logits, so losses, penalties and attacks always run in float32.
+"""
+import contextlib
+
+import keras
+from keras import ops
+
+from tfadvgan import errors
 from tfadvgan.models import layers
+
+# train.mixed_precision values -> Keras dtype policies of the G and D layers.
+MIXED_PRECISION = {"none": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
+
+
+def check_mixed_precision(value, binding="train.mixed_precision"):
+  """`value` if it is one of MIXED_PRECISION, else a one-line ConfigError."""
+  errors.check(isinstance(value, str) and value in MIXED_PRECISION,
+               f"{binding} must be one of {', '.join(repr(k) for k in MIXED_PRECISION)}; got "
+               f"{value!r}.")
+  return value
+
+
+@contextlib.contextmanager
+def dtype_policy(mixed_precision="none"):
+  """Builds the layers created inside with the Keras policy of `mixed_precision`, then restores
+  the previous global policy (nothing leaks into later builds in the same process)."""
+  policy = MIXED_PRECISION[check_mixed_precision(mixed_precision)]
+  previous = keras.config.dtype_policy()
+  keras.config.set_dtype_policy(policy)
+  try:
+    yield
+  finally:
+    keras.config.set_dtype_policy(previous)
+
+
+def to_float32(x):
+  """Model outputs leave the model in float32 (no-op without mixed precision)."""
+  return ops.cast(x, "float32")
 
 
 class Generator(keras.Model):
@@ -53,4 +91,5 @@ class Discriminator(keras.Model):
 
   def call(self, x, labels=None, training=None):
     h = self.features(x, training=training)
-    return self.head_layer(h, labels=labels, training=training)
+    out = self.head_layer(h, labels=labels, training=training)
+    return {key: to_float32(value) for key, value in out.items()}

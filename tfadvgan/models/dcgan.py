@@ -73,7 +73,7 @@ class DCGANGenerator(base.Generator):
     h = ops.relu(self.norms[0](h, labels, training=training))
     for deconv, norm in zip(self.deconvs, self.norms[1:]):
       h = ops.relu(norm(deconv(h, training=training), labels, training=training))
-    return ops.tanh(self.to_image(h, training=training))
+    return base.to_float32(ops.tanh(self.to_image(h, training=training)))
 
 
 @gin.configurable

@@ -72,7 +72,7 @@ class MLPGenerator(base.Generator):
         h = self.norms[i](h, labels, training=training)
       h = ops.relu(h)
     h = self.output_activation(self.out(h, training=training))
-    return ops.reshape(h, (-1,) + self.output_shape_)
+    return base.to_float32(ops.reshape(h, (-1,) + self.output_shape_))
 
 
 @gin.configurable

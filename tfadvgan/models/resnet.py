@@ -147,7 +147,7 @@ class ResNetGenerator(base.Generator):
     for block in self.blocks:
       h = block(h, labels, training=training)
     h = ops.relu(self.norm(h, training=training))
-    return ops.tanh(self.to_image(h, training=training))
+    return base.to_float32(ops.tanh(self.to_image(h, training=training)))
 
 
 @gin.configurable

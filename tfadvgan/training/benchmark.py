@@ -8,6 +8,7 @@ the function training calls (`tfadvgan.training.engine.Engine.train_function`), 
 every call.
 """
 
+import inspect
 import time
 
 import gin
@@ -17,6 +18,7 @@ import tensorflow as tf
 from tfadvgan import data as data_lib
 from tfadvgan import distribute
 from tfadvgan import errors
+from tfadvgan import models
 from tfadvgan.training import engine as engine_lib
 from tfadvgan.training import loop
 
@@ -31,6 +33,15 @@ def _caller(gan, iterator):
   engine = engine_lib.for_gan(gan)
   one, zero, no = tf.constant(1), tf.constant(0), tf.constant(False)
   return lambda: engine.train_function(iterator, one, zero, no)
+
+
+def configured_mixed_precision():
+  """`train.mixed_precision` as bound in gin, else `train`'s default (what training would use)."""
+  try:
+    value = gin.query_parameter("train.mixed_precision")
+  except ValueError:
+    value = inspect.signature(loop.train).parameters["mixed_precision"].default
+  return models.check_mixed_precision(value)
 
 
 def prepare(config_files, params, shape=None, batch_size=None, strategy="default"):
@@ -53,7 +64,8 @@ def prepare(config_files, params, shape=None, batch_size=None, strategy="default
     images = np.random.default_rng(0).uniform(-1, 1, (n,) + tuple(shape)).astype(np.float32)
     labels = np.arange(n) % 10
     source = data_lib.from_arrays(images, labels)
-  gan = loop.build_gan(source.shape, source.num_classes, strategy=strategy_obj)
+  gan = loop.build_gan(source.shape, source.num_classes, strategy=strategy_obj,
+                       mixed_precision=configured_mixed_precision())
   ds = data_lib.make_train_dataset(source, batch_size=b, n_dis=gan.n_dis,
                                    latent_dim=gan.generator.latent_dim,
                                    conditional=gan.conditional, seed=0)
@@ -96,7 +108,7 @@ def run(configs, steps=50, warmup=5, chunk=5, shape=None, batch_size=None, strat
         "images_per_sec": float(b * gan.n_dis * 1000.0 / np.median(ms)),
         "batch_size": int(b), "n_dis": int(gan.n_dis), "jit_compile": bool(gan.jit_compile),
         "replicas": int(gan.distribute_strategy.num_replicas_in_sync),
-        "method": gan.method_name})
+        "method": gan.method_name, "mixed_precision": gan.mixed_precision})
   first = results[0]["median_ms_per_step"]
   for r in results:
     r["ratio_to_first"] = r["median_ms_per_step"] / first

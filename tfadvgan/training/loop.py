@@ -50,9 +50,9 @@ def _build_optimizers():
   return d_opt, g_opt
 
 
-@gin.configurable("build_gan", denylist=["shape", "num_classes", "strategy"])
+@gin.configurable("build_gan", denylist=["shape", "num_classes", "strategy", "mixed_precision"])
 def build_gan(shape, num_classes, strategy=None, method="gan", latent_dim=100, conditional=None,
-              jit_compile=None, steps_per_execution=None, run_eagerly=False):
+              jit_compile=None, steps_per_execution=None, run_eagerly=False, mixed_precision="none"):
   """Builds and compiles G, D and the method's GAN under `strategy`'s scope.
 
   Args:
@@ -70,7 +70,12 @@ def build_gan(shape, num_classes, strategy=None, method="gan", latent_dim=100, c
       is what Keras recommends amortising). Intervals then fire at the first multiple of it at or
       after the configured step.
     run_eagerly: run the train step eagerly (debugging; slow). Turns XLA off.
+    mixed_precision: 'none', 'bfloat16' or 'float16' (`train.mixed_precision`; eval and sampling
+      leave it at 'none': float32 models restore any run's checkpoint). G and D are built with
+      that Keras policy (the EMA copy, used only for sampling, stays float32); with 'float16'
+      both optimizers are wrapped in `optimizers.LossScaleOptimizer`.
   """
+  models.check_mixed_precision(mixed_precision, "build_gan mixed_precision")
   strategy = strategy or tf.distribute.get_strategy()
   method_cls = gans.get(method)
   if conditional is None:
@@ -89,8 +94,9 @@ def build_gan(shape, num_classes, strategy=None, method="gan", latent_dim=100, c
     def make_generator():
       return models.build_generator(output_shape=tuple(shape), latent_dim=latent_dim,
                                     num_classes=classes)
-    generator = make_generator()
-    discriminator = models.build_discriminator(input_shape=tuple(shape), num_classes=classes)
+    with models.dtype_policy(mixed_precision):
+      generator = make_generator()
+      discriminator = models.build_discriminator(input_shape=tuple(shape), num_classes=classes)
   if jit and engine_lib.per_replica_xla(strategy) and _has_synchronized_bn(generator,
                                                                            discriminator):
     # Synchronized BN all-reduces inside the forward pass, which per-replica XLA cannot compile.
@@ -105,7 +111,10 @@ def build_gan(shape, num_classes, strategy=None, method="gan", latent_dim=100, c
     gan = method_cls(generator=generator, discriminator=discriminator, conditional=conditional,
                      generator_factory=make_generator)
     gan.method_name = method
+    gan.mixed_precision = mixed_precision
     d_opt, g_opt = _build_optimizers()
+    if mixed_precision == "float16":
+      d_opt, g_opt = optimizers.loss_scaled(d_opt), optimizers.loss_scaled(g_opt)
     gan.compile(d_optimizer=d_opt, g_optimizer=g_opt, jit_compile=jit,
                 steps_per_execution=steps_per_execution, run_eagerly=run_eagerly)
   return gan
@@ -162,6 +171,7 @@ def train(model_dir,
           tpu=None,
           fallback_to_ring=False,
           max_seconds=None,
+          mixed_precision="none",
           verbose=1):
   """Trains (or resumes) the configured GAN in `model_dir`.
 
@@ -184,6 +194,10 @@ def train(model_dir,
     max_seconds: None, or a wall-time budget in seconds for this invocation (compilation
       included): training stops after the first step that ends past it and checkpoints there.
       For comparisons at equal wall time; `num_steps` still caps the run.
+    mixed_precision: 'none', 'bfloat16' or 'float16': G and D compute in 16 bits with float32
+      variables (Keras mixed-precision policies); 'float16' adds dynamic loss scaling. Logits,
+      losses, penalties and attacks stay float32; checkpoints hold float32 weights. Part of the
+      training config: a resume with another value is refused.
     verbose: Keras progress bar (1), one line per epoch (2) or silent (0).
 
   Returns:
@@ -197,6 +211,7 @@ def train(model_dir,
                  f"train.{name} must be an integer >= 1; got {value!r}.")
   errors.check(max_seconds is None or (isinstance(max_seconds, (int, float)) and max_seconds > 0),
                f"train.max_seconds must be a number > 0 or None; got {max_seconds!r}.")
+  models.check_mixed_precision(mixed_precision)
   errors.check(eval_every_steps == 0 or eval_fn is not None,
                "train.eval_every_steps is set but train.eval_fn is not.")
   keras.utils.set_random_seed(seed)
@@ -205,7 +220,8 @@ def train(model_dir,
   chief = engine_lib.is_chief(strategy_obj)
 
   source = load_source(fallback_to_ring)
-  gan = build_gan(source.shape, source.num_classes, strategy=strategy_obj)
+  gan = build_gan(source.shape, source.num_classes, strategy=strategy_obj,
+                  mixed_precision=mixed_precision)
   if chief:
     io.makedirs(model_dir)
 

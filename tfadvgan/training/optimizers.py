@@ -54,3 +54,34 @@ def make_optimizer(name="adam", learning_rate=2e-4, beta_1=0.5, beta_2=0.999,
 def current_learning_rate(optimizer):
   lr = optimizer.learning_rate
   return float(lr.numpy() if hasattr(lr, "numpy") else lr)
+
+
+class LossScaleOptimizer(keras.optimizers.LossScaleOptimizer):
+  """Keras 3's dynamic loss-scale wrapper (for `train.mixed_precision = 'float16'`), with two
+  changes that a GAN run relies on:
+
+  - a skipped update (non-finite gradients: the scale halves, the weights stay) still counts in
+    `iterations`, as tf.keras 2's LossScaleOptimizer did: `GAN.global_step` (G's iterations), the
+    checkpoint numbers and the learning-rate schedules keep counting train steps. Keras 3's leaves
+    the inner optimizer's counter unchanged on a skip.
+  - `variables` lists the inner optimizer's variables first, then the wrapper's (its own iteration
+    and learning-rate placeholders, step_counter, dynamic_scale). Checkpoints track the list by
+    position, so a float32 build with the plain optimizer (eval, sampling) restores a float16 run's
+    checkpoint: its variables are the first ones, the loss-scale state is left unread.
+
+  Callers scale the loss with `scale_loss` inside the tape and pass the *scaled* gradients to
+  `apply_gradients`, which unscales them (or skips the update).
+  """
+
+  def _stateful_handle_non_finite_grads(self):
+    super()._stateful_handle_non_finite_grads()
+    self.inner_optimizer.iterations.assign_add(1)
+
+  @property
+  def variables(self):
+    return self.inner_optimizer.variables + self._variables
+
+
+def loss_scaled(optimizer):
+  """`optimizer` wrapped in `LossScaleOptimizer` (float16 mixed precision)."""
+  return LossScaleOptimizer(optimizer)
