@@ -52,7 +52,8 @@ def _build_optimizers():
 
 @gin.configurable("build_gan", denylist=["shape", "num_classes", "strategy", "mixed_precision"])
 def build_gan(shape, num_classes, strategy=None, method="gan", latent_dim=100, conditional=None,
-              jit_compile=None, steps_per_execution=None, run_eagerly=False, mixed_precision="none"):
+              jit_compile=None, steps_per_execution=None, run_eagerly=False,
+              mixed_precision="none"):
   """Builds and compiles G, D and the method's GAN under `strategy`'s scope.
 
   Args:
