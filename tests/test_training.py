@@ -59,13 +59,21 @@ def _imagenet143_mock(self, *args, **kwargs):
                                         output_shapes=self.info.features.shape)
 
 
-# ImageNet-143 configs are 64/128 px ResNets (~10-20 s each here): two stay in the quick suite, the
+# ImageNet-143 configs are 64/128 px ResNets (~10-50 s each here): one stays in the quick suite, the
 # rest (same code paths, other ablation knobs) run with `-m slow`.
-_QUICK_IMAGENET = ("gin_configs/robgan/robgan_imagenet143_128.gin",
-                   "gin_configs/fast_robgan/fast_robgan_imagenet143_64.gin")
-CONFIG_PARAMS = [
-    pytest.param(c, marks=pytest.mark.slow) if "imagenet143" in c and c not in _QUICK_IMAGENET
-    else c for c in CONFIGS]
+_QUICK_IMAGENET = ("gin_configs/fast_robgan/fast_robgan_imagenet143_64.gin",)
+# 64 px ResNets (10-25 s each under load): one per family stays quick, as for ImageNet-143.
+_QUICK_RESNET64 = ("gin_configs/base/resnet_celeba64.gin", "gin_configs/as_gan/as_resnet_lsun64.gin")
+
+
+def _slow_config(c):
+  if "imagenet143" in c:
+    return c not in _QUICK_IMAGENET
+  return "resnet" in c and ("celeba64" in c or "lsun64" in c) and c not in _QUICK_RESNET64
+
+
+CONFIG_PARAMS = [pytest.param(c, marks=pytest.mark.slow) if _slow_config(c) else c
+                 for c in CONFIGS]
 
 
 @pytest.mark.parametrize("config", CONFIG_PARAMS)
