@@ -33,12 +33,10 @@ def per_replica_xla(strategy):
 
 def num_workers(strategy):
   """Number of worker processes (hosts) taking part in `strategy` (1 unless multi-worker)."""
-  extended = strategy.extended
   if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
     resolver = strategy.cluster_resolver
     spec = resolver.cluster_spec().as_dict() if resolver is not None else {}
     return max(1, sum(len(v) for k, v in spec.items() if k in ("chief", "worker")))
-  del extended
   return 1
 
 
