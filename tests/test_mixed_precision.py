@@ -4,6 +4,7 @@ losses and attacks; loss scaling under float16; float32 checkpoints that restore
 import os
 
 import gin
+import helpers
 import keras
 import numpy as np
 import pytest
@@ -30,14 +31,8 @@ MLP = ["build_generator.arch = 'mlp'", "build_discriminator.arch = 'mlp'",
        "build_generator.width = 16", "build_discriminator.width = 16",
        "build_gan.latent_dim = 4", "build_gan.run_eagerly = True", "GAN.n_dis = 2"]
 METHODS = {
+    **helpers.METHOD_BINDINGS,
     "gan": ["GAN.loss = 'non_saturating'", "GAN.penalty = 'wgan_gp'", "GAN.ema_decay = 0.9"],
-    "as_gan": ["build_gan.method = 'as_gan'", "ASGAN.epsilon = 0.05"],
-    "dat": ["build_gan.method = 'dat'", "DAT.epsilon = 0.05", "GAN.loss = 'wasserstein'"],
-    "robgan": ["build_gan.method = 'robgan'", "build_discriminator.head = 'ac'",
-               "RobGAN.epsilon = 0.05", "RobGAN.pgd_steps = 2", "RobGAN.pgd_step_size = 0.03"],
-    "fast_robgan": ["build_gan.method = 'fast_robgan'", "build_discriminator.head = 'ac'",
-                    "FastRobGAN.epsilon = 0.05", "FastRobGAN.batch_size = 8",
-                    "GAN.loss = 'hinge'"],
 }
 EXTRA_LOGS = {"gan": {"penalty"}, "as_gan": {"as_d_loss", "d_adv", "epsilon"},
               "dat": {"dat_adv_loss"}, "robgan": {"class_real", "g_class"},

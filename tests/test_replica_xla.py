@@ -3,6 +3,7 @@ compiled with `tf.function(jit_compile=True)` inside `strategy.run`, the all-red
 applies stay outside, and the updates equal one device's."""
 
 import gin
+import helpers
 import keras
 import numpy as np
 import pytest
@@ -21,16 +22,10 @@ COMMON = ["build_generator.arch = 'mlp'", "build_discriminator.arch = 'mlp'",
           "build_gan.latent_dim = 4", "make_optimizer.name = 'sgd'",
           "make_optimizer.learning_rate = 0.05", "GAN.n_dis = 2"]
 METHODS = {
+    **helpers.METHOD_BINDINGS,
     "gan": ["GAN.loss = 'non_saturating'"],
-    "as_gan": ["build_gan.method = 'as_gan'", "ASGAN.epsilon = 0.05"],
     "as_gan_pgd": ["build_gan.method = 'as_gan'", "ASGAN.epsilon = 0.05", "ASGAN.attack = 'pgd'",
                    "ASGAN.pgd_steps = 2", "ASGAN.pgd_random_start = False"],
-    "dat": ["build_gan.method = 'dat'", "DAT.epsilon = 0.05", "GAN.loss = 'wasserstein'"],
-    "robgan": ["build_gan.method = 'robgan'", "build_discriminator.head = 'ac'",
-               "RobGAN.epsilon = 0.05", "RobGAN.pgd_steps = 2", "RobGAN.pgd_step_size = 0.03"],
-    "fast_robgan": ["build_gan.method = 'fast_robgan'", "build_discriminator.head = 'ac'",
-                    "FastRobGAN.epsilon = 0.05", "FastRobGAN.batch_size = 8",
-                    "GAN.loss = 'hinge'"],
 }
 
 
