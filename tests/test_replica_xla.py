@@ -47,9 +47,10 @@ def batches(gan, seed):
                                      conditional=gan.conditional, seed=seed).take(3)
 
 
-# The baseline, AS-GAN (a second compiled update) and Fast-RobGAN (replays, per-replica state) stay
-# quick; DAT, Rob-GAN and AS-GAN's PGD reuse those compiled pieces and run with `-m slow`.
-SLOW = ("dat", "robgan", "as_gan_pgd")
+# The baseline, AS-GAN (a second compiled update), DAT (two compiled pieces around an all-reduce)
+# and Fast-RobGAN (replays, per-replica state) stay quick; Rob-GAN and AS-GAN's PGD reuse those
+# compiled pieces and run with `-m slow`.
+SLOW = ("robgan", "as_gan_pgd")
 
 
 @pytest.mark.parametrize("method", [pytest.param(m, marks=pytest.mark.slow) if m in SLOW else m
@@ -68,7 +69,9 @@ def test_two_replicas_with_xla_per_replica_match_one_device(method):
     compiled.add("perturb_real")
   if method.startswith("as_gan"):
     compiled.add("as_gan_second_update")
-  if method != "dat":  # DAT's targets all-reduce inside the D loss: its D gradients run unjitted
+  if method == "dat":  # its targets all-reduce between two compiled pieces
+    compiled |= {"dat_target_sums", "dat_discriminator_gradients"}
+  else:
     compiled.add("discriminator_gradients")
   assert compiled <= set(two._compiled_fns), two._compiled_fns  # pylint: disable=protected-access
   moved = 0
@@ -79,6 +82,30 @@ def test_two_replicas_with_xla_per_replica_match_one_device(method):
   assert moved >= 4  # the updates happened
   for key in set(log_one) - {"d_grad_norm", "g_grad_norm"}:  # those are per replica shard
     assert log_two[key] == pytest.approx(log_one[key], rel=1e-5, abs=1e-6), key
+
+
+def test_dat_split_step_updates_d_state_once():
+  """DAT's first compiled piece (the targets' clean pass) must put D's BN moving statistics back:
+  two replicas with XLA then equal two replicas without it, moving statistics included (without the
+  restore they would move twice as far). One D update: with BN on 4-example replica batches, float
+  differences grow by ~1e-4 per update, which would hide the check."""
+  params = METHODS["dat"] + ["MLPDiscriminator.use_batch_norm = True", "GAN.n_dis = 1",
+                             "MLPDiscriminator.depth = 2", "MLPGenerator.depth = 2"]
+  plain = build(params, mirrored=True, jit=False)
+  jitted = build(params, mirrored=True, jit=True)
+  for a, b in zip(plain.weights, jitted.weights):
+    b.assign(a.numpy())
+  before = {v.path: v.numpy() for v in plain.discriminator.non_trainable_variables}
+  assert len(before) >= 2 and all("moving" in p for p in before), sorted(before)
+  engine.fit(plain, batches(plain, 5), 1)
+  engine.fit(jitted, batches(jitted, 5), 1)
+  assert jitted.replica_jit and not plain.replica_jit
+  assert "dat_target_sums" in jitted._compiled_fns  # pylint: disable=protected-access
+  for a, b in zip(plain.weights, jitted.weights):
+    np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-5, atol=1e-6, err_msg=a.name)
+  moved = [v.path for v in plain.discriminator.non_trainable_variables
+           if np.abs(v.numpy() - before[v.path]).max() > 1e-4]
+  assert len(moved) == len(before), moved  # the statistics did move, by more than the tolerance
 
 
 def test_xla_is_really_used_per_replica(monkeypatch):

@@ -116,10 +116,6 @@ class GAN(keras.Model):
   # Set by the engine under Mirrored / MultiWorker with XLA: compile each replica's gradient
   # computations (`replica_compiled`), keep the cross-replica reduction and optimizer applies outside.
   replica_jit = False
-  # True when the D loss all-reduces across replicas (DAT's global-batch targets): a sync point
-  # inside the tape, which a per-replica compiled function cannot hold, so D's gradients then run
-  # outside XLA under Mirrored / MultiWorker.
-  cross_replica_d_loss = False
   _collecting = None
 
   def __init__(self,
@@ -336,12 +332,10 @@ class GAN(keras.Model):
 
   def discriminator_gradients(self, real, labels, fake, fake_labels, step_seed, sources=None,
                               make_real=None):
-    """`_discriminator_gradients`, compiled per replica under `replica_jit` (unless the loss
-    all-reduces across replicas: `cross_replica_d_loss`)."""
-    fn = self._discriminator_gradients
-    if not self.cross_replica_d_loss:
-      fn = self.replica_compiled("discriminator_gradients", fn)
-    return fn(
+    """`_discriminator_gradients`, compiled per replica under `replica_jit`. A loss that needs a
+    cross-replica value (DAT's global-batch targets) overrides this: an all-reduce cannot sit
+    inside the compiled function."""
+    return self.replica_compiled("discriminator_gradients", self._discriminator_gradients)(
         real, labels, fake, fake_labels, step_seed, sources=sources, make_real=make_real)
 
   def _discriminator_gradients(self, real, labels, fake, fake_labels, step_seed, sources=None,

@@ -18,6 +18,13 @@ clipped to the ball) | l2. Batch means are taken over the *global* batch (all re
 targets do not depend on the replica count. The G update is unchanged; penalties (GP, LP, ALP) and
 clipping apply on top, as in their baselines. D is in training mode for the attack passes (they
 also update BN moving statistics, as the clean pass does).
+
+Per-replica XLA (Mirrored / MultiWorker): the targets' all-reduce cannot sit inside a compiled
+replica function, so each D update runs in two compiled pieces. The first is a clean forward pass that
+returns this replica's partial sums of the two targets and puts D's non-trainable state (BN moving
+statistics, spectral-norm vectors) back as it found it. The sums are all-reduced outside. The second
+is the whole D gradient, with the targets as inputs. The numbers are those of the unsplit step; the
+price is one extra clean forward pass per D update.
 """
 
 import gin
@@ -43,8 +50,7 @@ class DAT(base.GAN):
     **kwargs: `GAN` arguments (loss, penalty, n_dis = the paper's "It", ...).
   """
 
-  # The targets are global-batch means: an all-reduce inside the D loss (see base.GAN).
-  cross_replica_d_loss = True
+  _given_targets = None  # (target_real, target_fake) inside the second compiled piece
 
   def __init__(self, generator, discriminator, epsilon=0.01, step="sign", lambda_clean=1.0,
                lambda_adv=1.0, clip=True, **kwargs):
@@ -66,8 +72,11 @@ class DAT(base.GAN):
   def perturbations(self, real, labels, fake, fake_labels, real_logits, fake_logits):
     """(x_r + d_r, x_f + d_f): each side pulled toward the other side's global batch mean."""
     g1, g2 = self.loss_fn.g1, self.loss_fn.g2
-    target_real = base.global_mean(g1(tf.stop_gradient(fake_logits)))
-    target_fake = base.global_mean(g2(tf.stop_gradient(real_logits)))
+    if self._given_targets is not None:
+      target_real, target_fake = self._given_targets
+    else:
+      target_real = base.global_mean(g1(tf.stop_gradient(fake_logits)))
+      target_fake = base.global_mean(g2(tf.stop_gradient(real_logits)))
     real_value = lambda x: g1(self.d_out(x, labels)["logits"])  # noqa: E731
     fake_value = lambda x: g2(self.d_out(x, fake_labels)["logits"])  # noqa: E731
     real_adv = attacks.targeted_one_step(real, real_value, target_real, self.epsilon, self.step,
@@ -87,3 +96,42 @@ class DAT(base.GAN):
     self.track(dat_adv_loss=tf.reduce_mean(adv), dat_target_real=target_real,
                dat_target_fake=target_fake)
     return self.lambda_adv * adv, {}
+
+  # ----------------------------------------------------------------- per-replica XLA
+  def target_sums(self, real, labels, fake, fake_labels):
+    """[sum g1(D(fake)), sum g2(D(real))] on this replica's shard, from the clean pass the D loss
+    will run again; D's non-trainable state is restored, so that pass updates it only once."""
+    state = self.discriminator.non_trainable_variables
+    saved = [tf.identity(v.value) for v in state]
+    with tf.control_dependencies(saved):
+      real_logits = self.d_out(real, labels)["logits"]
+      fake_logits = self.d_out(fake, fake_labels)["logits"]
+    sums = tf.stack([tf.reduce_sum(self.loss_fn.g1(tf.stop_gradient(fake_logits))),
+                     tf.reduce_sum(self.loss_fn.g2(tf.stop_gradient(real_logits)))])
+    with tf.control_dependencies([sums]):
+      for variable, value in zip(state, saved):
+        variable.assign(value)
+    return tf.identity(sums)
+
+  def discriminator_gradients(self, real, labels, fake, fake_labels, step_seed, sources=None,
+                              make_real=None):
+    if not self.replica_jit or self.lambda_adv == 0.0:
+      return super().discriminator_gradients(real, labels, fake, fake_labels, step_seed,
+                                             sources=sources, make_real=make_real)
+    sums = self.replica_compiled("dat_target_sums", self.target_sums)(real, labels, fake,
+                                                                      fake_labels)
+    ctx = tf.distribute.get_replica_context()
+    sums = ctx.all_reduce(tf.distribute.ReduceOp.SUM, sums)
+    counts = ctx.all_reduce(tf.distribute.ReduceOp.SUM,
+                            tf.cast(tf.stack([tf.shape(fake)[0], tf.shape(real)[0]]), sums.dtype))
+    targets = sums / counts
+
+    def gradients(real, labels, fake, fake_labels, step_seed, targets):
+      object.__setattr__(self, "_given_targets", (targets[0], targets[1]))
+      try:
+        return self._discriminator_gradients(real, labels, fake, fake_labels, step_seed,
+                                             sources=sources, make_real=make_real)
+      finally:
+        object.__setattr__(self, "_given_targets", None)
+    return self.replica_compiled("dat_discriminator_gradients", gradients)(
+        real, labels, fake, fake_labels, step_seed, targets)
