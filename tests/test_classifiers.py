@@ -170,6 +170,7 @@ def test_factory_rejects_unknown_kind_and_missing_files(tmp_path):
     classifiers.get_classifier()
 
 
+@pytest.mark.slow  # 17 s: builds the full InceptionV3
 def test_keras_inception_v3_from_local_weights(tmp_path):
   keras.utils.set_random_seed(0)
   model = keras.applications.InceptionV3(weights=None, include_top=True)

@@ -21,10 +21,10 @@ FASHION_DIR = "/usr/share/datasets/fashion-mnist"
 
 def _examples(source):
   """Returns (images [N, ...], labels [N] or None) as numpy arrays."""
-  items = list(source.images.as_numpy_iterator())
+  batches = list(source.images.batch(4096).as_numpy_iterator())  # one element at a time is slow
   if source.num_classes:
-    return np.stack([x for x, _ in items]), np.array([y for _, y in items])
-  return np.stack(items), None
+    return (np.concatenate([x for x, _ in batches]), np.concatenate([y for _, y in batches]))
+  return np.concatenate(batches), None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -348,7 +348,8 @@ def _restore(gan, path, strategy=None):
   return checkpoints.restore(manager)
 
 
-@pytest.mark.parametrize("saved_on, restored_on", [(1, 1), (2, 1), (1, 2)])
+@pytest.mark.parametrize("saved_on, restored_on", [
+    (1, 1), (2, 1), pytest.param(1, 2, marks=pytest.mark.slow)])  # 10-16 s each
 def test_delta_survives_checkpoint_and_resume(tmp_path, saved_on, restored_on):
   lr = 0.2
   data = arrays(batch=2 * B, seed=9)

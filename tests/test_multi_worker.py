@@ -198,6 +198,7 @@ def test_input_pipelines_read_disjoint_shards():
     np.testing.assert_array_equal(np.concatenate([p[key] for p in parts]), whole[key])
 
 
+@pytest.mark.slow  # 22 s; the resume path is also covered by SIGTERM-then-restart below
 def test_restarted_cluster_resumes_from_the_chiefs_last_checkpoint(trained_cluster, tmp_path):
   base, config, model_dir = trained_cluster
   resumed = str(tmp_path / "resumed")
@@ -239,6 +240,7 @@ def _wait_for_a_logged_step(model_dir, procs):
               model_dir, procs, "a logged training step")
 
 
+@pytest.mark.slow  # 41 s
 def test_sigkill_one_worker_then_restart_loses_at_most_one_interval(setup, tmp_path):
   _, config = setup
   model_dir = str(tmp_path / "run")
@@ -282,6 +284,7 @@ def test_sigterm_to_one_worker_stops_both_with_a_checkpoint(setup, tmp_path):
   assert f"interrupted at step {step}; saved {model_dir}/checkpoints/ckpt-{step}" in chief
 
 
+@pytest.mark.slow  # 19 s; the two-worker SIGTERM test above covers the signal path
 @pytest.mark.parametrize("signum", [signal.SIGTERM])
 def test_sigterm_on_one_process_checkpoints_and_exits_cleanly(setup, tmp_path, signum):
   _, config = setup

@@ -16,6 +16,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from tfadvgan import errors
+from tfadvgan import gans
 from tfadvgan.cli import common
 from tfadvgan.training import benchmark
 from tfadvgan.training import checkpoints
@@ -59,25 +60,45 @@ def _imagenet143_mock(self, *args, **kwargs):
                                         output_shapes=self.info.features.shape)
 
 
-# ImageNet-143 configs are 64/128 px ResNets (~10-50 s each here): one stays in the quick suite, the
-# rest (same code paths, other ablation knobs) run with `-m slow`.
-_QUICK_IMAGENET = ("gin_configs/fast_robgan/fast_robgan_imagenet143_64.gin",)
-# 64 px ResNets (10-25 s each under load): one per family stays quick, as for ImageNet-143.
-_QUICK_RESNET64 = ("gin_configs/base/resnet_celeba64.gin", "gin_configs/as_gan/as_resnet_lsun64.gin")
+def _family(config, with_dataset=False):
+  """What a config chooses, as opposed to how much: its gin bindings minus numbers (and minus the
+  dataset unless `with_dataset`).
+
+  Configs of one family (e.g. the eight DAT-DCGAN learning-rate/beta/n_dis grid points, or one
+  model on CIFAR-10, CIFAR-100 and CelebA) run the same code in a 2-step training.
+  """
+  parse([config])
+  chosen = []
+  for (scope, selector), params in sorted(gin.config._CONFIG.items()):  # pylint: disable=protected-access
+    if not with_dataset and selector.rsplit(".", 1)[-1] in ("dataset", "load", "imagenet143"):
+      continue
+    chosen += [(scope, selector, k, repr(v)) for k, v in sorted(params.items())
+               if isinstance(v, bool) or not isinstance(v, (int, float))]
+  gin.clear_config()
+  return tuple(chosen)
 
 
-def _slow_config(c):
-  if "imagenet143" in c:
-    return c not in _QUICK_IMAGENET
-  return "resnet" in c and ("celeba64" in c or "lsun64" in c) and c not in _QUICK_RESNET64
+def _cost(config):
+  """Cheapest first: 28/32 px and 2-D data, then 64 px, then 128 px."""
+  return (("128" in config) * 2 + ("64" in config), config)
 
 
-CONFIG_PARAMS = [pytest.param(c, marks=pytest.mark.slow) if _slow_config(c) else c
-                 for c in CONFIGS]
+def _one_per(key):
+  chosen = {}
+  for config in sorted(CONFIGS, key=_cost):
+    chosen.setdefault(key(config), config)
+  return sorted(chosen.values())
 
 
-@pytest.mark.parametrize("config", CONFIG_PARAMS)
-def test_every_config_parses_and_trains_two_steps(config, tmp_path):
+# The quick suite: every config parses; one config per family trains 2 steps (at n_dis = 1); one
+# config per family and dataset builds its networks at the dataset's shape. `-m slow` trains every
+# config as written.
+QUICK_TRAIN = _one_per(_family)
+QUICK_BUILD = [c for c in _one_per(lambda c: _family(c, with_dataset=True))
+               if c not in QUICK_TRAIN]
+
+
+def _parse_tiny(config, tmp_path):
   parse([config], TINY)
   with gin.unlock_config():
     gin.bind_parameter("dataset.data_dir", str(tmp_path / "tfds"))
@@ -88,11 +109,67 @@ def test_every_config_parses_and_trains_two_steps(config, tmp_path):
   if str(gin.query_parameter("dataset.source")).startswith("imagenet143"):
     # tfds' random mock labels (fixed seed) all fall outside ImageNet-143's classes 151..293.
     mock = {"as_dataset_fn": _imagenet143_mock}
-  with tfds.testing.mock_data(**mock):
+  return tfds.testing.mock_data(**mock)
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_every_config_parses(config):
+  parse([config], TINY)
+  try:
+    method = gin.query_parameter("build_gan.method")
+  except ValueError:  # not bound: build_gan's default
+    method = "gan"
+  assert method in gans.METHODS
+  gin.clear_config()
+
+
+@pytest.mark.parametrize("config", QUICK_BUILD)
+def test_one_config_per_family_and_dataset_builds(config, tmp_path):
+  with _parse_tiny(config, tmp_path):
+    source = loop.load_source(fallback_to_ring=False)
+  gan = loop.build_gan(source.shape, source.num_classes)
+  z = tf.random.stateless_normal((2, gan.generator.latent_dim), seed=(1, 2))
+  labels = tf.constant([0, 1]) if gan.conditional else None
+  fake = gan.generate(z, labels, training=False)
+  assert fake.shape == (2,) + tuple(source.shape)
+  logits = gan.d_out(fake, labels, training=False)["logits"]
+  assert logits.shape == (2,) and bool(tf.reduce_all(tf.math.is_finite(logits)))
+
+
+def test_families_group_only_configs_that_differ_in_numbers():
+  assert len(QUICK_TRAIN) == len({_family(c) for c in CONFIGS}) < len(CONFIGS)
+  assert _family("gin_configs/dat/dat_dcgan_lr1e-3_b0.5_it1_cifar10.gin") == _family(
+      "gin_configs/dat/dat_dcgan_lr2e-4_b0.9_it5_cifar10.gin")
+  assert _family("gin_configs/robgan/robgan_cifar10.gin") == _family(
+      "gin_configs/robgan/robgan_cifar100.gin")
+  assert _family("gin_configs/robgan/robgan_cifar10.gin", with_dataset=True) != _family(
+      "gin_configs/robgan/robgan_cifar100.gin", with_dataset=True)
+  assert _family("gin_configs/dat/dat_wgan_gp_it1_cifar10.gin") != _family(
+      "gin_configs/dat/dat_wgan_lp_it1_cifar10.gin")
+  assert _family("gin_configs/base/wgan_gp_cifar10.gin") != _family(
+      "gin_configs/dat/dat_wgan_gp_it1_cifar10.gin")
+
+
+def _train_two_steps(config, tmp_path, extra=()):
+  with _parse_tiny(config, tmp_path):
+    with gin.unlock_config():
+      for key, value in extra:
+        gin.bind_parameter(key, value)
     gan = loop.train(str(tmp_path / "run"))
   assert int(gan.global_step.numpy()) == 2
   assert os.path.exists(tmp_path / "run" / "operative_config.gin")
   assert tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints")).endswith("ckpt-2")
+
+
+@pytest.mark.parametrize("config", QUICK_TRAIN)
+def test_one_config_per_family_trains_two_steps(config, tmp_path):
+  _train_two_steps(config, tmp_path, [("GAN.n_dis", 1)])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config", CONFIGS)
+def test_every_config_trains_two_steps_as_written(config, tmp_path):
+  _train_two_steps(config, tmp_path)
 
 
 def _npz_run(tmp_path, extra=()):
