@@ -310,7 +310,8 @@ def test_append_results_replaces_same_record_and_stores_nan_as_null(tmp_path):
   assert not [p for p in os.listdir(os.path.join(d, "eval")) if p.startswith(".tmp")]
 
 
-@pytest.mark.parametrize("adversarial", [False, True])
+# The plain case (15 s) is the adversarial one minus the attack: it runs with `-m slow`.
+@pytest.mark.parametrize("adversarial", [pytest.param(False, marks=pytest.mark.slow), True])
 def test_train_classifier_cli(npz, tmp_path, adversarial):
   out = str(tmp_path / "clf" / "c.keras")
   args = [f"--out={out}", "--dataset=npz", f"--dataset_path={npz}", "--epochs=1",

@@ -390,6 +390,7 @@ def test_models_run_under_xla(arch, shape, head):
   assert not np.allclose(sn.vector_u.numpy(), u_before)  # power iteration ran inside XLA
 
 
+@pytest.mark.slow  # a pytest subprocess of its own: 20-45 s
 def test_mirrored_strategy_build_and_synchronized_bn():
   if os.environ.get("TFADVGAN_ISOLATED") != "1":
     # Runs in a fresh process: after other MirroredStrategy functions in the same process, TF can
