@@ -344,8 +344,11 @@ def _empty_dir(tmp_path):
       "'train'; set dataset.path to a directory with MNIST-style IDX files.")
 
 
-@pytest.mark.parametrize("make_case", [_bad_idx_dir, _bad_folder, _cifar11, _missing_path,
-                                       _empty_dir], ids=lambda f: f.__name__.strip("_"))
+# 6-7 s each (a process). The file-naming cases stay quick; the messages of the other three are
+# checked in-process above and in test_validation, so their CLI runs are `-m slow`.
+@pytest.mark.parametrize("make_case", [_bad_idx_dir, _bad_folder] + [
+    pytest.param(f, marks=pytest.mark.slow) for f in (_cifar11, _missing_path, _empty_dir)],
+    ids=lambda f: f.__name__.strip("_"))
 def test_train_cli_bad_data_is_one_line_and_leaves_no_run_dir(tmp_path, make_case):
   params, expected = make_case(tmp_path)
   work = tmp_path / "cwd"

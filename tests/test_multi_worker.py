@@ -267,6 +267,7 @@ def test_sigkill_one_worker_then_restart_loses_at_most_one_interval(setup, tmp_p
   assert not [n for n in os.listdir(model_dir) if n.startswith("worker_")]
 
 
+@pytest.mark.slow  # 30 s beside another test process
 def test_sigterm_to_one_worker_stops_both_with_a_checkpoint(setup, tmp_path):
   """Preemption: SIGTERM reaches one worker; every worker stops after the same step and saves."""
   _, config = setup

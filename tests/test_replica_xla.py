@@ -47,10 +47,10 @@ def batches(gan, seed):
                                      conditional=gan.conditional, seed=seed).take(3)
 
 
-# The baseline, AS-GAN (a second compiled update) and DAT (two compiled pieces around an all-reduce)
-# stay quick; Rob-GAN, AS-GAN's PGD and Fast-RobGAN (70 s beside another test process) reuse those
-# compiled pieces and run with `-m slow`.
-SLOW = ("robgan", "as_gan_pgd", "fast_robgan")
+# The baseline and AS-GAN (a second compiled update) stay quick, and DAT's split step is checked by
+# the BN test below; DAT, Rob-GAN, AS-GAN's PGD and Fast-RobGAN (35-70 s each beside another test
+# process) run with `-m slow`.
+SLOW = ("dat", "robgan", "as_gan_pgd", "fast_robgan")
 
 
 @pytest.mark.parametrize("method", [pytest.param(m, marks=pytest.mark.slow) if m in SLOW else m

@@ -349,10 +349,11 @@ def test_finetune_writes_a_run_that_restores_and_diagnoses(tmp_path):
     finetune.finetune_run(model_dir, model_dir, [])
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--model_dir={tmp}/missing", "--out_dir={tmp}/out"], "does not exist"),
+@pytest.mark.parametrize("args, message", [  # 7 s each: two run with `-m slow`
+    pytest.param(["--model_dir={tmp}/missing", "--out_dir={tmp}/out"], "does not exist",
+                 marks=pytest.mark.slow),
     (["--model_dir={tmp}/run", "--out_dir={tmp}/run"], "different"),
-    (["--model_dir={tmp}/run"], "--out_dir is required"),
+    pytest.param(["--model_dir={tmp}/run"], "--out_dir is required", marks=pytest.mark.slow),
 ])
 def test_finetune_cli_errors_are_one_clear_line(tmp_path, args, message):
   import subprocess  # pylint: disable=g-import-not-at-top
