@@ -118,6 +118,10 @@ class DAT(base.GAN):
     if not self.replica_jit or self.lambda_adv == 0.0:
       return super().discriminator_gradients(real, labels, fake, fake_labels, step_seed,
                                              sources=sources, make_real=make_real)
+    # DAT's D update passes neither (the compiled piece below is cached by name, so it must not
+    # close over per-call arguments).
+    errors.check(sources is None and make_real is None,
+                 "DAT's split per-replica step takes no input-gradient sources.")
     sums = self.replica_compiled("dat_target_sums", self.target_sums)(real, labels, fake,
                                                                       fake_labels)
     ctx = tf.distribute.get_replica_context()
@@ -129,8 +133,7 @@ class DAT(base.GAN):
     def gradients(real, labels, fake, fake_labels, step_seed, targets):
       object.__setattr__(self, "_given_targets", (targets[0], targets[1]))
       try:
-        return self._discriminator_gradients(real, labels, fake, fake_labels, step_seed,
-                                             sources=sources, make_real=make_real)
+        return self._discriminator_gradients(real, labels, fake, fake_labels, step_seed)
       finally:
         object.__setattr__(self, "_given_targets", None)
     return self.replica_compiled("dat_discriminator_gradients", gradients)(
