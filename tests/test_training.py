@@ -2,6 +2,7 @@
 check, the NaN guard, the CLIs and their errors."""
 
 import ast
+import functools
 import glob
 import json
 import os
@@ -60,11 +61,12 @@ def _imagenet143_mock(self, *args, **kwargs):
                                         output_shapes=self.info.features.shape)
 
 
+@functools.lru_cache(maxsize=None)
 def _family(config):
   """What a config chooses, as opposed to how much: its gin bindings minus numbers and the dataset.
 
   Configs of one family (e.g. the eight DAT-DCGAN learning-rate/beta/n_dis grid points, or one
-  model on CIFAR-10, CIFAR-100 and CelebA) run the same code in a 2-step training.
+  model on CIFAR-10, CIFAR-100 and CelebA) run the same code in a short training.
   """
   parse([config])
   chosen = []

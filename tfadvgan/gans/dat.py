@@ -20,10 +20,10 @@ clipping apply on top, as in their baselines. D is in training mode for the atta
 also update BN moving statistics, as the clean pass does).
 
 Per-replica XLA (Mirrored / MultiWorker): the targets' all-reduce cannot sit inside a compiled
-replica function, so each D update runs in two compiled pieces. The first is a clean forward pass that
-returns this replica's partial sums of the two targets and puts D's non-trainable state (BN moving
-statistics, spectral-norm vectors) back as it found it. The sums are all-reduced outside. The second
-is the whole D gradient, with the targets as inputs. The numbers are those of the unsplit step; the
+replica function, so each D update runs in two compiled pieces. The first is a clean forward pass
+that returns this replica's partial sums and counts of the two targets and puts D's non-trainable
+state (BN moving statistics, spectral-norm vectors) back as it found it. They are all-reduced
+outside, in one all-reduce. The second is the whole D gradient, with the targets as inputs. The numbers are those of the unsplit step; the
 price is one extra clean forward pass per D update.
 """
 
@@ -99,15 +99,19 @@ class DAT(base.GAN):
 
   # ----------------------------------------------------------------- per-replica XLA
   def target_sums(self, real, labels, fake, fake_labels):
-    """[sum g1(D(fake)), sum g2(D(real))] on this replica's shard, from the clean pass the D loss
-    will run again; D's non-trainable state is restored, so that pass updates it only once."""
+    """[sum g1(D(fake)), sum g2(D(real)), #fake, #real] on this replica's shard, from the clean
+    pass the D loss will run again; D's non-trainable state is restored, so that pass updates it
+    only once."""
     state = self.discriminator.non_trainable_variables
     saved = [tf.identity(v.value) for v in state]
     with tf.control_dependencies(saved):
       real_logits = self.d_out(real, labels)["logits"]
       fake_logits = self.d_out(fake, fake_labels)["logits"]
-    sums = tf.stack([tf.reduce_sum(self.loss_fn.g1(tf.stop_gradient(fake_logits))),
-                     tf.reduce_sum(self.loss_fn.g2(tf.stop_gradient(real_logits)))])
+    g1_fake = self.loss_fn.g1(tf.stop_gradient(fake_logits))
+    g2_real = self.loss_fn.g2(tf.stop_gradient(real_logits))
+    count = lambda t: tf.cast(tf.size(t), t.dtype)  # noqa: E731
+    sums = tf.stack([tf.reduce_sum(g1_fake), tf.reduce_sum(g2_real), count(g1_fake),
+                     count(g2_real)])
     with tf.control_dependencies([sums]):
       for variable, value in zip(state, saved):
         variable.assign(value)
@@ -124,11 +128,8 @@ class DAT(base.GAN):
                  "DAT's split per-replica step takes no input-gradient sources.")
     sums = self.replica_compiled("dat_target_sums", self.target_sums)(real, labels, fake,
                                                                       fake_labels)
-    ctx = tf.distribute.get_replica_context()
-    sums = ctx.all_reduce(tf.distribute.ReduceOp.SUM, sums)
-    counts = ctx.all_reduce(tf.distribute.ReduceOp.SUM,
-                            tf.cast(tf.stack([tf.shape(fake)[0], tf.shape(real)[0]]), sums.dtype))
-    targets = sums / counts
+    sums = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, sums)
+    targets = sums[:2] / sums[2:]  # one all-reduce for the sums and the counts
 
     def gradients(real, labels, fake, fake_labels, step_seed, targets):
       object.__setattr__(self, "_given_targets", (targets[0], targets[1]))
