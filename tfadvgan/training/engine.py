@@ -96,19 +96,21 @@ class Engine:
     tf.cond(reset, reset_trackers, lambda: tf.constant(False))
     return self._replica_step(batch)
 
-  def _one_step(self, batch, reset=None):
-    if reset is None:
-      per_replica = self.strategy.run(self._replica_step, args=(batch,))
-    else:
-      per_replica = self.strategy.run(self._reset_then_step, args=(batch, reset))
+  def _one_step(self, batch, reset):
+    per_replica = self.strategy.run(self._reset_then_step, args=(batch, reset))
     return {name: self.strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
             for name, value in per_replica.items()}
 
   def _train_function(self, iterator, steps, stop, reset):
-    logs = self._one_step(next(iterator), reset)
-    _, logs = tf.while_loop(lambda i, _: i < steps,
-                            lambda i, _: (i + 1, self._one_step(next(iterator))),
-                            (tf.constant(1), logs))
+    # The step is traced once, in the loop body (the trackers reset at the first iteration only).
+    # Tracing a first step before the loop, as Keras does, would put two copies of the whole step
+    # in the graph: twice the tracing, and on XLA twice the compile. The loop's initial logs are
+    # zeros of the step's output structure, one float32 scalar per tracker (`GAN.train_step`).
+    initial = {m.name: tf.zeros([], tf.float32) for m in self.gan.metrics}
+    _, logs = tf.while_loop(
+        lambda i, _: i < steps,
+        lambda i, _: (i + 1, self._one_step(next(iterator), tf.logical_and(reset, tf.equal(i, 0)))),
+        (tf.constant(0), initial))
     if self.sync_stop:
       def any_stop():  # float32: the CPU collectives reject an int32 scalar here
         return tf.distribute.get_replica_context().all_reduce(
