@@ -25,6 +25,13 @@ PARAMS = ["build_generator.width = 8", "build_discriminator.width = 8",
           "make_train_dataset.shuffle_buffer = 64"]
 
 
+# What these tests check happens on the host between calls (progress lines, stop requests, the
+# non-finite guard), so they run the step eagerly: tracing the DCGAN step would cost ~10 s each.
+# The compiled path: test_two_replicas_through_train_match_one_device and
+# test_steps_per_execution_fires_callbacks_at_the_next_multiple.
+EAGER = "build_gan.run_eagerly = True"
+
+
 def npz(tmp_path, seed):
   rng = np.random.default_rng(seed)
   path = str(tmp_path / "data.npz")
@@ -86,7 +93,7 @@ def test_steps_per_execution_fires_callbacks_at_the_next_multiple(tmp_path):
 def test_progress_prints_one_plain_line_per_interval_with_the_global_step(tmp_path):
   """Not a terminal: plain lines (no carriage returns); a resumed run counts from where it is."""
   configure(tmp_path, 3, "train.num_steps = 4", "train.log_every_steps = 2",
-            "train.sample_every_steps = 100", "train.checkpoint_every_steps = 100")
+            "train.sample_every_steps = 100", "train.checkpoint_every_steps = 100", EAGER)
   model_dir = str(tmp_path / "run")
   out = io.StringIO()
   with contextlib.redirect_stdout(out):
@@ -98,7 +105,7 @@ def test_progress_prints_one_plain_line_per_interval_with_the_global_step(tmp_pa
   assert re.search(r"d_loss [-\d.e]+  g_loss [-\d.e]+ .* ms/step", lines[0])
   assert "ETA" in lines[1]
   configure(tmp_path, 3, "train.num_steps = 6", "train.log_every_steps = 2",
-            "train.sample_every_steps = 100", "train.checkpoint_every_steps = 100")
+            "train.sample_every_steps = 100", "train.checkpoint_every_steps = 100", EAGER)
   out = io.StringIO()
   with contextlib.redirect_stdout(out):
     loop.train(model_dir)
@@ -141,7 +148,7 @@ def test_no_sample_grid_from_non_finite_weights(tmp_path):
 
 def test_a_stop_request_stops_before_the_next_call(tmp_path):
   from tfadvgan.training import engine  # pylint: disable=g-import-not-at-top
-  configure(tmp_path, 5, "train.verbose = 0")
+  configure(tmp_path, 5, "train.verbose = 0", EAGER)
   from tfadvgan import data as data_lib  # pylint: disable=g-import-not-at-top
   source = data_lib.load()
   gan = loop.build_gan(source.shape, source.num_classes)
@@ -158,7 +165,7 @@ def test_non_finite_guard_with_steps_per_execution_stops_at_the_call_end(tmp_pat
   from tfadvgan import errors  # pylint: disable=g-import-not-at-top
   configure(tmp_path, 6, "build_gan.steps_per_execution = 4", "train.num_steps = 12",
             "make_optimizer.learning_rate = 1e30", "train.checkpoint_every_steps = 100",
-            "train.sample_every_steps = 2", "train.verbose = 0")
+            "train.sample_every_steps = 2", "train.verbose = 0", EAGER)
   model_dir = str(tmp_path / "run")
   with pytest.raises(errors.ConfigError, match=r"Training diverged: \w+ = (nan|inf|-inf) at step 4"):
     loop.train(model_dir)

@@ -63,11 +63,11 @@ def compute_dtypes(model):
 @pytest.mark.parametrize("policy", [pytest.param("none", marks=pytest.mark.slow),  # float32:
                                     "bfloat16", "float16"])  # every other test file trains it
 @pytest.mark.parametrize("method", sorted(METHODS))
-def test_each_method_trains_five_steps_with_finite_logs(method, policy):
+def test_each_method_trains_two_steps_with_finite_logs(method, policy):
   gan = build(MLP + METHODS[method], policy)
   before = [w.numpy().copy() for w in gan.weights]
-  logs = engine.fit(gan, points(gan, 3), 5)
-  assert int(gan.global_step.numpy()) == 5
+  logs = engine.fit(gan, points(gan, 3), 2)  # eager steps: ~1 s each
+  assert int(gan.global_step.numpy()) == 2
   assert EXTRA_LOGS[method] | {"d_loss", "g_loss", "d_grad_norm"} <= set(logs)
   assert all(np.isfinite(v) for v in logs.values()), logs
   assert ("d_loss_scale" in logs) == (policy == "float16")

@@ -19,6 +19,7 @@ import time
 
 from absl import app
 from absl import flags
+import gin
 
 from tfadvgan.cli import common
 
@@ -172,14 +173,16 @@ def run_study(out, variants, seeds=(0, 1, 2), num_steps=2000, classifier_path=No
   return rows, commands
 
 
+# What a study config binds (`study.variants`, `study.seeds`, ...).
+study = gin.external_configurable(run_study, name="study")
+
+
 @common.main_wrapper
 def main(argv):
-  import gin  # pylint: disable=g-import-not-at-top
   from tfadvgan import errors  # pylint: disable=g-import-not-at-top
   from tfadvgan import io  # pylint: disable=g-import-not-at-top
   errors.check(len(argv) == 1, f"Unexpected arguments: {' '.join(argv[1:])}")
   errors.check(FLAGS.study and FLAGS.out, "--study and --out are required.")
-  study = gin.external_configurable(run_study, name="study")
   common.parse_gin([FLAGS.study], FLAGS.gin_param)
   rows, commands = study(FLAGS.out, dry_run=FLAGS.dry_run)
   if FLAGS.dry_run:
@@ -195,7 +198,6 @@ def main(argv):
 
 
 def _bound(key):
-  import gin  # pylint: disable=g-import-not-at-top
   try:
     gin.query_parameter(key)
     return True
