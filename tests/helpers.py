@@ -1,4 +1,6 @@
-"""Shared test data: gin bindings that select each method on small models."""
+"""Shared test data: gin bindings that select each method on small models; dataset shapes."""
+
+import gin
 
 # One binding list per method, with small attack budgets; tests add their own model bindings.
 METHOD_BINDINGS = {
@@ -10,3 +12,17 @@ METHOD_BINDINGS = {
                     "FastRobGAN.epsilon = 0.05", "FastRobGAN.batch_size = 8",
                     "GAN.loss = 'hinge'"],
 }
+
+
+# (shape, classes) of each dataset source, so that a config's networks can be built without data.
+SHAPES = {"cifar10": ((32, 32, 3), 10), "cifar100": ((32, 32, 3), 100),
+          "celeb_a": ((64, 64, 3), 0), "lsun_bedroom": ((64, 64, 3), 0),
+          "idx": ((32, 32, 1), 10), "fashion_mnist": ((32, 32, 1), 10), "mnist": ((32, 32, 1), 10),
+          "ring": ((2,), 0), "grid": ((2,), 0)}
+
+
+def shape_of(source):
+  """(sample shape, classes) of a dataset source, under the parsed gin config."""
+  if str(source).startswith("imagenet143"):
+    return (gin.query_parameter("dataset.resolution"),) * 2 + (3,), 143
+  return SHAPES[source]

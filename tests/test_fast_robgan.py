@@ -71,14 +71,18 @@ def np_adv_grads(loss, t_r, t_f):
 
 
 def np_replay(params, delta, x, y, fake, y_f, lr, eps, tau, loss="hinge", cw=1.0, klw=1.0,
-              kl_direction="uniform_to_p"):
+              kl_direction="uniform_to_p", delta_gradient="straight_through"):
   """One replay of Alg. 2 (rows 8-12): SGD step of D on clip(x + delta, -1, 1) and the fakes, then
-  delta <- clip(delta + tau * sign(d loss / d delta), -eps, eps), both from the same gradients."""
+  delta <- clip(delta + tau * sign(d loss / d delta), -eps, eps), both from the same gradients.
+  d loss / d delta is the gradient at the clipped input (the release's leaf tensor), or, with
+  "through_clip", that gradient masked to where the clip passes it."""
   w, c, v, b = params
   n = len(x)
   raw = x + delta
   x_adv = np.clip(raw, -1.0, 1.0)
   inside = (raw >= -1.0) & (raw <= 1.0)  # the clip passes the gradient only inside [-1, 1]
+  if delta_gradient == "straight_through":
+    inside = np.ones_like(inside)
   t_r, t_f = x_adv @ w[:, 0] + c[0], fake @ w[:, 0] + c[0]
   g_tr, g_tf = np_adv_grads(loss, t_r, t_f)
   g_lr = cw * (softmax(x_adv @ v + b) - onehot(y))
@@ -120,18 +124,22 @@ def np_train_step(gan, data, lr, replays=2, **kw):
 
 
 # ------------------------------------------------------------------ the free-AT replays
-@pytest.mark.parametrize("loss, kl_direction, kl_weight", [
-    ("hinge", "uniform_to_p", 1.0), ("hinge", "p_to_uniform", 0.4),
-    ("non_saturating", "uniform_to_p", 0.0)])  # the last: the original Rob-GAN loss (Eq. 2.2-2.3)
-def test_replays_update_d_then_delta_like_numpy(loss, kl_direction, kl_weight):
+@pytest.mark.parametrize("loss, kl_direction, kl_weight, delta_gradient", [
+    ("hinge", "uniform_to_p", 1.0, "straight_through"),
+    ("hinge", "p_to_uniform", 0.4, "through_clip"),
+    # The original Rob-GAN loss (Eq. 2.2-2.3).
+    ("non_saturating", "uniform_to_p", 0.0, "straight_through")])
+def test_replays_update_d_then_delta_like_numpy(loss, kl_direction, kl_weight, delta_gradient):
   lr, g_lr, cw, alpha = 0.3, 0.2, 0.8, 0.6
   data = arrays()
   kw = dict(lr=lr, g_lr=g_lr, loss=loss, kl_direction=kl_direction, kl_weight=kl_weight, class_weight=cw,
             g_class_weight=alpha)
+  if delta_gradient != "straight_through":  # else the default, as the configs use it
+    kw["delta_gradient"] = delta_gradient
   # Replay by replay, eagerly: snapshot D and delta each time the replay reports.
   gan = make_fast(**kw)
   want = np_train_step(gan, data, lr, eps=EPS, tau=TAU, loss=loss, cw=cw, klw=kl_weight,
-                       kl_direction=kl_direction)
+                       kl_direction=kl_direction, delta_gradient=delta_gradient)
   delta0 = delta_of(gan)
   assert np.abs(delta0).max() <= EPS and np.abs(delta0).max() > EPS / 2  # U(-eps, eps)
   seen, track = [], gan.track
@@ -151,12 +159,17 @@ def test_replays_update_d_then_delta_like_numpy(loss, kl_direction, kl_weight):
     for got, expected in zip(got_params, want_params):
       np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(got_delta, want_delta, atol=1e-6)
-  # Both replays moved delta, each by at most tau per coordinate, and the clip to [-1, 1] froze
-  # the coordinates pushed outside the image range (first coordinate at +-0.98).
+  # Both replays moved delta, each by at most tau per coordinate. Where x + delta is clipped
+  # (first coordinate at +-0.98), the clip's own gradient froze delta; straight through, it moved.
   assert not np.allclose(want[0][1], delta0) and not np.allclose(want[1][1], want[0][1])
   assert np.abs(want[0][1] - delta0).max() <= TAU + 1e-6
-  assert np.any((np.abs(data["images"][:, 0, 0] + delta0[:, 0]) > 1.0)
-                & (want[0][1][:, 0] == delta0[:, 0]))
+  clipped = np.abs(data["images"][:, 0, 0] + delta0[:, 0]) > 1.0
+  assert clipped.any()
+  moved = want[0][1][:, 0] != delta0[:, 0]
+  if delta_gradient == "through_clip":
+    assert not np.any(clipped & moved)
+  else:
+    assert np.all(moved[clipped] | (np.abs(delta0[clipped, 0]) == EPS))
 
   # The same step through fit (compiled): D and delta after the 2 replays, then G on the new D.
   fitted = make_fast(**kw)

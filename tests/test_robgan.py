@@ -287,6 +287,15 @@ def test_finetune_step_is_eq10(lam):
   np.testing.assert_allclose(float(logs["ce_real"]), want, rtol=1e-5)
 
 
+def test_finetune_defaults_are_the_release_eq10_version():
+  """Adam at 1e-3, no weight decay, stages 2:2:1:1 (finetune.py's [20, 20, 10, 10] epochs)."""
+  trainer = finetune.ClassifierFinetuner(make())
+  assert isinstance(trainer.optimizer, keras.optimizers.Adam)
+  assert trainer.weight_decay == 0.0 and trainer.base_learning_rate == 1e-3
+  assert [s / min(trainer.stage_steps) for s in trainer.stage_steps] == [2, 2, 1, 1]
+  assert trainer.lam == 0.5
+
+
 def test_finetune_stage_schedule_and_bad_knobs():
   gan = make()
   trainer = finetune.ClassifierFinetuner(gan, learning_rate=1.0, stage_steps=(2, 3, 1),

@@ -6,6 +6,7 @@ import glob
 import os
 
 import gin
+import helpers
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -29,19 +30,8 @@ CONFIGS = sorted(
 # The baseline GAN's step (demo.gin, 14 s; gan_ring.gin, 8 s) is a part of DAT-WGAN-GP's, which
 # stays quick; the MLP nets compile under XLA in test_models.
 QUICK = ("gin_configs/dat/dat_wgan_gp_fmnist.gin", "gin_configs/fast_robgan/fast_robgan_fmnist.gin")
-# (shape, classes) of each dataset source, so no data has to be read.
-SHAPES = {"cifar10": ((32, 32, 3), 10), "cifar100": ((32, 32, 3), 100),
-          "celeb_a": ((64, 64, 3), 0), "lsun_bedroom": ((64, 64, 3), 0),
-          "idx": ((32, 32, 1), 10), "fashion_mnist": ((32, 32, 1), 10), "mnist": ((32, 32, 1), 10),
-          "ring": ((2,), 0), "grid": ((2,), 0)}
 TINY = ["build_generator.width = 8", "build_discriminator.width = 8", "train.batch_size = 4",
         "build_gan.jit_compile = True", "build_gan.run_eagerly = False"]
-
-
-def shape_of(source):
-  if str(source).startswith("imagenet143"):
-    return (gin.query_parameter("dataset.resolution"),) * 2 + (3,), 143
-  return SHAPES[source]
 
 
 @pytest.fixture
@@ -57,7 +47,7 @@ def no_soft_placement():
 def test_every_config_steps_under_xla_without_soft_placement(config, no_soft_placement):
   gin.clear_config()
   common.parse_gin([os.path.join(ROOT, config)], TINY)
-  shape, classes = shape_of(gin.query_parameter("dataset.source"))
+  shape, classes = helpers.shape_of(gin.query_parameter("dataset.source"))
   gan = loop.build_gan(shape, classes)
   rng = np.random.default_rng(7)
   n = 64

@@ -62,21 +62,26 @@ def _imagenet143_mock(self, *args, **kwargs):
 
 
 @functools.lru_cache(maxsize=None)
+def _bindings(config):
+  """(scope, configurable name, parameter, value) of every binding of a config (parsed once)."""
+  parse([config])
+  bound = [(scope, selector.rsplit(".", 1)[-1], k, v)
+           for (scope, selector), params in sorted(gin.config._CONFIG.items())  # pylint: disable=protected-access
+           for k, v in sorted(params.items())]
+  gin.clear_config()
+  return tuple(bound)
+
+
+@functools.lru_cache(maxsize=None)
 def _family(config):
   """What a config chooses, as opposed to how much: its gin bindings minus numbers and the dataset.
 
   Configs of one family (e.g. the eight DAT-DCGAN learning-rate/beta/n_dis grid points, or one
   model on CIFAR-10, CIFAR-100 and CelebA) run the same code in a short training.
   """
-  parse([config])
-  chosen = []
-  for (scope, selector), params in sorted(gin.config._CONFIG.items()):  # pylint: disable=protected-access
-    if selector.rsplit(".", 1)[-1] in ("dataset", "load", "imagenet143"):
-      continue
-    chosen += [(scope, selector, k, repr(v)) for k, v in sorted(params.items())
-               if isinstance(v, bool) or not isinstance(v, (int, float))]
-  gin.clear_config()
-  return tuple(chosen)
+  return tuple((scope, name, k, repr(v)) for scope, name, k, v in _bindings(config)
+               if name not in ("dataset", "load", "imagenet143")
+               and (isinstance(v, bool) or not isinstance(v, (int, float))))
 
 
 def _cost(config):
@@ -102,16 +107,10 @@ def _image_size(config):
   return _cost(config)[0], "mnist" in config
 
 
-@functools.lru_cache(maxsize=None)
 def _networks(config):
   """The non-width bindings of G's and D's builders: what decides the networks' layers."""
-  parse([config])
-  chosen = [(scope, selector, k, repr(v))
-            for (scope, selector), params in sorted(gin.config._CONFIG.items())  # pylint: disable=protected-access
-            if selector.rsplit(".", 1)[-1] in ("build_generator", "build_discriminator")
-            for k, v in sorted(params.items()) if k != "width"]
-  gin.clear_config()
-  return tuple(chosen)
+  return tuple((scope, name, k, repr(v)) for scope, name, k, v in _bindings(config)
+               if name in ("build_generator", "build_discriminator") and k != "width")
 
 
 # Datasets of one size differ in their class count, which only sizes the class head. A family that
@@ -194,7 +193,9 @@ def _train(config, tmp_path, steps, extra=()):
 
 @pytest.mark.parametrize("config", QUICK_TRAIN)
 def test_one_config_per_family_trains_one_step(config, tmp_path):
-  _train(config, tmp_path, 1, [("GAN.n_dis", 1)])
+  # Numbers do not change a family's code path: one D update, and Rob-GAN's PGD at one step (its
+  # 5 eager steps on a ResNet cost ~4 s per config).
+  _train(config, tmp_path, 1, [("GAN.n_dis", 1), ("RobGAN.pgd_steps", 1)])
 
 
 @pytest.mark.slow

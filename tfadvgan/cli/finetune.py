@@ -92,16 +92,19 @@ class ClassifierFinetuner:
   * Variables: every trainable D variable the class loss reaches (the feature extractor and the
     class head); the head's real/fake layer `psi` (and a projection `embed`) is excluded, and any
     other variable without a gradient is skipped.
-  * Optimizer: SGD, momentum 0.9, weight decay 5e-4, learning rate 1e-3 (the release's SGD version,
-    `--lr 1.0e-3`); `optimizer = 'adam'` is its later version (Adam, betas 0.9 / 0.999, eps 1e-8).
-    `weight_decay` is PyTorch's coupled L2 (`grad += weight_decay * w`, on every updated variable,
-    biases included), not Keras's decoupled decay.
-  * Stages: the release trains 4 stages of [40, 20, 20, 10] epochs (SGD version; [20, 20, 10, 10]
-    with Adam) and divides the learning rate by 10 after each. Here `stage_steps` counts steps
-    (default 4000, 2000, 2000, 1000: the release's 4:2:2:1 ratio, CPU-sized) and stage i uses
+  * Optimizer: Adam (betas 0.9 / 0.999, eps 1e-8, no weight decay), learning rate 1e-3: the
+    release's Eq. 10 version (`torch.optim.Adam(parameters, lr=opt.lr)`, `--lr 1.0e-3` in
+    finetune.sh). `optimizer = 'sgd'` (momentum 0.9, weight decay 5e-4) is the release's first
+    commit, which trained a classifier from scratch on attacked reals only (its fake term and the
+    loading of D were commented out). `weight_decay` is PyTorch's coupled L2
+    (`grad += weight_decay * w`, on every updated variable, biases included), not Keras's
+    decoupled decay.
+  * Stages: the release trains 4 stages of [20, 20, 10, 10] epochs (Adam version; [40, 20, 20, 10]
+    in the SGD commit) and divides the learning rate by 10 after each. Here `stage_steps` counts
+    steps (default 2000, 2000, 1000, 1000: the release's 2:2:1:1 ratio, CPU-sized) and stage i uses
     `learning_rate * stage_decay ** i` through one optimizer and a `PiecewiseConstantDecay`
-    schedule. The release instead builds a new optimizer at each stage (momentum reset; its SGD
-    version also drops momentum and weight decay after stage 1): not reproduced.
+    schedule. The release instead builds a new optimizer at each stage (Adam's moments and bias
+    correction restart): not reproduced.
   * Fakes: the run's sampler (EMA G when enabled, else G) in inference mode, z ~ N(0, I) and y_f
     uniform from the data pipeline (`make_train_dataset`'s `z_g`, `y_g`). The release runs G in
     train mode under no_grad (BN batch statistics); inference mode is the generator as evaluated.
@@ -115,10 +118,10 @@ class ClassifierFinetuner:
     pgd_step_size: size of each sign step; None means epsilon / 5.
     random_start: start PGD from a uniform point of the ball (release: no).
     clip: keep attacked inputs in [-1, 1]; None means yes for images, no for 2-D points.
-    optimizer: 'sgd' or 'adam'.
+    optimizer: 'adam' (the release's Eq. 10 version) or 'sgd' (its first commit).
     learning_rate: learning rate of the first stage (> 0).
     momentum: SGD momentum in [0, 1) (ignored by Adam).
-    weight_decay: coupled L2 coefficient (>= 0).
+    weight_decay: coupled L2 coefficient (>= 0; the release's Adam has none, its SGD 5e-4).
     stage_steps: steps of each learning-rate stage (non-empty, ints >= 1).
     stage_decay: learning-rate factor from one stage to the next (> 0).
     update_training: run D in training mode for the update (see above).
@@ -129,8 +132,8 @@ class ClassifierFinetuner:
   """
 
   def __init__(self, gan, lam=0.5, epsilon=0.03125, pgd_steps=5, pgd_step_size=None,
-               random_start=False, clip=None, optimizer="sgd", learning_rate=1e-3, momentum=0.9,
-               weight_decay=5e-4, stage_steps=(4000, 2000, 2000, 1000), stage_decay=0.1,
+               random_start=False, clip=None, optimizer="adam", learning_rate=1e-3, momentum=0.9,
+               weight_decay=0.0, stage_steps=(2000, 2000, 1000, 1000), stage_decay=0.1,
                update_training=False, batch_size=None, seed=0, log_every_steps=100,
                jit_compile=False):
     name = "finetune_classifier"

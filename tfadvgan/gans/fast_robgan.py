@@ -7,6 +7,10 @@ release, or zeros), kept across iterations and saved in checkpoints. Each of the
 D updates draws one real and one fake batch and *replays* the update `replays` (M) times on them;
 one forward/backward pass on clip(x_r + delta, -1, 1) gives both D's weight gradient and
 grad_delta; D updates, then delta <- clip(delta + tau * sign(grad_delta), -eps, eps).
+grad_delta is, by default, the gradient at the clipped input itself (straight through the clip,
+as the release computes it: it copies clamp(x + delta) into a leaf tensor and takes that tensor's
+gradient), so delta also moves where x + delta is clipped, as on Fashion-MNIST's -1 background.
+`delta_gradient="through_clip"` differentiates the clip instead (zero gradient where it clips).
 
 Loss (Eqs. 3.1-3.2), with the hinge loss on D^b (`GAN.loss = 'hinge'`):
 
@@ -48,6 +52,13 @@ from tfadvgan.gans import base
 from tfadvgan.gans import robgan
 
 DELTA_INITS = ("uniform", "clamped_normal", "zeros")
+DELTA_GRADIENTS = ("straight_through", "through_clip")
+
+
+@tf.custom_gradient
+def clip_straight_through(x):
+  """clip(x, -1, 1) in the forward pass; the identity's gradient in the backward pass."""
+  return tf.clip_by_value(x, -1.0, 1.0), lambda upstream: upstream
 
 
 class PerReplicaState(trackable_base.Trackable):
@@ -160,6 +171,8 @@ class FastRobGAN(base.GAN):
     batch_size: global batch size the perturbation is made for; None reads `train.batch_size`.
     sample_shape: shape of one sample; None takes the generator's `output_shape_`.
     clip: D sees clip(x_r + delta, -1, 1) (turn off only for unbounded data).
+    delta_gradient: "straight_through" (the release: grad_delta is the gradient at the clipped
+      input) or "through_clip" (the clip's own gradient: zero where x_r + delta is clipped).
     class_weight: weight of CE(D^c(x_r + delta), y_r) in L_D.
     kl_weight: weight of the KL term on fakes (0: the "w/o KL-term" ablation).
     kl_direction: "uniform_to_p" (KL(U || p), the code; default) or "p_to_uniform" (KL(p || U)).
@@ -172,7 +185,7 @@ class FastRobGAN(base.GAN):
 
   def __init__(self, generator, discriminator, epsilon=0.02, step_size=None, replays=2,
                delta_init="uniform", batch_size=None, sample_shape=None, clip=True,
-               class_weight=1.0, kl_weight=1.0, kl_direction="uniform_to_p", g_class_weight=1.0,
+               delta_gradient="straight_through", class_weight=1.0, kl_weight=1.0, kl_direction="uniform_to_p", g_class_weight=1.0,
                anneal_per_train_step=True, **kwargs):
     super().__init__(generator, discriminator, **kwargs)
     robgan.check_ac_discriminator(self, "FastRobGAN")
@@ -183,6 +196,9 @@ class FastRobGAN(base.GAN):
     errors.check(delta_init in DELTA_INITS,
                  f"Unknown FastRobGAN.delta_init {delta_init!r}. Choose one of: "
                  f"{', '.join(DELTA_INITS)}.")
+    errors.check(delta_gradient in DELTA_GRADIENTS,
+                 f"Unknown FastRobGAN.delta_gradient {delta_gradient!r}. Choose one of: "
+                 f"{', '.join(DELTA_GRADIENTS)}.")
     errors.check(kl_direction in losses_lib.KL_DIRECTIONS,
                  f"Unknown FastRobGAN.kl_direction {kl_direction!r}. Choose one of: "
                  f"{', '.join(losses_lib.KL_DIRECTIONS)}.")
@@ -194,6 +210,7 @@ class FastRobGAN(base.GAN):
     self.replays = int(replays)
     self.delta_init = delta_init
     self.clip = bool(clip)
+    self.delta_gradient = delta_gradient
     self.class_weight = float(class_weight)
     self.kl_weight = float(kl_weight)
     self.kl_direction = kl_direction
@@ -272,7 +289,11 @@ class FastRobGAN(base.GAN):
             "the global batch size of the run.")
       def make_real(delta):
         x_adv = real + delta
-        return tf.clip_by_value(x_adv, -1.0, 1.0) if self.clip else x_adv
+        if not self.clip:
+          return x_adv
+        if self.delta_gradient == "through_clip":
+          return tf.clip_by_value(x_adv, -1.0, 1.0)
+        return clip_straight_through(x_adv)
 
       grads, (grad_delta,), logs = self.discriminator_gradients(
           real, labels, fake, fake_labels, step_seed, sources=[delta], make_real=make_real)

@@ -1,0 +1,73 @@
+"""Trainable G / D parameter counts of the configs at full width (BUILD_NOTES, "Parameter counts").
+
+One config stands for each group of configs with the same networks. The 64 px ResNet configs stay
+in the quick suite: `common/resnet.gin` used to force width 128 at every image size, which made them
+43.7M / 78.2M parameters. The others build up to 72M parameters and run with `-m slow`.
+"""
+
+import os
+
+import gin
+import helpers
+import numpy as np
+import pytest
+
+from tfadvgan import models
+from tfadvgan.cli import common
+from tfadvgan.training import loop
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Counted 2026-12-01 by building every config at its dataset's shape; one config per distinct (G, D)
+# pair (resnet_lsun64 is also listed: the same pair as as_resnet_celeba64, another dataset).
+COUNTS = {
+    "gin_configs/as_gan/ablation_eps0.2_dcgan_cifar10.gin": (1068928, 663297),
+    "gin_configs/as_gan/as_dcgan_celeba64.gin": (3576704, 2765569),
+    "gin_configs/as_gan/as_dcgan_fmnist.gin": (369600, 166785),
+    "gin_configs/as_gan/as_resnet_celeba64.gin": (11761923, 19548481),
+    "gin_configs/as_gan/as_resnet_cifar10.gin": (1147139, 1055361),
+    "gin_configs/as_gan/as_sn_dcgan_celeba64.gin": (3576704, 2763777),
+    "gin_configs/as_gan/as_sn_dcgan_cifar10.gin": (1068928, 662529),
+    "gin_configs/as_gan/as_sn_resnet_celeba64.gin": (11761923, 19542721),
+    "gin_configs/as_gan/as_sn_resnet_cifar10.gin": (1147139, 1053825),
+    "gin_configs/base/gan_grid.gin": (223746, 198401),
+    "gin_configs/base/resnet_lsun64.gin": (11761923, 19548481),
+    "gin_configs/base/wgan_gp_fmnist.gin": (369600, 166401),
+    "gin_configs/fast_robgan/fast_robgan_cifar10.gin": (1218307, 1055115),
+    "gin_configs/fast_robgan/fast_robgan_cifar100.gin": (1356547, 1066725),
+    "gin_configs/fast_robgan/fast_robgan_fmnist.gin": (373632, 187275),
+    "gin_configs/fast_robgan/fast_robgan_imagenet143_128.gin": (33550339, 38565712),
+    "gin_configs/fast_robgan/fast_robgan_imagenet143_64.gin": (13038595, 19689296),
+    "gin_configs/robgan/robgan_acgan_loss_cifar10.gin": (1218307, 1056651),
+    "gin_configs/robgan/robgan_acgan_loss_cifar100.gin": (1356547, 1068261),
+    "gin_configs/robgan/sngan_ac_fmnist.gin": (373632, 186891),
+    "gin_configs/robgan/sngan_projection_cifar10.gin": (1218307, 1055105),
+    "gin_configs/robgan/sngan_projection_cifar100.gin": (1356547, 1066625),
+    "gin_configs/robgan/sngan_projection_imagenet143_128.gin": (33550339, 38565569),
+    "gin_configs/robgan/sngan_projection_imagenet143_64.gin": (13038595, 19689153),
+}
+QUICK = ("gin_configs/as_gan/as_resnet_celeba64.gin",
+         "gin_configs/as_gan/ablation_eps0.2_dcgan_cifar10.gin")
+
+
+def _trainable(model):
+  return int(sum(np.prod(w.shape) for w in model.trainable_weights))
+
+
+@pytest.mark.parametrize("config", [c if c in QUICK else pytest.param(c, marks=pytest.mark.slow)
+                                    for c in sorted(COUNTS)])
+def test_parameter_counts_of_the_configs(config):
+  gin.clear_config()
+  common.parse_gin([os.path.join(ROOT, config)], [])
+  shape, classes = helpers.shape_of(gin.query_parameter("dataset.source"))
+  gan = loop.build_gan(shape, classes)
+  assert (_trainable(gan.generator), _trainable(gan.discriminator)) == COUNTS[config]
+
+
+def test_dcgan32_discriminator_count_is_the_closed_form():
+  """An independent count: DCGAN-32 D at width c on RGB, 4x4 convs without bias, BN (gamma, beta)
+  after the 2nd and 3rd conv, a dense head on the 4x4x4c map."""
+  c = 64
+  want = 4 * 4 * (3 * c + c * 2 * c + 2 * c * 4 * c) + 2 * (2 * c + 4 * c) + (4 * 4 * 4 * c + 1)
+  d = models.build_discriminator("dcgan", (32, 32, 3), width=c)
+  assert _trainable(d) == want == COUNTS["gin_configs/as_gan/ablation_eps0.2_dcgan_cifar10.gin"][1]
