@@ -96,16 +96,21 @@ def test_n_dis_updates_use_their_own_slice_then_g_update(jit):
   assert int(gan.d_optimizer.iterations.numpy()) == n_dis
 
 
-def test_reported_losses_are_plain_means():
+@pytest.mark.parametrize("fake_weight", [1.0, 2.0])  # 2.0: Rob-GAN's release (0.5 : 0.5 : 1)
+def test_reported_losses_are_plain_means(fake_weight):
   arrays, ds = batches(1, batch=8, steps=1)
-  gan = make(loss="non_saturating")
+  gan = make(loss="non_saturating", fake_weight=fake_weight)
   (k, b), (w, c) = np_weights(gan.generator), np_weights(gan.discriminator)
   real, fake = arrays["images"][:, 0], arrays["z_d"][:, 0] @ k + b
   t_r, t_f = (real @ w + c)[:, 0], (fake @ w + c)[:, 0]
   softplus = lambda t: np.log1p(np.exp(-np.abs(t))) + np.maximum(t, 0)  # noqa: E731
-  expected = np.mean(softplus(-t_r) + softplus(t_f))
+  expected = np.mean(softplus(-t_r) + fake_weight * softplus(t_f))
+  lr = 0.1  # make()'s D learning rate; the update is the gradient of that same weighted loss
+  g_t = -sigmoid(-t_r)[:, None] * real + fake_weight * sigmoid(t_f)[:, None] * fake
+  w_new = w - lr * g_t.mean(0)[:, None]
   logs = engine.fit(gan, ds, 1)
   np.testing.assert_allclose(logs["d_loss"], expected, rtol=1e-5)
+  np.testing.assert_allclose(gan.discriminator.weights[0].numpy(), w_new, rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(logs["d_real"], t_r.mean(), rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(logs["wdist"], t_r.mean() - t_f.mean(), rtol=1e-5, atol=1e-6)
 
@@ -199,6 +204,7 @@ def test_input_gradient_comes_from_the_pre_update_weights():
     (dict(loss="hinj"), "hinge"),
     (dict(penalty="gp"), "wgan_gp"),
     (dict(clip_value=-1.0), "clip_value"),
+    (dict(fake_weight=-1.0), "fake_weight"),
     (dict(ema_decay=1.5), "ema_decay"),
     (dict(conditional=True), "num_classes"),
 ])

@@ -100,6 +100,8 @@ class GAN(keras.Model):
       least_squares) or a loss object.
     penalty: None or a name in `tfadvgan.penalties` (wgan_gp, wgan_lp, r1, wgan_alp).
     penalty_weight: multiplier of the penalty (lambda; for r1 this is gamma / 2).
+    fake_weight: multiplier of D's loss on the fakes (1.0; Rob-GAN's release weighs real BCE,
+      real CE and fake BCE 0.5 : 0.5 : 1, i.e. 2.0 here with RobGAN.class_weight 1.0).
     clip_value: WGAN weight clipping of every D variable after each D update (None: off).
     n_dis: D updates per G update.
     conditional: feed labels to G and D (needs a labelled dataset).
@@ -124,6 +126,7 @@ class GAN(keras.Model):
                loss="non_saturating",
                penalty=None,
                penalty_weight=10.0,
+               fake_weight=1.0,
                clip_value=None,
                n_dis=1,
                conditional=False,
@@ -136,6 +139,7 @@ class GAN(keras.Model):
     n_dis = errors.check_int("GAN.n_dis", n_dis, low=1)
     penalty_weight = errors.check_float("GAN.penalty_weight", penalty_weight, low=0,
                                         allow_none=True)
+    fake_weight = errors.check_float("GAN.fake_weight", fake_weight, low=0)
     clip_value = errors.check_float("GAN.clip_value", clip_value, low=0, low_inclusive=False,
                                     allow_none=True)
     ema_decay = errors.check_float("GAN.ema_decay", ema_decay, low=0, high=1,
@@ -157,6 +161,7 @@ class GAN(keras.Model):
       self.penalty_fn = None
     penalties_lib.check_bindings(self.penalty_fn)
     self.penalty_weight = float(penalty_weight or 0.0)
+    self.fake_weight = float(fake_weight)
     self.clip_value = clip_value
     self.n_dis = n_dis
     self.conditional = bool(conditional)
@@ -307,12 +312,14 @@ class GAN(keras.Model):
   def discriminator_loss(self, real, labels, fake, fake_labels, step_seed):
     """Per-example D loss on one real and one fake batch, plus the values to log.
 
-    clean_weight * (loss on real and fake) + class terms + extra terms + penalty_weight * penalty.
+    clean_weight * (loss on real + fake_weight * loss on fake) + class terms + extra terms
+    + penalty_weight * penalty.
     """
     real_out = self.d_out(real, labels)
     fake_out = self.d_out(fake, fake_labels)
     t_r, t_f = real_out["logits"], fake_out["logits"]
-    per_example = self.clean_weight * (self.loss_fn.d_real(t_r) + self.loss_fn.d_fake(t_f))
+    per_example = self.clean_weight * (self.loss_fn.d_real(t_r)
+                                       + self.fake_weight * self.loss_fn.d_fake(t_f))
     logs = {"d_real": tf.reduce_mean(t_r), "d_fake": tf.reduce_mean(t_f),
             "wdist": tf.reduce_mean(t_r) - tf.reduce_mean(t_f)}
     class_terms = self.class_loss_terms(real_out, labels, fake_out, fake_labels)
