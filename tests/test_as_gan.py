@@ -117,6 +117,22 @@ def test_epsilon_schedule_warmup_then_ramp():
   np.testing.assert_allclose([float(jump.epsilon_at(s)) for s in (2, 3)], [0, 0.4])
 
 
+def test_epsilon_per_epoch_warmup_as_the_release():
+  """eps = 0 for the first 3 steps of every 5-step epoch (the release: `if i < 300: p = 0`)."""
+  gan = make(epsilon=0.4, epoch_warmup_steps=3, steps_per_epoch=5)
+  got = [float(gan.epsilon_at(s)) for s in range(11)]
+  np.testing.assert_allclose(got, [0, 0, 0, 0.4, 0.4, 0, 0, 0, 0.4, 0.4, 0], atol=1e-7)
+  both = make(epsilon=0.4, warmup_steps=6, epoch_warmup_steps=1, steps_per_epoch=4)
+  got = [float(both.epsilon_at(s)) for s in range(10)]
+  np.testing.assert_allclose(got, [0] * 6 + [0.4, 0.4, 0, 0.4], atol=1e-7)
+  # The step uses the schedule at its own 0-based index: steps 0, 1, 2 of 2-step epochs with one
+  # warm-up step use eps 0, 0.4, 0 (the logged value is the mean since the start).
+  run = make(epsilon=0.4, epoch_warmup_steps=1, steps_per_epoch=2)
+  _, ds = batches(1, batch=8, steps=3)
+  logged = [engine.fit(run, ds.skip(i).take(1), 1)["epsilon"] for i in range(3)]
+  np.testing.assert_allclose(logged, [0, 0.2, 0.4 / 3], atol=1e-6)
+
+
 def test_two_replicas_match_one_device():
   _, ds = batches(2, batch=8, steps=2)
   kwargs = dict(epsilon=0.1, n_dis=2, lr=0.1)
@@ -138,6 +154,8 @@ def test_two_replicas_match_one_device():
     (dict(attack="bim"), "fgsm"),
     (dict(second_update="fake"), "real_fake"),
     (dict(warmup_steps=-2), "warmup_steps"),
+    (dict(epoch_warmup_steps=300), "needs ASGAN.steps_per_epoch"),
+    (dict(epoch_warmup_steps=300, steps_per_epoch=300), "must be below"),
 ])
 def test_bad_knobs(kwargs, message):
   with pytest.raises(errors.ConfigError, match=message):

@@ -10,7 +10,8 @@ then the G update (unchanged).
 
 Knobs (gin `ASGAN.*`): `epsilon` on the [-1, 1] image scale (1/255 by default, as the released code
 applies it; 1/255 of the [-1, 1] range is half a grey level), a warm-up at eps = 0 then a constant
-or linear ramp (the paper recommends eps = 0 early on), clipping x_hat to [-1, 1] (default on; the
+or linear ramp (the paper recommends eps = 0 early on), the release's per-epoch warm-up (eps = 0 for
+the first `epoch_warmup_steps` train steps of every epoch of `steps_per_epoch`), clipping x_hat to [-1, 1] (default on; the
 release does not clip), the attack (`fgsm`; `pgd` with k steps from the updated weights; `gaussian`,
 the random-direction ablation of Figs. 4-5 with the same per-pixel budget; eps = 0 is the "D updated
 twice on the same data" control of Fig. 5). D stays in training mode for the attack pass, as in the
@@ -39,6 +40,10 @@ class ASGAN(base.GAN):
     warmup_steps: train steps (G steps) at eps = 0 before the perturbation starts.
     ramp_steps: after warm-up, eps grows linearly from 0 to `epsilon` over this many steps
       (0: jump straight to `epsilon`).
+    epoch_warmup_steps: eps = 0 for the first this many train steps of every epoch (the release:
+      300, `if i < 300: p = 0` with i the iteration within the epoch); 0: off.
+    steps_per_epoch: train steps per epoch (dataset size // batch size), needed with
+      `epoch_warmup_steps`.
     clip: clip x_hat to [-1, 1].
     second_update: "real" (released code: real term only) or "real_fake" (Eq. 10).
     attack: "fgsm" (default), "pgd" or "gaussian".
@@ -47,12 +52,21 @@ class ASGAN(base.GAN):
   """
 
   def __init__(self, generator, discriminator, epsilon=1.0 / 255.0, warmup_steps=0,
-               ramp_steps=0, clip=True, second_update="real", attack="fgsm", pgd_steps=5,
+               ramp_steps=0, epoch_warmup_steps=0, steps_per_epoch=None, clip=True, second_update="real", attack="fgsm", pgd_steps=5,
                pgd_step_size=None, pgd_random_start=True, **kwargs):
     super().__init__(generator, discriminator, **kwargs)
     epsilon = errors.check_float("ASGAN.epsilon", epsilon, low=0)
     warmup_steps = errors.check_int("ASGAN.warmup_steps", warmup_steps, low=0)
     ramp_steps = errors.check_int("ASGAN.ramp_steps", ramp_steps, low=0)
+    epoch_warmup_steps = errors.check_int("ASGAN.epoch_warmup_steps", epoch_warmup_steps, low=0)
+    steps_per_epoch = errors.check_int("ASGAN.steps_per_epoch", steps_per_epoch, low=1,
+                                       allow_none=True)
+    errors.check(epoch_warmup_steps == 0 or steps_per_epoch,
+                 "ASGAN.epoch_warmup_steps needs ASGAN.steps_per_epoch (the dataset size // "
+                 "train.batch_size); set it in the config.")
+    errors.check(epoch_warmup_steps == 0 or epoch_warmup_steps < steps_per_epoch,
+                 f"ASGAN.epoch_warmup_steps ({epoch_warmup_steps}) must be below "
+                 f"ASGAN.steps_per_epoch ({steps_per_epoch}): eps would stay 0 all along.")
     errors.check(attack in ATTACKS,
                  f"Unknown ASGAN.attack {attack!r}. Choose one of: {', '.join(ATTACKS)}.")
     errors.check(second_update in SECOND_UPDATE,
@@ -65,6 +79,8 @@ class ASGAN(base.GAN):
     self.epsilon = float(epsilon)
     self.warmup_steps = int(warmup_steps)
     self.ramp_steps = int(ramp_steps)
+    self.epoch_warmup_steps = epoch_warmup_steps
+    self.steps_per_epoch = steps_per_epoch
     self.clip = bool(clip)
     self.second_update = second_update
     self.attack = attack
@@ -77,14 +93,17 @@ class ASGAN(base.GAN):
       self.add_tracker(name)
 
   def epsilon_at(self, step):
-    """eps at train step `step`: 0 during warm-up, then a linear ramp, then `epsilon`."""
+    """eps at train step `step` (0-based): 0 during warm-up, then a linear ramp, then `epsilon`;
+    0 in the first `epoch_warmup_steps` steps of every epoch."""
+    in_epoch = tf.math.floormod(tf.cast(step, tf.int64), self.steps_per_epoch or 1)
     step = tf.cast(step, tf.float32)
     after = step - float(self.warmup_steps)
     if self.ramp_steps > 0:
       scale = tf.clip_by_value(after / float(self.ramp_steps), 0.0, 1.0)
     else:
       scale = tf.cast(after >= 0.0, tf.float32)
-    return tf.where(after >= 0.0, self.epsilon * scale, 0.0)
+    on = tf.logical_and(after >= 0.0, in_epoch >= self.epoch_warmup_steps)
+    return tf.where(on, self.epsilon * scale, 0.0)
 
   def craft(self, real, labels, real_grad, epsilon, step_seed):
     """x_hat from the chosen attack (FGSM uses the pre-update input gradient `real_grad`)."""
