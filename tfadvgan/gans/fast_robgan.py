@@ -185,8 +185,9 @@ class FastRobGAN(base.GAN):
 
   def __init__(self, generator, discriminator, epsilon=0.02, step_size=None, replays=2,
                delta_init="uniform", batch_size=None, sample_shape=None, clip=True,
-               delta_gradient="straight_through", class_weight=1.0, kl_weight=1.0, kl_direction="uniform_to_p", g_class_weight=1.0,
-               anneal_per_train_step=True, **kwargs):
+               delta_gradient="straight_through", class_weight=1.0, kl_weight=1.0,
+               kl_direction="uniform_to_p", g_class_weight=1.0, anneal_per_train_step=True,
+               **kwargs):
     super().__init__(generator, discriminator, **kwargs)
     robgan.check_ac_discriminator(self, "FastRobGAN")
     epsilon = errors.check_float("FastRobGAN.epsilon", epsilon, low=0)
