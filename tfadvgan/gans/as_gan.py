@@ -12,10 +12,11 @@ Knobs (gin `ASGAN.*`): `epsilon` on the [-1, 1] image scale (1/255 by default, a
 applies it; 1/255 of the [-1, 1] range is half a grey level), a warm-up at eps = 0 then a constant
 or linear ramp (the paper recommends eps = 0 early on), the release's per-epoch warm-up (eps = 0 for
 the first `epoch_warmup_steps` train steps of every epoch of `steps_per_epoch`), clipping x_hat to
-[-1, 1] (default on; the release does not clip), the attack (`fgsm`; `pgd` with k steps from the updated weights; `gaussian`,
-the random-direction ablation of Figs. 4-5 with the same per-pixel budget; eps = 0 is the "D updated
-twice on the same data" control of Fig. 5). D stays in training mode for the attack pass, as in the
-paper (for `pgd` every attack step therefore also updates BN moving statistics).
+[-1, 1] (default on; the release does not clip), the attack (`fgsm`; `pgd` with k steps from the
+updated weights; `gaussian`, the random-direction ablation of Figs. 4-5 with the same per-pixel
+budget; eps = 0 is the "D updated twice on the same data" control of Fig. 5). D stays in training
+mode for the attack pass, as in the paper (for `pgd` every attack step therefore also updates BN
+moving statistics).
 """
 
 import gin
