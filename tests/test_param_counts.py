@@ -21,17 +21,21 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Counted 2026-12-01 by building every config at its dataset's shape; one config per distinct (G, D)
 # pair (resnet_lsun64 is also listed: the same pair as as_resnet_celeba64, another dataset).
 COUNTS = {
-    "gin_configs/as_gan/ablation_eps0.2_dcgan_cifar10.gin": (1068928, 663297),
-    "gin_configs/as_gan/as_dcgan_celeba64.gin": (3576704, 2765569),
+    "gin_configs/as_gan/ablation_eps0.2_dcgan_cifar10.gin": (3448576, 2637313),
+    "gin_configs/as_gan/as_dcgan_celeba64.gin": (12658432, 11036161),
     "gin_configs/as_gan/as_dcgan_fmnist.gin": (369600, 166785),
     "gin_configs/as_gan/as_resnet_celeba64.gin": (11761923, 19548481),
     "gin_configs/as_gan/as_resnet_cifar10.gin": (1147139, 1055361),
-    "gin_configs/as_gan/as_sn_dcgan_celeba64.gin": (3576704, 2763777),
-    "gin_configs/as_gan/as_sn_dcgan_cifar10.gin": (1068928, 662529),
+    "gin_configs/as_gan/as_sn_dcgan_celeba64.gin": (12658432, 11032577),
+    "gin_configs/as_gan/as_sn_dcgan_cifar10.gin": (3448576, 2635777),
     "gin_configs/as_gan/as_sn_resnet_celeba64.gin": (11761923, 19542721),
     "gin_configs/as_gan/as_sn_resnet_cifar10.gin": (1147139, 1053825),
+    "gin_configs/base/dcgan_celeba64.gin": (3576704, 2765569),
+    "gin_configs/base/dcgan_cifar10.gin": (1068928, 663297),
+    "gin_configs/base/dcgan_gp_cifar10.gin": (1068928, 662529),
     "gin_configs/base/gan_grid.gin": (223746, 198401),
     "gin_configs/base/resnet_lsun64.gin": (11761923, 19548481),
+    "gin_configs/base/sn_dcgan_celeba64.gin": (3576704, 2763777),
     "gin_configs/base/wgan_gp_fmnist.gin": (369600, 166401),
     "gin_configs/fast_robgan/fast_robgan_cifar10.gin": (1218307, 1055115),
     "gin_configs/fast_robgan/fast_robgan_cifar100.gin": (1356547, 1066725),
@@ -47,7 +51,7 @@ COUNTS = {
     "gin_configs/robgan/sngan_projection_imagenet143_64.gin": (13038595, 19689153),
 }
 QUICK = ("gin_configs/as_gan/as_resnet_celeba64.gin",
-         "gin_configs/as_gan/ablation_eps0.2_dcgan_cifar10.gin")
+         "gin_configs/as_gan/ablation_eps0.2_dcgan_cifar10.gin")  # the release's DCGAN_32 width
 
 
 def _trainable(model):
@@ -70,4 +74,4 @@ def test_dcgan32_discriminator_count_is_the_closed_form():
   c = 64
   want = 4 * 4 * (3 * c + c * 2 * c + 2 * c * 4 * c) + 2 * (2 * c + 4 * c) + (4 * 4 * 4 * c + 1)
   d = models.build_discriminator("dcgan", (32, 32, 3), width=c)
-  assert _trainable(d) == want == COUNTS["gin_configs/as_gan/ablation_eps0.2_dcgan_cifar10.gin"][1]
+  assert _trainable(d) == want == COUNTS["gin_configs/base/dcgan_cifar10.gin"][1]
