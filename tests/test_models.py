@@ -151,6 +151,16 @@ def test_resnet_channel_plans_and_structure():
   g = models.build_generator("resnet", (64, 64, 3), LATENT, width=2)
   assert g.base_channels == 32 and [b.conv1.filters for b in g.blocks] == [16, 8, 4, 2]
   assert all(b.up.interpolation == "bilinear" for b in g.blocks)
+  # SNGAN / Rob-GAN / Fast-RobGAN upsample by nearest neighbour: each block then repeats pixels.
+  g_nn = models.build_generator("resnet", (32, 32, 3), LATENT, width=2, upsampling="nearest")
+  assert all(b.up.interpolation == "nearest" for b in g_nn.blocks)
+  h = np.arange(8, dtype=np.float32).reshape(1, 2, 2, 2)
+  up = g_nn.blocks[0].up(h).numpy()
+  np.testing.assert_array_equal(up, h.repeat(2, axis=1).repeat(2, axis=2))
+  with pytest.raises(errors.ConfigError, match="resnet generator only"):
+    models.build_generator("dcgan", (32, 32, 3), LATENT, width=2, upsampling="nearest")
+  with pytest.raises(errors.ConfigError, match="bicubic"):
+    models.build_generator("resnet", (32, 32, 3), LATENT, width=2, upsampling="bicubic")
   d = models.build_discriminator("resnet", (64, 64, 3), width=2)
   assert [b.conv1.filters for b in d.blocks] == [2, 4, 8, 16, 32]
   assert [b.downsample for b in d.blocks] == [True, True, True, True, False]

@@ -63,13 +63,16 @@ def _check_common(num_classes, width):
                f"width must be None (architecture default) or an int > 0; got {width!r}.")
 
 
+UPSAMPLINGS = ("bilinear", "nearest")
+
+
 def _zeros_labels(num_classes):
   return ops.zeros([_BUILD_BATCH], dtype="int32") if num_classes > 0 else None
 
 
 @gin.configurable
 def build_generator(arch="dcgan", output_shape=(32, 32, 3), latent_dim=100, num_classes=0,
-                    width=None, spectral_norm=False, synchronized_bn=False):
+                    width=None, spectral_norm=False, synchronized_bn=False, upsampling=None):
   """Builds a generator ``G(z, labels=None, training=None) -> samples in [-1, 1]``.
 
   Args:
@@ -82,6 +85,8 @@ def build_generator(arch="dcgan", output_shape=(32, 32, 3), latent_dim=100, num_
       (dcgan 64; resnet 128 at 32 px, 64 at 64/128 px; mlp 256).
     spectral_norm: spectrally normalise every conv/dense of G.
     synchronized_bn: BN statistics across replicas (``BatchNormalization(synchronized=True)``).
+    upsampling: the resnet G's block upsampling, "bilinear" (None: the default; the AS-GAN
+      release) or "nearest" (SNGAN, the Rob-GAN and Fast-RobGAN releases). Other archs: None.
 
   Returns:
     A built ``base.Generator`` (``keras.Model``) with ``latent_dim``, ``num_classes`` and
@@ -95,9 +100,18 @@ def build_generator(arch="dcgan", output_shape=(32, 32, 3), latent_dim=100, num_
   _check_common(num_classes, width)
   errors.check(isinstance(latent_dim, int) and latent_dim > 0,
                f"latent_dim must be an int > 0; got {latent_dim!r}.")
+  extra = {}
+  if upsampling is not None:
+    errors.check(arch == "resnet",
+                 f"build_generator.upsampling applies to the resnet generator only (arch is "
+                 f"{arch!r}); remove the binding or set it to None.")
+    errors.check(upsampling in UPSAMPLINGS,
+                 f"Unknown build_generator.upsampling {upsampling!r}. Choose one of: "
+                 f"{', '.join(UPSAMPLINGS)}.")
+    extra["upsampling"] = upsampling
   model = cls(shape, latent_dim=latent_dim, num_classes=num_classes, width=width,
               use_spectral_norm=spectral_norm, synchronized_bn=synchronized_bn,
-              name=f"{arch}_generator")
+              name=f"{arch}_generator", **extra)
   model(ops.zeros([_BUILD_BATCH, latent_dim]), labels=_zeros_labels(num_classes),
         training=False)
   return model

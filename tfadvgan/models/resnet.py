@@ -3,7 +3,8 @@
 Blocks (Miyato et al. 2018, Gulrajani et al. 2017):
 
 * G block: ``BN-ReLU-Upsample-Conv3x3-BN-ReLU-Conv3x3`` plus skip ``Upsample-Conv1x1``;
-  upsampling is ``UpSampling2D(2, interpolation='bilinear')``; BN is ConditionalBatchNorm when
+  upsampling is ``UpSampling2D(2)`` with ``upsampling`` interpolation: "bilinear" (default; the
+  AS-GAN release) or "nearest" (SNGAN, the Rob-GAN and Fast-RobGAN releases); BN is ConditionalBatchNorm when
   ``num_classes > 0``.
 * D block: ``[BN]-ReLU-Conv3x3-[BN]-ReLU-Conv3x3-AvgPool2`` plus skip ``Conv1x1-AvgPool2``
   (downsampling after the convolutions, as in SNGAN and WGAN-GP; blocks that neither change the
@@ -57,11 +58,11 @@ class GBlock(keras.layers.Layer):
   """Upsampling residual block of the generator."""
 
   def __init__(self, channels, num_classes=0, use_spectral_norm=False, synchronized_bn=False,
-               **kwargs):
+               upsampling="bilinear", **kwargs):
     super().__init__(**kwargs)
     self.norm1 = layers.GeneratorNorm(num_classes, synchronized_bn, name="norm1")
     self.norm2 = layers.GeneratorNorm(num_classes, synchronized_bn, name="norm2")
-    self.up = keras.layers.UpSampling2D(2, interpolation="bilinear", name="up")
+    self.up = keras.layers.UpSampling2D(2, interpolation=upsampling, name="up")
     self.conv1 = _conv(channels, 3, use_spectral_norm, "conv1")
     self.conv2 = _conv(channels, 3, use_spectral_norm, "conv2")
     self.skip = _conv(channels, 1, use_spectral_norm, "skip")
@@ -124,10 +125,11 @@ class ResNetGenerator(base.Generator):
     width: base channel count ``c`` (default ``DEFAULT_WIDTH[H]``).
     use_spectral_norm: spectrally normalise every conv/dense.
     synchronized_bn: synchronise BN statistics across replicas.
+    upsampling: "bilinear" or "nearest" interpolation in every block.
   """
 
   def __init__(self, output_shape, latent_dim=128, num_classes=0, width=None,
-               use_spectral_norm=False, synchronized_bn=False, **kwargs):
+               use_spectral_norm=False, synchronized_bn=False, upsampling="bilinear", **kwargs):
     super().__init__(output_shape, latent_dim, num_classes, **kwargs)
     res, _, channels = self.output_shape_
     c = width or DEFAULT_WIDTH[res]
@@ -136,7 +138,7 @@ class ResNetGenerator(base.Generator):
     self.project = layers.spectral_norm(
         keras.layers.Dense(4 * 4 * self.base_channels, kernel_initializer=layers.glorot_init(),
                            name="project"), use_spectral_norm)
-    self.blocks = [GBlock(m * c, num_classes, use_spectral_norm, synchronized_bn,
+    self.blocks = [GBlock(m * c, num_classes, use_spectral_norm, synchronized_bn, upsampling,
                           name=f"block{i}") for i, m in enumerate(mults)]
     self.norm = layers.batch_norm(synchronized_bn, name="bn_out")
     self.to_image = _conv(channels, 3, use_spectral_norm, "to_image")
