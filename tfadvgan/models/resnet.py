@@ -21,7 +21,7 @@ Channel plans, with width ``c``:
 res  default c  G: 4x4 map -> blocks (x2 up)     D: blocks (d = downsample, opt = first)
 ===  =========  ===============================  ==========================================
 32   128        c -> c, c, c                     c d (opt), c d, c, c
-64   64         16c -> 8c, 4c, 2c, c             c d (opt), 2c d, 4c d, 8c d, 16c
+64   64         16c -> 8c, 4c, 2c, c             c d (opt), 2c d, 4c d, 8c d, 16c d
 128  64         16c -> 16c, 8c, 4c, 2c, c        c d (opt), 2c d, 4c d, 8c d, 16c d, 16c
 ===  =========  ===============================  ==========================================
 
@@ -42,7 +42,7 @@ G_PLANS = {32: (1, (1, 1, 1)), 64: (16, (8, 4, 2, 1)), 128: (16, (16, 8, 4, 2, 1
 # (multiplier, downsample) per block; the first block is the optimized block.
 D_PLANS = {
     32: ((1, True), (1, True), (1, False), (1, False)),
-    64: ((1, True), (2, True), (4, True), (8, True), (16, False)),
+    64: ((1, True), (2, True), (4, True), (8, True), (16, True)),  # SNGAN snresnet_64: 2x2 at the end
     128: ((1, True), (2, True), (4, True), (8, True), (16, True), (16, False)),
 }
 
