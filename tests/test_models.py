@@ -168,6 +168,17 @@ def test_resnet_channel_plans_and_structure():
   assert all(b.norm1 is not None for b in d.blocks[1:])
   g128 = models.build_generator("resnet", (128, 128, 3), LATENT, width=2)
   assert [b.conv1.filters for b in g128.blocks] == [32, 16, 8, 4, 2]
+  # The releases' dogs-and-cats 128 px nets (Rob-GAN resnet_small, fastgan catdog128): 8c cap.
+  small_g = models.build_generator("resnet", (128, 128, 3), LATENT, width=2, plan="small")
+  assert small_g.base_channels == 16
+  assert [b.conv1.filters for b in small_g.blocks] == [16, 8, 8, 4, 2]
+  small_d = models.build_discriminator("resnet", (128, 128, 3), width=2, plan="small")
+  assert [b.conv1.filters for b in small_d.blocks] == [2, 4, 8, 8, 16, 16]
+  assert [b.downsample for b in small_d.blocks] == [True] * 5 + [False]
+  with pytest.raises(errors.ConfigError, match="128 px only"):
+    models.build_discriminator("resnet", (64, 64, 3), width=2, plan="small")
+  with pytest.raises(errors.ConfigError, match="resnet nets only"):
+    models.build_generator("dcgan", (32, 32, 3), LATENT, width=2, plan="small")
   d32 = models.build_discriminator("resnet", (32, 32, 3), width=2, spectral_norm=True)
   assert [b.downsample for b in d32.blocks] == [True, True, False, False]
   assert all(b.norm1 is None and b.norm2 is None for b in d32.blocks)  # no BN with SN

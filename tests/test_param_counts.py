@@ -2,7 +2,7 @@
 
 One config stands for each group of configs with the same networks. The 64 px ResNet configs stay
 in the quick suite: `common/resnet.gin` used to force width 128 at every image size, which made them
-43.7M / 78.2M parameters. The others build up to 72M parameters and run with `-m slow`.
+43.7M / 78.2M parameters. The others build up to 33M parameters and run with `-m slow`.
 """
 
 import os
@@ -40,14 +40,14 @@ COUNTS = {
     "gin_configs/fast_robgan/fast_robgan_cifar10.gin": (1218307, 1055115),
     "gin_configs/fast_robgan/fast_robgan_cifar100.gin": (1356547, 1066725),
     "gin_configs/fast_robgan/fast_robgan_fmnist.gin": (373632, 187275),
-    "gin_configs/fast_robgan/fast_robgan_imagenet143_128.gin": (33550339, 38565712),
+    "gin_configs/fast_robgan/fast_robgan_imagenet143_128.gin": (10606339, 10898000),
     "gin_configs/fast_robgan/fast_robgan_imagenet143_64.gin": (13038595, 19689296),
     "gin_configs/robgan/robgan_acgan_loss_cifar10.gin": (1218307, 1056651),
     "gin_configs/robgan/robgan_acgan_loss_cifar100.gin": (1356547, 1068261),
     "gin_configs/robgan/sngan_ac_fmnist.gin": (373632, 186891),
     "gin_configs/robgan/sngan_projection_cifar10.gin": (1218307, 1055105),
     "gin_configs/robgan/sngan_projection_cifar100.gin": (1356547, 1066625),
-    "gin_configs/robgan/sngan_projection_imagenet143_128.gin": (33550339, 38565569),
+    "gin_configs/robgan/sngan_projection_imagenet143_128.gin": (10606339, 10897857),
     "gin_configs/robgan/sngan_projection_imagenet143_64.gin": (13038595, 19689153),
 }
 QUICK = ("gin_configs/as_gan/as_resnet_celeba64.gin",

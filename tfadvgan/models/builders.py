@@ -66,13 +66,27 @@ def _check_common(num_classes, width):
 UPSAMPLINGS = ("bilinear", "nearest")
 
 
+def _plan(arch, builder, plan, shape):
+  """{"plan": plan} for the resnet builder; {} when unset. A plan for another arch or size errs."""
+  if plan is None:
+    return {}
+  errors.check(arch == "resnet", f"{builder}.plan applies to the resnet nets only (arch is "
+               f"{arch!r}); remove the binding or set it to None.")
+  errors.check(plan in resnet.PLANS,
+               f"Unknown {builder}.plan {plan!r}. Choose one of: {', '.join(resnet.PLANS)}.")
+  errors.check(plan != "small" or shape[0] in resnet.SMALL_G_PLANS,
+               f"{builder}.plan = 'small' exists for 128 px only; the images are {shape[0]} px.")
+  return {"plan": plan}
+
+
 def _zeros_labels(num_classes):
   return ops.zeros([_BUILD_BATCH], dtype="int32") if num_classes > 0 else None
 
 
 @gin.configurable
 def build_generator(arch="dcgan", output_shape=(32, 32, 3), latent_dim=100, num_classes=0,
-                    width=None, spectral_norm=False, synchronized_bn=False, upsampling=None):
+                    width=None, spectral_norm=False, synchronized_bn=False, upsampling=None,
+                    plan=None):
   """Builds a generator ``G(z, labels=None, training=None) -> samples in [-1, 1]``.
 
   Args:
@@ -87,6 +101,8 @@ def build_generator(arch="dcgan", output_shape=(32, 32, 3), latent_dim=100, num_
     synchronized_bn: BN statistics across replicas (``BatchNormalization(synchronized=True)``).
     upsampling: the resnet G's block upsampling, "bilinear" (None: the default; the AS-GAN
       release) or "nearest" (SNGAN, the Rob-GAN and Fast-RobGAN releases). Other archs: None.
+    plan: the resnet channel plan, "sngan" (None: the default) or "small" (128 px, capped at 8c:
+      the dogs-and-cats nets of the Rob-GAN and Fast-RobGAN releases). Other archs: None.
 
   Returns:
     A built ``base.Generator`` (``keras.Model``) with ``latent_dim``, ``num_classes`` and
@@ -109,6 +125,7 @@ def build_generator(arch="dcgan", output_shape=(32, 32, 3), latent_dim=100, num_
                  f"Unknown build_generator.upsampling {upsampling!r}. Choose one of: "
                  f"{', '.join(UPSAMPLINGS)}.")
     extra["upsampling"] = upsampling
+  extra.update(_plan(arch, "build_generator", plan, shape))
   model = cls(shape, latent_dim=latent_dim, num_classes=num_classes, width=width,
               use_spectral_norm=spectral_norm, synchronized_bn=synchronized_bn,
               name=f"{arch}_generator", **extra)
@@ -119,7 +136,8 @@ def build_generator(arch="dcgan", output_shape=(32, 32, 3), latent_dim=100, num_
 
 @gin.configurable
 def build_discriminator(arch="dcgan", input_shape=(32, 32, 3), head="plain", num_classes=0,
-                        width=None, spectral_norm=False, batch_norm=True, synchronized_bn=False):
+                        width=None, spectral_norm=False, batch_norm=True, synchronized_bn=False,
+                        plan=None):
   """Builds a discriminator ``D(x, labels=None, training=None) -> {"logits": [B], ...}``.
 
   Args:
@@ -134,6 +152,7 @@ def build_discriminator(arch="dcgan", input_shape=(32, 32, 3), head="plain", num
     batch_norm: use BN where the architecture has it (dcgan: blocks 2..; resnet: inside the
       non-first blocks; mlp: only when ``MLPDiscriminator.use_batch_norm = True``).
     synchronized_bn: BN statistics across replicas.
+    plan: the resnet channel plan (as in ``build_generator``).
 
   Returns:
     A built ``base.Discriminator`` (``keras.Model``) with ``head`` and ``num_classes``.
@@ -150,6 +169,7 @@ def build_discriminator(arch="dcgan", input_shape=(32, 32, 3), head="plain", num
                f"Use head='plain' for unconditional training.")
   model = cls(shape, head=head, num_classes=num_classes, width=width,
               use_spectral_norm=spectral_norm, batch_norm=batch_norm,
-              synchronized_bn=synchronized_bn, name=f"{arch}_discriminator")
+              synchronized_bn=synchronized_bn, name=f"{arch}_discriminator",
+              **_plan(arch, "build_discriminator", plan, shape))
   model(ops.zeros((_BUILD_BATCH,) + shape), labels=_zeros_labels(num_classes), training=False)
   return model

@@ -26,7 +26,10 @@ res  default c  G: 4x4 map -> blocks (x2 up)     D: blocks (d = downsample, opt 
 ===  =========  ===============================  ==========================================
 
 The 32 px plan is the CIFAR-10 ResNet of WGAN-GP/SNGAN (SNGAN's G uses c=256); 64 and 128 px follow
-the SNGAN/projection-discriminator ImageNet models (ch=64).
+the SNGAN/projection-discriminator ImageNet models (ch=64). `plan = "small"` (128 px only) is the
+dogs-and-cats net capped at 8c of the Rob-GAN release (`resnet_small`), SNGAN's
+`snresnet_dog_and_cat_128` and fastgan's `catdog128`:
+G 8c -> 8c, 4c, 4c, 2c, c; D c d (opt), 2c d, 4c d, 4c d, 8c d, 8c.
 """
 import gin
 import keras
@@ -40,6 +43,9 @@ DEFAULT_WIDTH = {32: 128, 64: 64, 128: 64}
 # (first-map multiplier, block output multipliers)
 G_PLANS = {32: (1, (1, 1, 1)), 64: (16, (8, 4, 2, 1)), 128: (16, (16, 8, 4, 2, 1))}
 # (multiplier, downsample) per block; the first block is the optimized block.
+PLANS = ("sngan", "small")
+SMALL_G_PLANS = {128: (8, (8, 4, 4, 2, 1))}
+SMALL_D_PLANS = {128: ((1, True), (2, True), (4, True), (4, True), (8, True), (8, False))}
 D_PLANS = {
     32: ((1, True), (1, True), (1, False), (1, False)),
     64: ((1, True), (2, True), (4, True), (8, True), (16, True)),  # SNGAN snresnet_64: 2x2 at the end
@@ -126,14 +132,16 @@ class ResNetGenerator(base.Generator):
     use_spectral_norm: spectrally normalise every conv/dense.
     synchronized_bn: synchronise BN statistics across replicas.
     upsampling: "bilinear" or "nearest" interpolation in every block.
+    plan: "sngan" (the table above) or "small" (128 px, capped at 8c).
   """
 
   def __init__(self, output_shape, latent_dim=128, num_classes=0, width=None,
-               use_spectral_norm=False, synchronized_bn=False, upsampling="bilinear", **kwargs):
+               use_spectral_norm=False, synchronized_bn=False, upsampling="bilinear",
+               plan="sngan", **kwargs):
     super().__init__(output_shape, latent_dim, num_classes, **kwargs)
     res, _, channels = self.output_shape_
     c = width or DEFAULT_WIDTH[res]
-    first, mults = G_PLANS[res]
+    first, mults = (SMALL_G_PLANS if plan == "small" else G_PLANS)[res]
     self.base_channels = first * c
     self.project = layers.spectral_norm(
         keras.layers.Dense(4 * 4 * self.base_channels, kernel_initializer=layers.glorot_init(),
@@ -164,10 +172,12 @@ class ResNetDiscriminator(base.Discriminator):
     use_spectral_norm: spectrally normalise every conv/dense (and drop BN).
     batch_norm: BN inside the non-first blocks (ignored, i.e. off, with spectral norm).
     synchronized_bn: synchronise BN statistics across replicas.
+    plan: "sngan" (the table above) or "small" (128 px, capped at 8c).
   """
 
   def __init__(self, input_shape, head="plain", num_classes=0, width=None,
-               use_spectral_norm=False, batch_norm=True, synchronized_bn=False, **kwargs):
+               use_spectral_norm=False, batch_norm=True, synchronized_bn=False, plan="sngan",
+               **kwargs):
     super().__init__(input_shape, head, num_classes, use_spectral_norm,
                      kernel_initializer=layers.glorot_init(), **kwargs)
     res, _, channels = self.input_shape_
@@ -175,7 +185,7 @@ class ResNetDiscriminator(base.Discriminator):
     self.use_bn = batch_norm and not use_spectral_norm
     self.blocks = []
     in_ch = channels
-    for i, (m, down) in enumerate(D_PLANS[res]):
+    for i, (m, down) in enumerate((SMALL_D_PLANS if plan == "small" else D_PLANS)[res]):
       self.blocks.append(DBlock(in_ch, m * c, downsample=down, optimized=(i == 0),
                                 batch_norm=self.use_bn, use_spectral_norm=use_spectral_norm,
                                 synchronized_bn=synchronized_bn, name=f"block{i}"))
