@@ -2,7 +2,7 @@
 
 One config stands for each group of configs with the same networks. The 64 px ResNet configs stay
 in the quick suite: `common/resnet.gin` used to force width 128 at every image size, which made them
-43.7M / 78.2M parameters. The others build up to 33M parameters and run with `-m slow`.
+43.7M / 78.2M parameters. The others build up to 20M parameters and run with `-m slow`.
 """
 
 import os
