@@ -19,6 +19,7 @@ from tfadvgan.metrics import domain_classifier as dc
 from tfadvgan.metrics import evaluation
 from tfadvgan.metrics import sample_quality
 from tfadvgan.training import loop
+from tfadvgan.training import sampling
 from test_training import parse, small_npz, TINY  # pylint: disable=g-bad-import-order
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -234,6 +235,18 @@ def test_ema_sampler_is_used_when_the_run_has_one(run_dir, clf_path, npz, tmp_pa
   fid_plain = sample_quality.fid_from_activations(real, clf.features(plain))
   np.testing.assert_allclose(got, fid_ema, rtol=1e-5)
   assert abs(got - fid_plain) > 1e-3 * abs(fid_ema)
+
+
+def test_generate_is_compiled_once_and_equals_the_eager_generator(run_dir):
+  """Batches 4, 4 and a padded 2: the same images as one eager call of G, and one trace for
+  every batch of the same size, the last one included."""
+  gan, _, _ = loop.restore_run(run_dir)
+  g = gan.sampler()
+  images, _ = sampling.generate(gan, 10, seed=4, batch_size=4)
+  z = tf.random.stateless_normal([10, g.latent_dim], seed=[4, 7])
+  np.testing.assert_allclose(images, g(z, None, training=False).numpy(), rtol=1e-5, atol=1e-6)
+  sampling.generate(gan, 7, seed=5, batch_size=4)
+  assert sampling._compiled(g).experimental_get_tracing_count() == 1  # pylint: disable=protected-access
 
 
 def test_samples_are_generated_in_seeded_chunks(run_dir, clf_path, npz, tmp_path):

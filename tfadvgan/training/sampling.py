@@ -1,5 +1,7 @@
 """Sampling from a trained GAN (the EMA generator when the run has one)."""
 
+import weakref
+
 import numpy as np
 import tensorflow as tf
 
@@ -21,11 +23,32 @@ def generate(gan, num, seed=0, label=None, batch_size=256):
     labels = (tf.fill([num], label) if label is not None
               else tf.range(num, dtype=tf.int32) % g.num_classes)
     labels = tf.cast(labels, tf.int32)
+  size = min(batch_size, num)
+  fn = _compiled(g)
   out = []
-  for i in range(0, num, batch_size):
-    lab = labels[i:i + batch_size] if labels is not None else None
-    out.append(g(z[i:i + batch_size], lab, training=False).numpy())
+  for i in range(0, num, size):
+    zb = z[i:i + size]
+    n = int(zb.shape[0])
+    lab = labels[i:i + size] if labels is not None else None
+    if n < size:  # pad the last batch: one static shape, one trace (inference mode: per example)
+      zb = tf.concat([zb, tf.zeros([size - n, g.latent_dim], zb.dtype)], 0)
+      if lab is not None:
+        lab = tf.concat([lab, tf.zeros([size - n], lab.dtype)], 0)
+    out.append(fn(zb, lab).numpy()[:n])
   return np.concatenate(out), (labels.numpy() if labels is not None else None)
+
+
+_COMPILED = weakref.WeakKeyDictionary()
+
+
+def _compiled(g):
+  """G in inference mode as one tf.function per generator (traced once per batch shape)."""
+  fn = _COMPILED.get(g)
+  if fn is None:
+    g_ref = weakref.ref(g)  # the cached function must not keep its generator alive
+    fn = tf.function(lambda z, labels: g_ref()(z, labels, training=False))
+    _COMPILED[g] = fn
+  return fn
 
 
 def write_samples(out_dir, samples, labels=None, per_grid=64):
