@@ -97,14 +97,15 @@ class ASGAN(base.GAN):
   def epsilon_at(self, step):
     """eps at train step `step` (0-based): 0 during warm-up, then a linear ramp, then `epsilon`;
     0 in the first `epoch_warmup_steps` steps of every epoch."""
-    in_epoch = tf.math.floormod(tf.cast(step, tf.int64), self.steps_per_epoch or 1)
-    step = tf.cast(step, tf.float32)
-    after = step - float(self.warmup_steps)
+    after = tf.cast(step, tf.float32) - float(self.warmup_steps)
     if self.ramp_steps > 0:
       scale = tf.clip_by_value(after / float(self.ramp_steps), 0.0, 1.0)
     else:
       scale = tf.cast(after >= 0.0, tf.float32)
-    on = tf.logical_and(after >= 0.0, in_epoch >= self.epoch_warmup_steps)
+    on = after >= 0.0
+    if self.epoch_warmup_steps:  # the release's eps = 0 at the start of every epoch
+      in_epoch = tf.math.floormod(tf.cast(step, tf.int64), self.steps_per_epoch)
+      on = tf.logical_and(on, in_epoch >= self.epoch_warmup_steps)
     return tf.where(on, self.epsilon * scale, 0.0)
 
   def craft(self, real, labels, real_grad, epsilon, step_seed):

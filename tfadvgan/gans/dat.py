@@ -23,8 +23,8 @@ Per-replica XLA (Mirrored / MultiWorker): the targets' all-reduce cannot sit ins
 replica function, so each D update runs in two compiled pieces. The first is a clean forward pass
 that returns this replica's partial sums and counts of the two targets and puts D's non-trainable
 state (BN moving statistics, spectral-norm vectors) back as it found it. They are all-reduced
-outside, in one all-reduce. The second is the whole D gradient, with the targets as inputs. The numbers are those of the unsplit step; the
-price is one extra clean forward pass per D update.
+outside, in one all-reduce. The second is the whole D gradient, with the targets as inputs. The
+numbers are those of the unsplit step; the price is one extra clean forward pass per D update.
 """
 
 import gin

@@ -66,17 +66,23 @@ def _check_common(num_classes, width):
 UPSAMPLINGS = ("bilinear", "nearest")
 
 
-def _plan(arch, builder, plan, shape):
-  """{"plan": plan} for the resnet builder; {} when unset. A plan for another arch or size errs."""
-  if plan is None:
-    return {}
-  errors.check(arch == "resnet", f"{builder}.plan applies to the resnet nets only (arch is "
-               f"{arch!r}); remove the binding or set it to None.")
-  errors.check(plan in resnet.PLANS,
-               f"Unknown {builder}.plan {plan!r}. Choose one of: {', '.join(resnet.PLANS)}.")
-  errors.check(plan != "small" or shape[0] in resnet.SMALL_G_PLANS,
-               f"{builder}.plan = 'small' exists for 128 px only; the images are {shape[0]} px.")
-  return {"plan": plan}
+def _resnet_options(arch, builder, shape, **options):
+  """The resnet-only options that are set (not None), checked: set for another arch, or to an
+  unknown value, or a plan without this image size, is a ConfigError."""
+  choices = {"upsampling": UPSAMPLINGS, "plan": tuple(resnet.G_PLANS)}
+  owner = {"upsampling": "the resnet generator", "plan": "the resnet nets"}
+  chosen = {k: v for k, v in options.items() if v is not None}
+  for key, value in chosen.items():
+    errors.check(arch == "resnet", f"{builder}.{key} applies to {owner[key]} only (arch is "
+                 f"{arch!r}); remove the binding or set it to None.")
+    errors.check(value in choices[key], f"Unknown {builder}.{key} {value!r}. Choose one of: "
+                 f"{', '.join(choices[key])}.")
+  plan = chosen.get("plan")
+  errors.check(plan is None or shape[0] in resnet.G_PLANS[plan],
+               f"{builder}.plan = {plan!r} exists for "
+               f"{', '.join(f'{r} px' for r in resnet.G_PLANS.get(plan, {}))} only; the images are "
+               f"{shape[0]} px.")
+  return chosen
 
 
 def _zeros_labels(num_classes):
@@ -116,16 +122,7 @@ def build_generator(arch="dcgan", output_shape=(32, 32, 3), latent_dim=100, num_
   _check_common(num_classes, width)
   errors.check(isinstance(latent_dim, int) and latent_dim > 0,
                f"latent_dim must be an int > 0; got {latent_dim!r}.")
-  extra = {}
-  if upsampling is not None:
-    errors.check(arch == "resnet",
-                 f"build_generator.upsampling applies to the resnet generator only (arch is "
-                 f"{arch!r}); remove the binding or set it to None.")
-    errors.check(upsampling in UPSAMPLINGS,
-                 f"Unknown build_generator.upsampling {upsampling!r}. Choose one of: "
-                 f"{', '.join(UPSAMPLINGS)}.")
-    extra["upsampling"] = upsampling
-  extra.update(_plan(arch, "build_generator", plan, shape))
+  extra = _resnet_options(arch, "build_generator", shape, upsampling=upsampling, plan=plan)
   model = cls(shape, latent_dim=latent_dim, num_classes=num_classes, width=width,
               use_spectral_norm=spectral_norm, synchronized_bn=synchronized_bn,
               name=f"{arch}_generator", **extra)
@@ -170,6 +167,6 @@ def build_discriminator(arch="dcgan", input_shape=(32, 32, 3), head="plain", num
   model = cls(shape, head=head, num_classes=num_classes, width=width,
               use_spectral_norm=spectral_norm, batch_norm=batch_norm,
               synchronized_bn=synchronized_bn, name=f"{arch}_discriminator",
-              **_plan(arch, "build_discriminator", plan, shape))
+              **_resnet_options(arch, "build_discriminator", shape, plan=plan))
   model(ops.zeros((_BUILD_BATCH,) + shape), labels=_zeros_labels(num_classes), training=False)
   return model

@@ -4,8 +4,8 @@ Blocks (Miyato et al. 2018, Gulrajani et al. 2017):
 
 * G block: ``BN-ReLU-Upsample-Conv3x3-BN-ReLU-Conv3x3`` plus skip ``Upsample-Conv1x1``;
   upsampling is ``UpSampling2D(2)`` with ``upsampling`` interpolation: "bilinear" (default; the
-  AS-GAN release) or "nearest" (SNGAN, the Rob-GAN and Fast-RobGAN releases); BN is ConditionalBatchNorm when
-  ``num_classes > 0``.
+  AS-GAN release) or "nearest" (SNGAN, the Rob-GAN and Fast-RobGAN releases); BN is
+  ConditionalBatchNorm when ``num_classes > 0``.
 * D block: ``[BN]-ReLU-Conv3x3-[BN]-ReLU-Conv3x3-AvgPool2`` plus skip ``Conv1x1-AvgPool2``
   (downsampling after the convolutions, as in SNGAN and WGAN-GP; blocks that neither change the
   channel count nor downsample use an identity skip). The first D block is SNGAN's "optimized"
@@ -40,16 +40,19 @@ from tfadvgan.models import layers
 
 RESOLUTIONS = (32, 64, 128)
 DEFAULT_WIDTH = {32: 128, 64: 64, 128: 64}
-# (first-map multiplier, block output multipliers)
-G_PLANS = {32: (1, (1, 1, 1)), 64: (16, (8, 4, 2, 1)), 128: (16, (16, 8, 4, 2, 1))}
-# (multiplier, downsample) per block; the first block is the optimized block.
-PLANS = ("sngan", "small")
-SMALL_G_PLANS = {128: (8, (8, 4, 4, 2, 1))}
-SMALL_D_PLANS = {128: ((1, True), (2, True), (4, True), (4, True), (8, True), (8, False))}
+# plan -> resolution -> (first-map multiplier, block output multipliers)
+G_PLANS = {
+    "sngan": {32: (1, (1, 1, 1)), 64: (16, (8, 4, 2, 1)), 128: (16, (16, 8, 4, 2, 1))},
+    "small": {128: (8, (8, 4, 4, 2, 1))},
+}
+# plan -> resolution -> (multiplier, downsample) per block; the first block is the optimized block.
 D_PLANS = {
-    32: ((1, True), (1, True), (1, False), (1, False)),
-    64: ((1, True), (2, True), (4, True), (8, True), (16, True)),  # SNGAN snresnet_64: 2x2 at the end
-    128: ((1, True), (2, True), (4, True), (8, True), (16, True), (16, False)),
+    "sngan": {
+        32: ((1, True), (1, True), (1, False), (1, False)),
+        64: ((1, True), (2, True), (4, True), (8, True), (16, True)),  # snresnet_64: ends at 2x2
+        128: ((1, True), (2, True), (4, True), (8, True), (16, True), (16, False)),
+    },
+    "small": {128: ((1, True), (2, True), (4, True), (4, True), (8, True), (8, False))},
 }
 
 
@@ -141,7 +144,7 @@ class ResNetGenerator(base.Generator):
     super().__init__(output_shape, latent_dim, num_classes, **kwargs)
     res, _, channels = self.output_shape_
     c = width or DEFAULT_WIDTH[res]
-    first, mults = (SMALL_G_PLANS if plan == "small" else G_PLANS)[res]
+    first, mults = G_PLANS[plan][res]
     self.base_channels = first * c
     self.project = layers.spectral_norm(
         keras.layers.Dense(4 * 4 * self.base_channels, kernel_initializer=layers.glorot_init(),
@@ -185,7 +188,7 @@ class ResNetDiscriminator(base.Discriminator):
     self.use_bn = batch_norm and not use_spectral_norm
     self.blocks = []
     in_ch = channels
-    for i, (m, down) in enumerate((SMALL_D_PLANS if plan == "small" else D_PLANS)[res]):
+    for i, (m, down) in enumerate(D_PLANS[plan][res]):
       self.blocks.append(DBlock(in_ch, m * c, downsample=down, optimized=(i == 0),
                                 batch_norm=self.use_bn, use_spectral_norm=use_spectral_norm,
                                 synchronized_bn=synchronized_bn, name=f"block{i}"))
