@@ -96,6 +96,20 @@ def test_n_dis_updates_use_their_own_slice_then_g_update(jit):
   assert int(gan.d_optimizer.iterations.numpy()) == n_dis
 
 
+def test_the_step_is_traced_once_per_train_function():
+  """Two calls of 2 steps each (steps_per_execution 2, a reset at the first) trace the step once:
+  the engine's loop body is the only copy of it (a first step outside the loop was a second)."""
+  _, ds = batches(1, batch=8, steps=4)
+  gan = make()
+  traced = []
+  step = gan.train_step
+  object.__setattr__(gan, "train_step", lambda data: traced.append(1) or step(data))
+  run = engine.Engine(gan, steps_per_execution=2)
+  run.run(ds.repeat(), 4, reset_every=2)
+  assert int(gan.global_step.numpy()) == 4
+  assert len(traced) == 1
+
+
 @pytest.mark.parametrize("fake_weight", [1.0, 2.0])  # 2.0: Rob-GAN's release (0.5 : 0.5 : 1)
 def test_reported_losses_are_plain_means(fake_weight):
   arrays, ds = batches(1, batch=8, steps=1)
