@@ -319,6 +319,9 @@ def test_diagnose_cli_errors_are_one_clear_message(run_dir, tmp_path):
                f"--out={tmp_path}"])
   assert proc.returncode == 2, proc.stderr[-3000:]
   assert "auxiliary-classifier head" in proc.stderr and "Traceback" not in proc.stderr
+  proc = _cli([f"--model_dir={model_dir}", "--which=modes", f"--out={tmp_path}"])
+  assert proc.returncode == 2, proc.stderr[-3000:]
+  assert "needs a run on a 2-D mixture" in proc.stderr and "Traceback" not in proc.stderr
   proc = _cli([f"--model_dir={model_dir}", "--which=wdist", f"--out={tmp_path}",
                "--gin_param=dataset.path = '/nonexistent/data.npz'"])
   assert proc.returncode == 2, proc.stderr[-3000:]

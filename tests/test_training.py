@@ -475,27 +475,93 @@ def test_study_collects_fid_diagnostics_and_wdist_variance(tmp_path):
   run = tmp_path / "run"
   (run / "eval").mkdir(parents=True)
   (run / "diagnostics").mkdir()
+  # Training's curve (n = 20) and eval.py's final record (n = 50) at the last step.
   (run / "eval" / "results.json").write_text(json.dumps(
-      [{"step": 5, "metric": "fid_x", "value": 9.0}, {"step": 10, "metric": "fid_x", "value": 4.0},
-       {"step": 10, "metric": "is_x", "value": 2.0}]))
+      [{"step": 5, "metric": "fid_x", "value": 9.0, "n": 20},
+       {"step": 10, "metric": "fid_x", "value": 7.0, "n": 20},
+       {"step": 10, "metric": "fid_x", "value": 4.0, "n": 50},
+       {"step": 10, "metric": "is_x", "value": 2.0, "n": 50}]))
+  (run / "diagnostics" / "diagnostics_step9.json").write_text(json.dumps({"step": 9}))
   (run / "diagnostics" / "diagnostics_step10.json").write_text(json.dumps(
-      {"accuracy": {"real": {"0": 0.75, "0.5": 0.25}}, "gradients": {"l1": 3.5},
-       "dat": {"xi_fake": 4.0, "xi_real": 6.0},
-       "class_pgd": {"accuracy": {"0": 0.9, "0.02": 0.6}}}))
+      {"step": 10, "accuracy": {"real": {"0": 0.75, "0.5": 0.25}},
+       "gradients": {"l1": 3.5, "sparsity": 0.125}, "dat": {"xi_fake": 4.0, "xi_real": 6.0},
+       "class_pgd": {"accuracy": {"0": 0.9, "0.02": 0.6}},
+       "modes": {"modes_covered": 7, "high_quality_fraction": 0.5}}))
   writer = tf.summary.create_file_writer(str(run / "train"))
   values = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0]
   with writer.as_default():
     for step, v in enumerate(values, start=1):
       tf.summary.scalar("train/wdist", v, step=step)
   writer.close()
-  got = study_cli.collect(str(run), "0.5")
-  assert got["fid_x"] == 4.0 and "is_x" not in got and got["steps"] == 10
+  got = study_cli.collect(str(run), "0.5", curve_num_samples=20)
+  assert got["fid_x"] == 4.0 and "is_x" not in got and got["steps"] == 10  # step 10 > step 9
+  assert got["curve"] == [[5, 9.0], [10, 7.0]]
+  assert "curve" not in study_cli.collect(str(run), "0.5")
   assert got["d_acc_real_clean"] == 0.75 and got["d_acc_real_fgsm_0.5"] == 0.25
-  assert got["grad_l1"] == 3.5 and got["xi_fake"] == 4.0 and got["xi_real"] == 6.0
+  assert got["grad_l1"] == 3.5 and got["grad_sparsity"] == 0.125
+  assert got["modes_covered"] == 7 and got["high_quality_fraction"] == 0.5
+  assert got["xi_fake"] == 4.0 and got["xi_real"] == 6.0
   assert got["class_acc_pgd_0"] == 0.9 and got["class_acc_pgd_0.02"] == 0.6
   assert got["wdist_var_last20"] == pytest.approx(np.var([9.0, 10.0]))  # steps > 0.8 * 10
   text = study_cli.table([{"variant": "v", "per_seed": [got, dict(got, fid_x=6.0)]}], [0, 1])
-  assert "| v |" in text and "5 ± 1" in text
+  assert "| v |" in text and "5 ± 1" in text and "curve" not in text
+
+
+def test_study_runs_seeds_outer_and_skips_fid_without_a_classifier(tmp_path):
+  """A study stopped early has every variant at the same seeds; no classifier, no eval.py."""
+  from tfadvgan.cli import study as study_cli  # pylint: disable=g-import-not-at-top
+  variants = [("a", ["base/gan_ring.gin"], []), ("b", ["base/gan_grid.gin"], [])]
+  _, commands = study_cli.study(str(tmp_path), variants=variants, seeds=[0, 1],
+                                classifier_path=None, diagnose_which=["modes"], dry_run=True)
+  runs = [re.search(r"--model_dir=\S*/(\w+)/seed(\d)", c).groups() for c in commands]
+  assert runs == [("a", "0"), ("a", "0"), ("b", "0"), ("b", "0"),
+                  ("a", "1"), ("a", "1"), ("b", "1"), ("b", "1")]
+  assert not any("eval.py" in c for c in commands)
+  with pytest.raises(errors.ConfigError, match="curve_every_steps needs"):
+    study_cli.study(str(tmp_path), variants=variants, classifier_path=None, curve_every_steps=5,
+                    dry_run=True)
+
+
+def test_study_curve_bindings_write_a_curve_during_training(tmp_path):
+  """The dry run's train command evaluates every curve_every_steps into the run's results.json."""
+  from tfadvgan.cli import study as study_cli  # pylint: disable=g-import-not-at-top
+  clf = tmp_path / "clf.keras"
+  clf.write_bytes(b"x")
+  _, commands = study_cli.study(str(tmp_path / "out"), variants=[("a", ["demo.gin"], [])],
+                                seeds=[3], classifier_path=str(clf), curve_every_steps=250,
+                                curve_num_samples=700, dry_run=True)
+  train = commands[0]
+  run_dir = str(tmp_path / "out" / "a" / "seed3")
+  for binding in ("train.eval_every_steps = 250", "train.eval_fn = @make_eval_fn()",
+                  f"make_eval_fn.model_dir = '{run_dir}'", "make_eval_fn.num_samples = 700",
+                  f"make_eval_fn.classifier_path = '{clf}'"):
+    assert f"'--gin_param={binding}'" in train, (binding, train)
+  assert "--num_samples=5000" in commands[1]  # eval.py's final FID is a separate record
+
+
+def test_study_figures(tmp_path):
+  """The FID band is the seeds' mean ± std on shared steps; both PNGs are written and show it."""
+  from tfadvgan.cli import study as study_cli  # pylint: disable=g-import-not-at-top
+  from tfadvgan.metrics import figures  # pylint: disable=g-import-not-at-top
+  curves = [[[100, 10.0], [200, 6.0], [300, 5.0]], [[100, 14.0], [200, 8.0]]]
+  steps, mean, std = figures.curve_band(curves)
+  np.testing.assert_array_equal(steps, [100, 200])
+  np.testing.assert_allclose(mean, [12.0, 7.0])
+  np.testing.assert_allclose(std, [2.0, 1.0])
+  diag = tmp_path / "v" / "seed0" / "diagnostics"
+  diag.mkdir(parents=True)
+  rng = np.random.default_rng(4)
+  np.savez(diag / "mode_samples_step10.npz", samples=rng.normal(size=(50, 2)),
+           centres=np.zeros((1, 2)), std=np.float32(0.1))
+  rows = [{"variant": "v", "per_seed": [{"curve": curves[0]}, {"curve": curves[1]}]}]
+  written = study_cli.draw_figures(str(tmp_path), rows, [0, 1])
+  assert written == [str(tmp_path / "fid_curves.png"), str(tmp_path / "mode_samples.png")]
+  for path in written:
+    png = tf.io.decode_png(open(path, "rb").read()).numpy()
+    assert png.shape[0] > 100 and png.shape[1] > 100
+    assert np.unique(png.reshape(-1, png.shape[-1]), axis=0).shape[0] > 20  # drawn, not blank
+  assert study_cli._latest(["diagnostics_step999.json", "diagnostics_step1000.json", "x.json"],
+                           "diagnostics_step") == "diagnostics_step1000.json"
 
 
 def test_wall_time_budget_stops_early_and_checkpoints(tmp_path, capsys):

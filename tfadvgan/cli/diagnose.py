@@ -2,7 +2,7 @@ r"""Robustness and gradient diagnostics of a trained run's discriminator.
 
   python scripts/diagnose.py --model_dir=DIR [--step=N] [--split=test] [--num=1000] \
       [--epsilons=0,0.00196,0.00392,0.00784,0.01569] [--out=DIR/diagnostics] \
-      [--which=accuracy,pgd_accuracy,class_pgd,dat,gradients,confidence,wdist]
+      [--which=accuracy,pgd_accuracy,class_pgd,dat,gradients,confidence,wdist,modes]
 
 Restores the run (`loop.restore_run`), loads `--num` real examples of `--split` through the run's
 own gin config (`dataset.*` from its operative_config.gin; `--gin_param "dataset.path = '...'"`
@@ -15,7 +15,10 @@ Fig. 2), `gradient_inputs_step<N>.png` (the matching real images) and
 Epsilons are L-inf distances on the [-1, 1] image scale (1/255 = 0.00392 is half an 8-bit level).
 `class_pgd` (Rob-GAN Table 1) needs an auxiliary-classifier head; by default it runs only on such
 runs. `--classifier_path=X.keras` adds the same attack on a classifier from train_classifier.py
-(e.g. the Madry baseline) on the same images, as `class_pgd_classifier`. The discriminator runs in inference mode unless `--training_mode` (Keras then updates BN
+(e.g. the Madry baseline) on the same images, as `class_pgd_classifier`. `modes` (the 2-D ring and grid only, and there by
+default) counts the modes covered and the fraction of high-quality samples of `--mode_samples`
+fakes (`tfadvgan.metrics.mode_coverage`: VEEGAN / PacGAN definitions) and saves those samples as
+`mode_samples_step<N>.npz` (keys `samples`, `centres`, `std`) for plots. The discriminator runs in inference mode unless `--training_mode` (Keras then updates BN
 moving statistics and spectral-norm kernels in memory on every call; nothing is saved).
 """
 
@@ -24,7 +27,9 @@ from absl import flags
 
 from tfadvgan.cli import common
 
-WHICH = ("accuracy", "pgd_accuracy", "class_pgd", "dat", "gradients", "confidence", "wdist")
+WHICH = ("accuracy", "pgd_accuracy", "class_pgd", "dat", "gradients", "confidence", "wdist",
+         "modes")
+MIXTURES = ("ring", "grid")
 
 flags.DEFINE_string("model_dir", None, "Run directory written by train.py.")
 flags.DEFINE_integer("step", None, "Checkpoint step (default: latest).")
@@ -55,6 +60,9 @@ flags.DEFINE_enum("dat_value", "logit", ["logit", "probability", "loss"],
                   "What D means in DAT Eq. 1: raw logit, sigmoid, or g1/g2 of the run's loss.")
 flags.DEFINE_integer("bins", 50, "Gradient histogram bins.")
 flags.DEFINE_integer("grid_num", 64, "Images in the gradient grid.")
+flags.DEFINE_integer("mode_samples", 2500, "Fakes drawn for `modes` (VEEGAN and PacGAN: 2500).")
+flags.DEFINE_float("mode_num_std", 3.0, "`modes`: a sample is high quality within this many stds.")
+flags.DEFINE_integer("mode_min_count", 1, "`modes`: high-quality samples a covered mode needs.")
 flags.DEFINE_bool("training_mode", False, "Run the discriminator in training mode.")
 FLAGS = flags.FLAGS
 
@@ -70,14 +78,18 @@ def _floats(text, name):
   return values
 
 
-def _which(text, has_ac_head, head, has_classifier=False):
+def _which(text, has_ac_head, head, has_classifier=False, dataset=None):
   from tfadvgan import errors  # pylint: disable=g-import-not-at-top
   if text is None:
-    return [w for w in WHICH if w != "class_pgd" or has_ac_head or has_classifier]
+    return [w for w in WHICH if (w != "class_pgd" or has_ac_head or has_classifier)
+            and (w != "modes" or dataset in MIXTURES)]
   chosen = [w.strip() for w in text.split(",") if w.strip()]
   errors.check(chosen, "--which is empty.")
   for w in chosen:
     errors.choose("diagnostic (--which)", w, {k: k for k in WHICH})
+  errors.check("modes" not in chosen or dataset in MIXTURES,
+               f"--which=modes needs a run on a 2-D mixture ({', '.join(MIXTURES)}); this run's "
+               f"dataset is {dataset!r}. Drop modes from --which.")
   errors.check("class_pgd" not in chosen or has_ac_head or has_classifier,
                "--which=class_pgd needs a discriminator with an auxiliary-classifier head "
                f"(build_discriminator.head = 'ac', as in Rob-GAN runs); this run's head is "
@@ -145,7 +157,7 @@ def _jsonable(value):
   return value
 
 
-def run_diagnostics(gan, images, labels, which, out_dir, step):
+def run_diagnostics(gan, images, labels, which, out_dir, step, dataset=None):
   """Runs the chosen diagnostics, writing PNGs to `out_dir`; returns (results, PNG paths)."""
   from tfadvgan import io  # pylint: disable=g-import-not-at-top
   from tfadvgan.metrics import diagnostics as diag  # pylint: disable=g-import-not-at-top
@@ -214,7 +226,37 @@ def run_diagnostics(gan, images, labels, which, out_dir, step):
         d_fn, images, FLAGS.confidence_epsilon, y, clip=is_image, batch_size=bs)
   if "wdist" in which:
     results["wdist"] = diag.wasserstein_estimate(d_fn, images, fakes, y, fake_labels, bs)
+  if "modes" in which:
+    results["modes"], path = _modes(gan, dataset, out_dir, step)
+    written.append(path)
   return results, written
+
+
+def _modes(gan, name, out_dir, step):
+  """Mode coverage of `--mode_samples` fakes; their samples go to an npz beside the JSON."""
+  import io as py_io  # pylint: disable=g-import-not-at-top
+  import gin  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from tfadvgan import data as data_lib  # pylint: disable=g-import-not-at-top
+  from tfadvgan import errors  # pylint: disable=g-import-not-at-top
+  from tfadvgan import io  # pylint: disable=g-import-not-at-top
+  from tfadvgan.metrics import mode_coverage  # pylint: disable=g-import-not-at-top
+  errors.check(FLAGS.mode_samples >= 1, f"--mode_samples must be >= 1; got {FLAGS.mode_samples}.")
+  try:
+    std = gin.query_parameter("dataset.std")
+  except ValueError:
+    std = None
+  std = data_lib.MODE_STD[name] if std is None else float(std)
+  centres = data_lib.mode_centres(name)
+  samples, _ = make_fakes(gan, FLAGS.mode_samples, None, FLAGS.seed, FLAGS.batch_size)
+  result = mode_coverage.mode_coverage(samples, centres, std, FLAGS.mode_num_std,
+                                       FLAGS.mode_min_count)
+  result.update(dataset=name, seed=FLAGS.seed)
+  buf = py_io.BytesIO()
+  np.savez(buf, samples=samples, centres=centres, std=np.float32(std))
+  path = io.join(out_dir, f"mode_samples_step{step}.npz")
+  io.atomic_write(path, buf.getvalue())
+  return result, path
 
 
 @common.main_wrapper
@@ -231,7 +273,8 @@ def main(argv):
   _floats(FLAGS.epsilons, "epsilons")
   gan, info, ckpt = loop.restore_run(FLAGS.model_dir, FLAGS.step)
   head = getattr(gan.discriminator, "head", "plain")
-  which = _which(FLAGS.which, head == "ac", head, has_classifier=bool(FLAGS.classifier_path))
+  which = _which(FLAGS.which, head == "ac", head, has_classifier=bool(FLAGS.classifier_path),
+                 dataset=info.get("dataset"))
   if FLAGS.gin_param:
     with gin.unlock_config():
       common.parse_gin([], FLAGS.gin_param, finalize=False)
@@ -242,7 +285,7 @@ def main(argv):
   step = int(gan.global_step.numpy())
   out_dir = FLAGS.out or io.join(FLAGS.model_dir, "diagnostics")
   io.makedirs(out_dir)
-  results, written = run_diagnostics(gan, images, labels, which, out_dir, step)
+  results, written = run_diagnostics(gan, images, labels, which, out_dir, step, dataset=name)
   meta = {"model_dir": io.abspath(FLAGS.model_dir), "checkpoint": ckpt, "step": step,
           "method": info.get("method"), "dataset": name, "split": split, "num": int(len(images)),
           "discriminator_head": head, "training_mode": bool(FLAGS.training_mode),
@@ -252,7 +295,7 @@ def main(argv):
   path = io.join(out_dir, f"diagnostics_step{step}.json")
   io.atomic_write(path, json.dumps(_jsonable({**meta, **results}), indent=2))
   common.print_outputs(f"restored {ckpt}; diagnostics of step {step}",
-                       [("JSON", path)] + [("PNG", p) for p in written])
+                       [("JSON", path)] + [(p.rsplit(".", 1)[-1].upper(), p) for p in written])
 
 
 def run():

@@ -6,8 +6,18 @@ A study config binds `study.variants` (name, gin files, gin params), `study.seed
 `study.num_steps` and the evaluation settings. Every run goes through the project's own scripts in
 a subprocess (train.py, eval.py, diagnose.py), so each has its own gin state and its own run
 directory `OUT/<variant>/seed<k>` that can be inspected later. Finished steps are skipped on a
-re-run, so an interrupted study resumes. The table (mean ± std over seeds) goes to
-`OUT/study.md` and `OUT/study.json`, with the exact commands that were run.
+re-run, so an interrupted study resumes. Seeds run in the outer loop, so a study stopped early has
+every variant at the same number of seeds. The table (mean ± std over seeds) goes to
+`OUT/study.md` and `OUT/study.json`, with the exact commands that were run, and the figures
+(`tfadvgan.metrics.figures`, needs matplotlib: `pip install tfadvgan[plots]`) beside them:
+
+- `fid_curves.png`, with `study.curve_every_steps`: FID against the training step per variant, the
+  mean over seeds with a ± std band (training evaluates every `curve_every_steps` steps on
+  `curve_num_samples` samples with the study's classifier);
+- `mode_samples.png`, for 2-D mixture runs diagnosed with `modes`: the samples of every (variant,
+  seed) over the mode centres and their 3-std circles.
+
+`study.classifier_path = None` skips the FID evaluation (the 2-D mixtures have no classifier).
 """
 
 import json
@@ -83,25 +93,50 @@ def wdist_variance_last_fraction(run_dir, fraction=0.2):
   return float(np.var(tail)) if tail else None
 
 
-def collect(run_dir, eps_key):
-  """The study's numbers of one finished run."""
+def _latest(names, prefix):
+  """The name `<prefix><step>.<ext>` with the highest step (None if there is none)."""
+  steps = {}
+  for name in names:
+    step = name[len(prefix):].split(".")[0]
+    if name.startswith(prefix) and step.isdigit():
+      steps[int(step)] = name
+  return steps[max(steps)] if steps else None
+
+
+def collect(run_dir, eps_key, curve_num_samples=None):
+  """The study's numbers of one finished run.
+
+  FID is the last record at the last step (eval.py's, written after training). With
+  `curve_num_samples`, `curve` lists `[step, fid]` of the records with that many samples, the first
+  per step (those training wrote).
+  """
   out = {}
   from tfadvgan import io  # pylint: disable=g-import-not-at-top
   from tfadvgan.metrics import evaluation  # pylint: disable=g-import-not-at-top
-  records = evaluation.read_results(run_dir)
-  last_step = max(r["step"] for r in records)
-  out["steps"] = last_step  # differs between variants only under a wall-time budget
-  for r in records:
-    if r["step"] == last_step and r["metric"].startswith("fid"):
-      out[r["metric"]] = r["value"]
+  records = [r for r in evaluation.read_results(run_dir) if r["metric"].startswith("fid")]
+  if records:
+    last_step = max(r["step"] for r in records)
+    for r in records:
+      if r["step"] == last_step:
+        out[r["metric"]] = r["value"]
+    if curve_num_samples:
+      curve = {}
+      for r in records:
+        if r.get("n") == curve_num_samples:
+          curve.setdefault(r["step"], r["value"])
+      out["curve"] = sorted([step, value] for step, value in curve.items())
   diag_dir = io.join(run_dir, "diagnostics")
-  diag_files = sorted(p for p in io.listdir(diag_dir) if p.endswith(".json"))
-  diag = io.read_json(io.join(diag_dir, diag_files[-1]))
+  diag = io.read_json(io.join(diag_dir, _latest(io.listdir(diag_dir), "diagnostics_step")))
   if "accuracy" in diag:
     out[f"d_acc_real_fgsm_{eps_key}"] = diag["accuracy"]["real"][eps_key]
     out["d_acc_real_clean"] = diag["accuracy"]["real"]["0"]
+  out["steps"] = diag["step"]  # differs between variants only under a wall-time budget
   if "gradients" in diag:
     out["grad_l1"] = diag["gradients"]["l1"]
+    out["grad_sparsity"] = diag["gradients"]["sparsity"]
+  if "modes" in diag:
+    out["modes_covered"] = diag["modes"]["modes_covered"]
+    out["high_quality_fraction"] = diag["modes"]["high_quality_fraction"]
   if "class_pgd" in diag:  # Rob-GAN Table 1: the AC head under PGD
     for eps, acc in diag["class_pgd"]["accuracy"].items():
       out[f"class_acc_pgd_{eps}"] = acc
@@ -113,7 +148,7 @@ def collect(run_dir, eps_key):
 
 
 def table(rows, seeds):
-  metrics = sorted({k for r in rows for s in r["per_seed"] for k in s})
+  metrics = sorted({k for r in rows for s in r["per_seed"] for k in s if k != "curve"})
   head = "| variant | " + " | ".join(metrics) + " |"
   lines = [head, "|" + " --- |" * (len(metrics) + 1)]
   for r in rows:
@@ -128,27 +163,35 @@ def table(rows, seeds):
 
 def run_study(out, variants, seeds=(0, 1, 2), num_steps=2000, classifier_path=None,
               eval_num_samples=5000, diagnose_num=1000, fgsm_epsilon=1.0 / 255,
-              diagnose_which=("accuracy", "gradients"), extra_params=(), dry_run=False):
-  """Trains, evaluates and diagnoses every (variant, seed); returns the rows of the table."""
+              diagnose_which=("accuracy", "gradients"), extra_params=(), curve_every_steps=0,
+              curve_num_samples=2000, dry_run=False):
+  """Trains, evaluates and diagnoses every (seed, variant); returns the rows of the table."""
   from tfadvgan import errors  # pylint: disable=g-import-not-at-top
   from tfadvgan import io  # pylint: disable=g-import-not-at-top
   errors.check(variants, "study.variants is empty.")
-  errors.check(classifier_path and io.exists(classifier_path),
+  errors.check(classifier_path is None or io.exists(classifier_path),
                f"study.classifier_path {classifier_path!r} does not exist: train one with "
-               "scripts/train_classifier.py --out=PATH.")
+               "scripts/train_classifier.py --out=PATH (or set it to None to skip FID).")
+  curve_every_steps = errors.check_int("study.curve_every_steps", curve_every_steps, low=0)
+  errors.check(not curve_every_steps or classifier_path,
+               "study.curve_every_steps needs study.classifier_path (the FID classifier).")
   io.makedirs(out)
   eps_key = format(float(fgsm_epsilon), ".8g")
-  commands, rows = [], []
-  for name, gin_files, params in variants:
-    per_seed = []
-    for seed in seeds:
+  commands, per_seed = [], {name: [] for name, _, _ in variants}
+  for seed in seeds:  # outer, so a study stopped early has every variant at the same seeds
+    for name, gin_files, params in variants:
       run_dir = io.join(out, name, f"seed{seed}")
       log = io.join(out, f"{name}_seed{seed}.log")
+      curve = [] if not curve_every_steps else [
+          f"train.eval_every_steps = {curve_every_steps}", "train.eval_fn = @make_eval_fn()",
+          f"make_eval_fn.model_dir = '{run_dir}'", "make_eval_fn.classifier = 'domain'",
+          f"make_eval_fn.classifier_path = '{classifier_path}'",
+          f"make_eval_fn.num_samples = {curve_num_samples}", "make_eval_fn.metrics = ['fid']"]
       train_cmd = _script("train") + [f"--gin_file={os.path.join(ROOT, 'gin_configs', g)}"
                                       for g in gin_files] + [
           f"--model_dir={run_dir}", f"--gin_param=train.seed = {seed}",
           f"--gin_param=train.num_steps = {num_steps}", "--gin_param=train.verbose = 2"] + [
-          f"--gin_param={p}" for p in list(params) + list(extra_params)]
+          f"--gin_param={p}" for p in list(params) + list(extra_params) + curve]
       eval_cmd = _script("eval") + [f"--model_dir={run_dir}", "--classifier=domain",
                                     f"--classifier_path={classifier_path}",
                                     f"--num_samples={eval_num_samples}", "--metrics=fid"]
@@ -157,19 +200,19 @@ def run_study(out, variants, seeds=(0, 1, 2), num_steps=2000, classifier_path=No
           f"--epsilons=0,{fgsm_epsilon}", f"--num={diagnose_num}"]
       done = io.join(run_dir, "study_done.json")
       if io.exists(done) and not dry_run:
-        per_seed.append(io.read_json(done))
+        per_seed[name].append(io.read_json(done))
         continue
       t0 = time.time()
-      for cmd in (train_cmd, eval_cmd, diag_cmd):
+      for cmd in (train_cmd, eval_cmd, diag_cmd) if classifier_path else (train_cmd, diag_cmd):
         commands.append(_run(cmd, log, dry_run))
       if dry_run:
         continue
-      numbers = collect(run_dir, eps_key)
+      numbers = collect(run_dir, eps_key, curve_every_steps and curve_num_samples)
       numbers["train_eval_seconds"] = time.time() - t0
       io.atomic_write(done, json.dumps(numbers))  # a torn file would break resuming
-      per_seed.append(numbers)
-    rows.append({"variant": name, "gin_files": list(gin_files), "params": list(params),
-                 "per_seed": per_seed})
+      per_seed[name].append(numbers)
+  rows = [{"variant": name, "gin_files": list(gin_files), "params": list(params),
+           "per_seed": per_seed[name]} for name, gin_files, params in variants]
   return rows, commands
 
 
@@ -183,6 +226,8 @@ def main(argv):
   from tfadvgan import io  # pylint: disable=g-import-not-at-top
   errors.check(len(argv) == 1, f"Unexpected arguments: {' '.join(argv[1:])}")
   errors.check(FLAGS.study and FLAGS.out, "--study and --out are required.")
+  # collect() imports these; their gin configurables must exist before the config is locked.
+  from tfadvgan.metrics import evaluation  # pylint: disable=g-import-not-at-top,unused-import
   common.parse_gin([FLAGS.study], FLAGS.gin_param)
   rows, commands = study(FLAGS.out, dry_run=FLAGS.dry_run)
   if FLAGS.dry_run:
@@ -195,6 +240,32 @@ def main(argv):
   io.atomic_write(io.join(FLAGS.out, "study.json"),
                   json.dumps({"rows": rows, "commands": commands,
                               "config": gin.config_str()}, indent=2))
+  for path in draw_figures(FLAGS.out, rows, seeds):
+    print(f"figure: {path}")
+
+
+def draw_figures(out, rows, seeds):
+  """The study's PNGs beside study.md (FID curves; 2-D samples over the modes); their paths."""
+  from tfadvgan import io  # pylint: disable=g-import-not-at-top
+  from tfadvgan.metrics import figures  # pylint: disable=g-import-not-at-top
+  written = []
+  curves = {r["variant"]: [s["curve"] for s in r["per_seed"] if s.get("curve")] for r in rows}
+  if any(curves.values()):
+    path = io.join(out, "fid_curves.png")
+    figures.fid_curves_png(path, {k: v for k, v in curves.items() if v}, seeds)
+    written.append(path)
+  panels = []
+  for r in rows:
+    for seed in seeds:
+      diag_dir = io.join(out, r["variant"], f"seed{seed}", "diagnostics")
+      name = _latest(io.listdir(diag_dir), "mode_samples_step") if io.exists(diag_dir) else None
+      if name:
+        panels.append((f"{r['variant']} seed {seed}", io.join(diag_dir, name)))
+  if panels:
+    path = io.join(out, "mode_samples.png")
+    figures.mode_samples_png(path, panels, columns=len(seeds))
+    written.append(path)
+  return written
 
 
 def _bound(key):

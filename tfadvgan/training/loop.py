@@ -113,6 +113,12 @@ def build_gan(shape, num_classes, strategy=None, method="gan", latent_dim=100, c
                      generator_factory=make_generator)
     gan.method_name = method
     gan.mixed_precision = mixed_precision
+    # Every method's `clip` clips attacked inputs to the [-1, 1] image range: on flat data such
+    # as the 2-D ring (radius 2) it would silently squash the samples it perturbs.
+    errors.check(len(shape) == 3 or not getattr(gan, "clip", False),
+                 f"{type(gan).__name__}.clip = True clips attacked samples to the [-1, 1] image "
+                 f"range, but this dataset's samples are not images (shape {tuple(shape)}): set "
+                 f"{type(gan).__name__}.clip = False.")
     d_opt, g_opt = _build_optimizers()
     if mixed_precision == "float16":
       d_opt, g_opt = optimizers.loss_scaled(d_opt), optimizers.loss_scaled(g_opt)

@@ -1,0 +1,84 @@
+"""Study figures as PNG files (matplotlib, an optional extra: `pip install tfadvgan[plots]`).
+
+- `fid_curves_png`: FID against the training step, one line per variant: the mean over seeds with
+  a ± std (population) band, as the papers' FID-over-iterations figures.
+- `mode_samples_png`: 2-D samples over the mode centres of a mixture, one panel per run, with a
+  circle of radius 3 std around each centre (the high-quality region of `mode_coverage`).
+
+Files are written through `tfadvgan.io.atomic_write`, so `gs://` works and no torn PNG is left.
+"""
+import io as py_io
+
+import numpy as np
+
+from tfadvgan import errors
+from tfadvgan import io
+
+
+def _pyplot():
+  try:
+    import matplotlib  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    raise errors.ConfigError("Study figures need matplotlib: pip install 'tfadvgan[plots]' (or "
+                             "pip install matplotlib).") from None
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  return plt
+
+
+def _save(fig, path):
+  plt = _pyplot()
+  buf = py_io.BytesIO()
+  fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+  plt.close(fig)
+  io.atomic_write(path, buf.getvalue())
+
+
+def curve_band(curves):
+  """(steps, mean, std) over the seeds' `[[step, value], ...]` curves, on the steps all share."""
+  errors.check(curves, "curve_band needs at least one curve.")
+  tables = [dict((int(s), float(v)) for s, v in c) for c in curves]
+  steps = sorted(set.intersection(*(set(t) for t in tables)))
+  values = np.array([[t[s] for s in steps] for t in tables], np.float64)  # [seeds, steps]
+  return np.array(steps), values.mean(axis=0), values.std(axis=0)
+
+
+def fid_curves_png(path, curves_by_variant, seeds, metric="FID"):
+  """Writes FID vs step: `curves_by_variant` maps a variant to its seeds' `[[step, fid], ...]`."""
+  plt = _pyplot()
+  fig, ax = plt.subplots(figsize=(6.4, 4.2))
+  for variant, curves in curves_by_variant.items():
+    steps, mean, std = curve_band(curves)
+    line, = ax.plot(steps, mean, marker="o", markersize=3, label=f"{variant} (n={len(curves)})")
+    ax.fill_between(steps, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+  ax.set_xlabel("training step")
+  ax.set_ylabel(metric)
+  ax.set_title(f"{metric}: mean ± std over seeds {list(seeds)}")
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8)
+  _save(fig, path)
+
+
+def mode_samples_png(path, panels, columns):
+  """Writes a grid of scatter panels; `panels` is `[(title, npz path with samples, centres,
+  std)]`, drawn row by row with `columns` panels per row."""
+  plt = _pyplot()
+  rows = -(-len(panels) // columns)
+  fig, axes = plt.subplots(rows, columns, figsize=(2.4 * columns, 2.4 * rows), squeeze=False)
+  for ax in axes.ravel()[len(panels):]:
+    ax.axis("off")
+  for ax, (title, npz) in zip(axes.ravel(), panels):
+    with np.load(py_io.BytesIO(io.read(npz, binary=True))) as f:
+      samples, centres, std = f["samples"], f["centres"], float(f["std"])
+    ax.scatter(samples[:, 0], samples[:, 1], s=1, alpha=0.4, color="tab:blue")
+    for c in centres:
+      ax.add_patch(plt.Circle(c, 3 * std, fill=False, color="tab:red", linewidth=0.6))
+    ax.scatter(centres[:, 0], centres[:, 1], s=4, color="tab:red", marker="x")
+    span = float(np.max(np.abs(centres))) * 1.5 + 3 * std
+    ax.set_xlim(-span, span)
+    ax.set_ylim(-span, span)
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title, fontsize=8)
+  _save(fig, path)
