@@ -21,8 +21,8 @@ class RecordingDAT(DAT):
     super().__init__(*args, **kwargs)
     self.seen = [tf.Variable(tf.zeros([B, 2]), trainable=False) for _ in range(2)]
 
-  def perturbations(self, *args):
-    out = super().perturbations(*args)
+  def perturbations(self, *args, **kwargs):
+    out = super().perturbations(*args, **kwargs)
     if out[0].shape[0] == B:
       self.seen[0].assign(out[0])
       self.seen[1].assign(out[1])
@@ -145,3 +145,45 @@ def test_batch_means_are_global_across_replicas():
 def test_bad_knobs(kwargs, message):
   with pytest.raises(errors.ConfigError, match=message):
     make(**kwargs)
+
+
+class CapturingDAT(DAT):
+  """Keeps every perturbation pair it computes (eager calls only)."""
+
+  def perturbations(self, *args, **kwargs):
+    out = super().perturbations(*args, **kwargs)
+    self.captured.append([out[0].numpy(), out[1].numpy()])
+    return out
+
+
+@pytest.mark.parametrize("step", ["sign", "raw"])
+@pytest.mark.parametrize("loss, penalty", [("non_saturating", None), ("wasserstein", None),
+                                           ("wasserstein", "wgan_gp"), ("wasserstein", "wgan_lp"),
+                                           ("wasserstein", "wgan_alp")])
+def test_clean_pass_reuse_gives_the_same_perturbations_exactly(loss, penalty, step):
+  """Attack gradients from the clean pass's tape equal those of fresh passes bit for bit, on a
+  DCGAN D with batch norm in training mode (the DAT configs' D), and so do D's weight gradients."""
+  from tfadvgan import models  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(21)
+  real = tf.constant(rng.uniform(-1, 1, (6, 32, 32, 1)).astype(np.float32))
+  fake = tf.constant(rng.uniform(-1, 1, (6, 32, 32, 1)).astype(np.float32))
+  gans = []
+  for reuse in (True, False):
+    keras.utils.set_random_seed(5)
+    gan = CapturingDAT(models.build_generator(output_shape=(32, 32, 1), latent_dim=4, width=8),
+                       models.build_discriminator(input_shape=(32, 32, 1), width=8),
+                       loss=loss, penalty=penalty, penalty_weight=10.0 if penalty else 0.0,
+                       epsilon=0.05, step=step, reuse_clean_pass=reuse)
+    gan.captured = []
+    gan.compile(keras.optimizers.SGD(0.1), keras.optimizers.SGD(0.1), jit_compile=False)
+    gans.append(gan)
+  for a, b in zip(gans[0].discriminator.weights, gans[1].discriminator.weights):
+    np.testing.assert_array_equal(a.numpy(), b.numpy())  # the same D
+  seed = tf.constant([3, 4])
+  out = [gan._discriminator_gradients(real, None, fake, None, seed) for gan in gans]  # pylint: disable=protected-access
+  assert len(gans[0].captured) == len(gans[1].captured) == 1
+  for reused, fresh in zip(gans[0].captured[0], gans[1].captured[0]):
+    np.testing.assert_array_equal(reused, fresh)
+    assert np.any(reused != np.clip(real.numpy(), -1, 1))  # an attack took place
+  for a, b in zip(out[0][0], out[1][0]):
+    np.testing.assert_array_equal(a.numpy(), b.numpy())

@@ -299,7 +299,7 @@ def gaussian(x, epsilon, seed, clip=True, clip_min=-1.0, clip_max=1.0):
 
 @gin.configurable("attack_targeted_one_step")
 def targeted_one_step(x, value_fn, target, epsilon, step="sign", clip=True, clip_min=-1.0,
-                      clip_max=1.0):
+                      clip_max=1.0, grad=None):
   """DAT Eqs. 9-10: one step ``delta = -epsilon * step(grad_x |value_fn(x) - target|)``.
 
   Moves each example's value towards ``target`` (e.g. ``value_fn = g1(D(.))`` on reals with
@@ -315,6 +315,8 @@ def targeted_one_step(x, value_fn, target, epsilon, step="sign", clip=True, clip
     clip: clip the result to ``[clip_min, clip_max]``.
     clip_min: lower end of the valid input range.
     clip_max: upper end of the valid input range.
+    grad: optional precomputed ``grad_x sum |value_fn(x) - target|`` (``[B, ...]``), used instead
+      of a fresh pass through ``value_fn`` (which may then be ``None``).
 
   Returns:
     ``[B, ...]`` perturbed inputs with ``||x_adv - x||_inf <= epsilon`` (perturbation is a constant).
@@ -324,8 +326,12 @@ def targeted_one_step(x, value_fn, target, epsilon, step="sign", clip=True, clip
   errors.check(step in STEPS,
                f"targeted_one_step step must be one of {', '.join(STEPS)}; got {step!r}.")
   x = tf.convert_to_tensor(x)
-  target = tf.stop_gradient(tf.cast(target, x.dtype))
-  g = _input_grad(lambda v: tf.abs(value_fn(v) - target), x)
+  if grad is None:
+    errors.check(value_fn is not None, "targeted_one_step needs value_fn or a precomputed grad=.")
+    target = tf.stop_gradient(tf.cast(target, x.dtype))
+    g = _input_grad(lambda v: tf.abs(value_fn(v) - target), x)
+  else:
+    g = tf.stop_gradient(tf.cast(grad, x.dtype))
   eps = tf.cast(epsilon, x.dtype)
   if step == "sign":
     delta = -eps * tf.sign(g)

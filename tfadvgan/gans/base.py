@@ -298,6 +298,11 @@ class GAN(keras.Model):
     del labels, step_seed
     return real
 
+  def clean_outputs(self, real, labels, fake, fake_labels):
+    """Hook: D's outputs on the clean real and fake batches (DAT also takes its attack gradients
+    from this pass)."""
+    return self.d_out(real, labels), self.d_out(fake, fake_labels)
+
   def class_loss_terms(self, real_out, labels, fake_out, fake_labels):
     """Hook: per-example class terms added to the D loss (conditional methods). None here."""
     del real_out, labels, fake_out, fake_labels
@@ -315,8 +320,7 @@ class GAN(keras.Model):
     clean_weight * (loss on real + fake_weight * loss on fake) + class terms + extra terms
     + penalty_weight * penalty.
     """
-    real_out = self.d_out(real, labels)
-    fake_out = self.d_out(fake, fake_labels)
+    real_out, fake_out = self.clean_outputs(real, labels, fake, fake_labels)
     t_r, t_f = real_out["logits"], fake_out["logits"]
     per_example = self.clean_weight * (self.loss_fn.d_real(t_r)
                                        + self.fake_weight * self.loss_fn.d_fake(t_f))

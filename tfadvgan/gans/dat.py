@@ -16,8 +16,10 @@ them. We follow Eq. 9's intent (each sample moves toward the other class). Eq. 1
 as -eps * grad, while "one-step PGD" implies a sign step: `step` = sign (default) | raw (Eq. 10,
 clipped to the ball) | l2. Batch means are taken over the *global* batch (all replicas), so the
 targets do not depend on the replica count. The G update is unchanged; penalties (GP, LP, ALP) and
-clipping apply on top, as in their baselines. D is in training mode for the attack passes (they
-also update BN moving statistics, as the clean pass does).
+clipping apply on top, as in their baselines. The attack gradients come from the clean pass's
+own tape (D in training mode), not from fresh passes (`reuse_clean_pass`): the perturbations are
+the same bit for bit, and BN moving statistics and spectral-norm vectors are no longer updated by
+two extra passes per D update.
 
 Per-replica XLA (Mirrored / MultiWorker): the targets' all-reduce cannot sit inside a compiled
 replica function, so each D update runs in two compiled pieces. The first is a clean forward pass
@@ -47,13 +49,16 @@ class DAT(base.GAN):
     lambda_clean: lambda_1 on the clean terms.
     lambda_adv: lambda_2 on the attacked terms (0 reproduces the baseline update exactly).
     clip: clip attacked images to [-1, 1] (turn off for the 2-D toy data).
+    reuse_clean_pass: take the attack gradients from the clean pass's tape (default) instead of
+      fresh forward/backward passes; the perturbations are the same (BUILD_NOTES, "DAT: the clean
+      pass reused").
     **kwargs: `GAN` arguments (loss, penalty, n_dis = the paper's "It", ...).
   """
 
   _given_targets = None  # (target_real, target_fake) inside the second compiled piece
 
   def __init__(self, generator, discriminator, epsilon=0.01, step="sign", lambda_clean=1.0,
-               lambda_adv=1.0, clip=True, **kwargs):
+               lambda_adv=1.0, clip=True, reuse_clean_pass=True, **kwargs):
     super().__init__(generator, discriminator, **kwargs)
     epsilon = errors.check_float("DAT.epsilon", epsilon, low=0)
     errors.check(step in attacks.STEPS,
@@ -66,30 +71,61 @@ class DAT(base.GAN):
     self.clean_weight = float(lambda_clean)
     self.lambda_adv = float(lambda_adv)
     self.clip = bool(clip)
+    self.reuse_clean_pass = bool(reuse_clean_pass)
     for name in ("dat_adv_loss", "dat_target_real", "dat_target_fake"):
       self.add_tracker(name)
 
-  def perturbations(self, real, labels, fake, fake_labels, real_logits, fake_logits):
-    """(x_r + d_r, x_f + d_f): each side pulled toward the other side's global batch mean."""
-    g1, g2 = self.loss_fn.g1, self.loss_fn.g2
+  def targets(self, real_logits, fake_logits):
+    """(mean g1(D(x_f)), mean g2(D(x_r))) over the global batch, constants for the attack."""
     if self._given_targets is not None:
-      target_real, target_fake = self._given_targets
-    else:
-      target_real = base.global_mean(g1(tf.stop_gradient(fake_logits)))
-      target_fake = base.global_mean(g2(tf.stop_gradient(real_logits)))
+      return self._given_targets
+    return (base.global_mean(self.loss_fn.g1(tf.stop_gradient(fake_logits))),
+            base.global_mean(self.loss_fn.g2(tf.stop_gradient(real_logits))))
+
+  def perturbations(self, real, labels, fake, fake_labels, real_logits, fake_logits, grads=None):
+    """(x_r + d_r, x_f + d_f): each side pulled toward the other side's global batch mean.
+
+    `grads` = (grad_real, grad_fake) of sum |g(D(x)) - target| from the clean pass's tape
+    (`clean_outputs`); None takes them from fresh passes through D (the reference).
+    """
+    g1, g2 = self.loss_fn.g1, self.loss_fn.g2
+    target_real, target_fake = self.targets(real_logits, fake_logits)
+    grad_real, grad_fake = grads or (None, None)
     real_value = lambda x: g1(self.d_out(x, labels)["logits"])  # noqa: E731
     fake_value = lambda x: g2(self.d_out(x, fake_labels)["logits"])  # noqa: E731
     real_adv = attacks.targeted_one_step(real, real_value, target_real, self.epsilon, self.step,
-                                         clip=self.clip)
+                                         clip=self.clip, grad=grad_real)
     fake_adv = attacks.targeted_one_step(fake, fake_value, target_fake, self.epsilon, self.step,
-                                         clip=self.clip)
+                                         clip=self.clip, grad=grad_fake)
     return (tf.stop_gradient(real_adv), tf.stop_gradient(fake_adv), target_real, target_fake)
+
+  def clean_outputs(self, real, labels, fake, fake_labels):
+    """The clean pass, watched so that the attack gradients come from its own backward pass.
+
+    At delta = 0, grad_x |g(D(x)) - m| is sign(g(D(x)) - m) * grad_x g(D(x)), which this pass
+    already holds: the same ops as a fresh pass (D in training mode on the same batch), without
+    the fresh forward. The perturbations ride along in `real_out["dat"]`.
+    """
+    if self.lambda_adv == 0.0 or not self.reuse_clean_pass:
+      return super().clean_outputs(real, labels, fake, fake_labels)
+    with tf.GradientTape(watch_accessed_variables=False) as tape:
+      tape.watch([real, fake])
+      real_out, fake_out = super().clean_outputs(real, labels, fake, fake_labels)
+      t_r, t_f = real_out["logits"], fake_out["logits"]
+      target_real, target_fake = self.targets(t_r, t_f)
+      gap_real = tf.abs(self.loss_fn.g1(t_r) - tf.stop_gradient(tf.cast(target_real, real.dtype)))
+      gap_fake = tf.abs(self.loss_fn.g2(t_f) - tf.stop_gradient(tf.cast(target_fake, fake.dtype)))
+      gaps = tf.reduce_sum(gap_real) + tf.reduce_sum(gap_fake)  # real and fake: separate passes
+    grads = tape.gradient(gaps, [real, fake],
+                          unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    adv = self.perturbations(real, labels, fake, fake_labels, t_r, t_f, grads=grads)
+    return dict(real_out, dat=adv), fake_out
 
   def extra_discriminator_terms(self, real, labels, fake, fake_labels, real_out, fake_out,
                                 step_seed):
     if self.lambda_adv == 0.0:
       return None, {}
-    real_adv, fake_adv, target_real, target_fake = self.perturbations(
+    real_adv, fake_adv, target_real, target_fake = real_out.get("dat") or self.perturbations(
         real, labels, fake, fake_labels, real_out["logits"], fake_out["logits"])
     adv = (self.loss_fn.d_real(self.d_out(real_adv, labels)["logits"])
            + self.loss_fn.d_fake(self.d_out(fake_adv, fake_labels)["logits"]))

@@ -113,12 +113,6 @@ def build_gan(shape, num_classes, strategy=None, method="gan", latent_dim=100, c
                      generator_factory=make_generator)
     gan.method_name = method
     gan.mixed_precision = mixed_precision
-    # Every method's `clip` clips attacked inputs to the [-1, 1] image range: on flat data such
-    # as the 2-D ring (radius 2) it would silently squash the samples it perturbs.
-    errors.check(len(shape) == 3 or not getattr(gan, "clip", False),
-                 f"{type(gan).__name__}.clip = True clips attacked samples to the [-1, 1] image "
-                 f"range, but this dataset's samples are not images (shape {tuple(shape)}): set "
-                 f"{type(gan).__name__}.clip = False.")
     d_opt, g_opt = _build_optimizers()
     if mixed_precision == "float16":
       d_opt, g_opt = optimizers.loss_scaled(d_opt), optimizers.loss_scaled(g_opt)
@@ -229,6 +223,12 @@ def train(model_dir,
   source = load_source(fallback_to_ring)
   gan = build_gan(source.shape, source.num_classes, strategy=strategy_obj,
                   mixed_precision=mixed_precision)
+  # Every method's `clip` clips attacked inputs to the [-1, 1] image range, which would silently
+  # squash the 2-D mixtures (the ring has radius 2, the grid reaches 4).
+  errors.check(source.name not in data_lib.MODE_STD or not getattr(gan, "clip", False),
+               f"{type(gan).__name__}.clip = True clips attacked samples to the [-1, 1] image "
+               f"range, which the {source.name!r} data exceed: set {type(gan).__name__}.clip = "
+               "False.")
   if chief:
     io.makedirs(model_dir)
 
