@@ -162,6 +162,30 @@ def _inputs_with_logits(t, rng):
   return x.astype(np.float32)
 
 
+def test_repeated_diagnostics_reuse_their_compiled_functions():
+  """A DAT run computes xi every `train.diagnose_every_steps`: with the same discriminator, each
+  compiled piece is traced once, whatever the data (new arrays of the same shape)."""
+  from tfadvgan import models  # pylint: disable=g-import-not-at-top
+  gan = type("G", (), {})()
+  gan.conditional = False
+  gan.discriminator = models.build_discriminator(input_shape=(2,), arch="mlp", width=8)
+  d_fn = diag.discriminator_fn(gan)
+  assert diag.discriminator_fn(gan) is d_fn and diag.discriminator_fn(gan, training=True) is not d_fn
+  rng = np.random.default_rng(8)
+  first = None
+  for _ in range(3):
+    real, fake = rng.normal(size=(10, 2)), rng.normal(size=(10, 2))
+    diag.dat_attack_success(d_fn, real, fake, max_iters=3, clip=False, batch_size=4)
+    diag.input_gradients(d_fn, real, batch_size=4)
+    first = first or dict(d_fn._tfadvgan_compiled)  # pylint: disable=protected-access
+  compiled = d_fn._tfadvgan_compiled  # pylint: disable=protected-access
+  assert len(compiled) == 4, sorted(compiled)  # logits, the two attacks, input gradients
+  assert all(compiled[k] is first[k] for k in first)  # the same functions, not rebuilt ones
+  assert [f.experimental_get_tracing_count() for f in compiled.values()] == [1, 1, 1, 1]
+  diag.dat_attack_success(d_fn, real, fake, max_iters=4, clip=False, batch_size=4)
+  assert len(compiled) == 6  # other settings: other functions, not stale ones
+
+
 @pytest.mark.parametrize("value", ["logit", "loss"])
 def test_dat_attack_success_counts_match_the_closed_form(value):
   # Sign steps of size s move a linear D by a = s * ||w||_1 towards the target; with a <= 2 tol

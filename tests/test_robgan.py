@@ -287,6 +287,36 @@ def test_finetune_step_is_eq10(lam):
   np.testing.assert_allclose(float(logs["ce_real"]), want, rtol=1e-5)
 
 
+def test_finetune_logs_and_divergence_check_stay_on_the_device():
+  """`logged_step` sums the logs on the device; `read_window` gives their means (those `step`
+  returns, one by one) and resets, and reports the first non-finite value with its step."""
+  data = arrays()
+  args = [tf.constant(data["images"][:, 0]), tf.constant(data["labels"][:, 0]),
+          tf.constant(data["z_g"]), tf.constant(data["y_g"])]
+  kwargs = dict(lam=0.3, epsilon=0.0, optimizer="sgd", momentum=0.0, stage_steps=(10,))
+  host = finetune.ClassifierFinetuner(make(), learning_rate=0.1, **kwargs)
+  device = finetune.ClassifierFinetuner(make(), learning_rate=0.1, **kwargs)
+  want = [host.step(*args, tf.constant([0, i])) for i in range(3)]
+  for i in range(3):
+    device.logged_step(*args, tf.constant([0, i]))
+  got = device.read_window()
+  assert sorted(got) == sorted(want[0]) and len(got) == 7
+  for key in got:
+    assert got[key] == pytest.approx(np.mean([float(w[key]) for w in want]), rel=1e-5), key
+  device.logged_step(*args, tf.constant([0, 3]))
+  last = host.step(*args, tf.constant([0, 3]))
+  assert device.read_window()["loss"] == pytest.approx(float(last["loss"]), rel=1e-5)  # reset
+  host = finetune.ClassifierFinetuner(make(), learning_rate=float("inf"), **kwargs)
+  first_bad = next(i + 1 for i in range(10) if not all(
+      np.isfinite(float(v)) for v in host.step(*args, tf.constant([0, i])).values()))
+  diverging = finetune.ClassifierFinetuner(make(), learning_rate=float("inf"), **kwargs)
+  for i in range(first_bad + 2):  # later steps do not overwrite the first bad one
+    diverging.logged_step(*args, tf.constant([0, i]))
+  with pytest.raises(errors.ConfigError,
+                     match=rf"diverged: \w+ = (nan|inf|-inf) at step {first_bad};"):
+    diverging.read_window()
+
+
 def test_finetune_defaults_are_the_release_eq10_version():
   """Adam at 1e-3, no weight decay, stages 2:2:1:1 (finetune.py's [20, 20, 10, 10] epochs)."""
   trainer = finetune.ClassifierFinetuner(make())

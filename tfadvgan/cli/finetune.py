@@ -208,6 +208,15 @@ class ClassifierFinetuner:
       self.optimizer.build(self.variables)
     self._compiled_step = tf.function(self.train_step, jit_compile=self.jit_compile,
                                       autograph=False, reduce_retracing=True)
+    # The run loop's bookkeeping stays on the device: window sums of the logs and the first
+    # non-finite one, read by the host only at log intervals (`read_window`).
+    self.log_keys = (["ce_real", "acc_real"] + (["ce_fake", "acc_fake"] if self.lam > 0 else [])
+                     + ["loss", "grad_norm", "learning_rate"])
+    self._window = tf.Variable(tf.zeros([len(self.log_keys)]), trainable=False)
+    self._window_count = tf.Variable(0.0, trainable=False)
+    self._bad = tf.Variable([-1.0, -1.0, 0.0], trainable=False)  # step, key index, value
+    self._compiled_logged_step = tf.function(self._logged_step, jit_compile=self.jit_compile,
+                                             autograph=False, reduce_retracing=True)
 
   # ----------------------------------------------------------------- schedule
   @property
@@ -282,6 +291,39 @@ class ClassifierFinetuner:
     loss, grad_norm, learning_rate)."""
     return self._compiled_step(x_real, y_real, z, y_fake, seed)
 
+  def _logged_step(self, x_real, y_real, z, y_fake, seed):
+    logs = self.train_step(x_real, y_real, z, y_fake, seed)
+    values = tf.stack([tf.cast(logs[k], tf.float32) for k in self.log_keys])
+    finite = tf.math.is_finite(values)
+    first = tf.argmin(tf.cast(finite, tf.int32), output_type=tf.int32)  # the first non-finite
+    new_bad = tf.logical_and(tf.logical_not(tf.reduce_all(finite)), self._bad[0] < 0)
+    step = tf.cast(self.optimizer.iterations, tf.float32)  # 1-based once the update is applied
+    self._bad.assign(tf.where(new_bad, tf.stack([step, tf.cast(first, tf.float32),
+                                                 tf.gather(values, first)]), self._bad))
+    self._window.assign_add(values)
+    self._window_count.assign_add(1.0)
+
+  def logged_step(self, x_real, y_real, z, y_fake, seed):
+    """`step` without a host read: the logs are summed on the device for `read_window`."""
+    self._compiled_logged_step(x_real, y_real, z, y_fake, seed)
+
+  def read_window(self):
+    """The mean logs since the last read, then a reset (one device-to-host copy).
+
+    Raises:
+      ConfigError: a logged value was NaN or infinite at some step of the window or before.
+    """
+    bad_step, key, value = (float(v) for v in self._bad.numpy())
+    if bad_step >= 0:
+      raise errors.ConfigError(
+          f"Fine-tuning diverged: {self.log_keys[int(key)]} = {value} at step {int(bad_step)}; "
+          "nothing was written. Lower finetune_classifier.learning_rate (e.g. 1e-4: BN "
+          "discriminators in inference mode can diverge at the default 1e-3) or change the seed.")
+    sums, count = self._window.numpy(), float(self._window_count.numpy())
+    self._window.assign(tf.zeros_like(self._window))
+    self._window_count.assign(0.0)
+    return {k: float(v) / max(count, 1.0) for k, v in zip(self.log_keys, sums)}
+
   def settings(self):
     """The resolved knobs, for finetune.json."""
     return {"lam": self.lam, "epsilon": self.epsilon, "pgd_steps": self.pgd_steps,
@@ -316,9 +358,6 @@ def _default_batch_size():
     return 64
 
 
-def _floats(logs):
-  return {k: float(np.asarray(v)) for k, v in logs.items()}
-
 
 def finetune_run(model_dir, out_dir, gin_bindings=(), gin_files=()):
   """Fine-tunes the run in `model_dir` (Eq. 10) and writes the result as the run `out_dir`.
@@ -333,7 +372,8 @@ def finetune_run(model_dir, out_dir, gin_bindings=(), gin_files=()):
 
   Returns:
     The summary written to `out_dir/finetune.json` (source_checkpoint, checkpoint, steps, lam, the
-    other settings, and `final`: the values logged at the last step).
+    other settings, and `final`: the values logged at the last step, means over the last
+    `log_every_steps` window).
 
   Raises:
     ConfigError: bad directories, bindings or settings, missing data, or a diverged loss.
@@ -384,29 +424,20 @@ def finetune_run(model_dir, out_dir, gin_bindings=(), gin_files=()):
           f"lam {trainer.lam}, epsilon {trainer.epsilon}, {trainer.optimizer_name} "
           f"lr {trainer.base_learning_rate}", flush=True)
     t0 = time.time()
-    window, final = [], {}
+    final = {}
     iterator = iter(dataset)
     for i in range(total):
       batch = next(iterator)
-      logs = _floats(trainer.step(batch["images"][:, 0], batch["labels"][:, 0], batch["z_g"],
-                                  batch["y_g"], tf.constant([trainer.seed, i], tf.int32)))
-      bad = [k for k, v in logs.items() if not np.isfinite(v)]
-      if bad:
-        raise errors.ConfigError(
-            f"Fine-tuning diverged: {bad[0]} = {logs[bad[0]]} at step {i + 1}; nothing was "
-            "written. Lower finetune_classifier.learning_rate (e.g. 1e-4: BN discriminators "
-            "in inference mode can diverge at the default 1e-3) or change the seed.")
-      window.append(logs)
-      final = logs
+      trainer.logged_step(batch["images"][:, 0], batch["labels"][:, 0], batch["z_g"],
+                          batch["y_g"], tf.constant([trainer.seed, i], tf.int32))
       if (i + 1) % trainer.log_every_steps == 0 or i + 1 == total:
-        mean = {k: float(np.mean([w[k] for w in window])) for k in window[0]}
+        mean = final = trainer.read_window()  # raises if a value was not finite
         with writer.as_default(step=i + 1):
           for key, value in mean.items():
             tf.summary.scalar(f"finetune/{key}", value)
         writer.flush()
         print(f"[tfadvgan] finetune step {i + 1}/{total}: "
               + ", ".join(f"{k} {v:.4g}" for k, v in sorted(mean.items())), flush=True)
-        window = []
     writer.close()
     seconds = time.time() - t0
 

@@ -88,8 +88,15 @@ DAT_VALUES = ("logit", "probability", "loss")
 
 
 # --------------------------------------------------------------------------------------- helpers
+_D_FNS = weakref.WeakKeyDictionary()  # discriminator model -> {(conditional, training): d_fn}
+
+
 def discriminator_fn(gan, training=False):
   """``d_fn(x, labels=None) -> dict`` for ``gan.discriminator`` (labels fed only if conditional).
+
+  The same callable comes back for the same discriminator and settings, so the compiled
+  functions the diagnostics cache on it (``_compiled``) are traced once per run, not at every
+  call (a DAT run computes xi every ``train.diagnose_every_steps``).
 
   Args:
     gan: a ``tfadvgan.gans.GAN`` (or anything with ``discriminator`` and ``conditional``).
@@ -99,15 +106,38 @@ def discriminator_fn(gan, training=False):
     The callable the diagnostics take.
   """
   conditional = bool(getattr(gan, "conditional", False))
-  discriminator = gan.discriminator
+  training = bool(training)
+  try:
+    per_model = _D_FNS.setdefault(gan.discriminator, {})
+  except TypeError:  # not weak-referenceable: a fresh callable, nothing cached
+    per_model = {}
+  if (conditional, training) not in per_model:
+    model = weakref.ref(gan.discriminator)  # the cached value must not keep its key alive
 
-  def d_fn(x, labels=None):
-    if conditional:
-      errors.check(labels is not None,
-                   "This run is class-conditional: the discriminator diagnostics need labels.")
-    return discriminator(x, labels if conditional else None, training=training)
+    def d_fn(x, labels=None):
+      if conditional:
+        errors.check(labels is not None,
+                     "This run is class-conditional: the discriminator diagnostics need labels.")
+      return model()(x, labels if conditional else None, training=training)
 
-  return d_fn
+    per_model[(conditional, training)] = d_fn
+  return per_model[(conditional, training)]
+
+
+def _compiled(d_fn, key, make):
+  """``make()`` (a ``tf.function``), cached on ``d_fn`` under ``key`` so that repeated calls with
+  the same discriminator callable reuse its traces. Callables that take no attributes (bound
+  methods) get a fresh one each call."""
+  cache = getattr(d_fn, "_tfadvgan_compiled", None)
+  if cache is None:
+    cache = {}
+    try:
+      d_fn._tfadvgan_compiled = cache  # pylint: disable=protected-access
+    except AttributeError:
+      return make()
+  if key not in cache:
+    cache[key] = make()
+  return cache[key]
 
 
 def _logits(out):
@@ -229,16 +259,20 @@ def _logit_fn(d_fn, labels):
 def logits(d_fn, images, labels=None, batch_size=256):
   """``[N]`` numpy logits of ``d_fn`` on ``images`` (batched, compiled)."""
   return _map_batches(d_fn, images, labels, batch_size,
-                      lambda xb, yb: {"t": _logits(d_fn(xb, yb))})["t"]
+                      lambda xb, yb: {"t": _logits(d_fn(xb, yb))}, key=("logits",))["t"]
 
 
-def _map_batches(d_fn, images, labels, batch_size, per_batch):
-  """Checks inputs, then runs the compiled `per_batch(xb, yb) -> dict` over all batches."""
+def _map_batches(d_fn, images, labels, batch_size, per_batch, key=None):
+  """Checks inputs, then runs the compiled `per_batch(xb, yb) -> dict` over all batches
+  (`key`: cache the compiled function on `d_fn` under it; `per_batch` must then depend on nothing
+  but `d_fn` and the key)."""
   x = _check_images(images)
   y = _as_array(labels, np.int32, "labels")
   _check_pair(x, y)
   _probe(d_fn, x, y)
-  return _run_batched(tf.function(per_batch), [x, y], batch_size)
+  fn = (tf.function(per_batch) if key is None
+        else _compiled(d_fn, key, lambda: tf.function(per_batch)))
+  return _run_batched(fn, [x, y], batch_size)
 
 
 # ------------------------------------------------------------------------------ 1. D accuracy
@@ -465,9 +499,15 @@ def dat_attack_success(d_fn, real, fake, loss=None, tolerance=0.02, max_iters=10
     return (float(np.mean(capped)), float(np.mean(~ok)),
             float(np.mean(steps[ok])) if ok.any() else float("nan"))
 
-  steps_fake = _run_batched(make_attack(value_fake), [xf, yf], batch_size,
+  def attack(real):
+    settings = (value, loss if value == "loss" else None, float(tolerance), max_iters,
+                float(step_size), step, bool(clip), real)
+    return _compiled(d_fn, ("dat_attack",) + settings,
+                     lambda: make_attack(value_real if real else value_fake))
+
+  steps_fake = _run_batched(attack(False), [xf, yf], batch_size,
                             (tf.constant(target_for_fake, tf.float32),))["steps"]
-  steps_real = _run_batched(make_attack(value_real), [xr, yr], batch_size,
+  steps_real = _run_batched(attack(True), [xr, yr], batch_size,
                             (tf.constant(target_for_real, tf.float32),))["steps"]
   xi_f, fail_f, xi_fs = summarize(steps_fake)
   xi_r, fail_r, xi_rs = summarize(steps_real)
@@ -486,7 +526,8 @@ def dat_attack_success(d_fn, real, fake, loss=None, tolerance=0.02, max_iters=10
 def input_gradients(d_fn, images, labels=None, batch_size=256):
   """``[N, ...]`` numpy gradients of the logit ``D(x)`` w.r.t. each input (batched, compiled)."""
   return _map_batches(d_fn, images, labels, batch_size,
-                      lambda xb, yb: {"g": _input_grad(_logit_fn(d_fn, yb), xb)[1]})["g"]
+                      lambda xb, yb: {"g": _input_grad(_logit_fn(d_fn, yb), xb)[1]},
+                      key=("input_gradients",))["g"]
 
 
 @gin.configurable(denylist=["d_fn", "images", "labels"])
