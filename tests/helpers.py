@@ -26,3 +26,16 @@ def shape_of(source):
   if str(source).startswith("imagenet143"):
     return (gin.query_parameter("dataset.resolution"),) * 2 + (3,), 143
   return SHAPES[source]
+
+
+def write_idx(path, array):
+  """Writes `array` (uint8) as an IDX file (gzip-compressed when `path` ends in .gz)."""
+  import gzip  # pylint: disable=g-import-not-at-top
+  import struct  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  array = np.asarray(array, np.uint8)
+  header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim)
+  header += struct.pack(">" + "I" * array.ndim, *array.shape)
+  opener = gzip.open if path.endswith(".gz") else open
+  with opener(path, "wb") as f:
+    f.write(header + array.tobytes())

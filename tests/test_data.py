@@ -1,9 +1,7 @@
 """Tests for tfadvgan.data: sources (local files, synthetic, TFDS via mocks) and pipelines."""
-import gzip
 import logging
 import os
 import pickle
-import struct
 import tarfile
 
 import gin
@@ -11,6 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import helpers  # pylint: disable=g-bad-import-order
 from tfadvgan import data
 from tfadvgan.data import local
 from tfadvgan.data import synthetic
@@ -84,13 +83,7 @@ def test_classes_selection_remaps_and_num_examples_truncates():
 # IDX
 
 
-def _write_idx(path, array):
-  array = np.asarray(array, np.uint8)
-  header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim)
-  header += struct.pack(">" + "I" * array.ndim, *array.shape)
-  opener = gzip.open if path.endswith(".gz") else open
-  with opener(path, "wb") as f:
-    f.write(header + array.tobytes())
+_write_idx = helpers.write_idx
 
 
 @pytest.fixture(name="idx_dir")

@@ -114,6 +114,28 @@ def test_classifier_accuracy_under_pgd_on_linear_two_class_softmax():
     diag.classifier_accuracy_under_pgd(linear_d(), x, y, epsilons=[0.02])
 
 
+def test_local_lipschitz_is_the_cross_entropy_gradient_norm():
+  """Softmax regression: grad_x CE = W (softmax(x W + b) - onehot(y)), per example."""
+  d = int(np.prod(SHAPE))
+  rng = np.random.default_rng(6)
+  wc = rng.normal(size=(d, 3)).astype(np.float32)
+  bc = rng.normal(size=3).astype(np.float32)
+  y = rng.integers(0, 3, N).astype(np.int32)
+
+  def class_logits_fn(x, labels=None):
+    del labels
+    return tf.reshape(x, [-1, d]) @ tf.constant(wc) + tf.constant(bc)
+
+  logits_np = X.reshape(N, d).astype(np.float64) @ wc + bc
+  p = np.exp(logits_np - logits_np.max(1, keepdims=True))
+  p /= p.sum(1, keepdims=True)
+  want = np.linalg.norm((p - np.eye(3)[y]) @ wc.T.astype(np.float64), axis=1)
+  got = diag.local_lipschitz(class_logits_fn, X, y, batch_size=16)  # 50 = 3 x 16 + a padded 2
+  np.testing.assert_allclose(got["per_example"], want, rtol=1e-4)
+  assert got["mean"] == pytest.approx(want.mean(), rel=1e-4)
+  assert got["max"] == pytest.approx(want.max(), rel=1e-4)
+
+
 def test_input_gradient_stats_on_linear_d():
   stats = diag.input_gradient_stats(linear_d(), X, bins=20, batch_size=16)
   np.testing.assert_allclose(stats["l1"], W_L1, rtol=1e-6)
@@ -398,3 +420,44 @@ def test_diagnose_cli_attacks_a_given_classifier_side_by_side(run_dir, tmp_path)
   assert got["accuracy"]["0"] == pytest.approx(want[0.0])
   assert got["accuracy"]["0.04"] == pytest.approx(want[0.04])
   assert got["accuracy"]["0.04"] <= got["accuracy"]["0"]
+
+
+def test_diagnose_generalization_compares_train_and_test(run_dir, tmp_path):
+  """Rob-GAN Fig. 1 through the CLI: per split, the library's LLV and PGD accuracy; the gaps."""
+  import helpers  # pylint: disable=g-import-not-at-top
+  from tfadvgan import data as data_lib  # pylint: disable=g-import-not-at-top
+  from tfadvgan.metrics import domain_classifier  # pylint: disable=g-import-not-at-top
+  model_dir, _, _ = run_dir
+  rng = np.random.default_rng(17)
+  idx = tmp_path / "idx"
+  idx.mkdir()
+  for prefix in ("train", "t10k"):
+    helpers.write_idx(str(idx / f"{prefix}-images-idx3-ubyte"), rng.integers(0, 256, (8, 28, 28)))
+    helpers.write_idx(str(idx / f"{prefix}-labels-idx1-ubyte"), rng.integers(0, 10, 8))
+  keras.utils.set_random_seed(4)
+  model = domain_classifier.build_domain_cnn(input_shape=(32, 32, 1), num_classes=10, width=4,
+                                             feature_dim=8)
+  path = str(tmp_path / "clf.keras")
+  domain_classifier.save_domain_classifier(model, path, "clf")
+  out = tmp_path / "diag"
+  proc = _cli([f"--model_dir={model_dir}", "--which=generalization", "--num=8",
+               f"--classifier_path={path}", "--class_epsilons=0,0.04", "--class_pgd_steps=2",
+               "--batch_size=4", f"--out={out}", "--gin_param=dataset.source = 'idx'",
+               f"--gin_param=dataset.path = '{idx}'"])
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  got = json.loads((out / "diagnostics_step2.json").read_text())["generalization"]
+  assert "discriminator" not in got  # a plain head: only the classifier
+  got = got["classifier"]
+  fn = lambda x, labels=None: model(x, training=False)  # noqa: E731
+  for split in ("train", "test"):
+    source = data_lib.load(source="idx", path=str(idx), split=split)
+    images, labels = (np.concatenate(a) for a in zip(*[
+        (b[0].numpy(), b[1].numpy()) for b in source.images.batch(8)]))
+    llv = diag.local_lipschitz(fn, images, labels, batch_size=4)["mean"]
+    acc = diag.classifier_accuracy_under_pgd(fn, images, labels, epsilons=[0.0, 0.04], steps=2,
+                                             batch_size=4)
+    assert got[split]["llv_mean"] == pytest.approx(llv, rel=1e-5)
+    assert got[split]["accuracy"] == {"0": pytest.approx(acc[0.0]),
+                                      "0.04": pytest.approx(acc[0.04])}
+  assert got["llv_gap"] == pytest.approx(got["test"]["llv_mean"] - got["train"]["llv_mean"])
+  assert got["train"]["llv_mean"] != got["test"]["llv_mean"]  # two different splits were read

@@ -2,7 +2,7 @@ r"""Robustness and gradient diagnostics of a trained run's discriminator.
 
   python scripts/diagnose.py --model_dir=DIR [--step=N] [--split=test] [--num=1000] \
       [--epsilons=0,0.00196,0.00392,0.00784,0.01569] [--out=DIR/diagnostics] \
-      [--which=accuracy,pgd_accuracy,class_pgd,dat,gradients,confidence,wdist,modes]
+      [--which=accuracy,pgd_accuracy,class_pgd,dat,gradients,confidence,wdist,modes,generalization]
 
 Restores the run (`loop.restore_run`), loads `--num` real examples of `--split` through the run's
 own gin config (`dataset.*` from its operative_config.gin; `--gin_param "dataset.path = '...'"`
@@ -18,7 +18,10 @@ runs. `--classifier_path=X.keras` adds the same attack on a classifier from trai
 (e.g. the Madry baseline) on the same images, as `class_pgd_classifier`. `modes` (the 2-D ring and grid only, and there by
 default) counts the modes covered and the fraction of high-quality samples of `--mode_samples`
 fakes (`tfadvgan.metrics.mode_coverage`: VEEGAN / PacGAN definitions) and saves those samples as
-`mode_samples_step<N>.npz` (keys `samples`, `centres`, `std`) for plots. The discriminator runs in inference mode unless `--training_mode` (Keras then updates BN
+`mode_samples_step<N>.npz` (keys `samples`, `centres`, `std`) for plots. `generalization` (on
+request only; an AC head or `--classifier_path`) is Rob-GAN Fig. 1: the local Lipschitz value
+||grad_x CE||_2 and the accuracy under the `class_pgd` attack on `--num` train reals and on `--num`
+reals of `--split`, and their gaps. The discriminator runs in inference mode unless `--training_mode` (Keras then updates BN
 moving statistics and spectral-norm kernels in memory on every call; nothing is saved).
 """
 
@@ -28,7 +31,8 @@ from absl import flags
 from tfadvgan.cli import common
 
 WHICH = ("accuracy", "pgd_accuracy", "class_pgd", "dat", "gradients", "confidence", "wdist",
-         "modes")
+         "modes", "generalization")
+NEEDS_CLASSES = ("class_pgd", "generalization")  # an AC head or --classifier_path
 MIXTURES = ("ring", "grid")
 
 flags.DEFINE_string("model_dir", None, "Run directory written by train.py.")
@@ -80,9 +84,9 @@ def _floats(text, name):
 
 def _which(text, has_ac_head, head, has_classifier=False, dataset=None):
   from tfadvgan import errors  # pylint: disable=g-import-not-at-top
-  if text is None:
-    return [w for w in WHICH if (w != "class_pgd" or has_ac_head or has_classifier)
-            and (w != "modes" or dataset in MIXTURES)]
+  if text is None:  # generalization loads a second split: only on request
+    return [w for w in WHICH if (w not in NEEDS_CLASSES or has_ac_head or has_classifier)
+            and (w != "modes" or dataset in MIXTURES) and w != "generalization"]
   chosen = [w.strip() for w in text.split(",") if w.strip()]
   errors.check(chosen, "--which is empty.")
   for w in chosen:
@@ -90,10 +94,11 @@ def _which(text, has_ac_head, head, has_classifier=False, dataset=None):
   errors.check("modes" not in chosen or dataset in MIXTURES,
                f"--which=modes needs a run on a 2-D mixture ({', '.join(MIXTURES)}); this run's "
                f"dataset is {dataset!r}. Drop modes from --which.")
-  errors.check("class_pgd" not in chosen or has_ac_head or has_classifier,
-               "--which=class_pgd needs a discriminator with an auxiliary-classifier head "
-               f"(build_discriminator.head = 'ac', as in Rob-GAN runs); this run's head is "
-               f"{head!r}. Drop class_pgd from --which.")
+  for w in NEEDS_CLASSES:
+    errors.check(w not in chosen or has_ac_head or has_classifier,
+                 f"--which={w} needs a discriminator with an auxiliary-classifier head "
+                 f"(build_discriminator.head = 'ac', as in Rob-GAN runs) or --classifier_path; "
+                 f"this run's head is {head!r}. Drop {w} from --which.")
   return chosen
 
 
@@ -232,6 +237,49 @@ def run_diagnostics(gan, images, labels, which, out_dir, step, dataset=None):
   return results, written
 
 
+def _classifiers(gan, d_fn):
+  """[(name, class_logits_fn)]: the AC head and the --classifier_path model, where present."""
+  from tfadvgan.metrics import domain_classifier  # pylint: disable=g-import-not-at-top
+  out = []
+  if getattr(gan.discriminator, "head", None) == "ac":
+    out.append(("discriminator", d_fn))
+  if FLAGS.classifier_path:
+    model, _ = domain_classifier.load_domain_classifier(FLAGS.classifier_path)
+    out.append(("classifier", lambda x, labels=None: model(x, training=False)))
+  return out
+
+
+def generalization(gan, splits):
+  """Rob-GAN Fig. 1: local Lipschitz value and accuracy under PGD on train vs test reals.
+
+  `splits` maps "train" / "test" to (images, labels). For each classifier (AC head, and the
+  --classifier_path model): per split the mean LLV ||grad_x CE||_2 and the accuracy under
+  --class_epsilons PGD (as class_pgd), and the gaps test - train (LLV) and train - test (accuracy).
+  """
+  from tfadvgan import errors  # pylint: disable=g-import-not-at-top
+  from tfadvgan.metrics import diagnostics as diag  # pylint: disable=g-import-not-at-top
+  d_fn = diag.discriminator_fn(gan, training=FLAGS.training_mode)
+  kw = dict(epsilons=_floats(FLAGS.class_epsilons, "class_epsilons"),
+            steps=FLAGS.class_pgd_steps, batch_size=FLAGS.batch_size)
+  results = {}
+  for name, fn in _classifiers(gan, d_fn):
+    per_split = {}
+    for split, (images, labels) in splits.items():
+      errors.check(labels is not None, f"generalization needs labels; split {split!r} has none.")
+      per_split[split] = {
+          "llv_mean": diag.local_lipschitz(fn, images, labels, FLAGS.batch_size)["mean"],
+          "accuracy": diag.classifier_accuracy_under_pgd(fn, images, labels, clip=True, **kw)}
+    train, test = per_split["train"], per_split["test"]
+    results[name] = {**per_split, "llv_gap": test["llv_mean"] - train["llv_mean"],
+                     "accuracy_gap": {e: train["accuracy"][e] - test["accuracy"][e]
+                                      for e in train["accuracy"]}}
+  results.update(definition="llv = ||grad_x CE(f(x), y)||_2 at the data point (Rob-GAN Fig. 1), "
+                 "mean over examples; accuracy under L-inf PGD on the cross entropy "
+                 f"({FLAGS.class_pgd_steps} steps of eps / 5); gaps: llv test - train, "
+                 "accuracy train - test", steps=FLAGS.class_pgd_steps)
+  return results
+
+
 def _modes(gan, name, out_dir, step):
   """Mode coverage of `--mode_samples` fakes; their samples go to an npz beside the JSON."""
   import io as py_io  # pylint: disable=g-import-not-at-top
@@ -286,6 +334,13 @@ def main(argv):
   out_dir = FLAGS.out or io.join(FLAGS.model_dir, "diagnostics")
   io.makedirs(out_dir)
   results, written = run_diagnostics(gan, images, labels, which, out_dir, step, dataset=name)
+  if "generalization" in which:
+    errors.check(split != "train", "--which=generalization compares the train split with "
+                 "--split (default test): pick another --split.")
+    train_images, train_labels, _, _ = load_real(info, "train", FLAGS.num, split_given=True)
+    results["generalization"] = generalization(
+        gan, {"train": (train_images, train_labels), "test": (images, labels)})
+    results["generalization"]["test_split"] = split
   meta = {"model_dir": io.abspath(FLAGS.model_dir), "checkpoint": ckpt, "step": step,
           "method": info.get("method"), "dataset": name, "split": split, "num": int(len(images)),
           "discriminator_head": head, "training_mode": bool(FLAGS.training_mode),

@@ -11,6 +11,7 @@ shape and traces once). Results are Python floats / numpy arrays.
 | ------------------------------- | -------------------------------------------------------- |
 | ``d_accuracy``                  | AS-GAN Table 2 (accuracy on reals under FGSM, eps 1/255)  |
 | ``classifier_accuracy_under_pgd`` | Rob-GAN Table 1 (AC-head accuracy under L-inf PGD)     |
+| ``local_lipschitz``             | Rob-GAN Fig. 1 right (``||grad_x CE||_2``, train vs test) |
 | ``dat_attack_success``          | DAT Eq. 1 / Fig. 1 (xi_fake, xi_real)                    |
 | ``input_gradient_stats``        | AS-GAN Fig. 9 (gradient histogram, L1 norm, sparsity)    |
 | ``gradient_grid``               | AS-GAN Fig. 2 (gradient maps)                            |
@@ -402,6 +403,45 @@ def classifier_accuracy_under_pgd(class_logits_fn, images, labels, epsilons=ROBG
              tf.constant([seed, 23], tf.int32))
     results[eps] = _mean(_run_batched(correct, [x, y], batch_size, extra)["correct"])
   return results
+
+
+def local_lipschitz(class_logits_fn, images, labels, batch_size=256):
+  """Rob-GAN Fig. 1 (right): the local Lipschitz value ``||grad_x CE(f(x), y)||_2`` per example.
+
+  The paper measures it at training and at test pairs ``(x_i, y_i)``: an adversarially trained
+  classifier keeps it low on the training set while it grows on the test set (its
+  generalisation gap). Computed at the data points themselves, as the paper's figure defines it,
+  in inference mode.
+
+  Args:
+    class_logits_fn: as in ``classifier_accuracy_under_pgd``.
+    images: ``[N, ...]`` inputs.
+    labels: ``[N]`` int true classes.
+    batch_size: batch size.
+
+  Returns:
+    dict: ``mean``, ``median``, ``max`` (over examples) and ``per_example`` (``[N]`` numpy).
+  """
+  x = _check_images(images)
+  errors.check(labels is not None, "local_lipschitz needs the true labels.")
+  y = _as_array(labels, np.int32, "labels")
+  _check_pair(x, y)
+  _probe(class_logits_fn, x, y, _class_logits)
+
+  def make():
+    @tf.function
+    def norms(xb, yb):
+      with tf.GradientTape() as tape:
+        tape.watch(xb)
+        xent = losses_lib.class_cross_entropy(_class_logits(class_logits_fn(xb, yb)), yb)
+      g = tape.gradient(xent, xb)  # per example: each CE depends only on its own input
+      return {"llv": tf.norm(tf.reshape(g, [tf.shape(g)[0], -1]), axis=1)}
+    return norms
+
+  llv = _run_batched(_compiled(class_logits_fn, ("local_lipschitz",), make), [x, y],
+                     batch_size)["llv"].astype(np.float64)
+  return {"mean": float(np.mean(llv)), "median": float(np.median(llv)), "max": float(np.max(llv)),
+          "per_example": llv}
 
 
 # -------------------------------------------------------------------------- 3. DAT xi_fake/real
