@@ -253,6 +253,20 @@ def _numpy_bn(x, gamma, beta, eps=layers.BN_EPSILON):
   return (x - mean) / np.sqrt(var + eps) * gamma + beta
 
 
+@pytest.mark.parametrize("arch, shape", [("dcgan", (32, 32, 1)), ("resnet", (32, 32, 3))])
+def test_batch_norm_beside_spectral_norm_only_when_asked(arch, shape):
+  """None (default): BN unless spectral norm; an explicit True keeps BN with it (AS-GAN's release
+  SN-DCGAN), an explicit False drops it."""
+  def bn_layers(**kwargs):
+    d = models.build_discriminator(arch=arch, input_shape=shape, width=8, **kwargs)
+    return sum(isinstance(l, keras.layers.BatchNormalization) for l in d._flatten_layers())  # pylint: disable=protected-access
+  plain = bn_layers()
+  assert plain >= 2
+  assert bn_layers(spectral_norm=True) == 0
+  assert bn_layers(spectral_norm=True, batch_norm=True) == plain
+  assert bn_layers(batch_norm=False) == 0
+
+
 def test_conditional_batch_norm_matches_numpy():
   cbn = layers.ConditionalBatchNorm(K)
   x = np.random.RandomState(0).normal(2.0, 3.0, size=(6, 4, 4, 5)).astype(np.float32)

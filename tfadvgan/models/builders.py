@@ -133,7 +133,7 @@ def build_generator(arch="dcgan", output_shape=(32, 32, 3), latent_dim=100, num_
 
 @gin.configurable
 def build_discriminator(arch="dcgan", input_shape=(32, 32, 3), head="plain", num_classes=0,
-                        width=None, spectral_norm=False, batch_norm=True, synchronized_bn=False,
+                        width=None, spectral_norm=False, batch_norm=None, synchronized_bn=False,
                         plan=None):
   """Builds a discriminator ``D(x, labels=None, training=None) -> {"logits": [B], ...}``.
 
@@ -144,10 +144,11 @@ def build_discriminator(arch="dcgan", input_shape=(32, 32, 3), head="plain", num
       (``psi(h) + <embed(y), h>``; D then requires ``labels``).
     num_classes: number of classes; > 0 required by the "ac" and "projection" heads.
     width: base width; None uses the architecture default (as in ``build_generator``).
-    spectral_norm: spectrally normalise every conv/dense (and the projection embedding). Turns
-      off D's BN (SNGAN discriminators have none).
+    spectral_norm: spectrally normalise every conv/dense (and the projection embedding).
     batch_norm: use BN where the architecture has it (dcgan: blocks 2..; resnet: inside the
-      non-first blocks; mlp: only when ``MLPDiscriminator.use_batch_norm = True``).
+      non-first blocks; mlp: only when ``MLPDiscriminator.use_batch_norm = True``). None (the
+      default): BN unless ``spectral_norm`` (SNGAN discriminators have none); True keeps BN with
+      spectral norm too (AS-GAN's release SN-DCGAN).
     synchronized_bn: BN statistics across replicas.
     plan: the resnet channel plan (as in ``build_generator``).
 

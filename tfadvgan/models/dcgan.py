@@ -5,7 +5,8 @@ As in the AS-GAN paper (Sec. 4), with width ``c`` (default 64):
 * D: ``Conv(4x4, stride 2, 'same')-[BN]-LeakyReLU(0.2)`` blocks with ``c, 2c, 4c`` channels for
   32 px (``c, 2c, 4c, 8c`` for 64 px), so the last map is 4x4; no BN on the first block; then
   flatten and the head (a Dense(1) on the flattened 4x4 map is the usual 4x4 'valid' conv).
-  BN is used when ``batch_norm`` and not ``spectral_norm`` (SNGAN's SN discriminators have none).
+  ``batch_norm`` None (default) uses BN unless ``spectral_norm`` (SNGAN's SN discriminators have
+  none); True or False decides explicitly (AS-GAN's release keeps BN after its SN convs).
 * G: ``Dense(4*4*4c)-BN-ReLU`` (``8c`` for 64 px), then ``ConvTranspose(4x4, stride 2)-BN-ReLU``
   halving the channels each time (32 px: ``2c, c``; 64 px: ``4c, 2c, c``), and a last
   ``ConvTranspose(4x4, stride 2)`` to the image channels with tanh. With ``num_classes > 0`` every
@@ -85,18 +86,18 @@ class DCGANDiscriminator(base.Discriminator):
     head: "plain" | "ac" | "projection".
     num_classes: number of classes for the ac/projection heads.
     width: base channel count ``c`` (default 64).
-    use_spectral_norm: spectrally normalise every conv/dense (and drop BN).
-    batch_norm: BN on blocks 2.. (ignored, i.e. off, with spectral norm).
+    use_spectral_norm: spectrally normalise every conv/dense.
+    batch_norm: BN on blocks 2..; None: on unless ``use_spectral_norm``.
     synchronized_bn: synchronise BN statistics across replicas.
   """
 
   def __init__(self, input_shape, head="plain", num_classes=0, width=None,
-               use_spectral_norm=False, batch_norm=True, synchronized_bn=False, **kwargs):
+               use_spectral_norm=False, batch_norm=None, synchronized_bn=False, **kwargs):
     super().__init__(input_shape, head, num_classes, use_spectral_norm,
                      kernel_initializer=layers.dcgan_init(), **kwargs)
     res = self.input_shape_[0]
     c = width or 64
-    self.use_bn = batch_norm and not use_spectral_norm
+    self.use_bn = layers.use_batch_norm(batch_norm, use_spectral_norm)
     self.convs, self.norms = [], []
     for i in range(_num_blocks(res)):
       self.convs.append(layers.spectral_norm(

@@ -64,6 +64,12 @@ def spectral_norm(layer, enabled=True):
   return keras.layers.SpectralNormalization(layer, power_iterations=1)
 
 
+def use_batch_norm(batch_norm, spectral_norm):
+  """A discriminator's BN choice: `batch_norm` when set, else BN unless spectral norm (SNGAN's SN
+  discriminators have none)."""
+  return (not spectral_norm) if batch_norm is None else bool(batch_norm)
+
+
 def batch_norm(synchronized=False, center=True, scale=True, name=None):
   """BatchNormalization with the package's momentum/epsilon."""
   return keras.layers.BatchNormalization(

@@ -94,12 +94,12 @@ class MLPDiscriminator(base.Discriminator):
   """
 
   def __init__(self, input_shape, head="plain", num_classes=0, width=None, depth=DEFAULT_DEPTH,
-               hidden_sizes=None, use_batch_norm=False, batch_norm=True, use_spectral_norm=False,
+               hidden_sizes=None, use_batch_norm=False, batch_norm=None, use_spectral_norm=False,
                synchronized_bn=False, **kwargs):
     super().__init__(input_shape, head, num_classes, use_spectral_norm,
                      kernel_initializer=layers.glorot_init(), **kwargs)
     self.hidden_sizes = _hidden(width, depth, hidden_sizes)
-    self.use_bn = use_batch_norm and batch_norm and not use_spectral_norm
+    self.use_bn = use_batch_norm and layers.use_batch_norm(batch_norm, use_spectral_norm)
     self.denses = [layers.spectral_norm(
         keras.layers.Dense(h, kernel_initializer=layers.glorot_init(), name=f"dense{i}"),
         use_spectral_norm) for i, h in enumerate(self.hidden_sizes)]

@@ -173,19 +173,19 @@ class ResNetDiscriminator(base.Discriminator):
     num_classes: number of classes for the ac/projection heads.
     width: base channel count ``c`` (default ``DEFAULT_WIDTH[H]``).
     use_spectral_norm: spectrally normalise every conv/dense (and drop BN).
-    batch_norm: BN inside the non-first blocks (ignored, i.e. off, with spectral norm).
+    batch_norm: BN inside the non-first blocks; None: on unless ``use_spectral_norm``.
     synchronized_bn: synchronise BN statistics across replicas.
     plan: "sngan" (the table above) or "small" (128 px, capped at 8c).
   """
 
   def __init__(self, input_shape, head="plain", num_classes=0, width=None,
-               use_spectral_norm=False, batch_norm=True, synchronized_bn=False, plan="sngan",
+               use_spectral_norm=False, batch_norm=None, synchronized_bn=False, plan="sngan",
                **kwargs):
     super().__init__(input_shape, head, num_classes, use_spectral_norm,
                      kernel_initializer=layers.glorot_init(), **kwargs)
     res, _, channels = self.input_shape_
     c = width or DEFAULT_WIDTH[res]
-    self.use_bn = batch_norm and not use_spectral_norm
+    self.use_bn = layers.use_batch_norm(batch_norm, use_spectral_norm)
     self.blocks = []
     in_ch = channels
     for i, (m, down) in enumerate(D_PLANS[plan][res]):
