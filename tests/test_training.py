@@ -460,13 +460,16 @@ def test_study_configs_name_existing_configs(study, tmp_path):
       files = [a.split("=", 1)[1] for a in line.split() if a.startswith("--gin_file=")]
       assert files and all(os.path.exists(f) for f in files), line
       parse([os.path.relpath(f, ROOT) for f in files], [])
-  with open(study) as f:
-    text = f.read()
-  variants = re.findall(r"^\s*\('", text, re.M)
-  seeds = ast.literal_eval(re.search(r"^study\.seeds\s*=\s*(\[.*?\])", text, re.M).group(1))
-  expected = len(variants) * len(seeds)
-  assert expected >= 2
-  assert sum("train.py" in l for l in commands) == expected
+  parse([study], [f"study.classifier_path = '{clf}'"])
+  seeds = gin.query_parameter("study.seeds")
+  variants = gin.query_parameter("study.variants")
+  try:
+    finetunes = gin.query_parameter("study.finetunes")
+  except ValueError:
+    finetunes = []
+  assert len(variants) * len(seeds) >= 2
+  assert sum("train.py" in l for l in commands) == len(variants) * len(seeds)
+  assert sum("finetune.py" in l for l in commands) == len(finetunes) * len(seeds)
 
 
 def test_study_collects_fid_diagnostics_and_wdist_variance(tmp_path):
@@ -486,7 +489,11 @@ def test_study_collects_fid_diagnostics_and_wdist_variance(tmp_path):
       {"step": 10, "accuracy": {"real": {"0": 0.75, "0.5": 0.25}},
        "gradients": {"l1": 3.5, "sparsity": 0.125}, "dat": {"xi_fake": 4.0, "xi_real": 6.0},
        "class_pgd": {"accuracy": {"0": 0.9, "0.02": 0.6}},
-       "modes": {"modes_covered": 7, "high_quality_fraction": 0.5}}))
+       "modes": {"modes_covered": 7, "high_quality_fraction": 0.5},
+       "class_pgd_classifier": {"accuracy": {"0.02": 0.7}},
+       "generalization": {"discriminator": {
+           "train": {"llv_mean": 0.25}, "test": {"llv_mean": 0.75},
+           "accuracy_gap": {"0": 0.125, "0.02": 0.0625}}}}))
   writer = tf.summary.create_file_writer(str(run / "train"))
   values = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0]
   with writer.as_default():
@@ -500,6 +507,8 @@ def test_study_collects_fid_diagnostics_and_wdist_variance(tmp_path):
   assert got["d_acc_real_clean"] == 0.75 and got["d_acc_real_fgsm_0.5"] == 0.25
   assert got["grad_l1"] == 3.5 and got["grad_sparsity"] == 0.125
   assert got["modes_covered"] == 7 and got["high_quality_fraction"] == 0.5
+  assert got["ref_acc_pgd_0.02"] == 0.7 and got["llv_train"] == 0.25 and got["llv_test"] == 0.75
+  assert got["acc_gap_pgd_0"] == 0.125 and got["acc_gap_pgd_0.02"] == 0.0625
   assert got["xi_fake"] == 4.0 and got["xi_real"] == 6.0
   assert got["class_acc_pgd_0"] == 0.9 and got["class_acc_pgd_0.02"] == 0.6
   assert got["wdist_var_last20"] == pytest.approx(np.var([9.0, 10.0]))  # steps > 0.8 * 10
@@ -517,6 +526,22 @@ def test_study_runs_seeds_outer_and_skips_fid_without_a_classifier(tmp_path):
   assert runs == [("a", "0"), ("a", "0"), ("b", "0"), ("b", "0"),
                   ("a", "1"), ("a", "1"), ("b", "1"), ("b", "1")]
   assert not any("eval.py" in c for c in commands)
+  # Fine-tuning stages follow each seed's variants and read that seed's run of their variant.
+  _, commands = study_cli.study(str(tmp_path), variants=variants, seeds=[0, 1],
+                                classifier_path=None, diagnose_which=["class_pgd"],
+                                diagnose_flags=["--class_epsilons=0,0.1"],
+                                finetunes=[("ft", "b", ["finetune_classifier.lam = 0.0"])],
+                                dry_run=True)
+  finetune = [c for c in commands if "finetune.py" in c]
+  assert len(finetune) == 2 and commands.index(finetune[0]) < commands.index(
+      next(c for c in commands if "seed1" in c))
+  assert f"--model_dir={tmp_path}/b/seed1" in finetune[1]
+  assert f"--out_dir={tmp_path}/ft/seed1" in finetune[1]
+  assert "'--gin_param=finetune_classifier.lam = 0.0'" in finetune[1]
+  assert all("--class_epsilons=0,0.1" in c for c in commands if "diagnose.py" in c)
+  with pytest.raises(errors.ConfigError, match="not in study.variants"):
+    study_cli.study(str(tmp_path), variants=variants, finetunes=[("ft", "zz", [])],
+                    classifier_path=None, dry_run=True)
   with pytest.raises(errors.ConfigError, match="curve_every_steps needs"):
     study_cli.study(str(tmp_path), variants=variants, classifier_path=None, curve_every_steps=5,
                     dry_run=True)

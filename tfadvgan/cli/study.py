@@ -140,6 +140,14 @@ def collect(run_dir, eps_key, curve_num_samples=None):
   if "class_pgd" in diag:  # Rob-GAN Table 1: the AC head under PGD
     for eps, acc in diag["class_pgd"]["accuracy"].items():
       out[f"class_acc_pgd_{eps}"] = acc
+  if "class_pgd_classifier" in diag:  # the same attack on a reference classifier
+    for eps, acc in diag["class_pgd_classifier"]["accuracy"].items():
+      out[f"ref_acc_pgd_{eps}"] = acc
+  gen = diag.get("generalization", {}).get("discriminator")
+  if gen:  # Rob-GAN Fig. 1: train vs test
+    out["llv_train"], out["llv_test"] = gen["train"]["llv_mean"], gen["test"]["llv_mean"]
+    for eps, gap in gen["accuracy_gap"].items():
+      out[f"acc_gap_pgd_{eps}"] = gap
   if "dat" in diag:
     out["xi_fake"] = diag["dat"]["xi_fake"]
     out["xi_real"] = diag["dat"]["xi_real"]
@@ -164,8 +172,14 @@ def table(rows, seeds):
 def run_study(out, variants, seeds=(0, 1, 2), num_steps=2000, classifier_path=None,
               eval_num_samples=5000, diagnose_num=1000, fgsm_epsilon=1.0 / 255,
               diagnose_which=("accuracy", "gradients"), extra_params=(), curve_every_steps=0,
-              curve_num_samples=2000, dry_run=False):
-  """Trains, evaluates and diagnoses every (seed, variant); returns the rows of the table."""
+              curve_num_samples=2000, diagnose_flags=(), finetunes=(), dry_run=False):
+  """Trains, evaluates and diagnoses every (seed, variant); returns the rows of the table.
+
+  `finetunes` lists `(name, variant, gin params)`: after the variants of a seed, each fine-tunes
+  that seed's `variant` run with scripts/finetune.py (Rob-GAN Eq. 10) into `OUT/<name>/seed<k>`
+  and diagnoses it like the variants (no FID: G is unchanged). `diagnose_flags` are extra
+  diagnose.py flags (e.g. `--classifier_path=...`, `--class_epsilons=...`).
+  """
   from tfadvgan import errors  # pylint: disable=g-import-not-at-top
   from tfadvgan import io  # pylint: disable=g-import-not-at-top
   errors.check(variants, "study.variants is empty.")
@@ -175,9 +189,36 @@ def run_study(out, variants, seeds=(0, 1, 2), num_steps=2000, classifier_path=No
   curve_every_steps = errors.check_int("study.curve_every_steps", curve_every_steps, low=0)
   errors.check(not curve_every_steps or classifier_path,
                "study.curve_every_steps needs study.classifier_path (the FID classifier).")
+  names = [v[0] for v in variants]
+  for name, base, _ in finetunes:
+    errors.check(base in names, f"study.finetunes entry {name!r} fine-tunes variant {base!r}, "
+                 f"which is not in study.variants ({', '.join(names)}).")
+  errors.check(len(set(names + [f[0] for f in finetunes])) == len(names) + len(finetunes),
+               "study.variants and study.finetunes need distinct names.")
   io.makedirs(out)
   eps_key = format(float(fgsm_epsilon), ".8g")
-  commands, per_seed = [], {name: [] for name, _, _ in variants}
+  commands, per_seed = [], {name: [] for name in names + [f[0] for f in finetunes]}
+
+  def diagnose(run_dir):
+    return _script("diagnose") + [
+        f"--model_dir={run_dir}", f"--which={','.join(diagnose_which)}",
+        f"--epsilons=0,{fgsm_epsilon}", f"--num={diagnose_num}"] + list(diagnose_flags)
+
+  def finish(name, run_dir, log, cmds):
+    done = io.join(run_dir, "study_done.json")
+    if io.exists(done) and not dry_run:
+      per_seed[name].append(io.read_json(done))
+      return
+    t0 = time.time()
+    for cmd in cmds:
+      commands.append(_run(cmd, log, dry_run))
+    if dry_run:
+      return
+    numbers = collect(run_dir, eps_key, curve_every_steps and curve_num_samples)
+    numbers["train_eval_seconds"] = time.time() - t0
+    io.atomic_write(done, json.dumps(numbers))  # a torn file would break resuming
+    per_seed[name].append(numbers)
+
   for seed in seeds:  # outer, so a study stopped early has every variant at the same seeds
     for name, gin_files, params in variants:
       run_dir = io.join(out, name, f"seed{seed}")
@@ -195,24 +236,19 @@ def run_study(out, variants, seeds=(0, 1, 2), num_steps=2000, classifier_path=No
       eval_cmd = _script("eval") + [f"--model_dir={run_dir}", "--classifier=domain",
                                     f"--classifier_path={classifier_path}",
                                     f"--num_samples={eval_num_samples}", "--metrics=fid"]
-      diag_cmd = _script("diagnose") + [
-          f"--model_dir={run_dir}", f"--which={','.join(diagnose_which)}",
-          f"--epsilons=0,{fgsm_epsilon}", f"--num={diagnose_num}"]
-      done = io.join(run_dir, "study_done.json")
-      if io.exists(done) and not dry_run:
-        per_seed[name].append(io.read_json(done))
-        continue
-      t0 = time.time()
-      for cmd in (train_cmd, eval_cmd, diag_cmd) if classifier_path else (train_cmd, diag_cmd):
-        commands.append(_run(cmd, log, dry_run))
-      if dry_run:
-        continue
-      numbers = collect(run_dir, eps_key, curve_every_steps and curve_num_samples)
-      numbers["train_eval_seconds"] = time.time() - t0
-      io.atomic_write(done, json.dumps(numbers))  # a torn file would break resuming
-      per_seed[name].append(numbers)
+      finish(name, run_dir, log, [train_cmd] + ([eval_cmd] if classifier_path else [])
+             + [diagnose(run_dir)])
+    for name, base, params in finetunes:
+      run_dir = io.join(out, name, f"seed{seed}")
+      finetune_cmd = _script("finetune") + [
+          f"--model_dir={io.join(out, base, f'seed{seed}')}", f"--out_dir={run_dir}"] + [
+              f"--gin_param={p}" for p in params]
+      finish(name, run_dir, io.join(out, f"{name}_seed{seed}.log"),
+             [finetune_cmd, diagnose(run_dir)])
   rows = [{"variant": name, "gin_files": list(gin_files), "params": list(params),
            "per_seed": per_seed[name]} for name, gin_files, params in variants]
+  rows += [{"variant": name, "finetunes": base, "params": list(params),
+            "per_seed": per_seed[name]} for name, base, params in finetunes]
   return rows, commands
 
 
