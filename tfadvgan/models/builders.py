@@ -107,8 +107,9 @@ def build_generator(arch="dcgan", output_shape=(32, 32, 3), latent_dim=100, num_
     synchronized_bn: BN statistics across replicas (``BatchNormalization(synchronized=True)``).
     upsampling: the resnet G's block upsampling, "bilinear" (None: the default; the AS-GAN
       release) or "nearest" (SNGAN, the Rob-GAN and Fast-RobGAN releases). Other archs: None.
-    plan: the resnet channel plan, "sngan" (None: the default) or "small" (128 px, capped at 8c:
-      the dogs-and-cats nets of the Rob-GAN and Fast-RobGAN releases). Other archs: None.
+    plan: the resnet channel plan, "sngan" (None: the default), "small" (128 px, capped at 8c:
+      the dogs-and-cats nets of the Rob-GAN and Fast-RobGAN releases) or "same" (32 / 64 px: the
+      AS-GAN release's same-width nets, c = 256). Other archs: None.
 
   Returns:
     A built ``base.Generator`` (``keras.Model``) with ``latent_dim``, ``num_classes`` and

@@ -52,9 +52,13 @@ def dcgan_init():
   return keras.initializers.RandomNormal(mean=0.0, stddev=0.02)
 
 
-def glorot_init():
-  """Xavier/Glorot uniform init used by the ResNet and MLP models."""
-  return keras.initializers.GlorotUniform()
+def glorot_init(gain=1.0):
+  """Xavier/Glorot uniform init used by the ResNet and MLP models; `gain` as in PyTorch's
+  `xavier_uniform_(w, gain)` (bound gain * sqrt(6 / (fan_in + fan_out)))."""
+  if gain == 1.0:
+    return keras.initializers.GlorotUniform()
+  return keras.initializers.VarianceScaling(scale=gain * gain, mode="fan_avg",
+                                            distribution="uniform")
 
 
 def spectral_norm(layer, enabled=True):

@@ -30,7 +30,14 @@ the SNGAN/projection-discriminator ImageNet models (ch=64). `plan = "small"` (12
 dogs-and-cats net capped at 8c of the Rob-GAN release (`resnet_small`), SNGAN's
 `snresnet_dog_and_cat_128` and fastgan's `catdog128`:
 G 8c -> 8c, 4c, 4c, 2c, c; D c d (opt), 2c d, 4c d, 4c d, 8c d, 8c.
+`plan = "same"` (32 and 64 px) is the AS-GAN release's "same width" nets (`resnet32_same`,
+`resnet64_same`): c = 256 by default in every block; G c -> c, c, c (32 px) or c, c, c, c (64 px)
+and a 1x1 output conv; D c d (opt) then c d in every block (4 blocks at 32 px, 5 at 64 px, down
+to 2x2); the D blocks' two residual convs start from Xavier-uniform with gain sqrt(2), as the
+release's `_initialize` does (its G blocks never call theirs: our G keeps gain 1).
 """
+import math
+
 import gin
 import keras
 from keras import ops
@@ -40,10 +47,14 @@ from tfadvgan.models import layers
 
 RESOLUTIONS = (32, 64, 128)
 DEFAULT_WIDTH = {32: 128, 64: 64, 128: 64}
+PLAN_WIDTH = {"same": 256}  # plans with one default width for every size
+TO_IMAGE_KERNEL = {"same": 1}  # G's output conv (3 unless listed)
+RESIDUAL_GAIN = {"same": math.sqrt(2.0)}  # Xavier gain of the D blocks' residual convs (1 unless)
 # plan -> resolution -> (first-map multiplier, block output multipliers)
 G_PLANS = {
     "sngan": {32: (1, (1, 1, 1)), 64: (16, (8, 4, 2, 1)), 128: (16, (16, 8, 4, 2, 1))},
     "small": {128: (8, (8, 4, 4, 2, 1))},
+    "same": {32: (1, (1, 1, 1)), 64: (1, (1, 1, 1, 1))},
 }
 # plan -> resolution -> (multiplier, downsample) per block; the first block is the optimized block.
 D_PLANS = {
@@ -53,13 +64,18 @@ D_PLANS = {
         128: ((1, True), (2, True), (4, True), (8, True), (16, True), (16, False)),
     },
     "small": {128: ((1, True), (2, True), (4, True), (4, True), (8, True), (8, False))},
+    "same": {32: ((1, True),) * 4, 64: ((1, True),) * 5},
 }
 
 
-def _conv(channels, kernel_size, use_spectral_norm, name):
+def _width(width, plan, res):
+  return width or PLAN_WIDTH.get(plan) or DEFAULT_WIDTH[res]
+
+
+def _conv(channels, kernel_size, use_spectral_norm, name, gain=1.0):
   return layers.spectral_norm(
       keras.layers.Conv2D(channels, kernel_size, padding="same",
-                          kernel_initializer=layers.glorot_init(), name=name),
+                          kernel_initializer=layers.glorot_init(gain), name=name),
       use_spectral_norm)
 
 
@@ -88,13 +104,13 @@ class DBlock(keras.layers.Layer):
   """Residual block of the discriminator (``optimized`` for the first one)."""
 
   def __init__(self, in_channels, channels, downsample=True, optimized=False, batch_norm=False,
-               use_spectral_norm=False, synchronized_bn=False, **kwargs):
+               use_spectral_norm=False, synchronized_bn=False, residual_gain=1.0, **kwargs):
     super().__init__(**kwargs)
     self.downsample = downsample
     self.optimized = optimized
     self.pool = keras.layers.AveragePooling2D(2, name="pool") if downsample else None
-    self.conv1 = _conv(channels, 3, use_spectral_norm, "conv1")
-    self.conv2 = _conv(channels, 3, use_spectral_norm, "conv2")
+    self.conv1 = _conv(channels, 3, use_spectral_norm, "conv1", residual_gain)
+    self.conv2 = _conv(channels, 3, use_spectral_norm, "conv2", residual_gain)
     use_bn = batch_norm and not optimized
     self.norm1 = layers.batch_norm(synchronized_bn, name="bn1") if use_bn else None
     self.norm2 = layers.batch_norm(synchronized_bn, name="bn2") if use_bn else None
@@ -135,7 +151,7 @@ class ResNetGenerator(base.Generator):
     use_spectral_norm: spectrally normalise every conv/dense.
     synchronized_bn: synchronise BN statistics across replicas.
     upsampling: "bilinear" or "nearest" interpolation in every block.
-    plan: "sngan" (the table above) or "small" (128 px, capped at 8c).
+    plan: "sngan" (the table above), "small" (128 px, capped at 8c) or "same" (AS-GAN's release).
   """
 
   def __init__(self, output_shape, latent_dim=128, num_classes=0, width=None,
@@ -143,7 +159,7 @@ class ResNetGenerator(base.Generator):
                plan="sngan", **kwargs):
     super().__init__(output_shape, latent_dim, num_classes, **kwargs)
     res, _, channels = self.output_shape_
-    c = width or DEFAULT_WIDTH[res]
+    c = _width(width, plan, res)
     first, mults = G_PLANS[plan][res]
     self.base_channels = first * c
     self.project = layers.spectral_norm(
@@ -152,7 +168,7 @@ class ResNetGenerator(base.Generator):
     self.blocks = [GBlock(m * c, num_classes, use_spectral_norm, synchronized_bn, upsampling,
                           name=f"block{i}") for i, m in enumerate(mults)]
     self.norm = layers.batch_norm(synchronized_bn, name="bn_out")
-    self.to_image = _conv(channels, 3, use_spectral_norm, "to_image")
+    self.to_image = _conv(channels, TO_IMAGE_KERNEL.get(plan, 3), use_spectral_norm, "to_image")
 
   def call(self, z, labels=None, training=None):
     labels = self._labels(labels)
@@ -175,7 +191,7 @@ class ResNetDiscriminator(base.Discriminator):
     use_spectral_norm: spectrally normalise every conv/dense (and drop BN).
     batch_norm: BN inside the non-first blocks; None: on unless ``use_spectral_norm``.
     synchronized_bn: synchronise BN statistics across replicas.
-    plan: "sngan" (the table above) or "small" (128 px, capped at 8c).
+    plan: "sngan" (the table above), "small" (128 px, capped at 8c) or "same" (AS-GAN's release).
   """
 
   def __init__(self, input_shape, head="plain", num_classes=0, width=None,
@@ -184,14 +200,15 @@ class ResNetDiscriminator(base.Discriminator):
     super().__init__(input_shape, head, num_classes, use_spectral_norm,
                      kernel_initializer=layers.glorot_init(), **kwargs)
     res, _, channels = self.input_shape_
-    c = width or DEFAULT_WIDTH[res]
+    c = _width(width, plan, res)
     self.use_bn = layers.use_batch_norm(batch_norm, use_spectral_norm)
     self.blocks = []
     in_ch = channels
     for i, (m, down) in enumerate(D_PLANS[plan][res]):
       self.blocks.append(DBlock(in_ch, m * c, downsample=down, optimized=(i == 0),
                                 batch_norm=self.use_bn, use_spectral_norm=use_spectral_norm,
-                                synchronized_bn=synchronized_bn, name=f"block{i}"))
+                                synchronized_bn=synchronized_bn,
+                                residual_gain=RESIDUAL_GAIN.get(plan, 1.0), name=f"block{i}"))
       in_ch = m * c
 
   def features(self, x, training=None):
