@@ -605,3 +605,25 @@ def test_wall_time_budget_stops_early_and_checkpoints(tmp_path, capsys):
   _npz_run(tmp_path, ["train.max_seconds = -5"])
   with pytest.raises(errors.ConfigError, match="max_seconds"):
     loop.train(str(tmp_path / "run3"))
+
+
+def test_benchmark_end_to_end_reads_the_training_windows_after_warmup(tmp_path):
+  """`benchmark.end_to_end` trains with train.py's loop and takes the median of the logged
+  perf/ms_per_step windows past the warm-up (read here independently from the events)."""
+  run = str(tmp_path / "e2e")
+  got = benchmark.end_to_end([os.path.join(ROOT, "gin_configs/base/gan_ring.gin")],
+                             ["train.batch_size = 8", "build_generator.width = 8",
+                              "build_discriminator.width = 8", "dataset.num_examples = 256",
+                              "train.diagnose_every_steps = 0"],
+                             steps=6, warmup=2, chunk=2, model_dir=run)
+  windows = {}
+  for name in os.listdir(os.path.join(run, "train")):
+    for event in tf.compat.v1.train.summary_iterator(os.path.join(run, "train", name)):
+      for value in event.summary.value:
+        if value.tag == "perf/ms_per_step":
+          windows[event.step] = float(tf.make_ndarray(value.tensor))
+  assert sorted(windows) == [2, 4, 6, 8]
+  assert got["end_to_end_windows"] == 3
+  assert got["end_to_end_ms_per_step"] == pytest.approx(np.median([windows[s] for s in (4, 6, 8)]))
+  with pytest.raises(errors.ConfigError, match="at least --chunk"):
+    benchmark.end_to_end([], [], steps=1, warmup=2, chunk=2)

@@ -77,15 +77,9 @@ def _mean_std(values):
 def wdist_variance_last_fraction(run_dir, fraction=0.2):
   """Variance of the logged `train/wdist` over the last `fraction` of training steps."""
   import numpy as np  # pylint: disable=g-import-not-at-top
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from tfadvgan import io  # pylint: disable=g-import-not-at-top
-  points = []
-  for name in io.listdir(io.join(run_dir, "train")):
-    if name.startswith("events"):
-      for event in tf.compat.v1.train.summary_iterator(io.join(run_dir, "train", name)):
-        for value in event.summary.value:
-          if value.tag == "train/wdist":
-            points.append((event.step, float(tf.make_ndarray(value.tensor))))
+  from tfadvgan.training import benchmark  # pylint: disable=g-import-not-at-top
+  points = benchmark.read_scalars(io.join(run_dir, "train"), "train/wdist")
   if not points:
     return None
   last = max(s for s, _ in points)

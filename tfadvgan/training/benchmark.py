@@ -115,6 +115,55 @@ def run(configs, steps=50, warmup=5, chunk=5, shape=None, batch_size=None, strat
   return results
 
 
+def end_to_end(config_files, params, steps=50, warmup=10, chunk=5, model_dir=None):
+  """ms per step of real training: `loop.train` with the config's input pipeline and callbacks.
+
+  Trains `warmup + steps` steps (logging every `chunk`) into `model_dir` (a temporary directory by
+  default, deleted afterwards) and returns the median of the `perf/ms_per_step` windows after the
+  first `warmup` steps (each window is the wall time between two log points divided by its steps,
+  so the input pipeline, the host loop and every callback firing inside it count).
+
+  Returns:
+    dict: `end_to_end_ms_per_step` (median), `end_to_end_windows` (how many).
+  """
+  import shutil  # pylint: disable=g-import-not-at-top
+  import tempfile  # pylint: disable=g-import-not-at-top
+  from tfadvgan import io  # pylint: disable=g-import-not-at-top
+  from tfadvgan.cli import common  # pylint: disable=g-import-not-at-top
+  errors.check(steps >= chunk and warmup >= chunk and chunk >= 1,
+               "end_to_end needs --steps and --warmup of at least --chunk (>= 1).")
+  gin.clear_config()
+  common.parse_gin(config_files, list(params) + [
+      f"train.num_steps = {warmup + steps}", f"train.log_every_steps = {chunk}",
+      "train.verbose = 0"])
+  owned = model_dir is None
+  model_dir = model_dir or tempfile.mkdtemp(prefix="tfadvgan_e2e_")
+  try:
+    loop.train(model_dir)
+    windows = [value for step, value in read_scalars(io.join(model_dir, "train"),
+                                                     "perf/ms_per_step") if step > warmup]
+  finally:
+    if owned:
+      shutil.rmtree(model_dir, ignore_errors=True)
+  errors.check(windows, "end_to_end: training logged no timing window after the warm-up.")
+  return {"end_to_end_ms_per_step": float(np.median(windows)),
+          "end_to_end_windows": len(windows)}
+
+
+def read_scalars(log_dir, tag):
+  """[(step, value)] of one scalar tag in the TensorBoard event files of `log_dir`."""
+  from tfadvgan import io  # pylint: disable=g-import-not-at-top
+  points = []
+  for name in sorted(io.listdir(log_dir)):
+    if name.startswith("events"):
+      for record in tf.data.TFRecordDataset(io.join(log_dir, name)):
+        event = tf.compat.v1.Event.FromString(record.numpy())  # summary_iterator, undeprecated
+        for value in event.summary.value:
+          if value.tag == tag:
+            points.append((event.step, float(tf.make_ndarray(value.tensor))))
+  return sorted(points)
+
+
 def format_table(results):
   head = f"{'config':40s} {'median ms':>10s} {'min':>8s} {'max':>8s} {'img/s':>9s} {'ratio':>6s}"
   rows = [head, "-" * len(head)]
