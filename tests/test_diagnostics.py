@@ -393,15 +393,21 @@ def test_class_pgd_and_labels_on_real_discriminators():
     diag.classifier_accuracy_under_pgd(plain_fn, x, y, epsilons=[0.02])
 
 
-def test_diagnose_cli_attacks_a_given_classifier_side_by_side(run_dir, tmp_path):
-  """--classifier_path: the same PGD on a train_classifier.py model, equal to the library call."""
+def _tiny_classifier(tmp_path, seed, name):
+  """A small untrained domain CNN saved as `tmp_path/<name>.keras`: (model, path)."""
   from tfadvgan.metrics import domain_classifier  # pylint: disable=g-import-not-at-top
-  model_dir, _, data = run_dir
-  keras.utils.set_random_seed(3)
+  keras.utils.set_random_seed(seed)
   model = domain_classifier.build_domain_cnn(input_shape=(32, 32, 1), num_classes=10, width=4,
                                              feature_dim=8)
-  path = str(tmp_path / "tiny_madry.keras")
-  domain_classifier.save_domain_classifier(model, path, "tiny_madry")
+  path = str(tmp_path / f"{name}.keras")
+  domain_classifier.save_domain_classifier(model, path, name)
+  return model, path
+
+
+def test_diagnose_cli_attacks_a_given_classifier_side_by_side(run_dir, tmp_path):
+  """--classifier_path: the same PGD on a train_classifier.py model, equal to the library call."""
+  model_dir, _, data = run_dir
+  model, path = _tiny_classifier(tmp_path, 3, "tiny_madry")
   out = tmp_path / "diag"
   proc = _cli([f"--model_dir={model_dir}", "--which=class_pgd", "--split=train", "--num=12",
                f"--classifier_path={path}", "--class_epsilons=0,0.04", "--class_pgd_steps=3",
@@ -426,7 +432,6 @@ def test_diagnose_generalization_compares_train_and_test(run_dir, tmp_path):
   """Rob-GAN Fig. 1 through the CLI: per split, the library's LLV and PGD accuracy; the gaps."""
   import helpers  # pylint: disable=g-import-not-at-top
   from tfadvgan import data as data_lib  # pylint: disable=g-import-not-at-top
-  from tfadvgan.metrics import domain_classifier  # pylint: disable=g-import-not-at-top
   model_dir, _, _ = run_dir
   rng = np.random.default_rng(17)
   idx = tmp_path / "idx"
@@ -434,11 +439,7 @@ def test_diagnose_generalization_compares_train_and_test(run_dir, tmp_path):
   for prefix in ("train", "t10k"):
     helpers.write_idx(str(idx / f"{prefix}-images-idx3-ubyte"), rng.integers(0, 256, (8, 28, 28)))
     helpers.write_idx(str(idx / f"{prefix}-labels-idx1-ubyte"), rng.integers(0, 10, 8))
-  keras.utils.set_random_seed(4)
-  model = domain_classifier.build_domain_cnn(input_shape=(32, 32, 1), num_classes=10, width=4,
-                                             feature_dim=8)
-  path = str(tmp_path / "clf.keras")
-  domain_classifier.save_domain_classifier(model, path, "clf")
+  model, path = _tiny_classifier(tmp_path, 4, "clf")
   out = tmp_path / "diag"
   proc = _cli([f"--model_dir={model_dir}", "--which=generalization", "--num=8",
                f"--classifier_path={path}", "--class_epsilons=0,0.04", "--class_pgd_steps=2",
