@@ -15,14 +15,18 @@ Fig. 2), `gradient_inputs_step<N>.png` (the matching real images) and
 Epsilons are L-inf distances on the [-1, 1] image scale (1/255 = 0.00392 is half an 8-bit level).
 `class_pgd` (Rob-GAN Table 1) needs an auxiliary-classifier head; by default it runs only on such
 runs. `--classifier_path=X.keras` adds the same attack on a classifier from train_classifier.py
-(e.g. the Madry baseline) on the same images, as `class_pgd_classifier`. `modes` (the 2-D ring and grid only, and there by
-default) counts the modes covered and the fraction of high-quality samples of `--mode_samples`
-fakes (`tfadvgan.metrics.mode_coverage`: VEEGAN / PacGAN definitions) and saves those samples as
-`mode_samples_step<N>.npz` (keys `samples`, `centres`, `std`) for plots. `generalization` (on
-request only; an AC head or `--classifier_path`) is Rob-GAN Fig. 1: the local Lipschitz value
-||grad_x CE||_2 and the accuracy under the `class_pgd` attack on `--num` train reals and on `--num`
-reals of `--split`, and their gaps. The discriminator runs in inference mode unless `--training_mode` (Keras then updates BN
-moving statistics and spectral-norm kernels in memory on every call; nothing is saved).
+(e.g. the Madry baseline) on the same images, as `class_pgd_classifier`.
+
+`modes` (the 2-D ring and grid only, and there by default) counts the modes covered and the
+fraction of high-quality samples of `--mode_samples` fakes (`tfadvgan.metrics.mode_coverage`:
+VEEGAN / PacGAN definitions) and saves those samples as `mode_samples_step<N>.npz` (keys
+`samples`, `centres`, `std`) for plots. `generalization` (on request only; an AC head or
+`--classifier_path`) is Rob-GAN Fig. 1: the local Lipschitz value ||grad_x CE||_2 and the accuracy
+under the `class_pgd` attack on `--num` train reals and on `--num` reals of `--split`, and their
+gaps.
+
+The discriminator runs in inference mode unless `--training_mode` (Keras then updates BN moving
+statistics and spectral-norm kernels in memory on every call; nothing is saved).
 """
 
 from absl import app
