@@ -60,8 +60,8 @@ def fid_curves_png(path, curves_by_variant, seeds, metric="FID"):
 
 
 def mode_samples_png(path, panels, columns):
-  """Writes a grid of scatter panels; `panels` is `[(title, npz path with samples, centres,
-  std)]`, drawn row by row with `columns` panels per row."""
+  """Writes a grid of scatter panels, `columns` per row. `panels` is `[(title, npz path)]`, each
+  npz as diagnose.py's `modes` writes it (`samples`, `centres`, `std`)."""
   plt = _pyplot()
   rows = -(-len(panels) // columns)
   fig, axes = plt.subplots(rows, columns, figsize=(2.4 * columns, 2.4 * rows), squeeze=False)

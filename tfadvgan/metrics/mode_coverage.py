@@ -17,7 +17,6 @@ import numpy as np
 from tfadvgan import errors
 
 VEEGAN_NUM_STD = 3.0
-VEEGAN_NUM_SAMPLES = 2500
 
 
 def mode_coverage(samples, centres, std, num_std=VEEGAN_NUM_STD, min_count=1):
