@@ -156,10 +156,16 @@ class CapturingDAT(DAT):
     return out
 
 
-@pytest.mark.parametrize("step", ["sign", "raw"])
-@pytest.mark.parametrize("loss, penalty", [("non_saturating", None), ("wasserstein", None),
-                                           ("wasserstein", "wgan_gp"), ("wasserstein", "wgan_lp"),
-                                           ("wasserstein", "wgan_alp")])
+# Four cases stay quick (both steps; the plain and penalised families); all ten run with -m slow.
+_QUICK_REUSE = {("non_saturating", None, "sign"), ("non_saturating", None, "raw"),
+                ("wasserstein", "wgan_gp", "sign"), ("wasserstein", "wgan_alp", "raw")}
+
+
+@pytest.mark.parametrize("loss, penalty, step", [
+    pytest.param(*case, marks=() if case in _QUICK_REUSE else pytest.mark.slow)
+    for case in [(loss, penalty, step) for loss, penalty in [
+        ("non_saturating", None), ("wasserstein", None), ("wasserstein", "wgan_gp"),
+        ("wasserstein", "wgan_lp"), ("wasserstein", "wgan_alp")] for step in ("sign", "raw")]])
 def test_clean_pass_reuse_gives_the_same_perturbations_exactly(loss, penalty, step):
   """Attack gradients from the clean pass's tape equal those of fresh passes bit for bit, on a
   DCGAN D with batch norm in training mode (the DAT configs' D), and so do D's weight gradients."""
