@@ -428,6 +428,7 @@ def test_diagnose_cli_attacks_a_given_classifier_side_by_side(run_dir, tmp_path)
   assert got["accuracy"]["0.04"] <= got["accuracy"]["0"]
 
 
+@pytest.mark.slow  # 22 s (a diagnose.py process); local_lipschitz's math is checked in the quick suite
 def test_diagnose_generalization_compares_train_and_test(run_dir, tmp_path):
   """Rob-GAN Fig. 1 through the CLI: per split, the library's LLV and PGD accuracy; the gaps."""
   import helpers  # pylint: disable=g-import-not-at-top
