@@ -114,6 +114,23 @@ def test_classifier_accuracy_under_pgd_on_linear_two_class_softmax():
     diag.classifier_accuracy_under_pgd(linear_d(), x, y, epsilons=[0.02])
 
 
+def test_dat_first_order_on_linear_and_curved_discriminators():
+  """Linear D: the expansion is exact, and a sign step crosses the target m exactly when
+  |D(x) - m| < eps * ||w||_1 (hand count). A D with curvature (the logit squared) departs from it."""
+  eps, m = 0.01, float(np.median(np_logits(X)))
+  got = diag.dat_first_order(linear_d(), X, m, epsilon=eps, clip=False, batch_size=16)
+  assert got["relative_error_median"] < 1e-4 and got["sign_agreement"] == 1.0
+  t = np_logits(X)
+  want_cross = np.mean((np.abs(t - m) < eps * W_L1) & (t != m))
+  assert 0 < want_cross < 1  # the data exercise both outcomes
+  assert got["overshoot_fraction"] == pytest.approx(want_cross)
+
+  def squared(x, labels=None):
+    return {"logits": linear_d()(x, labels)["logits"] ** 2}
+  curved = diag.dat_first_order(squared, X, 0.0, epsilon=0.2, clip=False, batch_size=16)
+  assert curved["relative_error_median"] > 1e-3  # 2 t (w . delta) misses the (w . delta)^2 term
+
+
 def test_local_lipschitz_is_the_cross_entropy_gradient_norm():
   """Softmax regression: grad_x CE = W (softmax(x W + b) - onehot(y)), per example."""
   d = int(np.prod(SHAPE))
@@ -347,6 +364,10 @@ def test_diagnose_cli_end_to_end(run_dir, tmp_path):
     assert all(0 <= v <= 1 for v in report[key]["fake"].values())
   for key in ("xi_fake", "xi_real", "fail_fake", "fail_real"):
     assert 0 <= report["dat"][key] <= 3
+  for side in ("real", "fake"):  # Eqs. 11-13 at eps 0.01 (not a DAT run), sign steps
+    first = report["dat"]["first_order"][side]
+    assert first["epsilon"] == 0.01 and first["step"] == "sign"
+    assert 0 <= first["overshoot_fraction"] <= 1 and first["relative_error_median"] >= 0
   grads = report["gradients"]
   assert grads["l1"] > 0 and 0 <= grads["sparsity"] <= 1
   assert sum(grads["histogram"]["counts"]) == 10 * 32 * 32

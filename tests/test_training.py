@@ -487,7 +487,8 @@ def test_study_collects_fid_diagnostics_and_wdist_variance(tmp_path):
   (run / "diagnostics" / "diagnostics_step9.json").write_text(json.dumps({"step": 9}))
   (run / "diagnostics" / "diagnostics_step10.json").write_text(json.dumps(
       {"step": 10, "accuracy": {"real": {"0": 0.75, "0.5": 0.25}},
-       "gradients": {"l1": 3.5, "sparsity": 0.125}, "dat": {"xi_fake": 4.0, "xi_real": 6.0},
+       "gradients": {"l1": 3.5, "sparsity": 0.125}, "dat": {"xi_fake": 4.0, "xi_real": 6.0, "first_order": {
+           "real": {"relative_error_median": 0.5, "overshoot_fraction": 0.25}}},
        "class_pgd": {"accuracy": {"0": 0.9, "0.02": 0.6}},
        "modes": {"modes_covered": 7, "high_quality_fraction": 0.5},
        "class_pgd_classifier": {"accuracy": {"0.02": 0.7}},
@@ -510,6 +511,7 @@ def test_study_collects_fid_diagnostics_and_wdist_variance(tmp_path):
   assert got["ref_acc_pgd_0.02"] == 0.7 and got["llv_train"] == 0.25 and got["llv_test"] == 0.75
   assert got["acc_gap_pgd_0"] == 0.125 and got["acc_gap_pgd_0.02"] == 0.0625
   assert got["xi_fake"] == 4.0 and got["xi_real"] == 6.0
+  assert got["first_order_error_real"] == 0.5 and got["overshoot_real"] == 0.25
   assert got["class_acc_pgd_0"] == 0.9 and got["class_acc_pgd_0.02"] == 0.6
   assert got["wdist_var_last20"] == pytest.approx(np.var([9.0, 10.0]))  # steps > 0.8 * 10
   text = study_cli.table([{"variant": "v", "per_seed": [got, dict(got, fid_x=6.0)]}], [0, 1])

@@ -217,6 +217,16 @@ def run_diagnostics(gan, images, labels, which, out_dir, step, dataset=None):
         d_fn, images, fakes, loss=gan.loss_fn, tolerance=FLAGS.dat_tolerance,
         max_iters=FLAGS.dat_max_iters, step_size=FLAGS.dat_step_size, value=FLAGS.dat_value,
         real_labels=y, fake_labels=fake_labels, clip=is_image, batch_size=bs)
+    # Eqs. 11-13: does the first-order expansion hold for the run's own attack (DAT's eps and
+    # step; eps 0.01 and sign steps for other runs)?
+    is_dat = getattr(gan, "method_name", None) == "dat"
+    kw = dict(epsilon=gan.epsilon if is_dat else 0.01, step=gan.step if is_dat else "sign",
+              value=FLAGS.dat_value, loss=gan.loss_fn, clip=is_image, batch_size=bs)
+    results["dat"]["first_order"] = {
+        "real": diag.dat_first_order(d_fn, images, results["dat"]["target_real"], real=True,
+                                     labels=y, **kw),
+        "fake": diag.dat_first_order(d_fn, fakes, results["dat"]["target_fake"], real=False,
+                                     labels=fake_labels, **kw)}
   if "gradients" in which:
     stats = diag.input_gradient_stats(d_fn, images, y, bins=FLAGS.bins, batch_size=bs)
     results["gradients"] = stats

@@ -145,6 +145,9 @@ def collect(run_dir, eps_key, curve_num_samples=None):
   if "dat" in diag:
     out["xi_fake"] = diag["dat"]["xi_fake"]
     out["xi_real"] = diag["dat"]["xi_real"]
+    for side, first in diag["dat"].get("first_order", {}).items():  # Eqs. 11-13
+      out[f"first_order_error_{side}"] = first["relative_error_median"]
+      out[f"overshoot_{side}"] = first["overshoot_fraction"]
   out["wdist_var_last20"] = wdist_variance_last_fraction(run_dir)
   return out
 

@@ -13,6 +13,7 @@ shape and traces once). Results are Python floats / numpy arrays.
 | ``classifier_accuracy_under_pgd`` | Rob-GAN Table 1 (AC-head accuracy under L-inf PGD)     |
 | ``local_lipschitz``             | Rob-GAN Fig. 1 right (``||grad_x CE||_2``, train vs test) |
 | ``dat_attack_success``          | DAT Eq. 1 / Fig. 1 (xi_fake, xi_real)                    |
+| ``dat_first_order``             | DAT Eqs. 11-13 (does the first-order expansion hold?)    |
 | ``input_gradient_stats``        | AS-GAN Fig. 9 (gradient histogram, L1 norm, sparsity)    |
 | ``gradient_grid``               | AS-GAN Fig. 2 (gradient maps)                            |
 | ``confidence_real_vs_adversarial`` | AS-GAN Fig. 10a (sigma(D(x)) vs sigma(D(x_adv)))      |
@@ -560,6 +561,55 @@ def dat_attack_success(d_fn, real, fake, loss=None, tolerance=0.02, max_iters=10
     out["steps_fake"] = steps_fake
     out["steps_real"] = steps_real
   return out
+
+
+def dat_first_order(d_fn, images, target, epsilon=0.01, step="sign", value="logit", loss=None,
+                    real=True, labels=None, clip=True, batch_size=256):
+  """Does DAT's Eq. 11-13 first-order expansion hold for its own one-step attack?
+
+  For each example, delta is DAT's targeted step toward `target` (``attacks.targeted_one_step``:
+  size `epsilon`, `step`), and v is what DAT attacks (``value``: the logit, sigmoid, or g1 / g2
+  of `loss` for reals / fakes). Compares the actual change ``v(x + delta) - v(x)`` with the
+  expansion's ``grad_x v(x) . delta`` and says whether the step crosses the target.
+
+  Returns:
+    dict: ``relative_error_median`` (median of |actual - predicted| / |predicted|),
+    ``sign_agreement`` (fraction where actual and predicted changes have the same sign),
+    ``overshoot_fraction`` (fraction whose value ends on the other side of `target`), ``epsilon``,
+    ``step``, ``value``.
+  """
+  errors.check(step in attacks.STEPS,
+               f"step must be one of {', '.join(attacks.STEPS)}; got {step!r}.")
+  x = _check_images(images)
+  y = _as_array(labels, np.int32, "labels")
+  _check_pair(x, y)
+  _probe(d_fn, x, y)
+  value_t = _dat_value(value, loss, real=real)
+
+  def make():
+    @tf.function
+    def run(xb, yb, m):
+      def v_fn(v):
+        return value_t(_logits(d_fn(v, yb)))
+      v0, g = _input_grad(v_fn, xb)
+      x_adv = attacks.targeted_one_step(xb, v_fn, m, epsilon, step=step, clip=clip)
+      delta = x_adv - xb
+      predicted = tf.reduce_sum(tf.reshape(g * delta, [tf.shape(xb)[0], -1]), axis=1)
+      v1 = v_fn(x_adv)
+      return {"actual": v1 - v0, "predicted": predicted,
+              "crossed": tf.cast(tf.not_equal(tf.sign(v1 - m), tf.sign(v0 - m)), tf.float32)}
+    return run
+
+  key = ("dat_first_order", float(epsilon), step, value, loss if value == "loss" else None, real,
+         bool(clip))
+  out = _run_batched(_compiled(d_fn, key, make), [x, y], batch_size,
+                     (tf.constant(target, tf.float32),))
+  actual, predicted = out["actual"].astype(np.float64), out["predicted"].astype(np.float64)
+  rel = np.abs(actual - predicted) / np.maximum(np.abs(predicted), 1e-12)
+  return {"relative_error_median": float(np.median(rel)),
+          "sign_agreement": float(np.mean(np.sign(actual) == np.sign(predicted))),
+          "overshoot_fraction": float(np.mean(out["crossed"])),
+          "epsilon": float(epsilon), "step": step, "value": value}
 
 
 # -------------------------------------------------------------------------- 4. input gradients
