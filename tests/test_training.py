@@ -7,6 +7,7 @@ import glob
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 
@@ -557,12 +558,12 @@ def test_study_curve_bindings_write_a_curve_during_training(tmp_path):
   _, commands = study_cli.study(str(tmp_path / "out"), variants=[("a", ["demo.gin"], [])],
                                 seeds=[3], classifier_path=str(clf), curve_every_steps=250,
                                 curve_num_samples=700, dry_run=True)
-  train = commands[0]
+  train = shlex.split(commands[0])  # the printed command is what a shell would run
   run_dir = str(tmp_path / "out" / "a" / "seed3")
   for binding in ("train.eval_every_steps = 250", "train.eval_fn = @make_eval_fn()",
                   f"make_eval_fn.model_dir = '{run_dir}'", "make_eval_fn.num_samples = 700",
                   f"make_eval_fn.classifier_path = '{clf}'"):
-    assert f"'--gin_param={binding}'" in train, (binding, train)
+    assert f"--gin_param={binding}" in train, (binding, train)
   assert "--num_samples=5000" in commands[1]  # eval.py's final FID is a separate record
 
 

@@ -23,6 +23,7 @@ every variant at the same number of seeds. The table (mean ± std over seeds) go
 import json
 import math
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -46,7 +47,7 @@ def _script(name):
 
 
 def _run(cmd, log, dry_run):
-  printable = " ".join(f"'{c}'" if " " in c else c for c in cmd)
+  printable = " ".join(shlex.quote(c) for c in cmd)  # a shell can run it as printed
   print(f"$ {printable}", flush=True)
   if dry_run:
     return printable
