@@ -542,6 +542,17 @@ def test_study_runs_seeds_outer_and_skips_fid_without_a_classifier(tmp_path):
   assert f"--out_dir={tmp_path}/ft/seed1" in finetune[1]
   assert "'--gin_param=finetune_classifier.lam = 0.0'" in finetune[1]
   assert all("--class_epsilons=0,0.1" in c for c in commands if "diagnose.py" in c)
+  # A resumed study skips finished runs but still lists their commands (study.md's record).
+  for variant in ("a", "b"):
+    for seed in (0, 1):
+      (tmp_path / variant / f"seed{seed}").mkdir(parents=True, exist_ok=True)
+      (tmp_path / variant / f"seed{seed}" / "study_done.json").write_text('{"steps": 7}')
+  rows, resumed = study_cli.study(str(tmp_path), variants=variants, seeds=[0, 1],
+                                  classifier_path=None, diagnose_which=["modes"])
+  _, dry = study_cli.study(str(tmp_path), variants=variants, seeds=[0, 1],
+                           classifier_path=None, diagnose_which=["modes"], dry_run=True)
+  assert resumed == dry and len(resumed) == 8
+  assert [len(r["per_seed"]) for r in rows] == [2, 2] and rows[0]["per_seed"][0]["steps"] == 7
   with pytest.raises(errors.ConfigError, match="not in study.variants"):
     study_cli.study(str(tmp_path), variants=variants, finetunes=[("ft", "zz", [])],
                     classifier_path=None, dry_run=True)

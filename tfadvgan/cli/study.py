@@ -46,8 +46,12 @@ def _script(name):
   return [sys.executable, os.path.join(ROOT, "scripts", f"{name}.py")]
 
 
+def _printable(cmd):
+  return " ".join(shlex.quote(c) for c in cmd)  # a shell can run it as printed
+
+
 def _run(cmd, log, dry_run):
-  printable = " ".join(shlex.quote(c) for c in cmd)  # a shell can run it as printed
+  printable = _printable(cmd)
   print(f"$ {printable}", flush=True)
   if dry_run:
     return printable
@@ -204,8 +208,9 @@ def run_study(out, variants, seeds=(0, 1, 2), num_steps=2000, classifier_path=No
 
   def finish(name, run_dir, log, cmds):
     done = io.join(run_dir, "study_done.json")
-    if io.exists(done) and not dry_run:
+    if io.exists(done) and not dry_run:  # finished earlier: its commands still go in study.md
       per_seed[name].append(io.read_json(done))
+      commands.extend(_printable(cmd) for cmd in cmds)
       return
     t0 = time.time()
     for cmd in cmds:
