@@ -29,6 +29,8 @@ The discriminator runs in inference mode unless `--training_mode` (Keras then up
 statistics and spectral-norm kernels in memory on every call; nothing is saved).
 """
 
+import functools
+
 from absl import app
 from absl import flags
 
@@ -201,8 +203,7 @@ def run_diagnostics(gan, images, labels, which, out_dir, step, dataset=None):
           "steps": FLAGS.class_pgd_steps, "step_size": "eps / 5",
           "accuracy": diag.classifier_accuracy_under_pgd(d_fn, images, labels, **class_kw)}
     if FLAGS.classifier_path:
-      from tfadvgan.metrics import domain_classifier  # pylint: disable=g-import-not-at-top
-      model, meta = domain_classifier.load_domain_classifier(FLAGS.classifier_path)
+      model, meta = _load_classifier(FLAGS.classifier_path)
       errors.check(tuple(model.input_shape[1:]) == tuple(images.shape[1:]),
                    f"--classifier_path {FLAGS.classifier_path} takes inputs of shape "
                    f"{tuple(model.input_shape[1:])}, the run's data has "
@@ -251,14 +252,20 @@ def run_diagnostics(gan, images, labels, which, out_dir, step, dataset=None):
   return results, written
 
 
+@functools.lru_cache(maxsize=None)
+def _load_classifier(path):
+  """--classifier_path's model and metadata, loaded once (class_pgd and generalization use it)."""
+  from tfadvgan.metrics import domain_classifier  # pylint: disable=g-import-not-at-top
+  return domain_classifier.load_domain_classifier(path)
+
+
 def _classifiers(gan, d_fn):
   """[(name, class_logits_fn)]: the AC head and the --classifier_path model, where present."""
-  from tfadvgan.metrics import domain_classifier  # pylint: disable=g-import-not-at-top
   out = []
   if getattr(gan.discriminator, "head", None) == "ac":
     out.append(("discriminator", d_fn))
   if FLAGS.classifier_path:
-    model, _ = domain_classifier.load_domain_classifier(FLAGS.classifier_path)
+    model, _ = _load_classifier(FLAGS.classifier_path)
     out.append(("classifier", lambda x, labels=None: model(x, training=False)))
   return out
 

@@ -47,9 +47,14 @@ from tfadvgan.models import layers
 
 RESOLUTIONS = (32, 64, 128)
 DEFAULT_WIDTH = {32: 128, 64: 64, 128: 64}
-PLAN_WIDTH = {"same": 256}  # plans with one default width for every size
-TO_IMAGE_KERNEL = {"same": 1}  # G's output conv (3 unless listed)
-RESIDUAL_GAIN = {"same": math.sqrt(2.0)}  # Xavier gain of the D blocks' residual convs (1 unless)
+# What a plan changes besides its channels: default width (None: DEFAULT_WIDTH[res]), G's output
+# conv kernel, Xavier gain of the D blocks' residual convs.
+_PLAN_DEFAULTS = {"width": None, "to_image_kernel": 3, "residual_gain": 1.0}
+PLAN_OPTIONS = {"same": {"width": 256, "to_image_kernel": 1, "residual_gain": math.sqrt(2.0)}}
+
+
+def _option(plan, key):
+  return PLAN_OPTIONS.get(plan, {}).get(key, _PLAN_DEFAULTS[key])
 # plan -> resolution -> (first-map multiplier, block output multipliers)
 G_PLANS = {
     "sngan": {32: (1, (1, 1, 1)), 64: (16, (8, 4, 2, 1)), 128: (16, (16, 8, 4, 2, 1))},
@@ -69,7 +74,7 @@ D_PLANS = {
 
 
 def _width(width, plan, res):
-  return width or PLAN_WIDTH.get(plan) or DEFAULT_WIDTH[res]
+  return width or _option(plan, "width") or DEFAULT_WIDTH[res]
 
 
 def _conv(channels, kernel_size, use_spectral_norm, name, gain=1.0):
@@ -168,7 +173,7 @@ class ResNetGenerator(base.Generator):
     self.blocks = [GBlock(m * c, num_classes, use_spectral_norm, synchronized_bn, upsampling,
                           name=f"block{i}") for i, m in enumerate(mults)]
     self.norm = layers.batch_norm(synchronized_bn, name="bn_out")
-    self.to_image = _conv(channels, TO_IMAGE_KERNEL.get(plan, 3), use_spectral_norm, "to_image")
+    self.to_image = _conv(channels, _option(plan, "to_image_kernel"), use_spectral_norm, "to_image")
 
   def call(self, z, labels=None, training=None):
     labels = self._labels(labels)
@@ -208,7 +213,7 @@ class ResNetDiscriminator(base.Discriminator):
       self.blocks.append(DBlock(in_ch, m * c, downsample=down, optimized=(i == 0),
                                 batch_norm=self.use_bn, use_spectral_norm=use_spectral_norm,
                                 synchronized_bn=synchronized_bn,
-                                residual_gain=RESIDUAL_GAIN.get(plan, 1.0), name=f"block{i}"))
+                                residual_gain=_option(plan, "residual_gain"), name=f"block{i}"))
       in_ch = m * c
 
   def features(self, x, training=None):

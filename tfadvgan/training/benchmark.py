@@ -126,7 +126,6 @@ def end_to_end(config_files, params, steps=50, warmup=10, chunk=5, model_dir=Non
   Returns:
     dict: `end_to_end_ms_per_step` (median), `end_to_end_windows` (how many).
   """
-  import shutil  # pylint: disable=g-import-not-at-top
   import tempfile  # pylint: disable=g-import-not-at-top
   from tfadvgan import io  # pylint: disable=g-import-not-at-top
   from tfadvgan.cli import common  # pylint: disable=g-import-not-at-top
@@ -136,15 +135,15 @@ def end_to_end(config_files, params, steps=50, warmup=10, chunk=5, model_dir=Non
   common.parse_gin(config_files, list(params) + [
       f"train.num_steps = {warmup + steps}", f"train.log_every_steps = {chunk}",
       "train.verbose = 0"])
-  owned = model_dir is None
+  owned = model_dir is None  # a local scratch directory (tempfile), removed through gfile
   model_dir = model_dir or tempfile.mkdtemp(prefix="tfadvgan_e2e_")
   try:
     loop.train(model_dir)
     windows = [value for step, value in read_scalars(io.join(model_dir, "train"),
                                                      "perf/ms_per_step") if step > warmup]
   finally:
-    if owned:
-      shutil.rmtree(model_dir, ignore_errors=True)
+    if owned and io.exists(model_dir):
+      io.rmtree(model_dir)
   errors.check(windows, "end_to_end: training logged no timing window after the warm-up.")
   return {"end_to_end_ms_per_step": float(np.median(windows)),
           "end_to_end_windows": len(windows)}
