@@ -7,6 +7,12 @@ Each --config is a gin file, or several joined with '+' (applied in order). --gi
 every config; --param_for='2:train.batch_size = 32' only to the 2nd. Prints a table (median ms/step
 with min and max, images/s, ratio to the first config) and writes the same fields as JSON.
 Policies compare in one run:  --with_params='bf16|train.mixed_precision = "bfloat16"'.
+
+--reference adds the hand-written minimal XLA step on the first config's networks as a last row;
+--convolutions adds how many convolutions each config's compiled step holds (its pass count).
+--ci runs CI's check: the first --config is a baseline, the second a method on it; prints the
+ratios framework / hand-written step, method / baseline against its convolution floor, and end to
+end / isolated step, and exits with status 1 when one exceeds its gate (benchmark.GATES).
 """
 
 import json
@@ -36,6 +42,12 @@ flags.DEFINE_bool("end_to_end", False, "Also train the first config for --warmup
                   "with its real input pipeline and callbacks (train.py's loop), and report its "
                   "ms/step and the ratio to the isolated step (end_to_end_ms_per_step, "
                   "end_to_end_ratio).")
+flags.DEFINE_bool("reference", False, "Add the hand-written reference step on the first "
+                  "config's networks (a baseline config) as a last row.")
+flags.DEFINE_bool("convolutions", False, "Report the convolutions in each config's compiled "
+                  "step (one device, XLA).")
+flags.DEFINE_bool("ci", False, "CI's check: --config=BASELINE --config=METHOD; exits 1 when a "
+                  "ratio exceeds its gate.")
 FLAGS = flags.FLAGS
 
 
@@ -63,8 +75,28 @@ def main(argv):
     tf.config.set_logical_device_configuration(
         tf.config.list_physical_devices("CPU")[0],
         [tf.config.LogicalDeviceConfiguration()] * FLAGS.cpu_devices)
+  if FLAGS.ci:
+    errors.check(len(FLAGS.config) == 2 and not (FLAGS.gin_param or FLAGS.param_for
+                                                  or FLAGS.with_params or FLAGS.end_to_end),
+                 "--ci takes exactly two --config (a baseline, then a method on it) and no "
+                 "other bindings.")
+    results, ratios, failures = benchmark.ci_check(
+        FLAGS.config[0].split("+"), FLAGS.config[1].split("+"), steps=FLAGS.steps,
+        warmup=FLAGS.warmup, chunk=FLAGS.chunk)
+    print(benchmark.format_table(results))
+    for key, value in ratios.items():
+      limit = benchmark.GATES.get(key)
+      print(f"{key:24s} {value:6.2f}" + (f"  (gate {limit})" if limit else ""))
+    if FLAGS.out:
+      io.atomic_write(FLAGS.out, json.dumps({"results": results, "ratios": ratios,
+                                             "failures": failures}, indent=2))
+      print(f"wrote {FLAGS.out}")
+    if failures:
+      raise SystemExit("benchmark gates exceeded: " + "; ".join(failures))
+    return
   results = benchmark.run(configs, steps=FLAGS.steps, warmup=FLAGS.warmup, chunk=FLAGS.chunk,
-                          shape=shape, batch_size=FLAGS.batch_size, strategy=FLAGS.strategy)
+                          shape=shape, batch_size=FLAGS.batch_size, strategy=FLAGS.strategy,
+                          reference=FLAGS.reference, convolutions=FLAGS.convolutions)
   print(benchmark.format_table(results))
   if FLAGS.end_to_end:
     name, files, params = configs[0]

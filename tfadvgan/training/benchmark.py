@@ -6,9 +6,17 @@ repeated, so the input pipeline is out of the measurement. The first `warmup` ca
 config in turn, so drifts of the machine's speed hit all of them alike. What is timed is exactly
 the function training calls (`tfadvgan.training.engine.Engine.train_function`), synchronised after
 every call.
+
+Two references sit beside the configs (BUILD_NOTES, "Performance in CI"):
+- `reference_step`: a hand-written minimal XLA step (plain tapes, the loss written out, no hooks,
+  trackers or distribution) on the first config's own networks, timed in the same rounds;
+- `compiled_convolutions`: how many convolutions XLA's optimized HLO of a config's step holds,
+  the pass count a step cannot go below on hardware where convolutions dominate.
+`ci_check` puts them together into the gates CI runs after the tests.
 """
 
 import inspect
+import re
 import time
 
 import gin
@@ -33,6 +41,84 @@ def _caller(gan, iterator):
   engine = engine_lib.for_gan(gan)
   one, zero, no = tf.constant(1), tf.constant(0), tf.constant(False)
   return lambda: engine.train_function(iterator, one, zero, no)
+
+
+# The D loss on real logits, on fake logits and the G loss, written out (not `losses.get`), so that
+# the reference shares nothing with the framework but the networks.
+_REFERENCE_LOSSES = {
+    "non_saturating": (lambda t: tf.nn.softplus(-t), tf.nn.softplus, lambda t: tf.nn.softplus(-t)),
+    "hinge": (lambda t: tf.nn.relu(1.0 - t), lambda t: tf.nn.relu(1.0 + t), lambda t: -t),
+    "wasserstein": (lambda t: -t, lambda t: t, lambda t: -t),
+}
+
+
+def reference_step(gan):
+  """A hand-written minimal train step on `gan`'s generator and discriminator.
+
+  `n_dis` D updates on (reals, G(z)) and one G update, each one plain `tf.GradientTape` with the
+  loss written out, on copies of the GAN's optimizers (same class and settings), XLA-compiled
+  whole. What the framework adds on top (hooks, trackers, gradient norms, loss scaling, the
+  strategy's replica machinery) is what `ratio` against it measures. Only the configs such a
+  step can reproduce are accepted: the unconditional baseline (`build_gan.method = 'gan'`)
+  with a non-saturating, hinge or Wasserstein loss, no penalty, clip or EMA, float32, one device.
+
+  Returns:
+    `step(batch) -> (d_loss, g_loss)`, a `tf.function(jit_compile=True)` taking the batches of
+    `tfadvgan.data.make_train_dataset`.
+  """
+  name = gan.loss_fn.name
+  errors.check(gan.method_name == "gan" and not gan.conditional,
+               "The hand-written reference step is the unconditional baseline's: give a "
+               f"baseline config first (this one is method {gan.method_name!r}).")
+  errors.check(name in _REFERENCE_LOSSES,
+               f"The hand-written reference step has no {name!r} loss: use one of "
+               f"{', '.join(sorted(_REFERENCE_LOSSES))}.")
+  errors.check(gan.penalty_fn is None and gan.clip_value is None and gan.generator_ema is None
+               and gan.mixed_precision == "none"
+               and gan.distribute_strategy.num_replicas_in_sync == 1,
+               "The hand-written reference step has no penalty, weight clipping, EMA, mixed "
+               "precision or replicas: benchmark a config without them.")
+  d_real, d_fake, g_loss_fn = _REFERENCE_LOSSES[name]
+  gen, disc = gan.generator, gan.discriminator
+  copies = []
+  for optimizer, network in ((gan.d_optimizer, disc), (gan.g_optimizer, gen)):
+    copy = optimizer.__class__.from_config(optimizer.get_config())
+    copy.build(network.trainable_variables)
+    copies.append(copy)
+  d_opt, g_opt = copies
+  logits = lambda x: disc(x, None, training=True)["logits"]  # noqa: E731
+
+  @tf.function(jit_compile=True, autograph=False)
+  def step(batch):
+    d_loss = tf.zeros([])
+    for k in range(gan.n_dis):
+      fake = tf.stop_gradient(gen(batch["z_d"][:, k], None, training=True))
+      with tf.GradientTape() as tape:
+        d_loss = (tf.reduce_mean(d_real(logits(batch["images"][:, k])))
+                  + tf.reduce_mean(d_fake(logits(fake))))
+      d_opt.apply_gradients(zip(tape.gradient(d_loss, disc.trainable_variables),
+                                disc.trainable_variables))
+    with tf.GradientTape() as tape:
+      g_loss = tf.reduce_mean(g_loss_fn(logits(gen(batch["z_g"], None, training=True))))
+    g_opt.apply_gradients(zip(tape.gradient(g_loss, gen.trainable_variables),
+                              gen.trainable_variables))
+    return d_loss, g_loss
+  return step
+
+
+def compiled_convolutions(gan, batch):
+  """Convolutions in the optimized HLO of `gan`'s whole train step under XLA (one device).
+
+  Counted after XLA's optimisations, so a pass XLA shares between two computations (common
+  subexpression elimination) counts once. A forward or backward pass through a conv net is one
+  convolution per layer (the input-gradient pass of the first layer only when it is needed), so
+  the ratio of two counts is the pass-count ratio of the two steps.
+  """
+  errors.check(gan.distribute_strategy.num_replicas_in_sync == 1,
+               "compiled_convolutions compiles the one-device step: use the default strategy.")
+  compiled = tf.function(gan.train_step, jit_compile=True, autograph=False)
+  hlo = compiled.experimental_get_compiler_ir(batch)(stage="optimized_hlo")
+  return len(re.findall(r"\bconvolution\(", hlo))
 
 
 def configured_mixed_precision():
@@ -71,11 +157,16 @@ def prepare(config_files, params, shape=None, batch_size=None, strategy="default
                                    conditional=gan.conditional, seed=0)
   ds = ds.take(1).cache().repeat()
   iterator = iter(strategy_obj.experimental_distribute_dataset(ds))
-  return gan, _caller(gan, iterator), b
+  return gan, _caller(gan, iterator), b, ds
 
 
-def run(configs, steps=50, warmup=5, chunk=5, shape=None, batch_size=None, strategy="default"):
+def run(configs, steps=50, warmup=5, chunk=5, shape=None, batch_size=None, strategy="default",
+        reference=False, convolutions=False):
   """Times each config. `configs` is a list of (name, [gin files], [gin params]).
+
+  `reference` adds a last row, the hand-written `reference_step` on the first config's networks
+  and batch, timed in the same rounds. `convolutions` adds each config's `compiled_convolutions`
+  (one device, XLA).
 
   Returns:
     A list of dicts with name, median/min/max ms per step, images/s, ratio_to_first, and the
@@ -83,32 +174,46 @@ def run(configs, steps=50, warmup=5, chunk=5, shape=None, batch_size=None, strat
   """
   errors.check(steps >= 1 and warmup >= 1 and chunk >= 1,
                "--steps, --warmup and --chunk must be >= 1 (warm-up includes compilation).")
-  built = []
+  built = []  # dicts: name, gan, call, b, times (+ convolutions)
   for name, files, params in configs:
-    gan, call, b = prepare(files, params, shape, batch_size, strategy)
+    gan, call, b, ds = prepare(files, params, shape, batch_size, strategy)
     for _ in range(warmup):
       _sync(call())
-    built.append((name, gan, call, b, []))
+    row = dict(name=name, gan=gan, call=call, b=b, ds=ds, times=[], jit=bool(gan.jit_compile))
+    if convolutions:
+      row["convolutions"] = compiled_convolutions(gan, next(iter(ds)))
+    built.append(row)
+  if reference:
+    first = built[0]
+    step, batches = reference_step(first["gan"]), iter(first["ds"])
+    call = lambda: ({"d_loss": step(next(batches))[0]}, None)  # noqa: E731
+    for _ in range(warmup):
+      _sync(call())
+    built.append(dict(first, name=f"reference (hand-written): {first['name']}", call=call,
+                      times=[], jit=True))
+    built[-1].pop("convolutions", None)
   remaining = steps
   while remaining > 0:
     n = min(chunk, remaining)
-    for _, gan, call, _, times in built:
+    for row in built:
       for _ in range(n):
         t0 = time.perf_counter()
-        _sync(call())
-        times.append(time.perf_counter() - t0)
+        _sync(row["call"]())
+        row["times"].append(time.perf_counter() - t0)
     remaining -= n
   results = []
-  for name, gan, _, b, times in built:
-    ms = 1000.0 * np.asarray(times)
+  for row in built:
+    gan, b, ms = row["gan"], row["b"], 1000.0 * np.asarray(row["times"])
     # Each train step reads n_dis * batch real images.
     results.append({
-        "name": name, "median_ms_per_step": float(np.median(ms)), "min_ms_per_step":
-        float(ms.min()), "max_ms_per_step": float(ms.max()), "steps": len(times),
+        "name": row["name"], "median_ms_per_step": float(np.median(ms)), "min_ms_per_step":
+        float(ms.min()), "max_ms_per_step": float(ms.max()), "steps": len(ms),
         "images_per_sec": float(b * gan.n_dis * 1000.0 / np.median(ms)),
-        "batch_size": int(b), "n_dis": int(gan.n_dis), "jit_compile": bool(gan.jit_compile),
+        "batch_size": int(b), "n_dis": int(gan.n_dis), "jit_compile": row["jit"],
         "replicas": int(gan.distribute_strategy.num_replicas_in_sync),
         "method": gan.method_name, "mixed_precision": gan.mixed_precision})
+    if "convolutions" in row:
+      results[-1]["convolutions"] = int(row["convolutions"])
   first = results[0]["median_ms_per_step"]
   for r in results:
     r["ratio_to_first"] = r["median_ms_per_step"] / first
@@ -149,6 +254,44 @@ def end_to_end(config_files, params, steps=50, warmup=10, chunk=5, model_dir=Non
           "end_to_end_windows": len(windows)}
 
 
+# Gross-regression gates of `ci_check` (issue 14 part 4; BUILD_NOTES, "Performance in CI").
+# The method gate is taken against the method's own pass-count floor: DAT's floor (the
+# convolutions its step must run, 1.65x the baseline's for DCGAN) is above the 1.40 the issue
+# first named as a ceiling, so a fixed ratio would fail on every machine.
+GATES = {"framework_vs_reference": 1.15, "method_vs_floor": 1.15, "end_to_end_ratio": 1.25}
+
+
+def ci_check(baseline_files, method_files, params=(), steps=20, warmup=3, chunk=5):
+  """The CI benchmark: one process, the ratios of issue 14 and their gates.
+
+  Times the baseline config, the method config and the hand-written reference step (on the
+  baseline's networks) interleaved, counts each config's compiled convolutions, then trains the
+  baseline end to end. `params` (gin bindings) apply to both configs.
+
+  Returns:
+    (results, ratios, failures): the `run` rows (the end-to-end figures on the baseline's);
+    `framework_vs_reference`, `method_vs_baseline`, `method_floor` (convolution ratio),
+    `method_vs_floor` and `end_to_end_ratio`; one line per gate exceeded.
+  """
+  params = list(params)
+  results = run([("baseline", baseline_files, params), ("method", method_files, params)],
+                steps=steps, warmup=warmup, chunk=chunk, reference=True, convolutions=True)
+  base, method, ref = results
+  e2e = end_to_end(baseline_files, params, steps=max(steps, chunk), warmup=max(warmup, chunk),
+                   chunk=chunk)
+  base.update(e2e)
+  median = lambda r: r["median_ms_per_step"]  # noqa: E731
+  ratios = {"framework_vs_reference": median(base) / median(ref),
+            "method_vs_baseline": median(method) / median(base),
+            "method_floor": method["convolutions"] / base["convolutions"],
+            "end_to_end_ratio": e2e["end_to_end_ms_per_step"] / median(base)}
+  ratios["method_vs_floor"] = ratios["method_vs_baseline"] / ratios["method_floor"]
+  base["end_to_end_ratio"] = ratios["end_to_end_ratio"]
+  failures = [f"{key} = {ratios[key]:.2f} > {limit}" for key, limit in GATES.items()
+              if ratios[key] > limit]
+  return results, ratios, failures
+
+
 def read_scalars(log_dir, tag):
   """[(step, value)] of one scalar tag in the TensorBoard event files of `log_dir`."""
   from tfadvgan import io  # pylint: disable=g-import-not-at-top
@@ -164,10 +307,13 @@ def read_scalars(log_dir, tag):
 
 
 def format_table(results):
+  convs = any("convolutions" in r for r in results)
   head = f"{'config':40s} {'median ms':>10s} {'min':>8s} {'max':>8s} {'img/s':>9s} {'ratio':>6s}"
+  head += f" {'convs':>6s}" if convs else ""
   rows = [head, "-" * len(head)]
   for r in results:
     rows.append(f"{r['name'][:40]:40s} {r['median_ms_per_step']:10.2f} "
                 f"{r['min_ms_per_step']:8.2f} {r['max_ms_per_step']:8.2f} "
-                f"{r['images_per_sec']:9.1f} {r['ratio_to_first']:6.2f}")
+                f"{r['images_per_sec']:9.1f} {r['ratio_to_first']:6.2f}"
+                + (f" {r.get('convolutions', ''):>6}" if convs else ""))
   return "\n".join(rows)
