@@ -17,6 +17,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from tfadvgan import data as data_lib
 from tfadvgan import errors
 from tfadvgan import gans
 from tfadvgan.cli import common
@@ -641,3 +642,29 @@ def test_benchmark_end_to_end_reads_the_training_windows_after_warmup(tmp_path):
   assert got["end_to_end_ms_per_step"] == pytest.approx(np.median([windows[s] for s in (4, 6, 8)]))
   with pytest.raises(errors.ConfigError, match="at least --chunk"):
     benchmark.end_to_end([], [], steps=1, warmup=2, chunk=2)
+
+
+def test_benchmark_end_to_end_cached_input_and_profile():
+  """The cached input is the pipeline's first batch, repeated; end_to_end puts the pipeline
+  function back afterwards; the profile reports the host's share per step."""
+  source = data_lib.from_arrays(np.random.default_rng(3).normal(size=(64, 2)).astype(np.float32),
+                                np.zeros(64, np.int64))
+  make = lambda: data_lib.make_train_dataset(source, batch_size=8, seed=5)  # noqa: E731
+  cached = iter(benchmark.first_batch_repeated(data_lib.make_train_dataset)(source, batch_size=8,
+                                                                            seed=5))
+  real = iter(make())
+  first, second, real_first, real_second = next(cached), next(cached), next(real), next(real)
+  for key in ("images", "z_d", "z_g"):
+    np.testing.assert_array_equal(first[key], second[key])
+    np.testing.assert_array_equal(first[key], real_first[key])
+  assert not np.array_equal(real_first["z_g"], real_second["z_g"])
+  pipeline = data_lib.make_train_dataset
+  params = ["train.batch_size = 8", "build_generator.width = 8", "build_discriminator.width = 8",
+            "dataset.num_examples = 256", "train.diagnose_every_steps = 0"]
+  got = benchmark.end_to_end([os.path.join(ROOT, "gin_configs/base/gan_ring.gin")], params,
+                             steps=4, warmup=2, chunk=2, input_pipeline="cached", profile=True)
+  assert data_lib.make_train_dataset is pipeline
+  assert got["profile_compiled_s"] > 0
+  assert 0 < got["profile_callbacks_ms_per_step"] <= got["profile_host_ms_per_step"]
+  with pytest.raises(errors.ConfigError, match="'real' or 'cached'"):
+    benchmark.end_to_end([], [], steps=2, warmup=2, chunk=2, input_pipeline="cache")

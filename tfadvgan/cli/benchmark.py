@@ -42,6 +42,11 @@ flags.DEFINE_bool("end_to_end", False, "Also train the first config for --warmup
                   "with its real input pipeline and callbacks (train.py's loop), and report its "
                   "ms/step and the ratio to the isolated step (end_to_end_ms_per_step, "
                   "end_to_end_ratio).")
+flags.DEFINE_enum("end_to_end_input", "real", ["real", "cached"], "With --end_to_end: the "
+                  "config's real input pipeline, or its first batch repeated (as the isolated "
+                  "step reads), to measure what the pipeline costs.")
+flags.DEFINE_bool("profile", False, "With --end_to_end: run the training under cProfile and "
+                  "report the host's milliseconds per step outside the compiled calls.")
 flags.DEFINE_bool("reference", False, "Add the hand-written reference step on the first "
                   "config's networks (a baseline config) as a last row.")
 flags.DEFINE_bool("convolutions", False, "Report the convolutions in each config's compiled "
@@ -58,6 +63,8 @@ def main(argv):
   from tfadvgan import io  # pylint: disable=g-import-not-at-top
   errors.check(len(argv) == 1, f"Unexpected arguments: {' '.join(argv[1:])}")
   errors.check(FLAGS.config, "Give at least one --config.")
+  errors.check(FLAGS.end_to_end or not (FLAGS.profile or FLAGS.end_to_end_input != "real"),
+               "--profile and --end_to_end_input apply to --end_to_end: add it.")
   common_params = list(FLAGS.gin_param)
   if FLAGS.mixed_precision:
     common_params.append(f"train.mixed_precision = '{FLAGS.mixed_precision}'")
@@ -101,11 +108,16 @@ def main(argv):
   if FLAGS.end_to_end:
     name, files, params = configs[0]
     e2e = benchmark.end_to_end(files, params, steps=FLAGS.steps, warmup=FLAGS.warmup,
-                               chunk=FLAGS.chunk)
+                               chunk=FLAGS.chunk, input_pipeline=FLAGS.end_to_end_input,
+                               profile=FLAGS.profile)
     e2e["end_to_end_ratio"] = e2e["end_to_end_ms_per_step"] / results[0]["median_ms_per_step"]
     results[0].update(e2e)
     print(f"end to end ({name}, train.py's loop): {e2e['end_to_end_ms_per_step']:.2f} ms/step, "
-          f"{e2e['end_to_end_ratio']:.2f}x the isolated step")
+          f"{e2e['end_to_end_ratio']:.2f}x the isolated step ({FLAGS.end_to_end_input} input)")
+    if FLAGS.profile:
+      print(f"host per step outside the compiled calls: "
+            f"{e2e['profile_host_ms_per_step']:.2f} ms (callbacks "
+            f"{e2e['profile_callbacks_ms_per_step']:.2f} ms), under cProfile")
   if FLAGS.out:
     io.atomic_write(FLAGS.out, json.dumps(results, indent=2))
     print(f"wrote {FLAGS.out}")

@@ -15,7 +15,10 @@ Two references sit beside the configs (BUILD_NOTES, "Performance in CI"):
 `ci_check` puts them together into the gates CI runs after the tests.
 """
 
+import cProfile
 import inspect
+import os
+import pstats
 import re
 import time
 
@@ -220,7 +223,8 @@ def run(configs, steps=50, warmup=5, chunk=5, shape=None, batch_size=None, strat
   return results
 
 
-def end_to_end(config_files, params, steps=50, warmup=10, chunk=5, model_dir=None):
+def end_to_end(config_files, params, steps=50, warmup=10, chunk=5, model_dir=None,
+               input_pipeline="real", profile=False):
   """ms per step of real training: `loop.train` with the config's input pipeline and callbacks.
 
   Trains `warmup + steps` steps (logging every `chunk`) into `model_dir` (a temporary directory by
@@ -228,30 +232,83 @@ def end_to_end(config_files, params, steps=50, warmup=10, chunk=5, model_dir=Non
   first `warmup` steps (each window is the wall time between two log points divided by its steps,
   so the input pipeline, the host loop and every callback firing inside it count).
 
+  Two measurement knobs find where the difference to the isolated step goes:
+  - `input_pipeline="cached"` trains on the pipeline's first batch repeated (as the isolated step
+    does) instead of the real pipeline, so its ratio to the real one is the pipeline's cost;
+  - `profile=True` runs the whole training under cProfile and adds what the host does per step
+    outside the compiled calls: `profile_host_ms_per_step` (callbacks, reading the logs, the loop)
+    and `profile_callbacks_ms_per_step` (its callback part), with `profile_compiled_s` (the
+    compiled calls, compilation included). cProfile slows Python calls, so these are upper
+    bounds; take the timing from an unprofiled run.
+
   Returns:
-    dict: `end_to_end_ms_per_step` (median), `end_to_end_windows` (how many).
+    dict: `end_to_end_ms_per_step` (median), `end_to_end_windows` (how many), and the profile's
+    keys when `profile`.
   """
   import tempfile  # pylint: disable=g-import-not-at-top
   from tfadvgan import io  # pylint: disable=g-import-not-at-top
   from tfadvgan.cli import common  # pylint: disable=g-import-not-at-top
   errors.check(steps >= chunk and warmup >= chunk and chunk >= 1,
                "end_to_end needs --steps and --warmup of at least --chunk (>= 1).")
+  errors.check(input_pipeline in ("real", "cached"),
+               f"end_to_end input_pipeline must be 'real' or 'cached', got {input_pipeline!r}.")
   gin.clear_config()
   common.parse_gin(config_files, list(params) + [
       f"train.num_steps = {warmup + steps}", f"train.log_every_steps = {chunk}",
       "train.verbose = 0"])
   owned = model_dir is None  # a local scratch directory (tempfile), removed through gfile
   model_dir = model_dir or tempfile.mkdtemp(prefix="tfadvgan_e2e_")
+  real_dataset = data_lib.make_train_dataset
+  if input_pipeline == "cached":  # measurement only: the first batch, repeated
+    data_lib.make_train_dataset = first_batch_repeated(real_dataset)
+  profiler = cProfile.Profile() if profile else None
   try:
-    loop.train(model_dir)
+    if profiler:
+      profiler.runcall(loop.train, model_dir)
+    else:
+      loop.train(model_dir)
     windows = [value for step, value in read_scalars(io.join(model_dir, "train"),
                                                      "perf/ms_per_step") if step > warmup]
   finally:
+    data_lib.make_train_dataset = real_dataset
     if owned and io.exists(model_dir):
       io.rmtree(model_dir)
   errors.check(windows, "end_to_end: training logged no timing window after the warm-up.")
-  return {"end_to_end_ms_per_step": float(np.median(windows)),
-          "end_to_end_windows": len(windows)}
+  out = {"end_to_end_ms_per_step": float(np.median(windows)), "end_to_end_windows": len(windows)}
+  if profiler:
+    out.update(_loop_split(profiler, warmup + steps))
+  return out
+
+
+def first_batch_repeated(make_dataset):
+  """`make_dataset`, changed to return its first element repeated, as the isolated step reads."""
+  def cached(*args, **kwargs):
+    return make_dataset(*args, **kwargs).take(1).cache().repeat()
+  return cached
+
+
+def _loop_split(profiler, steps):
+  """The host's share of the engine's loop, from cProfile: the seconds of its compiled calls
+  (tracing and compilation included), and the milliseconds per step of everything else it does
+  per step (callbacks, reading the logs, the loop itself), without its one-time set-up (making the
+  iterator, on_train_begin / end)."""
+  engine_py = os.path.join("training", "engine.py")
+  once = {"distribute", "<built-in method builtins.iter>", "on_train_begin", "on_train_end"}
+  compiled = host = callbacks = 0.0
+  for (path, _, name), (_, _, own, _, callers) in pstats.Stats(profiler).stats.items():
+    if path.endswith(engine_py) and name == "run":
+      host += own
+    for (caller_path, _, caller), edge in callers.items():
+      if not (caller_path.endswith(engine_py) and caller == "run"):
+        continue
+      if name == "error_handler":  # the compiled train function's call, as TF wraps it
+        compiled += edge[3]
+      elif name not in once:
+        host += edge[3]
+        if name.startswith("on_train_batch"):
+          callbacks += edge[3]
+  return {"profile_compiled_s": compiled, "profile_host_ms_per_step": 1000.0 * host / steps,
+          "profile_callbacks_ms_per_step": 1000.0 * callbacks / steps}
 
 
 # Gross-regression gates of `ci_check` (issue 14 part 4; BUILD_NOTES, "Performance in CI").
