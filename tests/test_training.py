@@ -474,10 +474,8 @@ def test_study_configs_name_existing_configs(study, tmp_path):
   assert sum("finetune.py" in l for l in commands) == len(finetunes) * len(seeds)
 
 
-def test_study_collects_fid_diagnostics_and_wdist_variance(tmp_path):
-  """study.collect reads eval/results.json, the last diagnostics JSON and the wdist events."""
-  from tfadvgan.cli import study as study_cli  # pylint: disable=g-import-not-at-top
-  run = tmp_path / "run"
+def _finished_study_run(run):
+  """A run dir as a study leaves it: eval results, diagnostics JSONs, wdist events."""
   (run / "eval").mkdir(parents=True)
   (run / "diagnostics").mkdir()
   # Training's curve (n = 20) and eval.py's final record (n = 50) at the last step.
@@ -503,6 +501,13 @@ def test_study_collects_fid_diagnostics_and_wdist_variance(tmp_path):
     for step, v in enumerate(values, start=1):
       tf.summary.scalar("train/wdist", v, step=step)
   writer.close()
+
+
+def test_study_collects_fid_diagnostics_and_wdist_variance(tmp_path):
+  """study.collect reads eval/results.json, the last diagnostics JSON and the wdist events."""
+  from tfadvgan.cli import study as study_cli  # pylint: disable=g-import-not-at-top
+  run = tmp_path / "run"
+  _finished_study_run(run)
   got = study_cli.collect(str(run), "0.5", curve_num_samples=20)
   assert got["fid_x"] == 4.0 and "is_x" not in got and got["steps"] == 10  # step 10 > step 9
   assert got["curve"] == [[5, 9.0], [10, 7.0]]
@@ -518,6 +523,24 @@ def test_study_collects_fid_diagnostics_and_wdist_variance(tmp_path):
   assert got["wdist_var_last20"] == pytest.approx(np.var([9.0, 10.0]))  # steps > 0.8 * 10
   text = study_cli.table([{"variant": "v", "per_seed": [got, dict(got, fid_x=6.0)]}], [0, 1])
   assert "| v |" in text and "5 ± 1" in text and "curve" not in text
+
+
+def test_study_collects_in_a_fresh_process_after_the_config_is_locked(tmp_path):
+  """What study.py does: parse (and lock) the study config, then collect finished runs. collect
+  once imported a module that registers a gin configurable, which fails after the lock (the
+  AS-GAN study stopped on it); in this test process everything is imported already, so only a
+  fresh process shows it."""
+  run = tmp_path / "run"
+  _finished_study_run(run)
+  code = ("import json, sys; from tfadvgan.cli import study as s; "
+          "s.parse_study(sys.argv[1], []); print(json.dumps(s.collect(sys.argv[2], '0.5')))")
+  proc = subprocess.run([sys.executable, "-c", code,
+                         os.path.join(ROOT, "gin_configs/studies/as_gan_fmnist.gin"), str(run)],
+                        capture_output=True, text=True, cwd=ROOT, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  got = json.loads(proc.stdout.strip().splitlines()[-1])
+  assert got["wdist_var_last20"] == pytest.approx(np.var([9.0, 10.0]))
+  assert got["fid_x"] == 4.0 and got["grad_l1"] == 3.5
 
 
 def test_study_runs_seeds_outer_and_skips_fid_without_a_classifier(tmp_path):

@@ -313,3 +313,16 @@ def rename_dir(src, dst):
     for name in files:
       copy(join(directory, name), join(target, name), overwrite=True)
   rmtree(src)
+
+
+def read_scalars(log_dir, tag):
+  """[(step, value)] of one scalar tag in the TensorBoard event files of `log_dir`."""
+  points = []
+  for name in sorted(listdir(log_dir)):
+    if name.startswith("events"):
+      for record in tf.data.TFRecordDataset(join(log_dir, name)):
+        event = tf.compat.v1.Event.FromString(record.numpy())  # summary_iterator, undeprecated
+        for value in event.summary.value:
+          if value.tag == tag:
+            points.append((event.step, float(tf.make_ndarray(value.tensor))))
+  return sorted(points)

@@ -83,8 +83,7 @@ def wdist_variance_last_fraction(run_dir, fraction=0.2):
   """Variance of the logged `train/wdist` over the last `fraction` of training steps."""
   import numpy as np  # pylint: disable=g-import-not-at-top
   from tfadvgan import io  # pylint: disable=g-import-not-at-top
-  from tfadvgan.training import benchmark  # pylint: disable=g-import-not-at-top
-  points = benchmark.read_scalars(io.join(run_dir, "train"), "train/wdist")
+  points = io.read_scalars(io.join(run_dir, "train"), "train/wdist")
   if not points:
     return None
   last = max(s for s, _ in points)
@@ -259,15 +258,20 @@ def run_study(out, variants, seeds=(0, 1, 2), num_steps=2000, classifier_path=No
 study = gin.external_configurable(run_study, name="study")
 
 
+def parse_study(study_file, params):
+  """Parses (and locks) a study config, after importing what `collect` needs: a gin configurable
+  registered after the lock is an error, so every module that registers one must be in already."""
+  from tfadvgan.metrics import evaluation  # pylint: disable=g-import-not-at-top,unused-import
+  common.parse_gin([study_file], params)
+
+
 @common.main_wrapper
 def main(argv):
   from tfadvgan import errors  # pylint: disable=g-import-not-at-top
   from tfadvgan import io  # pylint: disable=g-import-not-at-top
   errors.check(len(argv) == 1, f"Unexpected arguments: {' '.join(argv[1:])}")
   errors.check(FLAGS.study and FLAGS.out, "--study and --out are required.")
-  # collect() imports these; their gin configurables must exist before the config is locked.
-  from tfadvgan.metrics import evaluation  # pylint: disable=g-import-not-at-top,unused-import
-  common.parse_gin([FLAGS.study], FLAGS.gin_param)
+  parse_study(FLAGS.study, FLAGS.gin_param)
   rows, commands = study(FLAGS.out, dry_run=FLAGS.dry_run)
   if FLAGS.dry_run:
     return

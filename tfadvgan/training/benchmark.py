@@ -267,8 +267,8 @@ def end_to_end(config_files, params, steps=50, warmup=10, chunk=5, model_dir=Non
       profiler.runcall(loop.train, model_dir)
     else:
       loop.train(model_dir)
-    windows = [value for step, value in read_scalars(io.join(model_dir, "train"),
-                                                     "perf/ms_per_step") if step > warmup]
+    windows = [value for step, value in io.read_scalars(io.join(model_dir, "train"),
+                                                        "perf/ms_per_step") if step > warmup]
   finally:
     data_lib.make_train_dataset = real_dataset
     if owned and io.exists(model_dir):
@@ -347,20 +347,6 @@ def ci_check(baseline_files, method_files, params=(), steps=20, warmup=3, chunk=
   failures = [f"{key} = {ratios[key]:.2f} > {limit}" for key, limit in GATES.items()
               if ratios[key] > limit]
   return results, ratios, failures
-
-
-def read_scalars(log_dir, tag):
-  """[(step, value)] of one scalar tag in the TensorBoard event files of `log_dir`."""
-  from tfadvgan import io  # pylint: disable=g-import-not-at-top
-  points = []
-  for name in sorted(io.listdir(log_dir)):
-    if name.startswith("events"):
-      for record in tf.data.TFRecordDataset(io.join(log_dir, name)):
-        event = tf.compat.v1.Event.FromString(record.numpy())  # summary_iterator, undeprecated
-        for value in event.summary.value:
-          if value.tag == tag:
-            points.append((event.step, float(tf.make_ndarray(value.tensor))))
-  return sorted(points)
 
 
 def format_table(results):
