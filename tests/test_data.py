@@ -12,6 +12,8 @@ import tensorflow as tf
 import helpers  # pylint: disable=g-bad-import-order
 from tfadvgan import data
 from tfadvgan.data import local
+from tfadvgan.data import sources
+from tfadvgan.data import transforms
 from tfadvgan.data import synthetic
 from tfadvgan.errors import ConfigError
 
@@ -487,3 +489,23 @@ def test_tfds_missing_data_is_config_error(tmp_path):
   pytest.importorskip("tensorflow_datasets")
   with pytest.raises(ConfigError, match=r"data_dir=.*dataset.data_dir.*dataset.download"):
     data.load("cifar10", data_dir=str(tmp_path), download=False)
+
+
+def test_from_arrays_converts_in_chunks_as_per_example_math():
+  """uint8 arrays are converted CONVERT_CHUNK examples at a time; every example (across a chunk
+  boundary and in the short last chunk) equals x / 127.5 - 1 padded with -1 (NumPy), and a
+  resized source equals resizing each image on its own."""
+  rng = np.random.default_rng(11)
+  n = sources.CONVERT_CHUNK + 44
+  images = rng.integers(0, 256, (n, 28, 28)).astype(np.uint8)
+  labels = rng.integers(0, 10, n)
+  got = list(sources.from_arrays(images, labels, pad_to=32).images.as_numpy_iterator())
+  assert len(got) == n
+  expected = np.pad(images[..., None] / 127.5 - 1.0, [(0, 0), (2, 2), (2, 2), (0, 0)],
+                    constant_values=-1.0)
+  np.testing.assert_allclose(np.stack([x for x, _ in got]), expected, rtol=0, atol=1e-6)
+  np.testing.assert_array_equal([y for _, y in got], labels)
+  resized = np.stack(list(sources.from_arrays(images[:300], resolution=20).images))
+  one_by_one = np.stack([transforms.resize(transforms.to_unit_range(x[..., None]), 20)
+                         for x in images[:300]])
+  np.testing.assert_allclose(resized, one_by_one, atol=1e-6)

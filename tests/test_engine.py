@@ -73,11 +73,17 @@ def test_steps_per_execution_fires_callbacks_at_the_next_multiple(tmp_path):
             "train.checkpoint_every_steps = 3", "train.log_every_steps = 2",
             "train.sample_every_steps = 5", "train.keep_checkpoints = 10", "train.verbose = 0")
   model_dir = str(tmp_path / "run")
-  evaluated = []
-  gan = loop.train(model_dir, eval_every_steps=3,
-                   eval_fn=lambda gan, step: evaluated.append(step) or {"answer": 42.0})
+  evaluated, counted = [], []
+
+  def eval_fn(gan, step):
+    # The callbacks' step is the engine's host count, equal to the device's (read here).
+    counted.append((gan.host_step, int(gan.global_step.numpy())))
+    evaluated.append(step)
+    return {"answer": 42.0}
+  gan = loop.train(model_dir, eval_every_steps=3, eval_fn=eval_fn)
   assert int(gan.global_step.numpy()) == 10
   assert evaluated == [4, 8, 10]
+  assert counted == [(4, 4), (8, 8), (10, 10)] and gan.host_step is None
   state = tf.train.get_checkpoint_state(os.path.join(model_dir, "checkpoints"))
   assert [int(p.rsplit("-", 1)[1]) for p in state.all_model_checkpoint_paths] == [4, 8, 10]
   assert sorted(os.listdir(os.path.join(model_dir, "samples"))) == [

@@ -667,6 +667,34 @@ def test_benchmark_end_to_end_reads_the_training_windows_after_warmup(tmp_path):
     benchmark.end_to_end([], [], steps=1, warmup=2, chunk=2)
 
 
+@pytest.mark.slow  # 25 s; CI's benchmark check (.ci/run) runs two rounds on every push
+def test_benchmark_end_to_end_in_interleaved_rounds(tmp_path):
+  """rounds = 2: training resumes to 2 x (warmup + steps); each round's windows are those past its
+  own warm-up (read here from the events), and the ratio is against the interleaved isolated
+  calls."""
+  run = str(tmp_path / "e2e")
+  got = benchmark.end_to_end([os.path.join(ROOT, "gin_configs/base/gan_ring.gin")],
+                             ["train.batch_size = 8", "build_generator.width = 8",
+                              "build_discriminator.width = 8", "dataset.num_examples = 256",
+                              "train.diagnose_every_steps = 0"],
+                             steps=4, warmup=2, chunk=2, model_dir=run, rounds=2)
+  windows = {}
+  for name in os.listdir(os.path.join(run, "train")):
+    for event in tf.compat.v1.train.summary_iterator(os.path.join(run, "train", name)):
+      for value in event.summary.value:
+        if value.tag == "perf/ms_per_step":
+          windows[event.step] = float(tf.make_ndarray(value.tensor))
+  assert sorted(windows) == [2, 4, 6, 8, 10, 12]  # round 2 resumed at 6
+  counted = [windows[s] for s in (4, 6, 10, 12)]  # past each round's warm-up (2 and 8)
+  assert got["end_to_end_windows"] == 4
+  assert got["end_to_end_ms_per_step"] == pytest.approx(np.median(counted))
+  assert got["end_to_end_ratio"] == pytest.approx(got["end_to_end_ms_per_step"]
+                                                  / got["isolated_ms_per_step"])
+  assert len(got["end_to_end_round_ratios"]) == 2
+  with pytest.raises(errors.ConfigError, match="rounds"):
+    benchmark.end_to_end([], [], steps=2, warmup=2, chunk=2, rounds=2, profile=True)
+
+
 def test_benchmark_end_to_end_cached_input_and_profile():
   """The cached input is the pipeline's first batch, repeated; end_to_end puts the pipeline
   function back afterwards; the profile reports the host's share per step."""

@@ -281,6 +281,9 @@ def _check_labels_array(labels, n, name, num_classes=None):
   return labels.astype(np.int32), int(num_classes)
 
 
+CONVERT_CHUNK = 256  # examples converted by one op in `from_arrays`
+
+
 def from_arrays(images, labels=None, name="arrays", num_classes=None, resolution=None, pad_to=None):
   """Builds a `Source` from numpy arrays.
 
@@ -298,7 +301,10 @@ def from_arrays(images, labels=None, name="arrays", num_classes=None, resolution
     pad_to: Optional side length to pad to with -1 (before `resolution`).
 
   Returns:
-    A `Source`; uint8 data stays uint8 in memory and is converted per example.
+    A `Source`; uint8 data stays uint8 in memory and is converted in chunks of
+    `CONVERT_CHUNK` examples (one op per chunk rather than per example: the first epoch's
+    pipeline cost 7 ms of CPU per batch of 64 converted per example, 1.6 ms in chunks;
+    BUILD_NOTES, "End to end against the isolated step").
   """
   images, kind = _check_images_array(images, name)
   n = images.shape[0]
@@ -307,19 +313,17 @@ def from_arrays(images, labels=None, name="arrays", num_classes=None, resolution
   else:
     num_classes = 0
 
-  def convert(x):
-    if kind == "points":
-      return x
+  def convert(x):  # a chunk [n, H, W, C] of images
     if kind == "uint8":
       x = transforms.to_unit_range(x)
     if pad_to is not None:
       x = transforms.pad_to(x, pad_to)
     return transforms.maybe_resize(x, resolution)
 
-  if labels is None:
-    ds = tf.data.Dataset.from_tensor_slices(images).map(convert, num_parallel_calls=AUTOTUNE)
-  else:
-    ds = tf.data.Dataset.from_tensor_slices((images, labels)).map(
-        lambda x, y: (convert(x), y), num_parallel_calls=AUTOTUNE)
+  ds = tf.data.Dataset.from_tensor_slices(images if labels is None else (images, labels))
+  if kind != "points":
+    ds = ds.batch(CONVERT_CHUNK).map(
+        convert if labels is None else lambda x, y: (convert(x), y),
+        num_parallel_calls=AUTOTUNE).unbatch().apply(tf.data.experimental.assert_cardinality(n))
   spec = ds.element_spec[0] if labels is not None else ds.element_spec
   return Source(ds, num_classes, tuple(spec.shape.as_list()), name)

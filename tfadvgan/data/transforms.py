@@ -15,12 +15,12 @@ def resize(image, height, width=None):
   """Resizes a float image to `height` x `width` (bilinear, antialiased), clipped to [-1, 1].
 
   Args:
-    image: float32 `[H, W, C]` image in [-1, 1].
+    image: float32 `[H, W, C]` image in [-1, 1], or a batch `[N, H, W, C]` of them.
     height: Output height.
     width: Output width; defaults to `height`.
 
   Returns:
-    float32 `[height, width, C]` image with a static shape.
+    float32 `[height, width, C]` image (`[N, height, width, C]`) with a static shape.
   """
   width = height if width is None else width
   image = tf.image.resize(image, [height, width], method="bilinear", antialias=True)
@@ -28,10 +28,11 @@ def resize(image, height, width=None):
 
 
 def maybe_resize(image, resolution):
-  """Resizes to `resolution` x `resolution` unless the static shape already matches."""
+  """Resizes to `resolution` x `resolution` unless the static shape already matches (an image
+  `[H, W, C]` or a batch `[N, H, W, C]`)."""
   if resolution is None:
     return image
-  if image.shape[0] == resolution and image.shape[1] == resolution:
+  if image.shape[-3] == resolution and image.shape[-2] == resolution:
     return image
   return resize(image, resolution)
 
@@ -75,12 +76,14 @@ def resize_shorter_and_crop(image, resolution):
 
 
 def pad_to(image, size, value=-1.0):
-  """Pads a square image symmetrically to `size` x `size` with `value` (-1 is black)."""
-  pad_h = size - image.shape[0]
-  pad_w = size - image.shape[1]
+  """Pads a square image `[H, W, C]` (or a batch `[N, H, W, C]`) symmetrically to `size` x `size`
+  with `value` (-1 is black)."""
+  pad_h = size - image.shape[-3]
+  pad_w = size - image.shape[-2]
   if pad_h < 0 or pad_w < 0:
-    raise ValueError(f"Cannot pad a {image.shape[0]}x{image.shape[1]} image to {size}x{size}.")
-  paddings = [[pad_h // 2, pad_h - pad_h // 2], [pad_w // 2, pad_w - pad_w // 2], [0, 0]]
+    raise ValueError(f"Cannot pad a {image.shape[-3]}x{image.shape[-2]} image to {size}x{size}.")
+  paddings = [[0, 0]] * (len(image.shape) - 3) + [
+      [pad_h // 2, pad_h - pad_h // 2], [pad_w // 2, pad_w - pad_w // 2], [0, 0]]
   return tf.pad(image, paddings, constant_values=value)
 
 

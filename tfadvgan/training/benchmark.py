@@ -224,7 +224,7 @@ def run(configs, steps=50, warmup=5, chunk=5, shape=None, batch_size=None, strat
 
 
 def end_to_end(config_files, params, steps=50, warmup=10, chunk=5, model_dir=None,
-               input_pipeline="real", profile=False):
+               input_pipeline="real", profile=False, rounds=1):
   """ms per step of real training: `loop.train` with the config's input pipeline and callbacks.
 
   Trains `warmup + steps` steps (logging every `chunk`) into `model_dir` (a temporary directory by
@@ -241,9 +241,16 @@ def end_to_end(config_files, params, steps=50, warmup=10, chunk=5, model_dir=Non
     compiled calls, compilation included). cProfile slows Python calls, so these are upper
     bounds; take the timing from an unprofiled run.
 
+  `rounds` > 1 measures against the isolated step in the same stretch of time, since this
+  machine's speed drifts by more than the effect between one minute and the next: it builds the
+  isolated step first (`prepare`), then alternates `steps` timed isolated calls with training
+  continued (resumed from its last checkpoint, so each round recompiles: its first `warmup` steps
+  are not counted) for `warmup + steps` steps.
+
   Returns:
     dict: `end_to_end_ms_per_step` (median), `end_to_end_windows` (how many), and the profile's
-    keys when `profile`.
+    keys when `profile`; with `rounds` > 1 also `isolated_ms_per_step` (median of the
+    interleaved isolated calls), `end_to_end_ratio` and `end_to_end_round_ratios`.
   """
   import tempfile  # pylint: disable=g-import-not-at-top
   from tfadvgan import io  # pylint: disable=g-import-not-at-top
@@ -252,29 +259,54 @@ def end_to_end(config_files, params, steps=50, warmup=10, chunk=5, model_dir=Non
                "end_to_end needs --steps and --warmup of at least --chunk (>= 1).")
   errors.check(input_pipeline in ("real", "cached"),
                f"end_to_end input_pipeline must be 'real' or 'cached', got {input_pipeline!r}.")
-  gin.clear_config()
-  common.parse_gin(config_files, list(params) + [
-      f"train.num_steps = {warmup + steps}", f"train.log_every_steps = {chunk}",
-      "train.verbose = 0"])
+  errors.check(isinstance(rounds, int) and rounds >= 1 and not (profile and rounds > 1),
+               "end_to_end rounds must be an integer >= 1, and 1 with the profile.")
+  isolated, isolated_times = None, []
+  if rounds > 1:
+    _, isolated, _, _ = prepare(config_files, params)
+    for _ in range(warmup):
+      _sync(isolated())
   owned = model_dir is None  # a local scratch directory (tempfile), removed through gfile
   model_dir = model_dir or tempfile.mkdtemp(prefix="tfadvgan_e2e_")
   real_dataset = data_lib.make_train_dataset
   if input_pipeline == "cached":  # measurement only: the first batch, repeated
     data_lib.make_train_dataset = first_batch_repeated(real_dataset)
   profiler = cProfile.Profile() if profile else None
+  per_round = []
   try:
-    if profiler:
-      profiler.runcall(loop.train, model_dir)
-    else:
-      loop.train(model_dir)
-    windows = [value for step, value in io.read_scalars(io.join(model_dir, "train"),
-                                                        "perf/ms_per_step") if step > warmup]
+    for r in range(rounds):
+      round_times = []
+      for _ in range(steps if isolated else 0):
+        t0 = time.perf_counter()
+        _sync(isolated())
+        round_times.append(time.perf_counter() - t0)
+      isolated_times += round_times
+      start, end = r * (warmup + steps), (r + 1) * (warmup + steps)
+      gin.clear_config()
+      common.parse_gin(config_files, list(params) + [
+          f"train.num_steps = {end}", f"train.log_every_steps = {chunk}", "train.verbose = 0"])
+      if profiler:
+        profiler.runcall(loop.train, model_dir)
+      else:
+        loop.train(model_dir)
+      per_round.append([value for step, value in io.read_scalars(io.join(model_dir, "train"),
+                                                                 "perf/ms_per_step")
+                        if start + warmup < step <= end])
+      errors.check(per_round[-1], "end_to_end: training logged no timing window after the "
+                   "warm-up.")
+      if round_times:
+        per_round[-1] = (per_round[-1], round_times)
   finally:
     data_lib.make_train_dataset = real_dataset
     if owned and io.exists(model_dir):
       io.rmtree(model_dir)
-  errors.check(windows, "end_to_end: training logged no timing window after the warm-up.")
+  windows = [w for entry in per_round for w in (entry[0] if isolated else entry)]
   out = {"end_to_end_ms_per_step": float(np.median(windows)), "end_to_end_windows": len(windows)}
+  if isolated:
+    iso = 1000.0 * float(np.median(isolated_times))
+    out.update(isolated_ms_per_step=iso, end_to_end_ratio=out["end_to_end_ms_per_step"] / iso,
+               end_to_end_round_ratios=[float(np.median(w) / (1000.0 * np.median(t)))
+                                        for w, t in per_round])
   if profiler:
     out.update(_loop_split(profiler, warmup + steps))
   return out
@@ -288,22 +320,20 @@ def first_batch_repeated(make_dataset):
 
 
 def _loop_split(profiler, steps):
-  """The host's share of the engine's loop, from cProfile: the seconds of its compiled calls
-  (tracing and compilation included), and the milliseconds per step of everything else it does
-  per step (callbacks, reading the logs, the loop itself), without its one-time set-up (making the
-  iterator, on_train_begin / end)."""
+  """The host's share of the engine's loop (`Engine._loop`), from cProfile: the seconds of its
+  compiled calls (tracing and compilation included), and the milliseconds per step of everything
+  else it does (callbacks, reading the logs, the loop itself)."""
   engine_py = os.path.join("training", "engine.py")
-  once = {"distribute", "<built-in method builtins.iter>", "on_train_begin", "on_train_end"}
   compiled = host = callbacks = 0.0
   for (path, _, name), (_, _, own, _, callers) in pstats.Stats(profiler).stats.items():
-    if path.endswith(engine_py) and name == "run":
+    if path.endswith(engine_py) and name == "_loop":
       host += own
     for (caller_path, _, caller), edge in callers.items():
-      if not (caller_path.endswith(engine_py) and caller == "run"):
+      if not (caller_path.endswith(engine_py) and caller == "_loop"):
         continue
       if name == "error_handler":  # the compiled train function's call, as TF wraps it
         compiled += edge[3]
-      elif name not in once:
+      else:
         host += edge[3]
         if name.startswith("on_train_batch"):
           callbacks += edge[3]
@@ -318,12 +348,13 @@ def _loop_split(profiler, steps):
 GATES = {"framework_vs_reference": 1.15, "method_vs_floor": 1.15, "end_to_end_ratio": 1.25}
 
 
-def ci_check(baseline_files, method_files, params=(), steps=20, warmup=3, chunk=5):
+def ci_check(baseline_files, method_files, params=(), steps=20, warmup=3, chunk=5, rounds=2):
   """The CI benchmark: one process, the ratios of issue 14 and their gates.
 
   Times the baseline config, the method config and the hand-written reference step (on the
   baseline's networks) interleaved, counts each config's compiled convolutions, then trains the
-  baseline end to end. `params` (gin bindings) apply to both configs.
+  baseline end to end in `rounds` rounds interleaved with its isolated step (`end_to_end`).
+  `params` (gin bindings) apply to both configs.
 
   Returns:
     (results, ratios, failures): the `run` rows (the end-to-end figures on the baseline's);
@@ -335,13 +366,14 @@ def ci_check(baseline_files, method_files, params=(), steps=20, warmup=3, chunk=
                 steps=steps, warmup=warmup, chunk=chunk, reference=True, convolutions=True)
   base, method, ref = results
   e2e = end_to_end(baseline_files, params, steps=max(steps, chunk), warmup=max(warmup, chunk),
-                   chunk=chunk)
+                   chunk=chunk, rounds=rounds)
   base.update(e2e)
   median = lambda r: r["median_ms_per_step"]  # noqa: E731
   ratios = {"framework_vs_reference": median(base) / median(ref),
             "method_vs_baseline": median(method) / median(base),
             "method_floor": method["convolutions"] / base["convolutions"],
-            "end_to_end_ratio": e2e["end_to_end_ms_per_step"] / median(base)}
+            "end_to_end_ratio": e2e.get("end_to_end_ratio",
+                                        e2e["end_to_end_ms_per_step"] / median(base))}
   ratios["method_vs_floor"] = ratios["method_vs_baseline"] / ratios["method_floor"]
   base["end_to_end_ratio"] = ratios["end_to_end_ratio"]
   failures = [f"{key} = {ratios[key]:.2f} > {limit}" for key, limit in GATES.items()

@@ -39,7 +39,10 @@ class StepCallback(keras.callbacks.Callback):
     self.last_step = None
 
   def step(self):
-    return int(self.gan.global_step.numpy())
+    """The global step: the engine's host count inside `Engine.run` (no device read per batch),
+    else read from the device."""
+    host = getattr(self.gan, "host_step", None)
+    return host if host is not None else int(self.gan.global_step.numpy())
 
   def on_train_begin(self, logs=None):
     self.last_step = self.step()

@@ -161,11 +161,24 @@ class Engine:
     gan.stop_training = False
     gan.stop_now = False  # set by the non-finite guard: stop every worker after this call
     gan.stop_requested_by_cluster = False
+    gan.host_step = None
     cbs.on_train_begin()
+    step = int(gan.global_step.numpy())  # then counted on the host: no device read per call
+    try:
+      logs = self._loop(gan, iterator, cbs, num_steps, stop_requested, reset_every, step)
+    finally:
+      gan.host_step = None  # outside the loop the callbacks read the device again
+    cbs.on_train_end(logs)
+    return logs
+
+  def _loop(self, gan, iterator, cbs, num_steps, stop_requested, reset_every, step):
+    """The host loop of `run`; returns the last logs. `gan.host_step` is the global step the
+    callbacks see: each call runs `steps` train steps, each incrementing G's iterations once, so
+    the host count equals the device's without reading it."""
     logs = {}
     done = batch = 0
     request = reset = False
-    step = int(gan.global_step.numpy())  # then counted on the host: no device read per call
+    gan.host_step = step
     while done < num_steps:
       steps = min(self.steps_per_execution, num_steps - done)
       if stop_requested is not None and stop_requested():
@@ -181,6 +194,7 @@ class Engine:
       done += steps
       reset = bool(reset_every) and (step + steps) // reset_every > step // reset_every
       step += steps
+      gan.host_step = step
       cbs.on_train_batch_end(batch, logs)
       batch += 1
       if self.sync_stop:
@@ -195,7 +209,6 @@ class Engine:
           request, gan.stop_training = True, False
       elif gan.stop_training:
         break
-    cbs.on_train_end(logs)
     return logs
 
 
