@@ -645,21 +645,28 @@ def test_wall_time_budget_stops_early_and_checkpoints(tmp_path, capsys):
     loop.train(str(tmp_path / "run3"))
 
 
-def test_benchmark_end_to_end_reads_the_training_windows_after_warmup(tmp_path):
-  """`benchmark.end_to_end` trains with train.py's loop and takes the median of the logged
-  perf/ms_per_step windows past the warm-up (read here independently from the events)."""
-  run = str(tmp_path / "e2e")
-  got = benchmark.end_to_end([os.path.join(ROOT, "gin_configs/base/gan_ring.gin")],
-                             ["train.batch_size = 8", "build_generator.width = 8",
-                              "build_discriminator.width = 8", "dataset.num_examples = 256",
-                              "train.diagnose_every_steps = 0"],
-                             steps=6, warmup=2, chunk=2, model_dir=run)
+RING_E2E = ["train.batch_size = 8", "build_generator.width = 8", "build_discriminator.width = 8",
+            "dataset.num_examples = 256", "train.diagnose_every_steps = 0"]
+
+
+def _ms_windows(run):
+  """{step: perf/ms_per_step} read from a run's events with TF's own iterator."""
   windows = {}
   for name in os.listdir(os.path.join(run, "train")):
     for event in tf.compat.v1.train.summary_iterator(os.path.join(run, "train", name)):
       for value in event.summary.value:
         if value.tag == "perf/ms_per_step":
           windows[event.step] = float(tf.make_ndarray(value.tensor))
+  return windows
+
+
+def test_benchmark_end_to_end_reads_the_training_windows_after_warmup(tmp_path):
+  """`benchmark.end_to_end` trains with train.py's loop and takes the median of the logged
+  perf/ms_per_step windows past the warm-up (read here independently from the events)."""
+  run = str(tmp_path / "e2e")
+  got = benchmark.end_to_end([os.path.join(ROOT, "gin_configs/base/gan_ring.gin")], RING_E2E,
+                             steps=6, warmup=2, chunk=2, model_dir=run)
+  windows = _ms_windows(run)
   assert sorted(windows) == [2, 4, 6, 8]
   assert got["end_to_end_windows"] == 3
   assert got["end_to_end_ms_per_step"] == pytest.approx(np.median([windows[s] for s in (4, 6, 8)]))
@@ -673,17 +680,9 @@ def test_benchmark_end_to_end_in_interleaved_rounds(tmp_path):
   own warm-up (read here from the events), and the ratio is against the interleaved isolated
   calls."""
   run = str(tmp_path / "e2e")
-  got = benchmark.end_to_end([os.path.join(ROOT, "gin_configs/base/gan_ring.gin")],
-                             ["train.batch_size = 8", "build_generator.width = 8",
-                              "build_discriminator.width = 8", "dataset.num_examples = 256",
-                              "train.diagnose_every_steps = 0"],
+  got = benchmark.end_to_end([os.path.join(ROOT, "gin_configs/base/gan_ring.gin")], RING_E2E,
                              steps=4, warmup=2, chunk=2, model_dir=run, rounds=2)
-  windows = {}
-  for name in os.listdir(os.path.join(run, "train")):
-    for event in tf.compat.v1.train.summary_iterator(os.path.join(run, "train", name)):
-      for value in event.summary.value:
-        if value.tag == "perf/ms_per_step":
-          windows[event.step] = float(tf.make_ndarray(value.tensor))
+  windows = _ms_windows(run)
   assert sorted(windows) == [2, 4, 6, 8, 10, 12]  # round 2 resumed at 6
   counted = [windows[s] for s in (4, 6, 10, 12)]  # past each round's warm-up (2 and 8)
   assert got["end_to_end_windows"] == 4
@@ -710,9 +709,7 @@ def test_benchmark_end_to_end_cached_input_and_profile():
     np.testing.assert_array_equal(first[key], real_first[key])
   assert not np.array_equal(real_first["z_g"], real_second["z_g"])
   pipeline = data_lib.make_train_dataset
-  params = ["train.batch_size = 8", "build_generator.width = 8", "build_discriminator.width = 8",
-            "dataset.num_examples = 256", "train.diagnose_every_steps = 0"]
-  got = benchmark.end_to_end([os.path.join(ROOT, "gin_configs/base/gan_ring.gin")], params,
+  got = benchmark.end_to_end([os.path.join(ROOT, "gin_configs/base/gan_ring.gin")], RING_E2E,
                              steps=4, warmup=2, chunk=2, input_pipeline="cached", profile=True)
   assert data_lib.make_train_dataset is pipeline
   assert got["profile_compiled_s"] > 0
