@@ -3,6 +3,7 @@ attack, every loss and every update are closed-form; plus the fine-tuning stage 
 
 import json
 import os
+import re
 
 import gin
 import keras
@@ -306,10 +307,15 @@ def test_finetune_logs_and_divergence_check_stay_on_the_device():
   device.logged_step(*args, tf.constant([0, 3]))
   last = host.step(*args, tf.constant([0, 3]))
   assert device.read_window()["loss"] == pytest.approx(float(last["loss"]), rel=1e-5)  # reset
-  host = finetune.ClassifierFinetuner(make(), learning_rate=float("inf"), **kwargs)
+  def poisoned():  # a NaN in each D weight: the fine-tuning diverges (learning rates must be finite)
+    gan = make()
+    for weight in gan.discriminator.trainable_variables:
+      weight.assign(tf.tensor_scatter_nd_update(weight, [[0] * len(weight.shape)], [np.nan]))
+    return gan
+  host = finetune.ClassifierFinetuner(poisoned(), learning_rate=0.1, **kwargs)
   first_bad = next(i + 1 for i in range(10) if not all(
       np.isfinite(float(v)) for v in host.step(*args, tf.constant([0, i])).values()))
-  diverging = finetune.ClassifierFinetuner(make(), learning_rate=float("inf"), **kwargs)
+  diverging = finetune.ClassifierFinetuner(poisoned(), learning_rate=0.1, **kwargs)
   for i in range(first_bad + 2):  # later steps do not overwrite the first bad one
     diverging.logged_step(*args, tf.constant([0, i]))
   with pytest.raises(errors.ConfigError,
@@ -337,6 +343,12 @@ def test_finetune_stage_schedule_and_bad_knobs():
     finetune.ClassifierFinetuner(gan, stage_steps=())
   with pytest.raises(errors.ConfigError, match="head = 'ac'"):
     finetune.ClassifierFinetuner(_plain_gan())
+  for knob, value, message in [
+      ("learning_rate", float("inf"), "learning_rate must be > 0 (a finite number); got inf"),
+      ("momentum", 1.0, "momentum must be in [0, 1) (a finite number); got 1"), ("lam", float("nan"), "lam must be"),
+      ("stage_decay", 0.0, "stage_decay must be > 0")]:
+    with pytest.raises(errors.ConfigError, match=re.escape(message)):
+      finetune.ClassifierFinetuner(gan, **{knob: value})
 
 
 def _plain_gan():

@@ -143,18 +143,21 @@ class ClassifierFinetuner:
                  f"{name}.stage_steps must be a non-empty sequence of integers >= 1 (steps per "
                  f"learning-rate stage), e.g. (4000, 2000, 2000, 1000); got {stage_steps!r}.")
     robgan.check_ac_discriminator(gan, "Classifier fine-tuning (Rob-GAN Eq. 10)")
-    errors.check(lam >= 0, f"{name}.lam must be >= 0; got {lam}.")
-    errors.check(epsilon >= 0, f"{name}.epsilon must be >= 0; got {epsilon}.")
+    lam = errors.check_float(f"{name}.lam", lam, low=0)
+    epsilon = errors.check_float(f"{name}.epsilon", epsilon, low=0)
     errors.check(isinstance(pgd_steps, int) and not isinstance(pgd_steps, bool) and pgd_steps >= 1,
                  f"{name}.pgd_steps must be an integer >= 1; got {pgd_steps!r}.")
-    errors.check(pgd_step_size is None or pgd_step_size >= 0,
-                 f"{name}.pgd_step_size must be >= 0 or None (epsilon / 5); got {pgd_step_size}.")
+    pgd_step_size = errors.check_float(f"{name}.pgd_step_size", pgd_step_size, low=0,
+                                       allow_none=True, hint="(None: epsilon / 5)")
     errors.check(optimizer in OPTIMIZERS,
                  f"Unknown {name}.optimizer {optimizer!r}. Choose one of: {', '.join(OPTIMIZERS)}.")
-    errors.check(learning_rate > 0, f"{name}.learning_rate must be > 0; got {learning_rate}.")
-    errors.check(0 <= momentum < 1, f"{name}.momentum must be in [0, 1); got {momentum}.")
-    errors.check(weight_decay >= 0, f"{name}.weight_decay must be >= 0; got {weight_decay}.")
-    errors.check(stage_decay > 0, f"{name}.stage_decay must be > 0; got {stage_decay}.")
+    learning_rate = errors.check_float(f"{name}.learning_rate", learning_rate, low=0,
+                                       low_inclusive=False)
+    momentum = errors.check_float(f"{name}.momentum", momentum, low=0, high=1,
+                                  high_inclusive=False)
+    weight_decay = errors.check_float(f"{name}.weight_decay", weight_decay, low=0)
+    stage_decay = errors.check_float(f"{name}.stage_decay", stage_decay, low=0,
+                                     low_inclusive=False)
     errors.check(batch_size is None or (isinstance(batch_size, int) and batch_size >= 1),
                  f"{name}.batch_size must be an integer >= 1 or None; got {batch_size!r}.")
     errors.check(isinstance(seed, int), f"{name}.seed must be an integer; got {seed!r}.")
