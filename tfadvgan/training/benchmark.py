@@ -272,7 +272,7 @@ def end_to_end(config_files, params, steps=50, warmup=10, chunk=5, model_dir=Non
   if input_pipeline == "cached":  # measurement only: the first batch, repeated
     data_lib.make_train_dataset = first_batch_repeated(real_dataset)
   profiler = cProfile.Profile() if profile else None
-  per_round = []
+  windows, round_ratios = [], []
   try:
     for r in range(rounds):
       round_times = []
@@ -289,24 +289,22 @@ def end_to_end(config_files, params, steps=50, warmup=10, chunk=5, model_dir=Non
         profiler.runcall(loop.train, model_dir)
       else:
         loop.train(model_dir)
-      per_round.append([value for step, value in io.read_scalars(io.join(model_dir, "train"),
-                                                                 "perf/ms_per_step")
-                        if start + warmup < step <= end])
-      errors.check(per_round[-1], "end_to_end: training logged no timing window after the "
-                   "warm-up.")
+      these = [value for step, value in io.read_scalars(io.join(model_dir, "train"),
+                                                        "perf/ms_per_step")
+               if start + warmup < step <= end]
+      errors.check(these, "end_to_end: training logged no timing window after the warm-up.")
+      windows += these
       if round_times:
-        per_round[-1] = (per_round[-1], round_times)
+        round_ratios.append(float(np.median(these) / (1000.0 * np.median(round_times))))
   finally:
     data_lib.make_train_dataset = real_dataset
     if owned and io.exists(model_dir):
       io.rmtree(model_dir)
-  windows = [w for entry in per_round for w in (entry[0] if isolated else entry)]
   out = {"end_to_end_ms_per_step": float(np.median(windows)), "end_to_end_windows": len(windows)}
   if isolated:
     iso = 1000.0 * float(np.median(isolated_times))
     out.update(isolated_ms_per_step=iso, end_to_end_ratio=out["end_to_end_ms_per_step"] / iso,
-               end_to_end_round_ratios=[float(np.median(w) / (1000.0 * np.median(t)))
-                                        for w, t in per_round])
+               end_to_end_round_ratios=round_ratios)
   if profiler:
     out.update(_loop_split(profiler, warmup + steps))
   return out
