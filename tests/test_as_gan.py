@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from test_gan import batches, LinearD, LinearG  # pylint: disable=g-bad-import-order
+from helpers import batches, LinearD, LinearG  # pylint: disable=g-bad-import-order
 from tfadvgan import distribute
 from tfadvgan import errors
 from tfadvgan.gans.as_gan import ASGAN

@@ -14,13 +14,13 @@ import pytest
 import tensorflow as tf
 
 from tfadvgan import data as data_lib
+from tfadvgan.gans import sampling
 from tfadvgan.metrics import classifiers
 from tfadvgan.metrics import domain_classifier as dc
 from tfadvgan.metrics import evaluation
 from tfadvgan.metrics import sample_quality
 from tfadvgan.training import loop
-from tfadvgan.training import sampling
-from test_training import parse, small_npz, TINY  # pylint: disable=g-bad-import-order
+from helpers import parse, small_npz, TINY  # pylint: disable=g-bad-import-order
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NAME = "tiny_cnn"

@@ -8,18 +8,20 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from test_robgan import (B, CLASSES, DIM, LATENT, LinearACD, LinearACG, arrays, d_params,  # noqa
-                         dataset, make, onehot, sigmoid, softmax)
+from helpers import (AC_DIM as DIM, B, CLASSES, LinearACD, LinearACG,
+                     ac_arrays as arrays, ac_dataset as dataset, d_params, make_ac as make, onehot,
+                     sigmoid, softmax)
 from tfadvgan import distribute
 from tfadvgan import errors
+from tfadvgan.gans.fast_robgan import FastRobGAN
+from tfadvgan.optimizers import TrainStepSchedule
+from tfadvgan.gans import sampling
 from tfadvgan import losses
 from tfadvgan import models
-from tfadvgan.gans.fast_robgan import FastRobGAN, TrainStepSchedule
 from tfadvgan.training import checkpoints
-from tfadvgan.training import loop
-from tfadvgan.training import optimizers
-from tfadvgan.training import sampling
 from tfadvgan.training import engine
+from tfadvgan.training import loop
+from tfadvgan import optimizers
 
 EPS, TAU = 0.05, 0.03  # tau != eps so that the step size is visibly the one used
 

@@ -5,49 +5,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from helpers import DIM, LinearD, LinearG, batches, sigmoid  # pylint: disable=g-bad-import-order
 from tfadvgan import distribute
 from tfadvgan import errors
 from tfadvgan.gans.base import GAN
 from tfadvgan.training import engine
-
-LATENT, DIM = 3, 2
-
-
-class LinearG(keras.Model):
-  """G(z) = z K + b."""
-
-  def __init__(self):
-    super().__init__()
-    self.latent_dim, self.num_classes = LATENT, 0
-    self.dense = keras.layers.Dense(DIM, kernel_initializer="glorot_uniform",
-                                    bias_initializer="zeros")
-    self(tf.zeros([1, LATENT]))
-
-  def call(self, z, labels=None, training=None):
-    return self.dense(z)
-
-
-class LinearD(keras.Model):
-  """D(x) = x w + c."""
-
-  def __init__(self):
-    super().__init__()
-    self.num_classes, self.head = 0, "plain"
-    self.dense = keras.layers.Dense(1, kernel_initializer="glorot_uniform")
-    self(tf.zeros([1, DIM]))
-
-  def call(self, x, labels=None, training=None):
-    return {"logits": self.dense(x)[:, 0]}
-
-
-def batches(n_dis, batch=8, steps=4, seed=0):
-  rng = np.random.default_rng(seed)
-  n = batch * steps
-  arrays = {"images": rng.normal(size=(n, n_dis, DIM)).astype("f4"),
-            "z_d": rng.normal(size=(n, n_dis, LATENT)).astype("f4"),
-            "z_g": rng.normal(size=(n, LATENT)).astype("f4")}
-  return arrays, tf.data.Dataset.from_tensor_slices(arrays).batch(batch, drop_remainder=True)
-
 
 def make(strategy=None, lr=0.1, g_lr=0.07, cls=GAN, jit=False, **kwargs):
   """D's SGD learning rate is `lr`, G's is `g_lr`: different, so that a D/G mix-up shows."""
@@ -57,10 +19,6 @@ def make(strategy=None, lr=0.1, g_lr=0.07, cls=GAN, jit=False, **kwargs):
     gan = cls(LinearG(), LinearD(), generator_factory=LinearG, **kwargs)
     gan.compile(keras.optimizers.SGD(lr), keras.optimizers.SGD(g_lr), jit_compile=jit)
   return gan
-
-
-def sigmoid(t):
-  return 1.0 / (1.0 + np.exp(-t))
 
 
 def np_weights(model):

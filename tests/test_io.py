@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tfadvgan.cli import common
 from tfadvgan import errors
 from tfadvgan import io
-from tfadvgan.cli import common
 from tfadvgan.training import checkpoints
 from tfadvgan.training import loop
 
@@ -138,8 +138,8 @@ def test_a_whole_run_on_ram_leaves_nothing_on_local_disk(tmp_path, monkeypatch, 
   from tfadvgan.metrics import classifiers  # pylint: disable=g-import-not-at-top
   from tfadvgan.metrics import diagnostics as diag  # pylint: disable=g-import-not-at-top
   from tfadvgan.metrics import evaluation  # pylint: disable=g-import-not-at-top
-  from tfadvgan.training import images  # pylint: disable=g-import-not-at-top
-  from tfadvgan.training import sampling  # pylint: disable=g-import-not-at-top
+  from tfadvgan import images  # pylint: disable=g-import-not-at-top
+  from tfadvgan.gans import sampling  # pylint: disable=g-import-not-at-top
   from tfadvgan import data as data_lib  # pylint: disable=g-import-not-at-top
 
   # The data (32x32 grey images, 10 classes) is the test's own local input.

@@ -21,7 +21,7 @@ from tfadvgan.training import benchmark
 from tfadvgan.training import checkpoints
 from tfadvgan.training import engine
 from tfadvgan.training import loop
-from tfadvgan.training import optimizers
+from tfadvgan import optimizers
 
 POLICIES = ("none", "bfloat16", "float16")
 COMPUTE = {"none": "float32", "bfloat16": "bfloat16", "float16": "float16"}

@@ -11,106 +11,20 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from helpers import (B, CLASSES, LinearACD, LinearACG, LinearD, LinearG, ROOT,  # pylint: disable=g-bad-import-order
+                     ac_arrays as arrays, ac_dataset as dataset, d_params, make_ac as make, onehot,
+                     sigmoid, small_npz, softmax)
 from tfadvgan import errors
-from tfadvgan.cli import finetune
+from tfadvgan.training import finetune
 from tfadvgan.gans.robgan import RobGAN
 from tfadvgan.training import loop
 from tfadvgan.training import engine
-
-LATENT, DIM, CLASSES, B = 3, 4, 3, 8
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-class LinearACG(keras.Model):
-  """G(z, y) = z K + b (the label is accepted and ignored)."""
-
-  def __init__(self):
-    super().__init__()
-    self.latent_dim, self.num_classes, self.output_shape_ = LATENT, CLASSES, (DIM,)
-    self.dense = keras.layers.Dense(DIM)
-    self(tf.zeros([1, LATENT]))
-
-  def call(self, z, labels=None, training=None):
-    return self.dense(z)
-
-
-class LinearACD(keras.Model):
-  """D(x) = {logits: x w + c, class_logits: x V + b}; records the training flags it sees."""
-
-  def __init__(self, head="ac"):
-    super().__init__()
-    self.num_classes, self.head, self.input_shape_ = CLASSES, head, (DIM,)
-    self.logit = keras.layers.Dense(1)
-    self.classifier = keras.layers.Dense(CLASSES)
-    self.modes = []
-    self(tf.zeros([1, DIM]))
-
-  def call(self, x, labels=None, training=None):
-    self.modes.append(training)
-    return {"logits": self.logit(x)[:, 0], "class_logits": self.classifier(x)}
-
-
-def set_weights(gan, seed=0):
-  rng = np.random.default_rng(seed)
-  d = gan.discriminator
-  d.logit.kernel.assign(rng.normal(size=(DIM, 1)).astype("f4"))
-  d.logit.bias.assign([0.1])
-  d.classifier.kernel.assign(rng.normal(size=(DIM, CLASSES)).astype("f4"))
-  d.classifier.bias.assign(rng.normal(size=CLASSES).astype("f4") * 0.1)
-  gan.generator.dense.kernel.assign(rng.normal(size=(LATENT, DIM)).astype("f4") * 0.5)
-  gan.generator.dense.bias.assign(np.zeros(DIM, "f4"))
-
-
-def arrays(n_dis=1, batch=B, seed=0):
-  rng = np.random.default_rng(seed)
-  images = rng.uniform(-1, 1, size=(batch, n_dis, DIM)).astype("f4")
-  images[:, :, 0] = np.sign(images[:, :, 0]) * 0.98  # near the range edge: the clip matters
-  return {"images": images,
-          "labels": rng.integers(0, CLASSES, size=(batch, n_dis)).astype("i4"),
-          "z_d": rng.normal(size=(batch, n_dis, LATENT)).astype("f4"),
-          "z_g": rng.normal(size=(batch, LATENT)).astype("f4"),
-          "y_d": rng.integers(0, CLASSES, size=(batch, n_dis)).astype("i4"),
-          "y_g": rng.integers(0, CLASSES, size=(batch,)).astype("i4")}
-
-
-def dataset(data, batch=B):
-  return tf.data.Dataset.from_tensor_slices(data).batch(batch, drop_remainder=True)
-
 
 # The attacked loss's two weights (the release's are 0.5 / 0.5, which would hide a swap).
 ADV_W, CLS_W = 0.3, 0.8
 
 
-def make(cls=RobGAN, strategy=None, lr=0.1, g_lr=0.05, seed=0, head="ac", **kwargs):
-  """D's SGD learning rate is `lr`, G's is `g_lr`: different, so that a D/G mix-up shows."""
-  strategy = strategy or tf.distribute.get_strategy()
-  with strategy.scope():
-    gan = cls(LinearACG(), LinearACD(head), conditional=True, **kwargs)
-    set_weights(gan, seed)
-    gan.compile(keras.optimizers.SGD(lr), keras.optimizers.SGD(g_lr), jit_compile=False)
-  return gan
-
-
 # ------------------------------------------------------------------ NumPy reference
-def softmax(a):
-  e = np.exp(a - a.max(-1, keepdims=True))
-  return e / e.sum(-1, keepdims=True)
-
-
-def sigmoid(t):
-  return 1.0 / (1.0 + np.exp(-t))
-
-
-def onehot(y):
-  return np.eye(CLASSES)[y]
-
-
-def d_params(gan):
-  d = gan.discriminator
-  return [v.numpy().astype(np.float64) for v in (d.logit.kernel, d.logit.bias,
-                                                 d.classifier.kernel, d.classifier.bias)]
-
-
 def attack_loss(x, y, params, adv_w=ADV_W, cls_w=CLS_W):
   w, c, v, b = params
   t = (x @ w)[:, 0] + c[0]
@@ -353,11 +267,7 @@ def test_finetune_stage_schedule_and_bad_knobs():
 
 def _plain_gan():
   from tfadvgan.gans.base import GAN  # pylint: disable=g-import-not-at-top
-  from test_gan import LinearD, LinearG  # pylint: disable=g-import-not-at-top
   return GAN(LinearG(), LinearD())
-
-
-from test_training import small_npz  # noqa: E402  pylint: disable=g-import-not-at-top
 
 
 TINY = ["build_generator.width = 8", "build_discriminator.width = 8", "train.batch_size = 4",

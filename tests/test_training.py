@@ -17,10 +17,10 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from helpers import TINY, parse, small_npz  # pylint: disable=g-bad-import-order
 from tfadvgan import data as data_lib
 from tfadvgan import errors
 from tfadvgan import gans
-from tfadvgan.cli import common
 from tfadvgan.training import benchmark
 from tfadvgan.training import checkpoints
 from tfadvgan.training import loop
@@ -31,25 +31,6 @@ CONFIGS = sorted(
                                                 recursive=True)
     if os.sep + "common" + os.sep not in p and os.sep + "studies" + os.sep not in p)
 FMNIST = "/usr/share/datasets/fashion-mnist"
-TINY = ["build_generator.width = 8", "build_discriminator.width = 8", "train.batch_size = 4",
-        "train.num_steps = 2", "train.log_every_steps = 1", "train.checkpoint_every_steps = 1",
-        "train.sample_every_steps = 2", "make_train_dataset.shuffle_buffer = 16", "train.verbose = 0",
-        "build_gan.run_eagerly = True"]
-
-
-def parse(files, params=()):
-  gin.clear_config()
-  common.parse_gin([os.path.join(ROOT, f) for f in files], list(params))
-
-
-def small_npz(tmp_path, n=64, shape=(32, 32, 1), classes=10):
-  rng = np.random.default_rng(0)
-  path = str(tmp_path / "data.npz")
-  np.savez(path, images=rng.integers(0, 256, (n,) + shape).astype(np.uint8),
-           labels=(np.arange(n) % classes).astype(np.int64))
-  return path
-
-
 def _imagenet143_mock(self, *args, **kwargs):
   """16 mock imagenet2012 examples with labels inside ImageNet-143's range (151..293)."""
   del args, kwargs

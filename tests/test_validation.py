@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from test_gan import LinearD, LinearG  # pylint: disable=g-bad-import-order
-from test_robgan import B, LinearACD, LinearACG  # pylint: disable=g-bad-import-order
+from helpers import B, LinearACD, LinearACG, LinearD, LinearG  # pylint: disable=g-bad-import-order
 from tfadvgan import attacks
 from tfadvgan import errors
 from tfadvgan import penalties
@@ -23,7 +22,7 @@ from tfadvgan.gans.base import GAN
 from tfadvgan.gans.dat import DAT
 from tfadvgan.gans.fast_robgan import FastRobGAN
 from tfadvgan.gans.robgan import RobGAN
-from tfadvgan.training import optimizers
+from tfadvgan import optimizers
 
 INF, NAN = float("inf"), float("nan")
 

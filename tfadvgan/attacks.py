@@ -34,7 +34,7 @@ Choices (recorded for BUILD_NOTES.md):
   ``clip(delta + step_size * sign(grad_delta), -epsilon, epsilon)``; ``free_delta_init`` draws the
   initial ``U(-epsilon, epsilon)`` (Alg. 2 line 1).
 
-Random numbers come from ``uniform`` / ``normal`` below: Philox bits from
+Random numbers come from ``tfadvgan.rng`` (``uniform`` / ``normal``): Philox bits from
 ``tf.random.stateless_uniform(dtype=uint32, alg="philox")`` turned into floats by our own arithmetic
 (24-bit uniforms; Box-Muller normals). TF's float stateless kernels give *different* numbers under
 ``jit_compile=True`` than in eager/graph mode on the same seed; the integer bits agree, so these
@@ -54,48 +54,12 @@ import numpy as np
 import tensorflow as tf
 
 from tfadvgan import errors
+from tfadvgan import ops
+# The random-number helpers live in `tfadvgan.rng`; these names stay for callers of attacks.*.
+from tfadvgan.rng import normal, split_seed, uniform  # noqa: F401  pylint: disable=unused-import
 
-_TINY = 1e-12
 NORMS = ("linf", "l2")
 STEPS = ("sign", "raw", "l2")
-
-
-def _as_shape(shape):
-  return tf.cast(tf.convert_to_tensor(shape), tf.int32)
-
-
-def split_seed(seed, num=2):
-  """``[num, 2]`` int32 child seeds of a ``[2]`` seed; identical with and without XLA."""
-  return tf.random.stateless_uniform([num, 2], tf.cast(seed, tf.int32), minval=None, maxval=None,
-                                     dtype=tf.int32, alg="philox")
-
-
-def uniform(shape, seed, dtype=tf.float32, minval=0.0, maxval=1.0):
-  """Stateless ``U[minval, maxval)`` that is identical with and without XLA.
-
-  Args:
-    shape: output shape (list or int32 tensor).
-    seed: ``[2]`` int32 stateless seed.
-    dtype: float dtype of the result.
-    minval: lower bound.
-    maxval: upper bound.
-
-  Returns:
-    A ``shape`` tensor; 24-bit resolution (``k / 2**24``) before scaling.
-  """
-  bits = tf.random.stateless_uniform(_as_shape(shape), tf.cast(seed, tf.int32), minval=None,
-                                     maxval=None, dtype=tf.uint32, alg="philox")
-  u = tf.cast(tf.bitwise.right_shift(bits, tf.constant(8, tf.uint32)), tf.float32) * (2.0 ** -24)
-  u = tf.cast(u, dtype)
-  return tf.cast(minval, dtype) + u * tf.cast(maxval - minval, dtype)
-
-
-def normal(shape, seed, dtype=tf.float32):
-  """Stateless standard normal (Box-Muller on ``uniform``), identical with and without XLA."""
-  shape = _as_shape(shape)
-  u = uniform(tf.concat([[2], shape], axis=0), seed, tf.float32)
-  radius = tf.sqrt(-2.0 * tf.math.log(1.0 - u[0]))
-  return tf.cast(radius * tf.cos((2.0 * np.pi) * u[1]), dtype)
 
 
 def _is_static_number(value):
@@ -145,22 +109,9 @@ def check_bindings(name):
                  f"{binding}.norm must be one of {', '.join(NORMS)}; got {kw['norm']!r}.")
 
 
-def _reduce_axes(x):
-  return list(range(1, x.shape.rank))
-
-
-def _normalize(g):
-  """Per-example unit-L2 direction over non-batch axes; zero where g == 0."""
-  sq = tf.reduce_sum(tf.square(g), axis=_reduce_axes(g), keepdims=True)
-  return g * tf.math.rsqrt(tf.maximum(sq, tf.cast(_TINY, g.dtype)))
-
-
 def _input_grad(loss_fn, x):
-  with tf.GradientTape() as tape:
-    tape.watch(x)
-    loss = tf.reduce_sum(loss_fn(x))
-  return tf.stop_gradient(
-      tape.gradient(loss, x, unconnected_gradients=tf.UnconnectedGradients.ZERO))
+  """The attack's input gradient, a constant (no second-order path through the attack)."""
+  return tf.stop_gradient(ops.input_gradient(loss_fn, x)[1])
 
 
 def _finish(x, x_adv, clip, clip_min, clip_max):
@@ -173,8 +124,8 @@ def _finish(x, x_adv, clip, clip_min, clip_max):
 def _project(delta, epsilon, norm):
   if norm == "linf":
     return tf.clip_by_value(delta, -epsilon, epsilon)
-  sq = tf.reduce_sum(tf.square(delta), axis=_reduce_axes(delta), keepdims=True)
-  norm_ = tf.sqrt(tf.maximum(sq, tf.cast(_TINY, delta.dtype)))
+  sq = tf.reduce_sum(tf.square(delta), axis=ops.reduce_axes(delta), keepdims=True)
+  norm_ = tf.sqrt(tf.maximum(sq, tf.cast(ops.TINY, delta.dtype)))
   return delta * tf.minimum(tf.ones_like(norm_), epsilon / norm_)
 
 
@@ -249,7 +200,7 @@ def pgd(x, loss_fn, epsilon, num_steps, step_size, random_start=False, seed=None
       delta = uniform(tf.shape(x), seed, x.dtype, -1.0, 1.0) * eps
     else:
       seeds = split_seed(seed)
-      direction = _normalize(normal(tf.shape(x), seeds[0], x.dtype))
+      direction = ops.normalize(normal(tf.shape(x), seeds[0], x.dtype))
       radius = uniform(
           tf.concat([tf.shape(x)[:1], tf.ones([x.shape.rank - 1], tf.int32)], 0), seeds[1],
           x.dtype)
@@ -260,7 +211,7 @@ def pgd(x, loss_fn, epsilon, num_steps, step_size, random_start=False, seed=None
 
   def body(i, x_adv):
     g = _input_grad(loss_fn, x_adv)
-    step = tf.sign(g) if norm == "linf" else _normalize(g)
+    step = tf.sign(g) if norm == "linf" else ops.normalize(g)
     delta = _project(x_adv + alpha * step - x, eps, norm)
     return i + 1, to_range(x + delta)
 
@@ -338,7 +289,7 @@ def targeted_one_step(x, value_fn, target, epsilon, step="sign", clip=True, clip
   elif step == "raw":
     delta = tf.clip_by_value(-eps * g, -eps, eps)
   else:
-    delta = -eps * _normalize(g)
+    delta = -eps * ops.normalize(g)
   return _finish(x, x + delta, clip, clip_min, clip_max)
 
 

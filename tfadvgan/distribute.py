@@ -1,4 +1,5 @@
-"""Distribution strategies from flags, the jit default per strategy, global-batch arithmetic.
+"""Distribution strategies from flags, the jit default per strategy, global-batch arithmetic, and
+per-replica state that checkpoints as one global tensor (`PerReplicaState`).
 
 Batch norm across replicas: a plain `BatchNormalization` normalises with the statistics of its own
 replica's shard (B / replicas examples), so with BN models the replica count changes the maths.
@@ -94,3 +95,92 @@ def per_replica_batch(strategy, global_batch_size):
                f"train.batch_size={global_batch_size} is not divisible by the {replicas} "
                f"replicas; use a multiple of {replicas}.")
   return global_batch_size // replicas
+
+
+# `tf.__internal__.tracking.Trackable` is the one TF class whose `_serialize_to_tensors` /
+# `_restore_from_tensors` let an object write a tensor of its own making to a checkpoint (a
+# SyncOnRead variable writes one aggregated value). It is reached through the exported
+# `tf.__internal__` namespace, not `tensorflow.python`; tests/test_imports.py fails by name if it
+# moves (BUILD_NOTES, "Per-replica state").
+_Trackable = tf.__internal__.tracking.Trackable
+
+
+class PerReplicaState(_Trackable):
+  """Checkpoints a per-replica variable as the concatenation of its replica components.
+
+  `variable` is a plain variable (one device) or a SyncOnRead variable (aggregation
+  ONLY_FIRST_REPLICA) with one component per replica, each of shape [b, ...]: every replica reads
+  and assigns only its own component, in replica context, with no cross-replica communication. A
+  SyncOnRead variable would checkpoint a single aggregated (or first-replica) value and restore it
+  to every replica, so the variable itself is not checkpointed; this object is. The checkpoint
+  holds one tensor [replicas * b, ...] under the key "value": the components in replica order,
+  i.e. the state over the *global* batch (the rows the strategy gives each replica). Restoring
+  slices it back, so any replica count with the same global batch works. `name` appears in error
+  messages. Fast-RobGAN's persistent perturbation is one.
+  """
+
+  def __init__(self, variable, name="per-replica state"):
+    super().__init__()
+    self._variable = variable
+    self._name = name
+
+  @property
+  def variable(self):
+    return self._variable
+
+  def components(self):
+    """This process's per-replica variables, in replica order."""
+    if isinstance(self._variable, tf.distribute.DistributedValues):
+      return list(self._variable.values)
+    return [self._variable]
+
+  def _strategy(self):
+    if isinstance(self._variable, tf.distribute.DistributedValues):
+      return self._variable.distribute_strategy
+    return None
+
+  def global_value(self):
+    """[replicas * b, ...] tensor: every replica's component, in replica order, gathered from
+    every worker (a collective under multi-worker: every worker saves checkpoints together)."""
+    strategy = self._strategy()
+    if strategy is None:
+      return tf.identity(self._variable.read_value())
+    per_replica = strategy.run(lambda: tf.identity(self._variable.read_value()))
+    return strategy.gather(per_replica, axis=0)
+
+  def assign_global(self, value):
+    """Assigns rows [r * b, (r + 1) * b) of `value` to the component of global replica r."""
+    value = tf.convert_to_tensor(value, self._variable.dtype)
+    components = self.components()
+    strategy = self._strategy()
+    replicas = strategy.num_replicas_in_sync if strategy is not None else 1
+    ids = list(range(len(components)))
+    if strategy is not None and replicas > len(components):  # multi-worker: the global ids
+      ids = [int(i) for i in strategy.experimental_local_results(strategy.run(
+          lambda: tf.distribute.get_replica_context().replica_id_in_sync_group))]
+    rows = int(components[0].shape[0])
+    errors.check(value.shape[0] == rows * replicas,
+                 f"{self._name}: the saved value has {value.shape[0]} rows but this run "
+                 f"holds {replicas} replica(s) x {rows}; resume with the same "
+                 "train.batch_size.")
+    assigns = []
+    for r, component in zip(ids, components):
+      with tf.device(component.device):
+        assigns.append(component.assign(value[r * rows:(r + 1) * rows]))
+    return tf.group(assigns)
+
+  def _serialize_to_tensors(self):
+    return {"value": self.global_value()}
+
+  def _restore_from_tensors(self, restored_tensors):
+    return self.assign_global(restored_tensors["value"])
+
+
+def per_replica_state(global_batch_size, sample_shape, variable_name, name):
+  """A zero `PerReplicaState` of [global_batch_size / replicas, *sample_shape] per replica of the
+  current strategy (one ON_READ variable, never aggregated on write)."""
+  rows = per_replica_batch(tf.distribute.get_strategy(), global_batch_size)
+  variable = tf.Variable(tf.zeros((rows,) + tuple(sample_shape)), trainable=False,
+                         name=variable_name, synchronization=tf.VariableSynchronization.ON_READ,
+                         aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+  return PerReplicaState(variable, name)

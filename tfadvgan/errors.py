@@ -36,6 +36,13 @@ def check(condition, message):
     raise ConfigError(message)
 
 
+def require_labels(has_labels, method, dataset=None):
+  """The one "class-conditional but no labels" check (build_gan, the input pipeline, the step)."""
+  where = f"dataset {dataset!r}" if dataset else "the dataset"
+  check(has_labels, f"Method {method} is class-conditional but {where} has no labels; use a "
+        "labelled dataset, or set build_gan.conditional = False.")
+
+
 def _number_text(x):
   if isinstance(x, float) and x.is_integer() and abs(x) < 1e16:
     return str(int(x))

@@ -4,11 +4,8 @@ Every CLI imports this module first. Importing it quiets TensorFlow's start-up (
 `_quiet_startup`) before TensorFlow itself is imported.
 """
 
-import difflib
 import importlib.abc
 import importlib.util
-import inspect
-import logging
 import os
 import re
 import sys
@@ -154,10 +151,14 @@ def _quiet_startup():
 
 _quiet_startup()
 
-import gin  # noqa: E402
 from absl import flags  # noqa: E402
 
 from tfadvgan import errors  # noqa: E402
+# The gin plumbing is library code (tfadvgan.config); the scripts keep calling it through here.
+from tfadvgan.config import check_binding_names  # noqa: E402,F401
+from tfadvgan.config import explain_gin_error  # noqa: E402,F401
+from tfadvgan.config import parse_gin  # noqa: E402,F401
+from tfadvgan.config import strip_gin_context  # noqa: E402,F401
 
 FLAGS = flags.FLAGS
 
@@ -165,197 +166,6 @@ FLAGS = flags.FLAGS
 def define_gin_flags():
   flags.DEFINE_multi_string("gin_file", [], "Gin config file(s), applied in order.")
   flags.DEFINE_multi_string("gin_param", [], "Gin bindings, e.g. 'train.num_steps = 100'.")
-
-
-def parse_gin(gin_files, gin_params, finalize=True):
-  """Parses gin files and bindings; unknown names and missing files become ConfigErrors."""
-  from tfadvgan import io  # pylint: disable=g-import-not-at-top  (also lets gin read gs:// files)
-  for path in gin_files:
-    errors.check(io.exists(path), f"--gin_file {path} does not exist.")
-    # `include 'common/x.gin'` resolves against the enclosing gin_configs/ directory.
-    directory = os.path.dirname(os.path.abspath(path))
-    while directory != os.path.dirname(directory):
-      if os.path.basename(directory) == "gin_configs":
-        gin.add_config_file_search_path(directory)
-        break
-      directory = os.path.dirname(directory)
-  gin.add_config_file_search_path(os.getcwd())
-  root = logging.getLogger()
-  root.addFilter(_quiet_search)
-  try:
-    gin.parse_config_files_and_bindings(gin_files, gin_params, finalize_config=False)
-    check_binding_names()
-    if finalize:
-      gin.finalize()
-  except (ValueError, KeyError, SyntaxError, IOError) as e:
-    if isinstance(e, errors.ConfigError):
-      raise
-    raise errors.ConfigError(explain_gin_error(e)) from None
-  finally:
-    root.removeFilter(_quiet_search)
-
-
-# ---------------------------------------------------------------- gin errors in one line
-_NON_FINITE = {"nan", "inf", "infinity"}
-
-
-def _configurables():
-  """{complete selector: gin Configurable} of everything registered (gin has no public listing)."""
-  try:
-    return dict(gin.config._REGISTRY._selector_map)  # pylint: disable=protected-access
-  except AttributeError:  # a gin version with another layout: no suggestions
-    return {}
-
-
-def _short_names():
-  return sorted({c.name for c in _configurables().values()} - {"macro", "constant", "singleton"})
-
-
-def _accepted_parameters(configurable):
-  """The parameter names `configurable` accepts, or None when it takes **kwargs we cannot follow.
-
-  Classes are followed up their MRO while `__init__` forwards **kwargs (ASGAN -> GAN), so that
-  `ASGAN.n_dis` is known and `ASGAN.epsilom` is not.
-  """
-  fn = configurable.wrapped
-  targets = []
-  if inspect.isclass(fn):
-    for cls in fn.__mro__:
-      init = cls.__dict__.get("__init__")
-      if init is not None:
-        targets.append(init)
-        if not any(p.kind == p.VAR_KEYWORD for p in _signature(init).values()):
-          break
-    else:
-      return None
-  else:
-    targets.append(fn)
-  names = set()
-  for target in targets:
-    params = _signature(target)
-    names.update(k for k, p in params.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL))
-  if not any(p.kind == p.VAR_KEYWORD for p in _signature(targets[-1]).values()):
-    return names - {"self"}
-  return None
-
-
-def _signature(fn):
-  while hasattr(fn, "__wrapped__"):
-    fn = fn.__wrapped__
-  try:
-    return dict(inspect.signature(fn).parameters)
-  except (TypeError, ValueError):
-    return {}
-
-
-def _did_you_mean(word, candidates):
-  matches = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
-  return f"; did you mean {matches[0]}?" if matches else "."
-
-
-def _suggest_parameter(scope, selector, param):
-  """' (did you mean scope/selector.x?)' for a parameter `param` the configurable does not have."""
-  configurable = gin.config._REGISTRY.get_match(selector)  # pylint: disable=protected-access
-  accepted = _accepted_parameters(configurable) if configurable is not None else None
-  prefix = f"{scope}/" if scope else ""
-  if not accepted:
-    return "."
-  matches = difflib.get_close_matches(param, sorted(accepted), n=1, cutoff=0.6)
-  if matches:
-    return f"; did you mean {prefix}{selector}.{matches[0]}?"
-  return f" (it has: {', '.join(sorted(accepted))})."
-
-
-def check_binding_names():
-  """ConfigError for a bound parameter a configurable cannot take, also through **kwargs.
-
-  gin itself accepts any name for a configurable with **kwargs (ASGAN passes them on to GAN), so
-  `ASGAN.epsilom = 0.1` would otherwise fail only when the GAN is built, with a TypeError.
-  """
-  try:
-    config = dict(gin.config._CONFIG)  # pylint: disable=protected-access
-  except AttributeError:
-    return
-  registry = _configurables()
-  for (scope, selector), params in config.items():
-    configurable = registry.get(selector)
-    if configurable is None:
-      continue
-    accepted = _accepted_parameters(configurable)
-    if accepted is None:
-      continue
-    for param in params:
-      if param not in accepted:
-        prefix = f"{scope}/" if scope else ""
-        raise errors.ConfigError(
-            f"Unknown gin binding {prefix}{configurable.name}.{param}: {configurable.name} has no "
-            f"parameter {param!r}{_suggest_parameter(scope, configurable.name, param)}")
-
-
-def _location(text):
-  """'--gin_param ...' or 'file X line N' from gin's appended location lines."""
-  m = re.search(r"In bindings string line \d+\n\s*(.*)", text)
-  if m:
-    return f"--gin_param '{m.group(1).strip()}'", m.group(1).strip()
-  m = re.search(r'In file "([^"]*)", line (\d+)\n\s*(.*)', text)
-  if m:
-    return f"{m.group(1)} line {m.group(2)}", m.group(3).strip()
-  return "", ""
-
-
-def explain_gin_error(e):
-  """One line for a gin parse error: what is wrong, where, and the closest valid name if any."""
-  text = str(e)
-  if isinstance(e, SyntaxError):
-    line = (e.text or "").strip()
-    where = (f"{e.filename} line {e.lineno}" if e.filename else f"--gin_param '{line}'"
-             if line else "gin bindings")
-    token = re.search(r"Failed to parse token '([^']*)'", str(e.msg))
-    if token:
-      value = token.group(1)
-      binding = line.split("=", 1)[0].strip() if "=" in line else "the binding"
-      if value.lstrip("+-").lower() in _NON_FINITE:
-        return (f"Bad gin value {value!r} in {where}: gin has no nan/inf literal, and "
-                f"hyperparameters must be finite. Write a finite number, e.g. {binding} = 0.01.")
-      return (f"Bad gin value {value!r} in {where}: strings need quotes (e.g. "
-              f"{binding} = '{value}'), numbers must be plain literals (1e-4, 0.5).")
-    return f"Bad gin syntax in {where}: {str(e.msg).splitlines()[0]}"
-  first = text.splitlines()[0] if text else type(e).__name__
-  where, line = _location(text)
-  at = f" (in {where})" if where else ""
-  scope = ""
-  key = line.split("=", 1)[0].strip() if "=" in line else ""
-  if "/" in key:
-    scope = key.rsplit("/", 1)[0].lstrip("@")
-  m = re.match(r"No configurable matching '([^']*)'", first)
-  if m:
-    selector = m.group(1)
-    name = selector.split(".")[-1] if "." in selector else selector
-    return (f"Unknown gin configurable {selector!r}{at}{_did_you_mean(name, _short_names())}")
-  m = re.match(r"No configurable matching reference '@([^'(]*)(\(\))?'", first)
-  if m:
-    return (f"Unknown gin reference '@{m.group(1)}'{at}"
-            f"{_did_you_mean(m.group(1).split('/')[-1], _short_names())}")
-  m = re.match(r"Configurable '([^']*)' doesn't have a parameter named '([^']*)'", first)
-  if m:
-    selector, param = m.groups()
-    prefix = f"{scope}/" if scope else ""
-    return (f"Unknown gin binding {prefix}{selector}.{param}{at}: {selector} has no parameter "
-            f"{param!r}{_suggest_parameter(scope, selector, param)}")
-  return f"Bad gin config{at}: {first}"
-
-
-def _quiet_search(record):
-  """Drops gin's 'Path not found' lines for search-path misses during `include` resolution."""
-  return not str(record.msg).startswith("Path not found")
-
-
-_GIN_CONTEXT = re.compile(r"\s*In call to configurable '[^']*' \(<[^>]*>\)(?: in scope '[^']*')?")
-
-
-def strip_gin_context(message):
-  """Drops the "In call to configurable 'x' (<function ...>)" lines gin adds to exceptions."""
-  return _GIN_CONTEXT.sub("", message).strip()
 
 
 def main_wrapper(fn):
@@ -375,40 +185,6 @@ def main_wrapper(fn):
   return wrapped
 
 
-DATA_HINT = ("Point at the data with --gin_param, e.g. --gin_param \"dataset.path = "
-             "'/path/to/data'\" (local sources), --gin_param \"dataset.data_dir = '/path/to/tfds'\" "
-             "(TFDS) or --gin_param \"dataset.source = '...'\".")
-
-
-def load_run_source(info, split, use_run_source=True):
-  """A trained run's dataset (its `dataset.*` gin config) for `split`, checked against run.json.
-
-  Args:
-    info: the run's run.json (`loop.read_run_info`).
-    split: data split to load.
-    use_run_source: for 2-D toy runs, load the source run.json names (the one actually trained on,
-      also after a ring fallback) instead of the configured one.
-
-  Raises:
-    ConfigError: the data cannot be loaded (with DATA_HINT), or its shape differs from the run's.
-  """
-  from tfadvgan import data as data_lib  # pylint: disable=g-import-not-at-top
-  kwargs = {}
-  if use_run_source and len(info["shape"]) == 1 and info.get("dataset") in data_lib.SOURCES:
-    kwargs["source"] = info["dataset"]
-  try:
-    source = data_lib.load(split=split, **kwargs)
-  except errors.ConfigError as e:
-    raise errors.ConfigError(f"Could not load the run's data (split {split!r}): {e}\n"
-                             f"{DATA_HINT}") from None
-  except Exception as e:  # pylint: disable=broad-except  (missing TFDS data, no binding, ...)
-    first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
-    raise errors.ConfigError(f"Could not load the run's data (split {split!r}): "
-                             f"{type(e).__name__}: {first}\n{DATA_HINT}") from None
-  errors.check(list(source.shape) == list(info["shape"]),
-               f"The data loaded ({source.name}, shape {tuple(source.shape)}) does not match the "
-               f"run's shape {tuple(info['shape'])}. {DATA_HINT}")
-  return source
 
 
 def print_outputs(summary, rows):

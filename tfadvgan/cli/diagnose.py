@@ -112,15 +112,16 @@ def load_real(info, split, num, split_given):
   """``num`` real examples of the run's dataset: (images [n, ...] float32, labels [n] or None)."""
   import numpy as np  # pylint: disable=g-import-not-at-top
   from tfadvgan import errors  # pylint: disable=g-import-not-at-top
+  from tfadvgan.training import loop  # pylint: disable=g-import-not-at-top
   use_run_source = not any("dataset.source" in p for p in FLAGS.gin_param)
   try:
-    source = common.load_run_source(info, split, use_run_source)
+    source = loop.load_run_source(info, split, use_run_source)
   except errors.ConfigError as e:
     if split_given or "Unknown split" not in str(e):
       raise
     print(f"[tfadvgan] dataset has no {split!r} split; using 'train'.")
     split = "train"
-    source = common.load_run_source(info, split, use_run_source)
+    source = loop.load_run_source(info, split, use_run_source)
   xs, ys = [], []
   for batch in source.images.take(num).batch(256):
     if source.num_classes > 0:
@@ -172,7 +173,7 @@ def run_diagnostics(gan, images, labels, which, out_dir, step, dataset=None):
   """Runs the chosen diagnostics, writing PNGs to `out_dir`; returns (results, PNG paths)."""
   from tfadvgan import io  # pylint: disable=g-import-not-at-top
   from tfadvgan.metrics import diagnostics as diag  # pylint: disable=g-import-not-at-top
-  from tfadvgan.training import images as images_lib  # pylint: disable=g-import-not-at-top
+  from tfadvgan import images as images_lib  # pylint: disable=g-import-not-at-top
   bs = FLAGS.batch_size
   is_image = images.ndim == 4
   d_fn = diag.discriminator_fn(gan, training=FLAGS.training_mode)
@@ -220,7 +221,7 @@ def run_diagnostics(gan, images, labels, which, out_dir, step, dataset=None):
         real_labels=y, fake_labels=fake_labels, clip=is_image, batch_size=bs)
     # Eqs. 11-13: does the first-order expansion hold for the run's own attack (DAT's eps and
     # step; eps 0.01 and sign steps for other runs)?
-    is_dat = getattr(gan, "method_name", None) == "dat"
+    is_dat = gan.targeted_attack
     kw = dict(epsilon=gan.epsilon if is_dat else 0.01, step=gan.step if is_dat else "sign",
               value=FLAGS.dat_value, loss=gan.loss_fn, clip=is_image, batch_size=bs)
     results["dat"]["first_order"] = {

@@ -26,7 +26,7 @@ def main(argv):
   from tfadvgan import errors  # pylint: disable=g-import-not-at-top
   from tfadvgan import io  # pylint: disable=g-import-not-at-top
   from tfadvgan.training import loop  # pylint: disable=g-import-not-at-top
-  from tfadvgan.training import sampling  # pylint: disable=g-import-not-at-top
+  from tfadvgan.gans import sampling  # pylint: disable=g-import-not-at-top
   errors.check(len(argv) == 1, f"Unexpected arguments: {' '.join(argv[1:])}")
   errors.check(FLAGS.model_dir, "--model_dir is required.")
   gan, _, path = loop.restore_run(FLAGS.model_dir, FLAGS.step)

@@ -85,10 +85,7 @@ def make_train_dataset(source,
   errors.check(isinstance(seed, int), f"seed must be an integer, got {seed!r}.")
   has_labels = source.num_classes > 0
   if conditional:
-    errors.check(
-        has_labels,
-        f"Method {method or '(conditional=True)'} is class-conditional but dataset "
-        f"{source.name!r} has no labels; use a labelled dataset or an unconditional method.")
+    errors.require_labels(has_labels, method or "(conditional=True)", source.name)
     errors.check(
         not num_classes or num_classes == source.num_classes,
         f"num_classes={num_classes} does not match dataset {source.name!r}, which has "

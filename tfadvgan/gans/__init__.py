@@ -1,25 +1,19 @@
-"""GAN methods: the shared `GAN` model and one small subclass per method."""
+"""GAN methods: the shared `GAN` model and one small subclass per method.
+
+The registry is written out here rather than filled by decorators in the method modules, so that
+no method imports this package (that was an import cycle).
+"""
 
 from tfadvgan import errors
+from tfadvgan.gans.as_gan import ASGAN
 from tfadvgan.gans.base import GAN
+from tfadvgan.gans.dat import DAT
+from tfadvgan.gans.fast_robgan import FastRobGAN
+from tfadvgan.gans.robgan import RobGAN
 
-METHODS = {"gan": GAN}
-
-
-def register(name):
-  def wrap(cls):
-    METHODS[name] = cls
-    return cls
-  return wrap
+METHODS = {cls.method_name: cls for cls in (GAN, ASGAN, DAT, RobGAN, FastRobGAN)}
 
 
 def get(name):
-  """Returns the GAN class registered as `name` (gan, ...)."""
+  """Returns the GAN class registered as `name` (gan, as_gan, dat, robgan, fast_robgan)."""
   return errors.choose("method", name, METHODS)
-
-
-# Importing a method module registers it.
-from tfadvgan.gans import as_gan  # noqa: E402,F401  pylint: disable=g-import-not-at-top
-from tfadvgan.gans import dat  # noqa: E402,F401  pylint: disable=g-import-not-at-top
-from tfadvgan.gans import robgan  # noqa: E402,F401  pylint: disable=g-import-not-at-top
-from tfadvgan.gans import fast_robgan  # noqa: E402,F401  pylint: disable=g-import-not-at-top

@@ -24,14 +24,13 @@ import tensorflow as tf
 
 from tfadvgan import attacks
 from tfadvgan import errors
-from tfadvgan import gans
 from tfadvgan.gans import base
+from tfadvgan import rng
 
 ATTACKS = ("fgsm", "pgd", "gaussian")
 SECOND_UPDATE = ("real", "real_fake")
 
 
-@gans.register("as_gan")
 @gin.configurable
 class ASGAN(base.GAN):
   """GAN whose D gets a second update on FGSM-perturbed reals after each normal update.
@@ -51,6 +50,8 @@ class ASGAN(base.GAN):
     pgd_steps, pgd_step_size, pgd_random_start: PGD settings (step size default eps / 4 * 2.5).
     **kwargs: `GAN` arguments (loss, penalty, n_dis, ...).
   """
+
+  method_name = "as_gan"
 
   def __init__(self, generator, discriminator, epsilon=1.0 / 255.0, warmup_steps=0,
                ramp_steps=0, epoch_warmup_steps=0, steps_per_epoch=None, clip=True,
@@ -120,7 +121,7 @@ class ASGAN(base.GAN):
     return attacks.get(self.attack)(
         real, loss_fn, epsilon, grad=real_grad, clip=self.clip, num_steps=self.pgd_steps,
         step_size=step_size, random_start=self.pgd_random_start,
-        seed=tf.random.experimental.stateless_fold_in(step_seed, 101))
+        seed=tf.random.experimental.stateless_fold_in(step_seed, rng.AS_GAN_ATTACK))
 
   def after_discriminator_update(self, context):
     epsilon = self.epsilon_at(self.global_step)

@@ -113,6 +113,9 @@ class GAN(keras.Model):
     seed: base seed of the stateless randomness used inside the step (penalties, attacks).
   """
 
+  method_name = "gan"       # build_gan.method's name for this class (gans.METHODS)
+  conditional_default = False  # build_gan.conditional when unset
+  targeted_attack = False   # DAT: periodic diagnostics also measure its attack's success
   needs_real_input_gradient = False
   clean_weight = 1.0  # DAT's lambda_1 on the clean D terms
   # Set by the engine under Mirrored / MultiWorker with XLA: compile each replica's gradient
@@ -278,8 +281,8 @@ class GAN(keras.Model):
                  "GAN.train_step expects the dict batches of tfadvgan.data.make_train_dataset.")
     images = data["images"]
     labels = data.get("labels")
-    if self.conditional and labels is None:
-      raise errors.ConfigError("This method is class-conditional but the dataset has no labels.")
+    if self.conditional:
+      errors.require_labels(labels is not None, self.method_name)
     for k in range(self.n_dis):
       self.discriminator_update(
           real=images[:, k],
@@ -321,11 +324,11 @@ class GAN(keras.Model):
     + penalty_weight * penalty.
     """
     real_out, fake_out = self.clean_outputs(real, labels, fake, fake_labels)
-    t_r, t_f = real_out["logits"], fake_out["logits"]
-    per_example = self.clean_weight * (self.loss_fn.d_real(t_r)
-                                       + self.fake_weight * self.loss_fn.d_fake(t_f))
-    logs = {"d_real": tf.reduce_mean(t_r), "d_fake": tf.reduce_mean(t_f),
-            "wdist": tf.reduce_mean(t_r) - tf.reduce_mean(t_f)}
+    real_logits, fake_logits = real_out["logits"], fake_out["logits"]
+    per_example = self.clean_weight * (self.loss_fn.d_real(real_logits)
+                                       + self.fake_weight * self.loss_fn.d_fake(fake_logits))
+    logs = {"d_real": tf.reduce_mean(real_logits), "d_fake": tf.reduce_mean(fake_logits),
+            "wdist": tf.reduce_mean(real_logits) - tf.reduce_mean(fake_logits)}
     class_terms = self.class_loss_terms(real_out, labels, fake_out, fake_labels)
     if class_terms is not None:
       per_example = per_example + class_terms
@@ -335,9 +338,9 @@ class GAN(keras.Model):
       per_example = per_example + extra
       logs.update(extra_logs)
     if self.penalty_fn is not None and self.penalty_weight > 0:
-      pen = self.penalty_fn(self.d_logits_fn(labels), real, fake, seed=step_seed)
-      per_example = per_example + self.penalty_weight * pen
-      logs["penalty"] = tf.reduce_mean(pen)
+      penalty = self.penalty_fn(self.d_logits_fn(labels), real, fake, seed=step_seed)
+      per_example = per_example + self.penalty_weight * penalty
+      logs["penalty"] = tf.reduce_mean(penalty)
     logs["d_loss"] = tf.reduce_mean(per_example)
     return per_example, logs
 

@@ -34,11 +34,9 @@ import tensorflow as tf
 
 from tfadvgan import attacks
 from tfadvgan import errors
-from tfadvgan import gans
 from tfadvgan.gans import base
 
 
-@gans.register("dat")
 @gin.configurable
 class DAT(base.GAN):
   """GAN whose D objective adds lambda_2-weighted terms on targeted-attacked reals and fakes.
@@ -54,6 +52,9 @@ class DAT(base.GAN):
       pass reused").
     **kwargs: `GAN` arguments (loss, penalty, n_dis = the paper's "It", ...).
   """
+
+  method_name = "dat"
+  targeted_attack = True
 
   _given_targets = None  # (target_real, target_fake) inside the second compiled piece
 
@@ -111,14 +112,16 @@ class DAT(base.GAN):
     with tf.GradientTape(watch_accessed_variables=False) as tape:
       tape.watch([real, fake])
       real_out, fake_out = super().clean_outputs(real, labels, fake, fake_labels)
-      t_r, t_f = real_out["logits"], fake_out["logits"]
-      target_real, target_fake = self.targets(t_r, t_f)
-      gap_real = tf.abs(self.loss_fn.g1(t_r) - tf.stop_gradient(tf.cast(target_real, real.dtype)))
-      gap_fake = tf.abs(self.loss_fn.g2(t_f) - tf.stop_gradient(tf.cast(target_fake, fake.dtype)))
+      real_logits, fake_logits = real_out["logits"], fake_out["logits"]
+      target_real, target_fake = self.targets(real_logits, fake_logits)
+      target_real = tf.stop_gradient(tf.cast(target_real, real.dtype))
+      target_fake = tf.stop_gradient(tf.cast(target_fake, fake.dtype))
+      gap_real = tf.abs(self.loss_fn.g1(real_logits) - target_real)
+      gap_fake = tf.abs(self.loss_fn.g2(fake_logits) - target_fake)
       gaps = tf.reduce_sum(gap_real) + tf.reduce_sum(gap_fake)  # real and fake: separate passes
     grads = tape.gradient(gaps, [real, fake],
                           unconnected_gradients=tf.UnconnectedGradients.ZERO)
-    adv = self.perturbations(real, labels, fake, fake_labels, t_r, t_f, grads=grads)
+    adv = self.perturbations(real, labels, fake, fake_labels, real_logits, fake_logits, grads=grads)
     return dict(real_out, dat=adv), fake_out
 
   def extra_discriminator_terms(self, real, labels, fake, fake_labels, real_out, fake_out,

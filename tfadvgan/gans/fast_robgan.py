@@ -21,144 +21,33 @@ Loss (Eqs. 3.1-3.2), with the hinge loss on D^b (`GAN.loss = 'hinge'`):
 `kl_direction`: "uniform_to_p" = KL(U || p), what the authors' code computes (default), or
 "p_to_uniform" = KL(p || U), what the thesis writes.
 
-Per-replica state. Under tf.distribute, delta is one `ON_READ` variable (aggregation
-ONLY_FIRST_REPLICA): every replica reads and assigns only its own component, in replica context,
-with no cross-replica communication. A SyncOnRead variable would checkpoint a single aggregated (or
-first-replica) value and restore it to every replica, so the variable itself is not checkpointed;
-`PerReplicaState` is: it saves the concatenation of the components in replica order, which is
-delta over the *global* batch (the rows the strategy gives each replica), and restores by slicing.
-A checkpoint therefore restores into any replica count with the same global batch size.
+Per-replica state: delta is a `distribute.PerReplicaState` (one component per replica; the
+checkpoint holds delta over the global batch, so it restores into any replica count).
 
-Learning-rate anneal (Eq. 4.1): eta = eta0 * B^(i / I) is Keras's `ExponentialDecay(eta0, I, B)`
-(`make_optimizer.decay_steps = I`, `decay_rate = B`). i is the train step (G step) index. The D
-optimizer counts n_dis * M updates per train step, so `anneal_per_train_step` (default) feeds its
-schedule floor(d_iterations / (n_dis * M)), the index of the train step the update belongs to; G's
-optimizer counts train steps already.
+Learning-rate anneal (Eq. 4.1): eta0 * B^(i / I), i the train step, is `ExponentialDecay(eta0, I,
+B)` (`make_optimizer.decay_steps = I`, `decay_rate = B`); `anneal_per_train_step` makes D's
+optimizer, which updates n_dis * M times per train step, follow i (`optimizers.TrainStepSchedule`).
 """
 
-import inspect
-
 import gin
-import keras
 import tensorflow as tf
-from tensorflow.python.trackable import base as trackable_base  # pylint: disable=g-direct-tensorflow-import
 
 from tfadvgan import attacks
+from tfadvgan import config
 from tfadvgan import distribute
 from tfadvgan import errors
-from tfadvgan import gans
+from tfadvgan.gans import ac
 from tfadvgan import losses as losses_lib
-from tfadvgan.gans import base
-from tfadvgan.gans import robgan
+from tfadvgan import ops
+from tfadvgan import optimizers
+from tfadvgan import rng
 
 DELTA_INITS = ("uniform", "clamped_normal", "zeros")
 DELTA_GRADIENTS = ("straight_through", "through_clip")
 
 
-@tf.custom_gradient
-def clip_straight_through(x):
-  """clip(x, -1, 1) in the forward pass; the identity's gradient in the backward pass."""
-  return tf.clip_by_value(x, -1.0, 1.0), lambda upstream: upstream
-
-
-class PerReplicaState(trackable_base.Trackable):
-  """Checkpoints a per-replica variable as the concatenation of its replica components.
-
-  `variable` is a plain variable (one device) or a SyncOnRead variable with one component per
-  replica, each of shape [b, ...]. The checkpoint holds one tensor [replicas * b, ...] (replica 0's
-  rows first); restoring slices it back, so any replica count with the same total works.
-  """
-
-  def __init__(self, variable):
-    super().__init__()
-    self._variable = variable
-
-  @property
-  def variable(self):
-    return self._variable
-
-  def components(self):
-    """This process's per-replica variables, in replica order."""
-    if isinstance(self._variable, tf.distribute.DistributedValues):
-      return list(self._variable.values)
-    return [self._variable]
-
-  def _strategy(self):
-    if isinstance(self._variable, tf.distribute.DistributedValues):
-      return self._variable.distribute_strategy
-    return None
-
-  def global_value(self):
-    """[replicas * b, ...] tensor: every replica's component, in replica order, gathered from
-    every worker (a collective under multi-worker: every worker saves checkpoints together)."""
-    strategy = self._strategy()
-    if strategy is None:
-      return tf.identity(self._variable.read_value())
-    per_replica = strategy.run(lambda: tf.identity(self._variable.read_value()))
-    return strategy.gather(per_replica, axis=0)
-
-  def assign_global(self, value):
-    """Assigns rows [r * b, (r + 1) * b) of `value` to the component of global replica r."""
-    value = tf.convert_to_tensor(value, self._variable.dtype)
-    components = self.components()
-    strategy = self._strategy()
-    replicas = strategy.num_replicas_in_sync if strategy is not None else 1
-    ids = list(range(len(components)))
-    if strategy is not None and replicas > len(components):  # multi-worker: the global ids
-      ids = [int(i) for i in strategy.experimental_local_results(strategy.run(
-          lambda: tf.distribute.get_replica_context().replica_id_in_sync_group))]
-    rows = int(components[0].shape[0])
-    errors.check(value.shape[0] == rows * replicas,
-                 f"Fast-RobGAN delta: the saved perturbation has {value.shape[0]} rows but this run "
-                 f"holds {replicas} replica(s) x {rows}; resume with the same "
-                 "train.batch_size.")
-    ops = []
-    for r, component in zip(ids, components):
-      with tf.device(component.device):
-        ops.append(component.assign(value[r * rows:(r + 1) * rows]))
-    return tf.group(ops)
-
-  def _serialize_to_tensors(self):
-    return {"value": self.global_value()}
-
-  def _restore_from_tensors(self, restored_tensors):
-    return self.assign_global(restored_tensors["value"])
-
-
-class TrainStepSchedule(keras.optimizers.schedules.LearningRateSchedule):
-  """`schedule(iterations // updates_per_step)`: a per-update optimizer follows the train step."""
-
-  def __init__(self, schedule, updates_per_step):
-    super().__init__()
-    self.schedule = schedule
-    self.updates_per_step = int(updates_per_step)
-
-  def __call__(self, step):
-    step = tf.convert_to_tensor(step)
-    return self.schedule(step // tf.cast(self.updates_per_step, step.dtype))
-
-  def get_config(self):
-    return {"schedule": keras.saving.serialize_keras_object(self.schedule),
-            "updates_per_step": self.updates_per_step}
-
-  @classmethod
-  def from_config(cls, config):
-    return cls(keras.saving.deserialize_keras_object(config["schedule"]),
-               config["updates_per_step"])
-
-
-def _default_batch_size():
-  """`train.batch_size` as bound in gin, else `train`'s default."""
-  try:
-    return gin.query_parameter("train.batch_size")
-  except ValueError:
-    from tfadvgan.training import loop  # pylint: disable=g-import-not-at-top  (loop imports gans)
-    return inspect.signature(loop.train).parameters["batch_size"].default
-
-
-@gans.register("fast_robgan")
 @gin.configurable
-class FastRobGAN(base.GAN):
+class FastRobGAN(ac.ACGAN):
   """Rob-GAN with free adversarial training (M replays, persistent delta) and the KL term.
 
   Args:
@@ -181,7 +70,7 @@ class FastRobGAN(base.GAN):
     **kwargs: `GAN` arguments (loss -- 'hinge' in the configs --, n_dis = step_D, ...).
   """
 
-  conditional_default = True
+  method_name = "fast_robgan"
 
   def __init__(self, generator, discriminator, epsilon=0.02, step_size=None, replays=2,
                delta_init="uniform", batch_size=None, sample_shape=None, clip=True,
@@ -189,20 +78,15 @@ class FastRobGAN(base.GAN):
                kl_direction="uniform_to_p", g_class_weight=1.0, anneal_per_train_step=True,
                **kwargs):
     super().__init__(generator, discriminator, **kwargs)
-    robgan.check_ac_discriminator(self, "FastRobGAN")
     epsilon = errors.check_float("FastRobGAN.epsilon", epsilon, low=0)
     step_size = errors.check_float("FastRobGAN.step_size", step_size, low=0, allow_none=True)
     step_size = epsilon if step_size is None else step_size
     replays = errors.check_int("FastRobGAN.replays", replays, low=1)
-    errors.check(delta_init in DELTA_INITS,
-                 f"Unknown FastRobGAN.delta_init {delta_init!r}. Choose one of: "
-                 f"{', '.join(DELTA_INITS)}.")
-    errors.check(delta_gradient in DELTA_GRADIENTS,
-                 f"Unknown FastRobGAN.delta_gradient {delta_gradient!r}. Choose one of: "
-                 f"{', '.join(DELTA_GRADIENTS)}.")
-    errors.check(kl_direction in losses_lib.KL_DIRECTIONS,
-                 f"Unknown FastRobGAN.kl_direction {kl_direction!r}. Choose one of: "
-                 f"{', '.join(losses_lib.KL_DIRECTIONS)}.")
+    for knob, value, choices in (("delta_init", delta_init, DELTA_INITS),
+                                 ("delta_gradient", delta_gradient, DELTA_GRADIENTS),
+                                 ("kl_direction", kl_direction, losses_lib.KL_DIRECTIONS)):
+      errors.check(value in choices, f"Unknown FastRobGAN.{knob} {value!r}. Choose one of: "
+                   f"{', '.join(choices)}.")
     class_weight = errors.check_float("FastRobGAN.class_weight", class_weight, low=0)
     kl_weight = errors.check_float("FastRobGAN.kl_weight", kl_weight, low=0)
     g_class_weight = errors.check_float("FastRobGAN.g_class_weight", g_class_weight, low=0)
@@ -219,7 +103,7 @@ class FastRobGAN(base.GAN):
     self.anneal_per_train_step = bool(anneal_per_train_step)
 
     if batch_size is None:
-      batch_size = _default_batch_size()
+      batch_size = config.train_batch_size()
     errors.check(isinstance(batch_size, int) and batch_size >= 1,
                  f"FastRobGAN needs the global batch size as an integer (FastRobGAN.batch_size or "
                  f"train.batch_size); got {batch_size!r}.")
@@ -229,16 +113,10 @@ class FastRobGAN(base.GAN):
                  "FastRobGAN.sample_shape is needed: the generator has no output_shape_.")
     self.batch_size = batch_size
     self.sample_shape = tuple(int(d) for d in sample_shape)
-    strategy = tf.distribute.get_strategy()
-    per_replica = distribute.per_replica_batch(strategy, batch_size)
-    # One component per replica, read and assigned in replica context (never aggregated on write).
-    delta = tf.Variable(tf.zeros((per_replica,) + self.sample_shape), trainable=False,
-                        name="free_at_delta",
-                        synchronization=tf.VariableSynchronization.ON_READ,
-                        aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
-    self._free_at = PerReplicaState(delta)
+    self._free_at = distribute.per_replica_state(batch_size, self.sample_shape, "free_at_delta",
+                                                 "Fast-RobGAN delta")
     self._free_at.assign_global(self.initial_delta())
-    for name in ("class_real", "acc_real", "kl_fake", "g_class", "delta_abs"):
+    for name in ("kl_fake", "delta_abs"):
       self.add_tracker(name)
 
   # ----------------------------------------------------------------- the perturbation
@@ -254,7 +132,7 @@ class FastRobGAN(base.GAN):
   def initial_delta(self):
     """The initial perturbation over the global batch, [batch_size, *sample_shape]."""
     shape = (self.batch_size,) + self.sample_shape
-    seed = tf.constant([self.seed, 7919], tf.int32)
+    seed = tf.constant([self.seed, rng.FREE_AT_DELTA_INIT], tf.int32)
     if self.delta_init == "zeros" or self.epsilon == 0.0:
       return tf.zeros(shape)
     if self.delta_init == "uniform":
@@ -267,13 +145,7 @@ class FastRobGAN(base.GAN):
   # ----------------------------------------------------------------- optimizers
   def compile(self, d_optimizer, g_optimizer, **kwargs):
     if self.anneal_per_train_step:
-      # Under float16 the schedule sits on the LossScaleOptimizer's inner optimizer.
-      schedule = getattr(getattr(d_optimizer, "inner_optimizer", d_optimizer), "_learning_rate",
-                         None)
-      updates = self.n_dis * self.replays
-      if (isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule)
-          and not isinstance(schedule, TrainStepSchedule) and updates > 1):
-        d_optimizer.learning_rate = TrainStepSchedule(schedule, updates)
+      optimizers.schedule_per_train_step(d_optimizer, self.n_dis * self.replays)
     super().compile(d_optimizer, g_optimizer, **kwargs)
 
   # ----------------------------------------------------------------- D side
@@ -294,7 +166,7 @@ class FastRobGAN(base.GAN):
           return x_adv
         if self.delta_gradient == "through_clip":
           return tf.clip_by_value(x_adv, -1.0, 1.0)
-        return clip_straight_through(x_adv)
+        return ops.clip_straight_through(x_adv)
 
       grads, (grad_delta,), logs = self.discriminator_gradients(
           real, labels, fake, fake_labels, step_seed, sources=[delta], make_real=make_real)
@@ -304,17 +176,9 @@ class FastRobGAN(base.GAN):
       self.track(d_grad_norm=grad_norm, delta_abs=tf.reduce_mean(tf.abs(new_delta)), **logs)
 
   def class_loss_terms(self, real_out, labels, fake_out, fake_labels):
-    ce_real = losses_lib.class_cross_entropy(real_out["class_logits"], labels)
+    terms = self.real_class_term(real_out, labels)
     kl_fake = losses_lib.kl_to_uniform(fake_out["class_logits"], direction=self.kl_direction)
-    self.track(class_real=tf.reduce_mean(ce_real), kl_fake=tf.reduce_mean(kl_fake),
-               acc_real=robgan.class_accuracy(real_out["class_logits"], labels))
-    terms = self.class_weight * ce_real
+    self.track(kl_fake=tf.reduce_mean(kl_fake))
     if self.kl_weight > 0:
       terms += self.kl_weight * kl_fake
     return terms
-
-  # ----------------------------------------------------------------- G side
-  def generator_loss(self, fake_out, fake_labels):
-    ce = losses_lib.class_cross_entropy(fake_out["class_logits"], fake_labels)
-    self.track(g_class=tf.reduce_mean(ce))
-    return self.loss_fn.g(fake_out["logits"]) + self.g_class_weight * ce

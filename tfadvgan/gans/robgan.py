@@ -19,7 +19,7 @@ G minimises  loss.g(D^b(x_f)) + g_class_weight * CE(D^c(x_f), y_f)  (Eq. 9: G ma
 L_C2 - L_S, with the non-saturating form of -L_S as in the release). `epsilon = 0` skips the attack
 (the "new loss without adversarial training" curves of Fig. 7, and SNGAN(AC) with a hinge loss).
 
-The fine-tuning stage (Eq. 10) is `tfadvgan/cli/finetune.py` (`scripts/finetune.py`).
+The fine-tuning stage (Eq. 10) is `tfadvgan/training/finetune.py` (`scripts/finetune.py`).
 Readings (paper vs release) are in BUILD_NOTES.md, "Rob-GAN and Fast-RobGAN (issue 6)".
 """
 
@@ -28,33 +28,15 @@ import tensorflow as tf
 
 from tfadvgan import attacks
 from tfadvgan import errors
-from tfadvgan import gans
+from tfadvgan.gans import ac
 from tfadvgan import losses as losses_lib
-from tfadvgan.gans import base
+from tfadvgan import rng
 
 CLASS_LOSSES = ("split", "acgan")
 
 
-def check_ac_discriminator(gan, method):
-  """ConfigError unless the run is conditional and D has an auxiliary-classifier head."""
-  head = getattr(gan.discriminator, "head", None)
-  errors.check(head == "ac",
-               f"{method} needs a discriminator with an auxiliary-classifier head "
-               f"(build_discriminator.head = 'ac'); this one has head={head!r}.")
-  errors.check(gan.conditional,
-               f"{method} is class-conditional: set build_gan.conditional = True (the default for "
-               f"this method) and use a labelled dataset.")
-
-
-def class_accuracy(class_logits, labels):
-  """Fraction of examples whose arg-max class is the label."""
-  pred = tf.argmax(class_logits, axis=-1, output_type=tf.int32)
-  return tf.reduce_mean(tf.cast(tf.equal(pred, tf.cast(labels, tf.int32)), tf.float32))
-
-
-@gans.register("robgan")
 @gin.configurable
-class RobGAN(base.GAN):
+class RobGAN(ac.ACGAN):
   """Class-conditional GAN whose D trains on PGD-attacked reals with the split AC loss (Eq. 9).
 
   Args:
@@ -73,14 +55,13 @@ class RobGAN(base.GAN):
     **kwargs: `GAN` arguments (loss, n_dis, penalty, ...).
   """
 
-  conditional_default = True
+  method_name = "robgan"
 
   def __init__(self, generator, discriminator, epsilon=0.03125, pgd_steps=5, pgd_step_size=0.0078,
                random_start=False, attack_training=False, attack_adv_weight=0.5,
                attack_class_weight=0.5, class_loss="split", class_weight=1.0, g_class_weight=1.0,
                clip=True, **kwargs):
     super().__init__(generator, discriminator, **kwargs)
-    check_ac_discriminator(self, "RobGAN")
     epsilon = errors.check_float("RobGAN.epsilon", epsilon, low=0)
     pgd_steps = errors.check_int("RobGAN.pgd_steps", pgd_steps, low=1)
     pgd_step_size = errors.check_float("RobGAN.pgd_step_size", pgd_step_size, low=0)
@@ -107,8 +88,6 @@ class RobGAN(base.GAN):
     self.class_weight = float(class_weight)
     self.g_class_weight = float(g_class_weight)
     self.clip = bool(clip)
-    for name in ("class_real", "acc_real", "g_class"):
-      self.add_tracker(name)
     if class_loss == "acgan":
       self.add_tracker("class_fake")
 
@@ -130,7 +109,7 @@ class RobGAN(base.GAN):
     """x_r + sigma: L-inf PGD within the eps-ball and [-1, 1] (a constant for the D update)."""
     if self.epsilon == 0.0:
       return real
-    seed = tf.random.experimental.stateless_fold_in(step_seed, 201)
+    seed = tf.random.experimental.stateless_fold_in(step_seed, rng.ROBGAN_PGD)
     return tf.stop_gradient(attacks.pgd(
         real, self.attack_loss_fn(labels), self.epsilon, self.pgd_steps, self.pgd_step_size,
         random_start=self.random_start, seed=seed, clip=self.clip))
@@ -140,17 +119,9 @@ class RobGAN(base.GAN):
 
   # ----------------------------------------------------------------- losses
   def class_loss_terms(self, real_out, labels, fake_out, fake_labels):
-    ce_real = losses_lib.class_cross_entropy(real_out["class_logits"], labels)
-    terms = self.class_weight * ce_real
-    self.track(class_real=tf.reduce_mean(ce_real),
-               acc_real=class_accuracy(real_out["class_logits"], labels))
+    terms = self.real_class_term(real_out, labels)
     if self.class_loss == "acgan":
       ce_fake = losses_lib.class_cross_entropy(fake_out["class_logits"], fake_labels)
       terms += self.class_weight * ce_fake
       self.track(class_fake=tf.reduce_mean(ce_fake))
     return terms
-
-  def generator_loss(self, fake_out, fake_labels):
-    ce = losses_lib.class_cross_entropy(fake_out["class_logits"], fake_labels)
-    self.track(g_class=tf.reduce_mean(ce))
-    return self.loss_fn.g(fake_out["logits"]) + self.g_class_weight * ce

@@ -79,8 +79,9 @@ import tensorflow as tf
 
 from tfadvgan import attacks
 from tfadvgan import errors
+from tfadvgan import images as images_lib
 from tfadvgan import losses as losses_lib
-from tfadvgan.training import images as images_lib
+from tfadvgan import ops
 
 DEFAULT_EPSILONS = (0.0, 0.5 / 255, 1.0 / 255, 2.0 / 255, 4.0 / 255)
 ROBGAN_EPSILONS = (0.0, 0.02, 0.04, 0.08)
@@ -214,15 +215,6 @@ def _run_batched(fn, arrays, batch_size, extra=()):
 def _mean(values):
   """Float64 mean as a Python float (float32 means of 0/1 values are not exact fractions)."""
   return float(np.mean(np.asarray(values, np.float64)))
-
-
-def _input_grad(value_fn, x):
-  """``d sum(value_fn(x)) / dx`` (per-example gradients when examples are independent)."""
-  with tf.GradientTape() as tape:
-    tape.watch(x)
-    v = value_fn(x)
-    total = tf.reduce_sum(v)
-  return v, tape.gradient(total, x, unconnected_gradients=tf.UnconnectedGradients.ZERO)
 
 
 def _attack_loss(real, attack_loss):
@@ -600,7 +592,7 @@ def dat_first_order(d_fn, images, target, epsilon=0.01, step="sign", value="logi
     def run(xb, yb, m):
       def v_fn(v):
         return value_t(_logits(d_fn(v, yb)))
-      v0, g = _input_grad(v_fn, xb)
+      v0, g = ops.input_gradient(v_fn, xb)
       # grad_x |v - m| = sign(v - m) grad_x v per example (inference mode): the attack's own
       # gradient, taken from the pass above instead of a second one.
       s = tf.reshape(tf.sign(v0 - m), [-1] + [1] * (xb.shape.rank - 1))
@@ -628,7 +620,7 @@ def dat_first_order(d_fn, images, target, epsilon=0.01, step="sign", value="logi
 def input_gradients(d_fn, images, labels=None, batch_size=256):
   """``[N, ...]`` numpy gradients of the logit ``D(x)`` w.r.t. each input (batched, compiled)."""
   return _map_batches(d_fn, images, labels, batch_size,
-                      lambda xb, yb: {"g": _input_grad(_logit_fn(d_fn, yb), xb)[1]},
+                      lambda xb, yb: {"g": ops.input_gradient(_logit_fn(d_fn, yb), xb)[1]},
                       key=("input_gradients",))["g"]
 
 
@@ -685,7 +677,7 @@ def gradient_maps(gradients):
 def gradient_grid(d_fn, images, labels=None, columns=None, batch_size=256):
   """AS-GAN Fig. 2: a uint8 grid ``[rows*(H+2)+2, cols*(W+2)+2, 1]`` of ``|grad_x D|`` maps.
 
-  Same layout as ``tfadvgan.training.images.grid`` (so it lines up with a grid of the inputs).
+  Same layout as ``tfadvgan.images.grid`` (so it lines up with a grid of the inputs).
   """
   x = _check_images(images)
   errors.check(x.ndim == 4, f"gradient_grid needs [N, H, W, C] images; got shape {x.shape}.")
@@ -792,7 +784,7 @@ class CheapDiagnostics:
 
     def compute(real, labels, seed, epsilon):
       seeds = attacks.split_seed(seed, 2)
-      t_r, g = _input_grad(lambda v: d(v, labels), real)
+      t_r, g = ops.input_gradient(lambda v: d(v, labels), real)
       bce_grad = -tf.reshape(tf.sigmoid(-t_r), [-1] + [1] * len(shape)) * g
       x_adv = attacks.fgsm(real, None, epsilon, clip=clip, grad=bce_grad)
       t_adv = d(x_adv, labels)

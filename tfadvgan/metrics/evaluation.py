@@ -2,7 +2,7 @@
 
 * ``evaluate(gan, classifier, reference_source, reference_key_fields, ...)`` draws ``num_samples``
   images from the run's sampler (the EMA generator when the run has one) with
-  ``tfadvgan.training.sampling.generate``, runs them through ``classifier`` and compares them with the
+  ``tfadvgan.gans.sampling.generate``, runs them through ``classifier`` and compares them with the
   classifier's activations of real data (cached by ``load_or_compute_reference``).
 * ``make_eval_fn(...)`` (gin) returns ``eval_fn(gan, step)`` for ``train.eval_fn``, so that
   training evaluates every ``train.eval_every_steps`` steps::
@@ -46,13 +46,13 @@ import numpy as np
 import tensorflow as tf
 
 from tfadvgan import data as data_lib
-from tfadvgan import io
-from tfadvgan.errors import ConfigError
 from tfadvgan.errors import check
+from tfadvgan.errors import ConfigError
+from tfadvgan import io
 from tfadvgan.metrics import classifiers as classifiers_lib
 from tfadvgan.metrics import sample_quality
 
-from tfadvgan.training.sampling import generate
+from tfadvgan.gans.sampling import generate
 
 METRICS = ("fid", "is", "kid")
 RESULTS_DIR = "eval"

@@ -26,6 +26,7 @@ import gin
 import numpy as np
 import tensorflow as tf
 
+from tfadvgan import config
 from tfadvgan import data as data_lib
 from tfadvgan import distribute
 from tfadvgan import errors
@@ -139,9 +140,8 @@ def prepare(config_files, params, shape=None, batch_size=None, strategy="default
   Returns:
     (gan, call, b): `call()` runs one compiled train step on the next batch.
   """
-  from tfadvgan.cli import common  # pylint: disable=g-import-not-at-top
   gin.clear_config()
-  common.parse_gin(config_files, params)
+  config.parse_gin(config_files, params)
   strategy_obj = distribute.make_strategy(strategy)
   b = batch_size or gin.query_parameter("train.batch_size")
   try:
@@ -254,7 +254,6 @@ def end_to_end(config_files, params, steps=50, warmup=10, chunk=5, model_dir=Non
   """
   import tempfile  # pylint: disable=g-import-not-at-top
   from tfadvgan import io  # pylint: disable=g-import-not-at-top
-  from tfadvgan.cli import common  # pylint: disable=g-import-not-at-top
   errors.check(steps >= chunk and warmup >= chunk and chunk >= 1,
                "end_to_end needs --steps and --warmup of at least --chunk (>= 1).")
   errors.check(input_pipeline in ("real", "cached"),
@@ -283,7 +282,7 @@ def end_to_end(config_files, params, steps=50, warmup=10, chunk=5, model_dir=Non
       isolated_times += round_times
       start, end = r * (warmup + steps), (r + 1) * (warmup + steps)
       gin.clear_config()
-      common.parse_gin(config_files, list(params) + [
+      config.parse_gin(config_files, list(params) + [
           f"train.num_steps = {end}", f"train.log_every_steps = {chunk}", "train.verbose = 0"])
       if profiler:
         profiler.runcall(loop.train, model_dir)

@@ -19,11 +19,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfadvgan import images as images_lib
 from tfadvgan import io
 from tfadvgan.metrics import diagnostics
-from tfadvgan.training import checkpoints
-from tfadvgan.training import images as images_lib
-from tfadvgan.training import optimizers
+from tfadvgan import rng
+from tfadvgan import optimizers
 
 
 def _crossed(step, last, every):
@@ -192,7 +192,7 @@ class SampleGrid(PeriodicCallback):
 
   Nothing is written from a step whose logs or weights are not finite (`guard`)."""
 
-  def __init__(self, gan, writer, every, out_dir, num=64, seed=1234, guard=None):
+  def __init__(self, gan, writer, every, out_dir, num=64, seed=rng.SAMPLE_GRID_OFFSET, guard=None):
     super().__init__(gan)
     self.writer, self.every, self.out_dir, self.guard = writer, every, out_dir, guard
     self.last_path = None
@@ -251,7 +251,8 @@ class Diagnostics(PeriodicCallback):
     self.attack_success, self.max_iters = attack_success, max_iters
     self.z = None
     if attack_success:  # fixed fakes' noise, drawn once
-      self.z = tf.random.stateless_normal([real.shape[0], gan.generator.latent_dim], seed=[7, 11])
+      self.z = tf.random.stateless_normal([real.shape[0], gan.generator.latent_dim],
+                                         seed=rng.DIAGNOSTICS_Z)
 
   def compute(self):
     results = diagnostics.cheap_diagnostics(self.gan, self.real, self.labels, self.epsilon)

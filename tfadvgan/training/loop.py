@@ -23,17 +23,19 @@ import keras
 import tensorflow as tf
 from absl import logging
 
+from tfadvgan import config
 from tfadvgan import data as data_lib
 from tfadvgan import distribute
 from tfadvgan import errors
 from tfadvgan import gans
 from tfadvgan import io
-from tfadvgan import models
 from tfadvgan.metrics import evaluation  # noqa: F401  (registers make_eval_fn for train.eval_fn)
+from tfadvgan import models
+from tfadvgan import rng
 from tfadvgan.training import callbacks as callbacks_lib
 from tfadvgan.training import checkpoints
 from tfadvgan.training import engine as engine_lib
-from tfadvgan.training import optimizers
+from tfadvgan import optimizers
 
 RUN_FILE = "run.json"
 
@@ -80,11 +82,9 @@ def build_gan(shape, num_classes, strategy=None, method="gan", latent_dim=100, c
   strategy = strategy or tf.distribute.get_strategy()
   method_cls = gans.get(method)
   if conditional is None:
-    conditional = getattr(method_cls, "conditional_default", False)
+    conditional = method_cls.conditional_default
   if conditional:
-    errors.check(num_classes > 0,
-                 f"Method {method!r} is class-conditional but the dataset has no labels: use a "
-                 "labelled dataset, or set build_gan.conditional = False.")
+    errors.require_labels(num_classes > 0, method)
   classes = num_classes if conditional else 0
   jit = False if run_eagerly else distribute.resolve_jit_compile(strategy, jit_compile)
   if steps_per_execution is None:
@@ -111,7 +111,6 @@ def build_gan(shape, num_classes, strategy=None, method="gan", latent_dim=100, c
   with strategy.scope():
     gan = method_cls(generator=generator, discriminator=discriminator, conditional=conditional,
                      generator_factory=make_generator)
-    gan.method_name = method
     gan.mixed_precision = mixed_precision
     d_opt, g_opt = _build_optimizers()
     if mixed_precision == "float16":
@@ -157,7 +156,7 @@ def load_source(fallback_to_ring):
 @gin.configurable(denylist=["model_dir"])
 def train(model_dir,
           num_steps=1000,
-          batch_size=64,
+          batch_size=config.DEFAULT_BATCH_SIZE,
           seed=0,
           log_every_steps=100,
           checkpoint_every_steps=1000,
@@ -268,15 +267,15 @@ def train(model_dir,
   if chief:  # only the chief writes summaries, samples, eval results and diagnostics
     writer = tf.summary.create_file_writer(os.path.join(model_dir, "train"))
     grid = callbacks_lib.SampleGrid(gan, writer, sample_every_steps,
-                                    os.path.join(model_dir, "samples"), seed=seed + 1234,
-                                    guard=guard)
+                                    os.path.join(model_dir, "samples"),
+                                    seed=seed + rng.SAMPLE_GRID_OFFSET, guard=guard)
     cbs += [callbacks_lib.Summaries(gan, writer, log_every_steps, batch_size), grid]
     if eval_every_steps:
       cbs.append(callbacks_lib.PeriodicEval(gan, writer, eval_every_steps, eval_fn))
     if diagnose_every_steps:
       first = next(iter(data_lib.make_eval_dataset(source, 64)))
       if diagnose_attack_success is None:
-        diagnose_attack_success = gan.method_name == "dat"
+        diagnose_attack_success = gan.targeted_attack
       cbs.append(callbacks_lib.Diagnostics(
           gan, writer, diagnose_every_steps, first["images"],
           first.get("labels") if gan.conditional else None, epsilon=diagnose_epsilon,
@@ -361,3 +360,38 @@ def restore_run(model_dir, step=None):
   path = checkpoints.restore(manager, path)
   errors.check(path is not None, f"No checkpoint in {model_dir}/checkpoints to restore.")
   return gan, info, path
+
+
+DATA_HINT = ("Point at the data with --gin_param, e.g. --gin_param \"dataset.path = "
+             "'/path/to/data'\" (local sources), --gin_param \"dataset.data_dir = '/path/to/tfds'\" "
+             "(TFDS) or --gin_param \"dataset.source = '...'\".")
+
+
+def load_run_source(info, split, use_run_source=True):
+  """A trained run's dataset (its `dataset.*` gin config) for `split`, checked against run.json.
+
+  Args:
+    info: the run's run.json (`loop.read_run_info`).
+    split: data split to load.
+    use_run_source: for 2-D toy runs, load the source run.json names (the one actually trained on,
+      also after a ring fallback) instead of the configured one.
+
+  Raises:
+    ConfigError: the data cannot be loaded (with DATA_HINT), or its shape differs from the run's.
+  """
+  kwargs = {}
+  if use_run_source and len(info["shape"]) == 1 and info.get("dataset") in data_lib.SOURCES:
+    kwargs["source"] = info["dataset"]
+  try:
+    source = data_lib.load(split=split, **kwargs)
+  except errors.ConfigError as e:
+    raise errors.ConfigError(f"Could not load the run's data (split {split!r}): {e}\n"
+                             f"{DATA_HINT}") from None
+  except Exception as e:  # pylint: disable=broad-except  (missing TFDS data, no binding, ...)
+    first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+    raise errors.ConfigError(f"Could not load the run's data (split {split!r}): "
+                             f"{type(e).__name__}: {first}\n{DATA_HINT}") from None
+  errors.check(list(source.shape) == list(info["shape"]),
+               f"The data loaded ({source.name}, shape {tuple(source.shape)}) does not match the "
+               f"run's shape {tuple(info['shape'])}. {DATA_HINT}")
+  return source

@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from tfadvgan import errors
 from tfadvgan import io
+from tfadvgan import rng
 
 
 def generate(gan, num, seed=0, label=None, batch_size=256):
@@ -17,7 +18,7 @@ def generate(gan, num, seed=0, label=None, batch_size=256):
     errors.check(gan.conditional, "--label needs a class-conditional run.")
     errors.check(0 <= label < g.num_classes,
                  f"--label must be in [0, {g.num_classes}); got {label}.")
-  z = tf.random.stateless_normal([num, g.latent_dim], seed=[seed, 7])
+  z = tf.random.stateless_normal([num, g.latent_dim], seed=[seed, rng.SAMPLES_Z])
   labels = None
   if gan.conditional:
     labels = (tf.fill([num], label) if label is not None
@@ -58,7 +59,7 @@ def write_samples(out_dir, samples, labels=None, per_grid=64):
   Returns:
     (npz path, [PNG paths]).
   """
-  from tfadvgan.training import images  # pylint: disable=g-import-not-at-top
+  from tfadvgan import images  # pylint: disable=g-import-not-at-top
   io.makedirs(out_dir)
   written = []
   if samples.ndim == 4:

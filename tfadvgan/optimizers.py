@@ -1,4 +1,5 @@
-"""Optimizers and learning-rate schedules, configured per network with gin scopes `D/` and `G/`.
+"""Optimizers and learning-rate schedules, configured per network with gin scopes `D/` and `G/`;
+`TrainStepSchedule` drives a per-update optimizer's schedule by the train step.
 
     make_optimizer.beta_1 = 0.5            # both networks
     D/make_optimizer.learning_rate = 5e-5  # only the discriminator (TTUR)
@@ -6,6 +7,7 @@
 
 import gin
 import keras
+import tensorflow as tf
 
 from tfadvgan import errors
 
@@ -85,3 +87,40 @@ class LossScaleOptimizer(keras.optimizers.LossScaleOptimizer):
 def loss_scaled(optimizer):
   """`optimizer` wrapped in `LossScaleOptimizer` (float16 mixed precision)."""
   return LossScaleOptimizer(optimizer)
+
+
+class TrainStepSchedule(keras.optimizers.schedules.LearningRateSchedule):
+  """`schedule(iterations // updates_per_step)`: a per-update optimizer follows the train step.
+
+  Fast-RobGAN's anneal (Eq. 4.1) is indexed by the train step i, but D's optimizer counts
+  n_dis * M updates per train step: fed floor(d_iterations / (n_dis * M)), the index of the train
+  step the update belongs to, its schedule follows i. G's optimizer counts train steps already.
+  """
+
+  def __init__(self, schedule, updates_per_step):
+    super().__init__()
+    self.schedule = schedule
+    self.updates_per_step = int(updates_per_step)
+
+  def __call__(self, step):
+    step = tf.convert_to_tensor(step)
+    return self.schedule(step // tf.cast(self.updates_per_step, step.dtype))
+
+  def get_config(self):
+    return {"schedule": keras.saving.serialize_keras_object(self.schedule),
+            "updates_per_step": self.updates_per_step}
+
+  @classmethod
+  def from_config(cls, config):
+    return cls(keras.saving.deserialize_keras_object(config["schedule"]),
+               config["updates_per_step"])
+
+
+def schedule_per_train_step(optimizer, updates_per_step):
+  """Makes `optimizer`'s learning-rate schedule (if it has one) follow the train step when it
+  makes `updates_per_step` > 1 updates per train step. Under float16 the schedule sits on the
+  LossScaleOptimizer's inner optimizer. A constant rate, or one already wrapped, is left alone."""
+  schedule = getattr(getattr(optimizer, "inner_optimizer", optimizer), "_learning_rate", None)
+  if (isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule)
+      and not isinstance(schedule, TrainStepSchedule) and updates_per_step > 1):
+    optimizer.learning_rate = TrainStepSchedule(schedule, updates_per_step)

@@ -1,0 +1,458 @@
+r"""Rob-GAN step 2: fine-tunes the discriminator's auxiliary classifier (Eq. 10). The command line
+is `scripts/finetune.py` (tfadvgan/cli/finetune.py); `finetune_run(model_dir, out_dir)` is the same
+from Python.
+
+Restores the trained run in --model_dir (`loop.restore_run`: its operative config and latest
+checkpoint), fine-tunes D's classifier head f = D^c on the run's own training data (the same
+`dataset.*` source and `make_train_dataset` pipeline as train.py, one real batch and one batch of
+G's noise / class labels per step), and writes --out_dir as a normal run directory: the source's
+run.json, operative_config.gin and config.gin (copied unchanged, so `loop.restore_run`,
+scripts/diagnose.py, eval.py and sample.py rebuild the same model), `checkpoints/ckpt-N` with N the
+source checkpoint's number (G, EMA G and both GAN optimizers as restored; D fine-tuned), plus
+`finetune.json` (source, settings, final logged values), `finetune_operative_config.gin` (the gin
+values in force during fine-tuning, for the record) and TensorBoard events in `finetune/`.
+--out_dir must be new or empty and differ from --model_dir; everything is written to a hidden
+staging directory next to it and renamed at the end, so a failed or interrupted fine-tune leaves no
+partial run. Check the result with
+
+  python scripts/diagnose.py --model_dir=RUN_finetuned --which=class_pgd
+
+Every step minimises (Eq. 10)
+
+  CE(f(PGD(x_r)), y_r) + lam * CE(f(PGD(x_f)), y_f),   x_f = G(z, y_f)
+
+with G frozen in inference mode (the run's sampler: the EMA copy when the run has one) and y_f
+uniform, as G was asked for. PGD is L-inf, increases the CE of the class head only, and projects
+onto the eps-ball and [-1, 1] after every sign step; D runs in inference mode during the attack.
+Only D's variables that the class loss reaches are updated; the real/fake logit layer D^b (the
+head's `psi`, and the projection embedding if any) is never changed. Readings of the paper and of
+the authors' release are in the `ClassifierFinetuner` docstring (and BUILD_NOTES.md).
+
+Fine-tuning runs on one device (the default strategy, as `restore_run` builds the model) and is not
+resumable: an interrupted run restarts from the source checkpoint.
+"""
+
+import json
+import re
+import time
+import uuid
+
+import gin
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfadvgan import attacks
+from tfadvgan import config
+from tfadvgan import data as data_lib
+from tfadvgan import errors
+from tfadvgan import io
+from tfadvgan import losses as losses_lib
+from tfadvgan import rng
+from tfadvgan.gans import ac
+from tfadvgan.training import checkpoints
+from tfadvgan.training import loop
+
+FINETUNE_FILE = "finetune.json"
+FINETUNE_CONFIG_FILE = "finetune_operative_config.gin"
+OPTIMIZERS = ("sgd", "adam")
+
+
+def _frozen_layers(discriminator):
+  """The real/fake output layers of D's head (never updated by the fine-tuning)."""
+  head = getattr(discriminator, "head_layer", None)
+  return [layer for layer in (getattr(head, "psi", None), getattr(head, "embed", None))
+          if layer is not None]
+
+
+@gin.configurable("finetune_classifier", denylist=["gan"])
+class ClassifierFinetuner:
+  """Fine-tunes the auxiliary classifier of a trained Rob-GAN discriminator (Eq. 10).
+
+  `step(x_real, y_real, z, y_fake, seed)` is one update (compiled with `tf.function`) on
+
+    mean CE(D^c(PGD(x_r)), y_r) + lam * mean CE(D^c(PGD(G(z, y_f))), y_f)
+
+  Readings (paper Sec. 3.3 / the authors' release xuanqing94/RobGAN, finetune.py, finetune.sh,
+  miscs/pgd.py `attack_label_Linf_PGD`):
+
+  * lam: 0.5. The paper gives no value; the release README says "typically 0.3~0.8" (its scripts
+    use 0, 0.3 and 1). `lam = 0` skips the fakes (no G call), as the release does.
+  * Attack: `pgd_steps` (release `--steps 5`) L-inf sign steps of `pgd_step_size` (default
+    epsilon / 5, the release's `Linf_SGD(lr=epsilon / 5)`) on the class CE alone, no random start,
+    projection to the eps-ball and [-1, 1] after every step; epsilon 0.03125 on the [-1, 1] scale
+    (the release's 64 px and 128 px value, also `RobGAN.epsilon`'s default). The reals and the
+    fakes are both attacked, each with its own labels. D runs in inference mode during the attack.
+  * D's mode during the update: inference (`update_training = False`). The release calls
+    `dis.eval()` in the attack and never switches back, so its whole fine-tuning runs D in eval
+    mode (BN moving statistics frozen, no spectral-norm power iteration). `update_training = True`
+    runs the update's forward passes in training mode instead (BN batch statistics and moving
+    averages; Keras spectral norm then re-projects every kernel, see models/layers.py); the head's
+    real/fake layer is restored after each such step so D^b stays bit-identical.
+  * Variables: every trainable D variable the class loss reaches (the feature extractor and the
+    class head); the head's real/fake layer `psi` (and a projection `embed`) is excluded, and any
+    other variable without a gradient is skipped.
+  * Optimizer: Adam (betas 0.9 / 0.999, eps 1e-8, no weight decay), learning rate 1e-3: the
+    release's Eq. 10 version (`torch.optim.Adam(parameters, lr=opt.lr)`, `--lr 1.0e-3` in
+    finetune.sh). `optimizer = 'sgd'` (momentum 0.9, weight decay 5e-4) is the release's first
+    commit, which trained a classifier from scratch on attacked reals only (its fake term and the
+    loading of D were commented out). `weight_decay` is PyTorch's coupled L2
+    (`grad += weight_decay * w`, on every updated variable, biases included), not Keras's
+    decoupled decay.
+  * Stages: the release trains 4 stages of [20, 20, 10, 10] epochs (Adam version; [40, 20, 20, 10]
+    in the SGD commit) and divides the learning rate by 10 after each. Here `stage_steps` counts
+    steps (default 2000, 2000, 1000, 1000: the release's 2:2:1:1 ratio, CPU-sized) and stage i uses
+    `learning_rate * stage_decay ** i` through one optimizer and a `PiecewiseConstantDecay`
+    schedule. The release instead builds a new optimizer at each stage (Adam's moments and bias
+    correction restart): not reproduced.
+  * Fakes: the run's sampler (EMA G when enabled, else G) in inference mode, z ~ N(0, I) and y_f
+    uniform from the data pipeline (`make_train_dataset`'s `z_g`, `y_g`). The release runs G in
+    train mode under no_grad (BN batch statistics); inference mode is the generator as evaluated.
+  * Loss averaging: per-batch means (`nn.CrossEntropyLoss`), plus D's regularisation losses if any.
+
+  Args:
+    gan: a trained conditional GAN whose D has an auxiliary-classifier head (`head = 'ac'`).
+    lam: weight of the fake-image term (>= 0).
+    epsilon: L-inf radius of the attack on the [-1, 1] scale; 0 turns the attack off.
+    pgd_steps: PGD steps (int >= 1).
+    pgd_step_size: size of each sign step; None means epsilon / 5.
+    random_start: start PGD from a uniform point of the ball (release: no).
+    clip: keep attacked inputs in [-1, 1]; None means yes for images, no for 2-D points.
+    optimizer: 'adam' (the release's Eq. 10 version) or 'sgd' (its first commit).
+    learning_rate: learning rate of the first stage (> 0).
+    momentum: SGD momentum in [0, 1) (ignored by Adam).
+    weight_decay: coupled L2 coefficient (>= 0; the release's Adam has none, its SGD 5e-4).
+    stage_steps: steps of each learning-rate stage (non-empty, ints >= 1).
+    stage_decay: learning-rate factor from one stage to the next (> 0).
+    update_training: run D in training mode for the update (see above).
+    batch_size: batch size of `finetune_run`; None means the source run's `train.batch_size`.
+    seed: seed of `finetune_run`'s data order and noise, and of PGD random starts.
+    log_every_steps: `finetune_run`'s progress / TensorBoard interval.
+    jit_compile: compile the step with XLA.
+  """
+
+  def __init__(self, gan, lam=0.5, epsilon=0.03125, pgd_steps=5, pgd_step_size=None,
+               random_start=False, clip=None, optimizer="adam", learning_rate=1e-3, momentum=0.9,
+               weight_decay=0.0, stage_steps=(2000, 2000, 1000, 1000), stage_decay=0.1,
+               update_training=False, batch_size=None, seed=0, log_every_steps=100,
+               jit_compile=False):
+    name = "finetune_classifier"
+    stages = tuple(stage_steps) if isinstance(stage_steps, (list, tuple)) else None
+    errors.check(stages and all(isinstance(s, int) and not isinstance(s, bool) and s >= 1
+                                for s in stages),
+                 f"{name}.stage_steps must be a non-empty sequence of integers >= 1 (steps per "
+                 f"learning-rate stage), e.g. (4000, 2000, 2000, 1000); got {stage_steps!r}.")
+    ac.check_ac_discriminator(gan, "Classifier fine-tuning (Rob-GAN Eq. 10)")
+    lam = errors.check_float(f"{name}.lam", lam, low=0)
+    epsilon = errors.check_float(f"{name}.epsilon", epsilon, low=0)
+    errors.check(isinstance(pgd_steps, int) and not isinstance(pgd_steps, bool) and pgd_steps >= 1,
+                 f"{name}.pgd_steps must be an integer >= 1; got {pgd_steps!r}.")
+    pgd_step_size = errors.check_float(f"{name}.pgd_step_size", pgd_step_size, low=0,
+                                       allow_none=True, hint="(None: epsilon / 5)")
+    errors.check(optimizer in OPTIMIZERS,
+                 f"Unknown {name}.optimizer {optimizer!r}. Choose one of: {', '.join(OPTIMIZERS)}.")
+    learning_rate = errors.check_float(f"{name}.learning_rate", learning_rate, low=0,
+                                       low_inclusive=False)
+    momentum = errors.check_float(f"{name}.momentum", momentum, low=0, high=1,
+                                  high_inclusive=False)
+    weight_decay = errors.check_float(f"{name}.weight_decay", weight_decay, low=0)
+    stage_decay = errors.check_float(f"{name}.stage_decay", stage_decay, low=0,
+                                     low_inclusive=False)
+    errors.check(batch_size is None or (isinstance(batch_size, int) and batch_size >= 1),
+                 f"{name}.batch_size must be an integer >= 1 or None; got {batch_size!r}.")
+    errors.check(isinstance(seed, int), f"{name}.seed must be an integer; got {seed!r}.")
+    errors.check(isinstance(log_every_steps, int) and log_every_steps >= 1,
+                 f"{name}.log_every_steps must be an integer >= 1; got {log_every_steps!r}.")
+    self.gan = gan
+    self.generator = gan.sampler()
+    self.lam = float(lam)
+    self.epsilon = float(epsilon)
+    self.pgd_steps = int(pgd_steps)
+    self.pgd_step_size = float(epsilon / 5.0 if pgd_step_size is None else pgd_step_size)
+    self.random_start = bool(random_start)
+    if clip is None:
+      clip = len(getattr(gan.discriminator, "input_shape_", (0, 0, 0))) >= 3
+    self.clip = bool(clip)
+    self.optimizer_name = optimizer
+    self.base_learning_rate = float(learning_rate)
+    self.momentum = float(momentum)
+    self.weight_decay = float(weight_decay)
+    self.stage_steps = stages
+    self.stage_decay = float(stage_decay)
+    self.update_training = bool(update_training)
+    self.batch_size = batch_size
+    self.seed = int(seed)
+    self.log_every_steps = int(log_every_steps)
+    self.jit_compile = bool(jit_compile)
+
+    values = [self.base_learning_rate * self.stage_decay ** i for i in range(len(stages))]
+    if len(stages) == 1:
+      self.schedule = None
+      lr = values[0]
+    else:
+      # PiecewiseConstantDecay gives values[0] for step <= b_0, values[i] for b_{i-1} < step <= b_i:
+      # the optimizer's iteration count during update k (0-based) is k, so b_i = end_i - 1.
+      boundaries = [int(b) - 1 for b in np.cumsum(stages)[:-1]]
+      self.schedule = keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+      lr = self.schedule
+
+    d = gan.discriminator
+    self._frozen = [v for layer in _frozen_layers(d) for v in layer.weights]
+    frozen_ids = {id(v) for v in self._frozen}
+    self.variables = [v for v in d.trainable_variables if id(v) not in frozen_ids]
+    errors.check(self.variables, "The discriminator has no trainable variables to fine-tune.")
+    strategy = getattr(gan, "distribute_strategy", None) or tf.distribute.get_strategy()
+    with strategy.scope():
+      if optimizer == "sgd":
+        self.optimizer = keras.optimizers.SGD(learning_rate=lr, momentum=self.momentum)
+      else:
+        self.optimizer = keras.optimizers.Adam(learning_rate=lr, beta_1=0.9, beta_2=0.999,
+                                               epsilon=1e-8)
+      self.optimizer.build(self.variables)
+    self._compiled_step = tf.function(self.train_step, jit_compile=self.jit_compile,
+                                      autograph=False, reduce_retracing=True)
+    # The run loop's bookkeeping stays on the device: window sums of the logs and the first
+    # non-finite one, read by the host only at log intervals (`read_window`).
+    self.log_keys = (["ce_real", "acc_real"] + (["ce_fake", "acc_fake"] if self.lam > 0 else [])
+                     + ["loss", "grad_norm", "learning_rate"])
+    self._window = tf.Variable(tf.zeros([len(self.log_keys)]), trainable=False)
+    self._window_count = tf.Variable(0.0, trainable=False)
+    self._bad = tf.Variable([-1.0, -1.0, 0.0], trainable=False)  # step, key index, value
+    self._compiled_logged_step = tf.function(self._logged_step, jit_compile=self.jit_compile,
+                                             autograph=False, reduce_retracing=True)
+
+  # ----------------------------------------------------------------- schedule
+  @property
+  def total_steps(self):
+    return int(sum(self.stage_steps))
+
+  def learning_rate(self, step):
+    """The learning rate of update `step` (0-based): learning_rate * stage_decay ** stage."""
+    if self.schedule is None:
+      return tf.constant(self.base_learning_rate, tf.float32)
+    return self.schedule(tf.convert_to_tensor(step, tf.int64))
+
+  # ----------------------------------------------------------------- the step
+  def class_logits(self, x, labels, training):
+    return self.gan.d_out(x, labels, training=training)["class_logits"]
+
+  def attack(self, x, labels, seed):
+    """L-inf PGD on CE(D^c(x), labels), D in inference mode; `x` itself when epsilon == 0."""
+    if self.epsilon == 0.0:
+      return x
+
+    def loss_fn(v):
+      return losses_lib.class_cross_entropy(self.class_logits(v, labels, False), labels)
+
+    return tf.stop_gradient(attacks.pgd(
+        x, loss_fn, self.epsilon, self.pgd_steps, self.pgd_step_size,
+        random_start=self.random_start, seed=seed, clip=self.clip))
+
+  def train_step(self, x_real, y_real, z, y_fake, seed):
+    """One Eq. 10 update (traceable: static shapes, no Python side effects). Returns the logs."""
+    seed = tf.cast(seed, tf.int32)
+    y_real = tf.cast(y_real, tf.int32)
+    x_real = tf.convert_to_tensor(x_real, tf.float32)
+    fold_in = tf.random.experimental.stateless_fold_in
+    x_real_adv = self.attack(x_real, y_real, fold_in(seed, rng.FINETUNE_REAL_PGD))
+    use_fakes = self.lam > 0.0
+    if use_fakes:
+      y_fake = tf.cast(y_fake, tf.int32)
+      x_fake = tf.stop_gradient(
+          self.generator(tf.convert_to_tensor(z, tf.float32), y_fake, training=False))
+      x_fake_adv = self.attack(x_fake, y_fake, fold_in(seed, rng.FINETUNE_FAKE_PGD))
+    saved = [tf.identity(v) for v in self._frozen] if self.update_training else []
+    learning_rate = self.learning_rate(self.optimizer.iterations)
+    logs = {}
+    with tf.GradientTape() as tape:
+      logits_real = self.class_logits(x_real_adv, y_real, self.update_training)
+      ce_real = tf.reduce_mean(losses_lib.class_cross_entropy(logits_real, y_real))
+      loss = ce_real
+      logs.update(ce_real=ce_real, acc_real=ac.class_accuracy(logits_real, y_real))
+      if use_fakes:
+        logits_fake = self.class_logits(x_fake_adv, y_fake, self.update_training)
+        ce_fake = tf.reduce_mean(losses_lib.class_cross_entropy(logits_fake, y_fake))
+        loss = loss + self.lam * ce_fake
+        logs.update(ce_fake=ce_fake, acc_fake=ac.class_accuracy(logits_fake, y_fake))
+      total = loss
+      if self.gan.discriminator.losses:
+        total = total + tf.add_n(self.gan.discriminator.losses)
+    grads = tape.gradient(total, self.variables)
+    pairs = [(g, v) for g, v in zip(grads, self.variables) if g is not None]
+    errors.check(pairs, "The class head's loss reaches no discriminator variable.")
+    grad_norm = tf.linalg.global_norm([g for g, _ in pairs])
+    if self.weight_decay > 0:
+      pairs = [(g + self.weight_decay * tf.cast(v, g.dtype), v) for g, v in pairs]
+    self.optimizer.apply_gradients(pairs)
+    for v, value in zip(self._frozen, saved):
+      v.assign(value)
+    logs.update(loss=loss, grad_norm=grad_norm,
+                learning_rate=tf.cast(learning_rate, tf.float32))
+    return logs
+
+  def step(self, x_real, y_real, z, y_fake, seed):
+    """One compiled update; returns {name: scalar tensor} (ce_real, acc_real, [ce_fake, acc_fake,]
+    loss, grad_norm, learning_rate)."""
+    return self._compiled_step(x_real, y_real, z, y_fake, seed)
+
+  def _logged_step(self, x_real, y_real, z, y_fake, seed):
+    logs = self.train_step(x_real, y_real, z, y_fake, seed)
+    values = tf.stack([tf.cast(logs[k], tf.float32) for k in self.log_keys])
+    finite = tf.math.is_finite(values)
+    first = tf.argmin(tf.cast(finite, tf.int32), output_type=tf.int32)  # the first non-finite
+    new_bad = tf.logical_and(tf.logical_not(tf.reduce_all(finite)), self._bad[0] < 0)
+    step = tf.cast(self.optimizer.iterations, tf.float32)  # 1-based once the update is applied
+    self._bad.assign(tf.where(new_bad, tf.stack([step, tf.cast(first, tf.float32),
+                                                 tf.gather(values, first)]), self._bad))
+    self._window.assign_add(values)
+    self._window_count.assign_add(1.0)
+
+  def logged_step(self, x_real, y_real, z, y_fake, seed):
+    """`step` without a host read: the logs are summed on the device for `read_window`."""
+    self._compiled_logged_step(x_real, y_real, z, y_fake, seed)
+
+  def read_window(self):
+    """The mean logs since the last read, then a reset (one device-to-host copy).
+
+    Raises:
+      ConfigError: a logged value was NaN or infinite at some step of the window or before.
+    """
+    bad_step, key, value = (float(v) for v in self._bad.numpy())
+    if bad_step >= 0:
+      raise errors.ConfigError(
+          f"Fine-tuning diverged: {self.log_keys[int(key)]} = {value} at step {int(bad_step)}; "
+          "nothing was written. Lower finetune_classifier.learning_rate (e.g. 1e-4: BN "
+          "discriminators in inference mode can diverge at the default 1e-3) or change the seed.")
+    sums, count = self._window.numpy(), float(self._window_count.numpy())
+    self._window.assign(tf.zeros_like(self._window))
+    self._window_count.assign(0.0)
+    return {k: float(v) / max(count, 1.0) for k, v in zip(self.log_keys, sums)}
+
+  def settings(self):
+    """The resolved knobs, for finetune.json."""
+    return {"lam": self.lam, "epsilon": self.epsilon, "pgd_steps": self.pgd_steps,
+            "pgd_step_size": self.pgd_step_size, "random_start": self.random_start,
+            "clip": self.clip, "optimizer": self.optimizer_name,
+            "learning_rate": self.base_learning_rate, "momentum": self.momentum,
+            "weight_decay": self.weight_decay, "stage_steps": list(self.stage_steps),
+            "stage_decay": self.stage_decay, "update_training": self.update_training,
+            "seed": self.seed,
+            "generator": "ema" if self.generator is not self.gan.generator else "generator"}
+
+
+# ------------------------------------------------------------------- the run
+def _load_source(info):
+  """The run's labelled training data (its `dataset.*` config), checked against run.json."""
+  source = loop.load_run_source(info, "train")
+  errors.check(source.num_classes > 0,
+               f"Dataset {source.name!r} has no labels; classifier fine-tuning needs the labelled "
+               "training data of the run.")
+  return source
+
+
+def _checkpoint_number(path, gan):
+  match = re.search(r"ckpt-(\d+)$", path or "")
+  return int(match.group(1)) if match else int(gan.global_step.numpy())
+
+
+
+def finetune_run(model_dir, out_dir, gin_bindings=(), gin_files=()):
+  """Fine-tunes the run in `model_dir` (Eq. 10) and writes the result as the run `out_dir`.
+
+  Args:
+    model_dir: a trained run directory (train.py's --model_dir) of a class-conditional GAN with an
+      auxiliary-classifier head (Rob-GAN, Fast-RobGAN).
+    out_dir: the new run directory (must differ from `model_dir`; new or empty).
+    gin_bindings: bindings applied after the run's own config, e.g.
+      'finetune_classifier.lam = 0.3' or "dataset.path = '/moved/data.npz'".
+    gin_files: gin files applied (before `gin_bindings`) after the run's own config.
+
+  Returns:
+    The summary written to `out_dir/finetune.json` (source_checkpoint, checkpoint, steps, lam, the
+    other settings, and `final`: the values logged at the last step, means over the last
+    `log_every_steps` window).
+
+  Raises:
+    ConfigError: bad directories, bindings or settings, missing data, or a diverged loss.
+  """
+  errors.check(model_dir, "--model_dir is required: the trained run to fine-tune.")
+  errors.check(out_dir, "--out_dir is required: a new directory for the fine-tuned run.")
+  errors.check(io.realpath(model_dir) != io.realpath(out_dir),
+               f"--out_dir must be different from --model_dir ({model_dir}): fine-tuning writes a "
+               "new run directory and leaves the trained run unchanged.")
+  errors.check(io.isdir(model_dir),
+               f"--model_dir {model_dir} does not exist; pass the run directory train.py wrote.")
+  if io.exists(out_dir):
+    errors.check(io.isdir(out_dir) and not io.listdir(out_dir),
+                 f"--out_dir {out_dir} already exists and is not empty; pass a new directory (or "
+                 "delete it).")
+
+  gan, info, source_ckpt = loop.restore_run(model_dir)
+  if gin_files or gin_bindings:
+    config.parse_gin(list(gin_files), list(gin_bindings), finalize=False)
+  try:
+    trainer = ClassifierFinetuner(gan)
+  except errors.ConfigError as e:
+    raise errors.ConfigError(config.strip_gin_context(str(e))) from None
+  batch_size = trainer.batch_size or config.train_batch_size()
+  source = _load_source(info)
+  errors.check(source.num_classes == gan.generator.num_classes,
+               f"The data has {source.num_classes} classes but the run's generator has "
+               f"{gan.generator.num_classes}; use the run's dataset.")
+  dataset = data_lib.make_train_dataset(
+      source, batch_size=batch_size, n_dis=1, latent_dim=gan.generator.latent_dim,
+      conditional=True, seed=trainer.seed, method="finetune")
+  number = _checkpoint_number(source_ckpt, gan)
+
+  # Everything is written to a staging directory beside out_dir, which becomes out_dir at the end
+  # (one rename locally; a copy then a delete on object stores, see io.rename_dir).
+  parent = io.dirname(io.abspath(out_dir))
+  io.makedirs(parent)
+  staging = io.join(parent, f".{io.basename(io.abspath(out_dir))}-tmp-{uuid.uuid4().hex[:8]}")
+  io.makedirs(staging)
+  try:
+    writer = tf.summary.create_file_writer(io.join(staging, "finetune"))
+    total = trainer.total_steps
+    print(f"[tfadvgan] fine-tuning {source_ckpt}: {total} steps of batch {batch_size}, "
+          f"lam {trainer.lam}, epsilon {trainer.epsilon}, {trainer.optimizer_name} "
+          f"lr {trainer.base_learning_rate}", flush=True)
+    t0 = time.time()
+    final = {}
+    iterator = iter(dataset)
+    for i in range(total):
+      batch = next(iterator)
+      trainer.logged_step(batch["images"][:, 0], batch["labels"][:, 0], batch["z_g"],
+                          batch["y_g"], tf.constant([trainer.seed, i], tf.int32))
+      if (i + 1) % trainer.log_every_steps == 0 or i + 1 == total:
+        mean = final = trainer.read_window()  # raises if a value was not finite
+        with writer.as_default(step=i + 1):
+          for key, value in mean.items():
+            tf.summary.scalar(f"finetune/{key}", value)
+        writer.flush()
+        print(f"[tfadvgan] finetune step {i + 1}/{total}: "
+              + ", ".join(f"{k} {v:.4g}" for k, v in sorted(mean.items())), flush=True)
+    writer.close()
+    seconds = time.time() - t0
+
+    for name in (loop.RUN_FILE, checkpoints.OPERATIVE_FILE, "config.gin"):
+      if io.exists(io.join(model_dir, name)):
+        io.copy(io.join(model_dir, name), io.join(staging, name), overwrite=True)
+    io.atomic_write(io.join(staging, FINETUNE_CONFIG_FILE), gin.operative_config_str())
+    manager = checkpoints.make_manager(gan, staging, max_to_keep=1)
+    saved = manager.save(checkpoint_number=number)
+    summary = {"source_model_dir": io.abspath(model_dir),
+               "source_checkpoint": source_ckpt,
+               "checkpoint": io.join(io.abspath(out_dir), "checkpoints", io.basename(saved)),
+               "steps": total, "batch_size": batch_size, **trainer.settings(),
+               "gin_files": list(gin_files), "gin_bindings": list(gin_bindings),
+               "seconds": round(seconds, 3), "final": final}
+    io.atomic_write(io.join(staging, FINETUNE_FILE), json.dumps(summary, indent=2))
+    if io.isdir(out_dir):
+      io.rmtree(out_dir)  # empty (checked above)
+    io.rename_dir(staging, out_dir)
+  except BaseException:
+    if io.exists(staging):
+      io.rmtree(staging)
+    raise
+  print(f"[tfadvgan] wrote {summary['checkpoint']} and {io.join(out_dir, FINETUNE_FILE)}")
+  return summary
