@@ -13,7 +13,7 @@ Methods are small subclasses. They override the hooks below instead of copying t
 
   perturb_real(real, labels, step_seed)            -> real'   (Rob-GAN: PGD)
   extra_discriminator_terms(real, labels, fake, fake_labels, real_out, fake_out, step_seed)
-                                                   -> (per_example_terms, logs)  (DAT)
+                                                   -> per_example_terms or None  (DAT)
   class_loss_terms(...)                            -> per-example class terms (conditional methods)
   after_discriminator_update(context)              -> None    (AS-GAN: second update)
   discriminator_update(real, labels, z, fake_labels, index)   (Fast-RobGAN: M replays)
@@ -22,8 +22,9 @@ Methods are small subclasses. They override the hooks below instead of copying t
 Set `needs_real_input_gradient = True` in a subclass to get d(loss)/d(real) from the same tape as the
 weight gradient (in `context["real_grad"]`), at the weights *before* the update.
 
-Reporting: every value logged goes through a `keras.metrics.Mean` tracker and is the plain
-per-replica mean (never the replica-scaled partial sum that `tf.nn.compute_average_loss` returns).
+Reporting: hooks log with `self.track(name=value)` (a tracker registered with `add_tracker`);
+every value logged goes through a `keras.metrics.Mean` tracker and is the plain per-replica mean
+(never the replica-scaled partial sum that `tf.nn.compute_average_loss` returns).
 """
 
 import gin
@@ -313,9 +314,9 @@ class GAN(keras.Model):
 
   def extra_discriminator_terms(self, real, labels, fake, fake_labels, real_out, fake_out,
                                 step_seed):
-    """Hook: (per-example terms, logs) added to the D loss, e.g. DAT's attacked terms. None here."""
+    """Hook: per-example terms added to the D loss, e.g. DAT's attacked terms. None here."""
     del real, labels, fake, fake_labels, real_out, fake_out, step_seed
-    return None, {}
+    return None
 
   def discriminator_loss(self, real, labels, fake, fake_labels, step_seed):
     """Per-example D loss on one real and one fake batch, plus the values to log.
@@ -332,11 +333,10 @@ class GAN(keras.Model):
     class_terms = self.class_loss_terms(real_out, labels, fake_out, fake_labels)
     if class_terms is not None:
       per_example = per_example + class_terms
-    extra, extra_logs = self.extra_discriminator_terms(real, labels, fake, fake_labels, real_out,
-                                                       fake_out, step_seed)
+    extra = self.extra_discriminator_terms(real, labels, fake, fake_labels, real_out, fake_out,
+                                           step_seed)
     if extra is not None:
       per_example = per_example + extra
-      logs.update(extra_logs)
     if self.penalty_fn is not None and self.penalty_weight > 0:
       penalty = self.penalty_fn(self.d_logits_fn(labels), real, fake, seed=step_seed)
       per_example = per_example + self.penalty_weight * penalty

@@ -127,14 +127,14 @@ class DAT(base.GAN):
   def extra_discriminator_terms(self, real, labels, fake, fake_labels, real_out, fake_out,
                                 step_seed):
     if self.lambda_adv == 0.0:
-      return None, {}
+      return None
     real_adv, fake_adv, target_real, target_fake = real_out.get("dat") or self.perturbations(
         real, labels, fake, fake_labels, real_out["logits"], fake_out["logits"])
     adv = (self.loss_fn.d_real(self.d_out(real_adv, labels)["logits"])
            + self.loss_fn.d_fake(self.d_out(fake_adv, fake_labels)["logits"]))
     self.track(dat_adv_loss=tf.reduce_mean(adv), dat_target_real=target_real,
                dat_target_fake=target_fake)
-    return self.lambda_adv * adv, {}
+    return self.lambda_adv * adv
 
   # ----------------------------------------------------------------- per-replica XLA
   def target_sums(self, real, labels, fake, fake_labels):
