@@ -11,22 +11,12 @@ with targeted one-step perturbations in an L-inf ball of radius eps (Eq. 9-10):
   d_r = -eps * step(grad_x |g1(D(x_r)) - mean_batch g1(D(x_f))|)   reals move toward the fakes
   d_f = -eps * step(grad_x |g2(D(x_f)) - mean_batch g2(D(x_r))|)   fakes move toward the reals
 
-Readings (BUILD_NOTES.md): Eq. 9 pairs g1 with reals and g2 with fakes; Algorithm 1 lines 6-7 swap
-them. We follow Eq. 9's intent (each sample moves toward the other class). Eq. 10 writes the step
-as -eps * grad, while "one-step PGD" implies a sign step: `step` = sign (default) | raw (Eq. 10,
-clipped to the ball) | l2. Batch means are taken over the *global* batch (all replicas), so the
-targets do not depend on the replica count. The G update is unchanged; penalties (GP, LP, ALP) and
-clipping apply on top, as in their baselines. The attack gradients come from the clean pass's
-own tape (D in training mode), not from fresh passes (`reuse_clean_pass`): the perturbations are
-the same bit for bit, and BN moving statistics and spectral-norm vectors are no longer updated by
-two extra passes per D update.
-
-Per-replica XLA (Mirrored / MultiWorker): the targets' all-reduce cannot sit inside a compiled
-replica function, so each D update runs in two compiled pieces. The first is a clean forward pass
-that returns this replica's partial sums and counts of the two targets and puts D's non-trainable
-state (BN moving statistics, spectral-norm vectors) back as it found it. They are all-reduced
-outside, in one all-reduce. The second is the whole D gradient, with the targets as inputs. The
-numbers are those of the unsplit step; the price is one extra clean forward pass per D update.
+Readings (BUILD_NOTES.md, "DAT (issue 5)"): Eq. 9's pairing (each sample moves toward the other
+class; Algorithm 1 swaps g1 and g2); `step` = sign (default, "one-step PGD") | raw (Eq. 10) | l2;
+batch means over the *global* batch. Penalties and clipping apply on top, as in the baselines. The
+attack gradients come from the clean pass's own tape (`reuse_clean_pass`): the same perturbations
+as fresh passes, without two extra passes. Under per-replica XLA each D update runs in two compiled
+pieces around the targets' all-reduce (`discriminator_gradients`; BUILD_NOTES, "Decisions").
 """
 
 import gin
