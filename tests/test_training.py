@@ -600,6 +600,18 @@ def test_study_figures(tmp_path):
   rows = [{"variant": "v", "per_seed": [{"curve": curves[0]}, {"curve": curves[1]}]}]
   written = study_cli.draw_figures(str(tmp_path), rows, [0, 1])
   assert written == [str(tmp_path / "fid_curves.png"), str(tmp_path / "mode_samples.png")]
+  # Accuracy under PGD against eps: the band is over the seeds, on the eps both have, by value.
+  per_seed = [{"class_acc_pgd_0": 0.9, "class_acc_pgd_0.08": 0.3, "class_acc_pgd_0.02": 0.7,
+               "acc_gap_pgd_0": 0.05, "ref_acc_pgd_0": 0.95},
+              {"class_acc_pgd_0": 0.8, "class_acc_pgd_0.02": 0.5, "acc_gap_pgd_0": 0.01}]
+  eps, mean, std = figures.epsilon_band(per_seed, "class_acc_pgd_")
+  np.testing.assert_array_equal(eps, [0.0, 0.02])
+  np.testing.assert_allclose(mean, [0.85, 0.6])
+  np.testing.assert_allclose(std, [0.05, 0.1])
+  written += study_cli.draw_figures(str(tmp_path / "robust"), [
+      {"variant": "lam0", "per_seed": per_seed}, {"variant": "x", "per_seed": [{"fid": 1.0}]}],
+      [0, 1])
+  assert written[-1] == str(tmp_path / "robust" / "robustness.png")
   for path in written:
     png = tf.io.decode_png(open(path, "rb").read()).numpy()
     assert png.shape[0] > 100 and png.shape[1] > 100

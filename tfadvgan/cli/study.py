@@ -15,7 +15,10 @@ every variant at the same number of seeds. The table (mean ± std over seeds) go
   mean over seeds with a ± std band (training evaluates every `curve_every_steps` steps on
   `curve_num_samples` samples with the study's classifier);
 - `mode_samples.png`, for 2-D mixture runs diagnosed with `modes`: the samples of every (variant,
-  seed) over the mode centres and their 3-std circles.
+  seed) over the mode centres and their 3-std circles;
+- `robustness.png`, for runs diagnosed with `class_pgd` (and `generalization`): the AC head's
+  accuracy under PGD against eps and the train - test accuracy gap, mean ± std over seeds, with the
+  reference classifier's accuracy dashed.
 
 `study.classifier_path = None` skips the FID evaluation (the 2-D mixtures have no classifier).
 """
@@ -288,7 +291,8 @@ def main(argv):
 
 
 def draw_figures(out, rows, seeds):
-  """The study's PNGs beside study.md (FID curves; 2-D samples over the modes); their paths."""
+  """The study's PNGs beside study.md (FID curves; 2-D samples over the modes; accuracy under PGD
+  and the train - test gap against eps); their paths."""
   from tfadvgan import io  # pylint: disable=g-import-not-at-top
   from tfadvgan.metrics import figures  # pylint: disable=g-import-not-at-top
   written = []
@@ -307,6 +311,15 @@ def draw_figures(out, rows, seeds):
   if panels:
     path = io.join(out, "mode_samples.png")
     figures.mode_samples_png(path, panels, columns=len(seeds))
+    written.append(path)
+  robust = {r["variant"]: r["per_seed"] for r in rows
+            if any(k.startswith("class_acc_pgd_") for s in r["per_seed"] for k in s)}
+  if robust:
+    path = io.join(out, "robustness.png")
+    refs = next((r["per_seed"] for r in rows
+                 if any(k.startswith("ref_acc_pgd_") for s in r["per_seed"] for k in s)), None)
+    figures.robustness_png(path, robust, seeds,
+                           reference=("reference classifier", refs) if refs else None)
     written.append(path)
   return written
 

@@ -4,6 +4,8 @@
   a ± std (population) band, as the papers' FID-over-iterations figures.
 - `mode_samples_png`: 2-D samples over the mode centres of a mixture, one panel per run, with a
   circle of radius 3 std around each centre (the high-quality region of `mode_coverage`).
+- `robustness_png`: accuracy under PGD against eps (Rob-GAN Table 1) and the train - test accuracy
+  gap under the same attack (Fig. 1), one line per variant, mean ± std over seeds.
 
 Files are written through `tfadvgan.io.atomic_write`, so `gs://` works and no torn PNG is left.
 """
@@ -81,4 +83,42 @@ def mode_samples_png(path, panels, columns):
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(title, fontsize=8)
+  _save(fig, path)
+
+
+def epsilon_band(per_seed, prefix):
+  """(eps, mean, std) over seeds of the values keyed `prefix + eps` in each seed's dict (study.py's
+  `class_acc_pgd_0.02`, ...), on the eps every seed has; eps sorted as numbers."""
+  tables = [{float(k[len(prefix):]): float(v) for k, v in s.items()
+             if k.startswith(prefix) and v is not None} for s in per_seed]
+  tables = [t for t in tables if t]
+  if not tables:
+    return np.zeros(0), np.zeros(0), np.zeros(0)
+  eps = sorted(set.intersection(*(set(t) for t in tables)))
+  values = np.array([[t[e] for e in eps] for t in tables], np.float64)  # [seeds, eps]
+  return np.array(eps), values.mean(axis=0), values.std(axis=0)
+
+
+def robustness_png(path, per_seed_by_variant, seeds, reference=None):
+  """Writes two panels against eps: accuracy under PGD (`class_acc_pgd_*`) and the train - test
+  accuracy gap (`acc_gap_pgd_*`), for each variant of `per_seed_by_variant` ({variant: [per-seed
+  dicts]}); `reference` = (label, per-seed dicts with `ref_acc_pgd_*`) adds a dashed line."""
+  plt = _pyplot()
+  fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+  panels = (("class_acc_pgd_", "accuracy under PGD"), ("acc_gap_pgd_", "train - test accuracy"))
+  for ax, (prefix, label) in zip(axes, panels):
+    for variant, per_seed in per_seed_by_variant.items():
+      eps, mean, std = epsilon_band(per_seed, prefix)
+      if len(eps):
+        line, = ax.plot(eps, mean, marker="o", markersize=3, label=f"{variant} (n={len(per_seed)})")
+        ax.fill_between(eps, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+    if reference is not None and prefix == "class_acc_pgd_":
+      eps, mean, _ = epsilon_band(reference[1], "ref_acc_pgd_")
+      if len(eps):
+        ax.plot(eps, mean, linestyle="--", color="gray", label=reference[0])
+    ax.set_xlabel("PGD eps ([-1, 1] scale)")
+    ax.set_ylabel(label)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+  fig.suptitle(f"mean ± std over seeds {list(seeds)}")
   _save(fig, path)
