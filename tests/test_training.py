@@ -504,6 +504,10 @@ def test_study_collects_fid_diagnostics_and_wdist_variance(tmp_path):
   assert got["wdist_var_last20"] == pytest.approx(np.var([9.0, 10.0]))  # steps > 0.8 * 10
   text = study_cli.table([{"variant": "v", "per_seed": [got, dict(got, fid_x=6.0)]}], [0, 1])
   assert "| v |" in text and "5 ± 1" in text and "curve" not in text
+  # A fine-tuned run (scripts/finetune.py) has no training events: collected, wdist None.
+  tf.io.gfile.rmtree(str(run / "train"))
+  tuned = study_cli.collect(str(run), "0.5")
+  assert tuned["wdist_var_last20"] is None and tuned["class_acc_pgd_0.02"] == 0.6
 
 
 def test_study_collects_in_a_fresh_process_after_the_config_is_locked(tmp_path):

@@ -83,9 +83,12 @@ def _mean_std(values):
 
 
 def wdist_variance_last_fraction(run_dir, fraction=0.2):
-  """Variance of the logged `train/wdist` over the last `fraction` of training steps."""
+  """Variance of the logged `train/wdist` over the last `fraction` of training steps; None for a
+  run without training events (a fine-tuned run writes `finetune/` instead)."""
   import numpy as np  # pylint: disable=g-import-not-at-top
   from tfadvgan import io  # pylint: disable=g-import-not-at-top
+  if not io.isdir(io.join(run_dir, "train")):
+    return None
   points = io.read_scalars(io.join(run_dir, "train"), "train/wdist")
   if not points:
     return None
