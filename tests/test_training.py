@@ -510,6 +510,30 @@ def test_study_collects_fid_diagnostics_and_wdist_variance(tmp_path):
   assert tuned["wdist_var_last20"] is None and tuned["class_acc_pgd_0.02"] == 0.6
 
 
+def test_study_resumes_a_finished_finetune_without_rerunning_it(tmp_path, monkeypatch):
+  """finetune.py refuses a non-empty --out_dir: a fine-tune whose finetune.json exists is listed
+  in the commands but not run again; its diagnose step (and everything unfinished) runs."""
+  from tfadvgan.cli import study as study_cli  # pylint: disable=g-import-not-at-top
+  ran = []
+  monkeypatch.setattr(study_cli, "_run",
+                      lambda cmd, log, dry_run: ran.append(cmd) or study_cli._printable(cmd))
+  monkeypatch.setattr(study_cli, "collect", lambda *args, **kwargs: {"n": 1.0})
+  out = tmp_path / "out"
+  (out / "gan" / "seed0").mkdir(parents=True)
+  (out / "gan" / "seed0" / "study_done.json").write_text(json.dumps({"n": 2.0}))
+  (out / "ft" / "seed0").mkdir(parents=True)
+  (out / "ft" / "seed0" / "finetune.json").write_text("{}")
+  rows, commands = study_cli.run_study(
+      str(out), [("gan", ["x.gin"], [])], seeds=[0, 1],
+      finetunes=[("ft", "gan", ["finetune_classifier.lam = 0.0"])])
+  model_dir = lambda cmd: next(a for a in cmd if a.startswith("--model_dir=")).split("/")[-2]  # noqa: E731
+  scripts = [os.path.basename(cmd[1]) + ":" + model_dir(cmd) for cmd in ran]
+  assert scripts == ["diagnose.py:ft",  # seed 0: training done, fine-tune done, diagnose not
+                     "train.py:gan", "diagnose.py:gan", "finetune.py:gan", "diagnose.py:ft"]
+  assert sum("finetune.py" in c for c in commands) == 2  # both seeds' fine-tunes are listed
+  assert [[s["n"] for s in r["per_seed"]] for r in rows] == [[2.0, 1.0], [1.0, 1.0]]
+
+
 def test_study_collects_in_a_fresh_process_after_the_config_is_locked(tmp_path):
   """What study.py does: parse (and lock) the study config, then collect finished runs. collect
   once imported a module that registers a gin configurable, which fails after the lock (the

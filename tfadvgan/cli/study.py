@@ -211,15 +211,16 @@ def run_study(out, variants, seeds=(0, 1, 2), num_steps=2000, classifier_path=No
         f"--model_dir={run_dir}", f"--which={','.join(diagnose_which)}",
         f"--epsilons=0,{fgsm_epsilon}", f"--num={diagnose_num}"] + list(diagnose_flags)
 
-  def finish(name, run_dir, log, cmds):
+  def finish(name, run_dir, log, cmds, ran=0):
+    """Runs `cmds` (the first `ran` finished earlier: listed, not run again), then collects."""
     done = io.join(run_dir, "study_done.json")
     if io.exists(done) and not dry_run:  # finished earlier: its commands still go in study.md
       per_seed[name].append(io.read_json(done))
       commands.extend(_printable(cmd) for cmd in cmds)
       return
     t0 = time.time()
-    for cmd in cmds:
-      commands.append(_run(cmd, log, dry_run))
+    for i, cmd in enumerate(cmds):
+      commands.append(_printable(cmd) if i < ran and not dry_run else _run(cmd, log, dry_run))
     if dry_run:
       return
     numbers = collect(run_dir, eps_key, curve_every_steps and curve_num_samples)
@@ -251,8 +252,11 @@ def run_study(out, variants, seeds=(0, 1, 2), num_steps=2000, classifier_path=No
       finetune_cmd = _script("finetune") + [
           f"--model_dir={io.join(out, base, f'seed{seed}')}", f"--out_dir={run_dir}"] + [
               f"--gin_param={p}" for p in params]
+      # finetune.py refuses a non-empty --out_dir: a fine-tune that finished (finetune.json is
+      # written last) before the study stopped is not run again.
       finish(name, run_dir, io.join(out, f"{name}_seed{seed}.log"),
-             [finetune_cmd, diagnose(run_dir)])
+             [finetune_cmd, diagnose(run_dir)],
+             ran=int(io.exists(io.join(run_dir, "finetune.json"))))
   rows = [{"variant": name, "gin_files": list(gin_files), "params": list(params),
            "per_seed": per_seed[name]} for name, gin_files, params in variants]
   rows += [{"variant": name, "finetunes": base, "params": list(params),
