@@ -16,7 +16,8 @@ Methods are small subclasses. They override the hooks below instead of copying t
                                                    -> per_example_terms or None  (DAT)
   class_loss_terms(...)                            -> per-example class terms (conditional methods)
   after_discriminator_update(context)              -> None    (AS-GAN: second update)
-  discriminator_update(real, labels, z, fake_labels, index)   (Fast-RobGAN: M replays)
+  discriminator_update(real, labels, z, fake_labels, index)   (Fast-RobGAN: M replays, each a
+      `discriminator_step` with the perturbation as a gradient source)
   generator_loss(fake_out, fake_labels)            -> per_example_loss
 
 Set `needs_real_input_gradient = True` in a subclass to get d(loss)/d(real) from the same tape as the
@@ -409,16 +410,22 @@ class GAN(keras.Model):
     return self.replica_compiled("fakes", lambda z, y: tf.stop_gradient(self.generate(z, y, training=True)))(
         z, fake_labels)
 
+  def discriminator_step(self, real, labels, fake, fake_labels, step_seed, sources=None,
+                         make_real=None):
+    """D's gradients on one real and one fake batch, applied and logged; returns the gradients
+    for `sources` (see `_discriminator_gradients`)."""
+    grads, source_grads, logs = self.discriminator_gradients(
+        real, labels, fake, fake_labels, step_seed, sources=sources, make_real=make_real)
+    self.track(d_grad_norm=self.apply_discriminator_gradients(grads), **logs)
+    return source_grads
+
   def discriminator_update(self, real, labels, z, fake_labels, index):
     """One D update. `index` is k in 0..n_dis-1."""
     step_seed = self.step_seed(index)
     fake = self.fakes(z, fake_labels)
     real = self.replica_compiled("perturb_real", self.perturb_real)(real, labels, step_seed)
-    grads, source_grads, logs = self.discriminator_gradients(real, labels, fake, fake_labels,
-                                                             step_seed)
+    source_grads = self.discriminator_step(real, labels, fake, fake_labels, step_seed)
     real_grad = source_grads[0] if source_grads else None
-    grad_norm = self.apply_discriminator_gradients(grads)
-    self.track(d_grad_norm=grad_norm, **logs)
     self.after_discriminator_update(dict(real=real, labels=labels, fake=fake,
                                          fake_labels=fake_labels, real_grad=real_grad,
                                          step_seed=step_seed, index=index))

@@ -168,12 +168,11 @@ class FastRobGAN(ac.ACGAN):
           return tf.clip_by_value(x_adv, -1.0, 1.0)
         return ops.clip_straight_through(x_adv)
 
-      grads, (grad_delta,), logs = self.discriminator_gradients(
-          real, labels, fake, fake_labels, step_seed, sources=[delta], make_real=make_real)
-      grad_norm = self.apply_discriminator_gradients(grads)
+      (grad_delta,) = self.discriminator_step(real, labels, fake, fake_labels, step_seed,
+                                              sources=[delta], make_real=make_real)
       new_delta = attacks.free_delta_update(delta, grad_delta, self.step_size, self.epsilon)
       self.delta.assign(new_delta)
-      self.track(d_grad_norm=grad_norm, delta_abs=tf.reduce_mean(tf.abs(new_delta)), **logs)
+      self.track(delta_abs=tf.reduce_mean(tf.abs(new_delta)))
 
   def class_loss_terms(self, real_out, labels, fake_out, fake_labels):
     terms = self.real_class_term(real_out, labels)
