@@ -325,8 +325,8 @@ def draw_figures(out, rows, seeds):
     path = io.join(out, "robustness.png")
     refs = next((r["per_seed"] for r in rows
                  if any(k.startswith("ref_acc_pgd_") for s in r["per_seed"] for k in s)), None)
-    figures.robustness_png(path, robust, seeds,
-                           reference=("reference classifier", refs) if refs else None)
+    reference = ("reference classifier (its own architecture)", refs) if refs else None
+    figures.robustness_png(path, robust, seeds, reference=reference)
     written.append(path)
   return written
 
