@@ -55,8 +55,7 @@ import tensorflow as tf
 
 from tfadvgan import errors
 from tfadvgan import ops
-# The random-number helpers live in `tfadvgan.rng`; these names stay for callers of attacks.*.
-from tfadvgan.rng import normal, split_seed, uniform  # noqa: F401  pylint: disable=unused-import
+from tfadvgan.rng import normal, split_seed, uniform
 
 NORMS = ("linf", "l2")
 STEPS = ("sign", "raw", "l2")

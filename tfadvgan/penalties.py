@@ -15,7 +15,7 @@ Penalties (``get(name)``):
 
 - ``wgan_gp`` (Gulrajani et al. 2017): ``(||grad D(x_hat)||_2 - target)^2`` with
   ``x_hat = real + u (fake - real)``, ``u ~ U[0, 1)`` per example from
-  ``attacks.uniform([B, 1, ..., 1], seed)`` (stateless, identical with and without XLA).
+  ``rng.uniform([B, 1, ..., 1], seed)`` (stateless, identical with and without XLA).
 - ``wgan_lp`` (Petzka et al. 2018, one-sided): ``max(0, ||grad D(x_hat)||_2 - target)^2`` at the
   same interpolates as ``wgan_gp``.
 - ``r1`` (Mescheder et al. 2018, zero-centred GP on reals): ``||grad D(real)||_2^2``; ``fake`` is

@@ -137,7 +137,7 @@ class FastRobGAN(ac.ACGAN):
       return tf.zeros(shape)
     if self.delta_init == "uniform":
       return attacks.free_delta_init(shape, self.epsilon, seed)
-    return tf.clip_by_value(attacks.normal(shape, seed), -self.epsilon, self.epsilon)
+    return tf.clip_by_value(rng.normal(shape, seed), -self.epsilon, self.epsilon)
 
   def state_variables(self):
     return [self._free_at]

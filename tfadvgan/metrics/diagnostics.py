@@ -82,6 +82,7 @@ from tfadvgan import errors
 from tfadvgan import images as images_lib
 from tfadvgan import losses as losses_lib
 from tfadvgan import ops
+from tfadvgan import rng
 
 DEFAULT_EPSILONS = (0.0, 0.5 / 255, 1.0 / 255, 2.0 / 255, 4.0 / 255)
 ROBGAN_EPSILONS = (0.0, 0.02, 0.04, 0.08)
@@ -783,13 +784,13 @@ class CheapDiagnostics:
       return _logits(discriminator(x, y if conditional else None, training=training))
 
     def compute(real, labels, seed, epsilon):
-      seeds = attacks.split_seed(seed, 2)
+      seeds = rng.split_seed(seed, 2)
       t_r, g = ops.input_gradient(lambda v: d(v, labels), real)
       bce_grad = -tf.reshape(tf.sigmoid(-t_r), [-1] + [1] * len(shape)) * g
       x_adv = attacks.fgsm(real, None, epsilon, clip=clip, grad=bce_grad)
       t_adv = d(x_adv, labels)
       batch = tf.shape(real)[0]
-      z = attacks.normal(tf.stack([batch, latent_dim]), seeds[0])
+      z = rng.normal(tf.stack([batch, latent_dim]), seeds[0])
       fake_labels = labels if conditional else None
       fake = generator(z, fake_labels, training=False)
       t_f = d(fake, fake_labels)

@@ -21,9 +21,9 @@ import tensorflow as tf
 
 from tfadvgan import images as images_lib
 from tfadvgan import io
-from tfadvgan.metrics import diagnostics
-from tfadvgan import rng
 from tfadvgan import optimizers
+from tfadvgan import rng
+from tfadvgan.metrics import diagnostics
 
 
 def _crossed(step, last, every):
