@@ -295,19 +295,19 @@ def _tiny_gan_namespace():
   return Gan()
 
 
-def test_cheap_diagnostics_values_and_no_retracing():
+def test_batch_diagnostics_values_and_no_retracing():
   gan = _tiny_gan_namespace()
-  out = diag.cheap_diagnostics(gan, X[:16], epsilon=0.02)
-  assert set(out) == set(diag.CHEAP_KEYS)
+  out = diag.batch_diagnostics(gan, X[:16], epsilon=0.02)
+  assert set(out) == set(diag.BATCH_KEYS)
   t = np_logits(X[:16])
   assert out["d_acc_real"] == pytest.approx(np.mean(t > 0))
   assert out["d_acc_real_fgsm"] == pytest.approx(np.mean(t - 0.02 * W_L1 > 0))
   assert out["grad_l1"] == pytest.approx(W_L1, rel=1e-5)
   assert out["grad_sparsity"] == pytest.approx(np.mean(W == 0))
   assert out["conf_real_adv"] < out["conf_real"]
-  cached = diag.get_cheap_diagnostics(gan)
+  cached = diag.compiled_batch_diagnostics(gan)
   assert cached.tracing_count == 1
-  diag.cheap_diagnostics(gan, tf.constant(X[16:40]), epsilon=0.01, seed=3)  # other size / eps
+  diag.batch_diagnostics(gan, tf.constant(X[16:40]), epsilon=0.01, seed=3)  # other size / eps
   assert cached.tracing_count == 1
 
 
@@ -334,13 +334,13 @@ def run_dir(tmp_path_factory):
   return model_dir, gan, data
 
 
-def test_cheap_diagnostics_on_a_trained_gan(run_dir):
+def test_batch_diagnostics_on_a_trained_gan(run_dir):
   _, gan, _ = run_dir
   batch = np.random.default_rng(1).uniform(-1, 1, (8, 32, 32, 1)).astype(np.float32)
-  first = diag.cheap_diagnostics(gan, batch)
-  assert set(first) == set(diag.CHEAP_KEYS) and all(np.isfinite(v) for v in first.values())
-  second = diag.cheap_diagnostics(gan, batch, seed=5)
-  assert diag.get_cheap_diagnostics(gan).tracing_count == 1
+  first = diag.batch_diagnostics(gan, batch)
+  assert set(first) == set(diag.BATCH_KEYS) and all(np.isfinite(v) for v in first.values())
+  second = diag.batch_diagnostics(gan, batch, seed=5)
+  assert diag.compiled_batch_diagnostics(gan).tracing_count == 1
   assert second["d_real_logit"] == first["d_real_logit"]  # inference mode: deterministic
 
 

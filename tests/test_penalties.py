@@ -112,10 +112,10 @@ def test_penalty_weight_gradient_matches_finite_differences(name):
   rng = np.random.default_rng(3)
   real = tf.constant(rng.uniform(-1, 1, (6, 3)))
   fake = tf.constant(rng.uniform(-1, 1, (6, 3)))
-  pen = penalties.get(name)
+  penalty_fn = penalties.get(name)
 
   def value():
-    return tf.reduce_sum(pen(d_fn, real, fake, seed=SEED))
+    return tf.reduce_sum(penalty_fn(d_fn, real, fake, seed=SEED))
 
   with tf.GradientTape() as tape:
     total = value()

@@ -18,7 +18,7 @@ shape and traces once). Results are Python floats / numpy arrays.
 | ``gradient_grid``               | AS-GAN Fig. 2 (gradient maps)                            |
 | ``confidence_real_vs_adversarial`` | AS-GAN Fig. 10a (sigma(D(x)) vs sigma(D(x_adv)))      |
 | ``wasserstein_estimate``        | DAT Figs. 4-7 (E D(x_r) - E D(x_f))                      |
-| ``cheap_diagnostics``           | one-batch scalars for TensorBoard during training        |
+| ``batch_diagnostics``           | one-batch scalars for TensorBoard during training        |
 
 Readings and decisions (recorded for BUILD_NOTES.md):
 
@@ -736,21 +736,21 @@ def confidence_real_vs_adversarial(d_fn, images, epsilon=1.0 / 255, labels=None,
 # ----------------------------------------------------------------------------- 6. W estimate
 def wasserstein_estimate(d_fn, real, fake, real_labels=None, fake_labels=None, batch_size=256):
   """DAT Figs. 4-7: ``mean D(x_r) - mean D(x_f)`` on raw logits (a float)."""
-  t_r = logits(d_fn, real, real_labels, batch_size)
-  t_f = logits(d_fn, fake, fake_labels, batch_size)
-  return float(np.mean(t_r.astype(np.float64)) - np.mean(t_f.astype(np.float64)))
+  logits_real = logits(d_fn, real, real_labels, batch_size)
+  logits_fake = logits(d_fn, fake, fake_labels, batch_size)
+  return float(np.mean(logits_real.astype(np.float64)) - np.mean(logits_fake.astype(np.float64)))
 
 
-# ------------------------------------------------------------------------- 7. cheap, per batch
-CHEAP_KEYS = ("d_acc_real", "d_acc_real_fgsm", "d_acc_fake", "grad_l1", "grad_sparsity",
+# ---------------------------------------------------------------- 7. per batch, during training
+BATCH_KEYS = ("d_acc_real", "d_acc_real_fgsm", "d_acc_fake", "grad_l1", "grad_sparsity",
               "conf_real", "conf_real_adv", "wdist", "d_real_logit", "d_fake_logit")
 
 
-class CheapDiagnostics:
+class BatchDiagnostics:
   """One-batch diagnostics of a GAN, compiled once (``tf.function`` with an input signature).
 
   ``__call__(real_batch, labels=None, epsilon=1/255, seed=0)`` returns a dict of Python floats
-  (keys ``CHEAP_KEYS``): D accuracy on reals clean / under FGSM (BCE loss, epsilon on the [-1, 1]
+  (keys ``BATCH_KEYS``): D accuracy on reals clean / under FGSM (BCE loss, epsilon on the [-1, 1]
   scale), D accuracy on fakes, mean per-example L1 norm and sparsity of ``grad_x D(x_r)``,
   ``mean sigmoid(D)`` on reals and their FGSM examples, ``mean D(x_r) - mean D(x_f)`` and the two
   mean logits. Fakes come from ``gan.sampler()`` in inference mode with stateless noise from
@@ -785,28 +785,28 @@ class CheapDiagnostics:
 
     def compute(real, labels, seed, epsilon):
       seeds = rng.split_seed(seed, 2)
-      t_r, g = ops.input_gradient(lambda v: d(v, labels), real)
-      bce_grad = -tf.reshape(tf.sigmoid(-t_r), [-1] + [1] * len(shape)) * g
+      logits_real, g = ops.input_gradient(lambda v: d(v, labels), real)
+      bce_grad = -tf.reshape(tf.sigmoid(-logits_real), [-1] + [1] * len(shape)) * g
       x_adv = attacks.fgsm(real, None, epsilon, clip=clip, grad=bce_grad)
-      t_adv = d(x_adv, labels)
+      logits_adv = d(x_adv, labels)
       batch = tf.shape(real)[0]
       z = rng.normal(tf.stack([batch, latent_dim]), seeds[0])
       fake_labels = labels if conditional else None
       fake = generator(z, fake_labels, training=False)
-      t_f = d(fake, fake_labels)
+      logits_fake = d(fake, fake_labels)
       mean = tf.reduce_mean
       f32 = lambda b: tf.cast(b, tf.float32)
       return {
-          "d_acc_real": mean(f32(t_r > 0)),
-          "d_acc_real_fgsm": mean(f32(t_adv > 0)),
-          "d_acc_fake": mean(f32(t_f < 0)),
+          "d_acc_real": mean(f32(logits_real > 0)),
+          "d_acc_real_fgsm": mean(f32(logits_adv > 0)),
+          "d_acc_fake": mean(f32(logits_fake < 0)),
           "grad_l1": mean(tf.reduce_sum(tf.abs(g), axis=reduce_axes)),
           "grad_sparsity": mean(f32(tf.abs(g) <= zero_tol)),
-          "conf_real": mean(tf.sigmoid(t_r)),
-          "conf_real_adv": mean(tf.sigmoid(t_adv)),
-          "wdist": mean(t_r) - mean(t_f),
-          "d_real_logit": mean(t_r),
-          "d_fake_logit": mean(t_f),
+          "conf_real": mean(tf.sigmoid(logits_real)),
+          "conf_real_adv": mean(tf.sigmoid(logits_adv)),
+          "wdist": mean(logits_real) - mean(logits_fake),
+          "d_real_logit": mean(logits_real),
+          "d_fake_logit": mean(logits_fake),
       }
 
     signature = [tf.TensorSpec([None] + list(shape), tf.float32),
@@ -824,14 +824,14 @@ class CheapDiagnostics:
   def __call__(self, real_batch, labels=None, epsilon=1.0 / 255, seed=0):
     real = tf.cast(tf.convert_to_tensor(real_batch), tf.float32)
     errors.check(real.shape.rank is not None and real.shape.rank >= 2 and real.shape[0] != 0,
-                 f"cheap_diagnostics needs a [B, ...] batch; got shape {real.shape}.")
+                 f"batch_diagnostics needs a [B, ...] batch; got shape {real.shape}.")
     if self._fn is None:
       self._build(tuple(real.shape[1:]))
     errors.check(tuple(real.shape[1:]) == self._shape,
-                 f"cheap_diagnostics was built for inputs {self._shape}; got {tuple(real.shape)}.")
+                 f"batch_diagnostics was built for inputs {self._shape}; got {tuple(real.shape)}.")
     if labels is None:
       errors.check(not self.conditional,
-                   "This run is class-conditional: cheap_diagnostics needs the batch's labels.")
+                   "This run is class-conditional: batch_diagnostics needs the batch's labels.")
       labels = tf.zeros(tf.shape(real)[:1], tf.int32)
     labels = tf.cast(tf.convert_to_tensor(labels), tf.int32)
     eps = _check_epsilons([epsilon])[0]
@@ -843,19 +843,19 @@ class CheapDiagnostics:
 _CHEAP_CACHE = weakref.WeakKeyDictionary()
 
 
-def get_cheap_diagnostics(gan, zero_tol=1e-6, training=False):
-  """The ``CheapDiagnostics`` cached for ``gan`` (built on first use; one per setting)."""
+def compiled_batch_diagnostics(gan, zero_tol=1e-6, training=False):
+  """The ``BatchDiagnostics`` cached for ``gan`` (built on first use; one per setting)."""
   per_gan = _CHEAP_CACHE.setdefault(gan, {})
   key = (float(zero_tol), bool(training))
   if key not in per_gan:
-    per_gan[key] = CheapDiagnostics(gan, zero_tol=zero_tol, training=training)
+    per_gan[key] = BatchDiagnostics(gan, zero_tol=zero_tol, training=training)
   return per_gan[key]
 
 
 @gin.configurable(denylist=["gan", "real_batch", "labels", "seed"])
-def cheap_diagnostics(gan, real_batch, labels=None, epsilon=1.0 / 255, seed=0, zero_tol=1e-6,
+def batch_diagnostics(gan, real_batch, labels=None, epsilon=1.0 / 255, seed=0, zero_tol=1e-6,
                       training=False):
-  """Scalars for TensorBoard from one real batch; see ``CheapDiagnostics`` (compiled once per GAN).
+  """Scalars for TensorBoard from one real batch; see ``BatchDiagnostics`` (compiled once per GAN).
 
   Args:
     gan: a ``GAN``.
@@ -867,6 +867,6 @@ def cheap_diagnostics(gan, real_batch, labels=None, epsilon=1.0 / 255, seed=0, z
     training: discriminator mode (default inference).
 
   Returns:
-    dict of Python floats, keys ``CHEAP_KEYS``.
+    dict of Python floats, keys ``BATCH_KEYS``.
   """
-  return get_cheap_diagnostics(gan, zero_tol, training)(real_batch, labels, epsilon, seed)
+  return compiled_batch_diagnostics(gan, zero_tol, training)(real_batch, labels, epsilon, seed)

@@ -239,7 +239,7 @@ class PeriodicEval(PeriodicCallback):
 
 
 class Diagnostics(PeriodicCallback):
-  """Every `every` steps, logs `tfadvgan.metrics.diagnostics.cheap_diagnostics` on a fixed real
+  """Every `every` steps, logs `tfadvgan.metrics.diagnostics.batch_diagnostics` on a fixed real
   batch (D accuracy clean / under FGSM, input-gradient L1 and sparsity, confidence on real vs
   adversarial, Wasserstein estimate) and, with `attack_success`, DAT's xi_fake / xi_real."""
 
@@ -255,7 +255,7 @@ class Diagnostics(PeriodicCallback):
                                          seed=rng.DIAGNOSTICS_Z)
 
   def compute(self):
-    results = diagnostics.cheap_diagnostics(self.gan, self.real, self.labels, self.epsilon)
+    results = diagnostics.batch_diagnostics(self.gan, self.real, self.labels, self.epsilon)
     if self.attack_success:
       fake = self.gan.generator(self.z, self.labels if self.gan.conditional else None,
                                 training=False)

@@ -183,7 +183,7 @@ def train(model_dir,
     log_every_steps, checkpoint_every_steps, sample_every_steps, eval_every_steps: intervals
       in train steps (0 disables eval).
     eval_fn: `eval_fn(gan, step) -> {name: value}`, called every `eval_every_steps`.
-    diagnose_every_steps: interval of the cheap diagnostics on a fixed real batch (TensorBoard
+    diagnose_every_steps: interval of the batch diagnostics on a fixed real batch (TensorBoard
       `diag/*`; 0 disables them).
     diagnose_epsilon: FGSM budget of those diagnostics ([-1, 1] scale).
     diagnose_attack_success: also log DAT's xi_fake / xi_real there (None: only for DAT).
