@@ -23,8 +23,8 @@ class RecordingASGAN(ASGAN):
     super().__init__(*args, **kwargs)
     self.last_x_hat = tf.Variable(tf.zeros([8, 2]), trainable=False)
 
-  def craft(self, *args):
-    x_hat = super().craft(*args)
+  def adversarial_reals(self, *args):
+    x_hat = super().adversarial_reals(*args)
     if x_hat.shape[0] == self.last_x_hat.shape[0]:  # one replica holds the whole batch
       self.last_x_hat.assign(x_hat)
     return x_hat

@@ -148,7 +148,7 @@ def test_as_gan_fgsm_direction_in_bfloat16_matches_float32():
   params = ["build_gan.method = 'as_gan'", "build_generator.width = 8",
             "build_discriminator.width = 8", "build_gan.latent_dim = 16"]
   f32, bf16 = build(params, "none", (32, 32, 1)), build(params, "bfloat16", (32, 32, 1))
-  assert f32.needs_real_input_gradient and bf16.needs_real_input_gradient
+  assert f32.attack == bf16.attack == "fgsm"  # its direction: the D tape's input gradient
   for a, b in zip(f32.weights, bf16.weights):
     b.assign(a.numpy())
   rng = np.random.default_rng(9)
@@ -159,7 +159,7 @@ def test_as_gan_fgsm_direction_in_bfloat16_matches_float32():
   seed = tf.constant([1, 2])
   signs = {}
   for name, gan in (("f32", f32), ("bf16", bf16)):
-    _, (real_grad,), _ = gan._discriminator_gradients(real, None, fake, None, seed)  # pylint: disable=protected-access
+    _, (real_grad,), _ = gan._discriminator_gradients(real, None, fake, None, seed, sources=[real])  # pylint: disable=protected-access
     assert real_grad.dtype == tf.float32
     signs[name] = np.sign(real_grad.numpy())
   assert np.mean(signs["f32"] != 0) > 0.99  # a direction on (almost) every pixel
@@ -226,7 +226,7 @@ def test_float16_skipped_update_still_counts_and_unscaled_input_gradient_is_zero
   real = tf.constant(rng.normal(size=(8, 2)).astype("f4"))
   fake = gan.generator(tf.constant(rng.normal(size=(8, 4)).astype("f4")), None)
   seed = tf.constant([1, 2])
-  grads, (real_grad,), _ = gan._discriminator_gradients(real, None, fake, None, seed)  # pylint: disable=protected-access
+  grads, (real_grad,), _ = gan._discriminator_gradients(real, None, fake, None, seed, sources=[real])  # pylint: disable=protected-access
   assert not base.all_finite(grads)
   np.testing.assert_array_equal(real_grad.numpy(), 0.0)  # no inf/NaN reaches the attack
   norm = gan.apply_discriminator_gradients(grads)

@@ -140,7 +140,7 @@ def test_one_config_per_family_and_image_size_builds(config, tmp_path):
   labels = tf.constant([0, 1]) if gan.conditional else None
   fake = gan.generate(z, labels, training=False)
   assert fake.shape == (2,) + tuple(source.shape)
-  logits = gan.d_out(fake, labels, training=False)["logits"]
+  logits = gan.discriminate(fake, labels, training=False)["logits"]
   assert logits.shape == (2,) and bool(tf.reduce_all(tf.math.is_finite(logits)))
 
 

@@ -10,6 +10,7 @@ cross-replica (synchronized) statistics; then results match one device on the sa
 import gin
 import tensorflow as tf
 
+from tfadvgan import config
 from tfadvgan import errors
 
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
@@ -119,14 +120,24 @@ class PerReplicaState(_Trackable):
   messages. Fast-RobGAN's persistent perturbation is one.
   """
 
-  def __init__(self, variable, name="per-replica state"):
+  def __init__(self, variable, name="per-replica state", setting="train.batch_size"):
     super().__init__()
     self._variable = variable
     self._name = name
+    self._setting = setting
 
   @property
   def variable(self):
     return self._variable
+
+  def read(self, batch_rows):
+    """This replica's component as a tensor, checked against a batch of `batch_rows` rows (None:
+    unknown, not checked); a mismatch names the knob that sizes the state."""
+    value = tf.convert_to_tensor(self._variable.value())
+    errors.check(batch_rows is None or value.shape[0] == batch_rows,
+                 f"{self._name} was made for {value.shape[0]} examples per replica but the batch "
+                 f"has {batch_rows}: set {self._setting} to the global batch size of the run.")
+    return value
 
   def components(self):
     """This process's per-replica variables, in replica order."""
@@ -162,7 +173,7 @@ class PerReplicaState(_Trackable):
     errors.check(value.shape[0] == rows * replicas,
                  f"{self._name}: the saved value has {value.shape[0]} rows but this run "
                  f"holds {replicas} replica(s) x {rows}; resume with the same "
-                 "train.batch_size.")
+                 f"{self._setting}.")
     assigns = []
     for r, component in zip(ids, components):
       with tf.device(component.device):
@@ -176,11 +187,19 @@ class PerReplicaState(_Trackable):
     return self.assign_global(restored_tensors["value"])
 
 
-def per_replica_state(global_batch_size, sample_shape, variable_name, name):
+def per_replica_state(global_batch_size, sample_shape, variable_name, name,
+                      setting="train.batch_size"):
   """A zero `PerReplicaState` of [global_batch_size / replicas, *sample_shape] per replica of the
-  current strategy (one ON_READ variable, never aggregated on write)."""
+  current strategy (one ON_READ variable, never aggregated on write). `global_batch_size` None
+  reads `train.batch_size`; `setting` names the knob in errors."""
+  if global_batch_size is None:
+    global_batch_size = config.train_batch_size()
+  errors.check(isinstance(global_batch_size, int) and global_batch_size >= 1,
+               f"{name} needs the global batch size as an integer ({setting}); got "
+               f"{global_batch_size!r}.")
   rows = per_replica_batch(tf.distribute.get_strategy(), global_batch_size)
-  variable = tf.Variable(tf.zeros((rows,) + tuple(sample_shape)), trainable=False,
-                         name=variable_name, synchronization=tf.VariableSynchronization.ON_READ,
+  variable = tf.Variable(tf.zeros((rows,) + tuple(int(d) for d in sample_shape)),
+                         trainable=False, name=variable_name,
+                         synchronization=tf.VariableSynchronization.ON_READ,
                          aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
-  return PerReplicaState(variable, name)
+  return PerReplicaState(variable, name, setting)

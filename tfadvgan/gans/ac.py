@@ -1,5 +1,5 @@
 """What the auxiliary-classifier (AC) methods share, Rob-GAN and Fast-RobGAN: the head check, the
-class accuracy, D's class term on the reals and G's loss with its class term.
+class accuracy, D's class terms (on top of the clean loss) and G's loss with its class term.
 
 D has a real/fake logit D^b and a class head D^c (`build_discriminator.head = 'ac'`); G is
 class-conditional. A subclass sets `class_weight` and `g_class_weight` in its constructor.
@@ -41,6 +41,16 @@ class ACGAN(base.GAN):
     check_ac_discriminator(self, type(self).__name__)
     for name in ("class_real", "acc_real", "g_class"):
       self.add_tracker(name)
+
+  def discriminator_terms(self, batch, real_out, fake_out):
+    """The clean D loss plus the method's `class_loss_terms`."""
+    return (super().discriminator_terms(batch, real_out, fake_out)
+            + self.class_loss_terms(real_out, batch.labels, fake_out, batch.fake_labels))
+
+  def class_loss_terms(self, real_out, labels, fake_out, fake_labels):
+    """Per-example class terms of D's loss (Rob-GAN: CE on reals and fakes; Fast-RobGAN: CE on
+    reals and the KL term on fakes)."""
+    raise NotImplementedError
 
   def real_class_term(self, real_out, labels):
     """[B] class_weight * CE(D^c(x_r), y_r); logs its mean and D's accuracy on the reals."""

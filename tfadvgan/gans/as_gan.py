@@ -1,7 +1,7 @@
 """AS-GAN: adversarial symmetric GANs (../shared/papers/as_gan.txt, Sec. 3, Algorithm 1).
 
 Per train step, for each of the `n_dis` D updates:
-  1. the normal D update on real and fake (`GAN.discriminator_update`);
+  1. the normal D update on real and fake (`GAN.discriminator_step`);
   2. x_hat = x + eps * sign(grad_x L_D(x)) (Eq. 7 with L_D = -V), the input gradient taken from the
      same tape as step 1's weight gradient, i.e. at the weights *before* that update: no extra pass;
   3. a second D update on x_hat, through the method's loss: the real term only (the authors'
@@ -90,8 +90,6 @@ class ASGAN(base.GAN):
     self.pgd_steps = int(pgd_steps)
     self.pgd_step_size = pgd_step_size
     self.pgd_random_start = bool(pgd_random_start)
-    # FGSM reuses the first update's input gradient; the other attacks do not need it.
-    self.needs_real_input_gradient = attack == "fgsm"
     for name in ("as_d_loss", "d_adv", "epsilon"):
       self.add_tracker(name)
 
@@ -109,7 +107,7 @@ class ASGAN(base.GAN):
       on = tf.logical_and(on, in_epoch >= self.epoch_warmup_steps)
     return tf.where(on, self.epsilon * scale, 0.0)
 
-  def craft(self, real, labels, real_grad, epsilon, step_seed):
+  def adversarial_reals(self, real, labels, real_grad, epsilon, step_seed):
     """x_hat from the chosen attack (FGSM uses the pre-update input gradient `real_grad`)."""
     loss_fn = None
     if self.attack == "pgd":  # the only attack here that needs fresh passes
@@ -123,23 +121,31 @@ class ASGAN(base.GAN):
         step_size=step_size, random_start=self.pgd_random_start,
         seed=tf.random.experimental.stateless_fold_in(step_seed, rng.AS_GAN_ATTACK))
 
-  def after_discriminator_update(self, context):
+  def discriminator_update(self, real, labels, z, fake_labels, index):
+    """The normal D update, then the second one on x_hat. FGSM takes its direction from the
+    first update's tape (the input gradient at the weights before it); other attacks need none."""
+    batch = self.discriminator_batch(real, labels, z, fake_labels, index)
+    fgsm = self.attack == "fgsm"  # D's loss reads the real batch from the source it watches
+    source_grads = self.discriminator_step(batch, sources=[batch.real] if fgsm else [],
+                                           make_real=(lambda real: real) if fgsm else None)
+    real_grad = source_grads[0] if fgsm else None
     epsilon = self.epsilon_at(self.global_step)
     grads = self.replica_compiled("as_gan_second_update", self.second_update_gradients)(
-        context["real"], context["labels"], context["fake"], context["fake_labels"],
-        context["real_grad"], epsilon, context["step_seed"])
+        *batch[:4], real_grad, epsilon, batch.step_seed)
     self.apply_discriminator_gradients(grads)
 
   def second_update_gradients(self, real, labels, fake, fake_labels, real_grad, epsilon,
                               step_seed):
     """D's weight gradients of the second update on x_hat (compiled per replica under XLA)."""
-    x_hat = tf.stop_gradient(self.craft(real, labels, real_grad, epsilon, step_seed))
+    x_hat = tf.stop_gradient(self.adversarial_reals(real, labels, real_grad, epsilon,
+                                                    step_seed))
     variables = self.discriminator.trainable_variables
     with tf.GradientTape() as tape:
-      adv_out = self.d_out(x_hat, labels)
+      adv_out = self.discriminate(x_hat, labels)
       per_example = self.loss_fn.d_real(adv_out["logits"])
       if self.second_update == "real_fake":
-        per_example = per_example + self.loss_fn.d_fake(self.d_out(fake, fake_labels)["logits"])
+        fake_logits = self.discriminate(fake, fake_labels)["logits"]
+        per_example = per_example + self.loss_fn.d_fake(fake_logits)
       # float16: the loss-scaled loss (apply_discriminator_gradients' optimizer unscales).
       loss = base.scaled(base.average(per_example), base.loss_scale(self.d_optimizer))
     self.track(as_d_loss=tf.reduce_mean(per_example), d_adv=tf.reduce_mean(adv_out["logits"]),

@@ -9,24 +9,27 @@ Batch layout (see `tfadvgan.data.make_train_dataset`): every batch row carries `
 G update (`z_g`). D update `k` takes slice `k` of every row. A strategy splits rows across replicas,
 so which examples meet in update `k` does not depend on the replica count.
 
-Methods are small subclasses. They override the hooks below instead of copying the loop:
+Methods are small subclasses. Each overrides one or two of these steps instead of copying the loop:
 
   perturb_real(real, labels, step_seed)            -> real'   (Rob-GAN: PGD)
-  extra_discriminator_terms(real, labels, fake, fake_labels, real_out, fake_out, step_seed)
-                                                   -> per_example_terms or None  (DAT)
-  class_loss_terms(...)                            -> per-example class terms (conditional methods)
-  after_discriminator_update(context)              -> None    (AS-GAN: second update)
-  discriminator_update(real, labels, z, fake_labels, index)   (Fast-RobGAN: M replays, each a
-      `discriminator_step` with the perturbation as a gradient source)
+  discriminator_terms(batch, real_out, fake_out)   -> per-example D terms; here the loss on the
+      clean real and fake batch (DAT adds its attacked terms; the AC methods their class terms)
+  discriminator_update(real, labels, z, fake_labels, index)
+      one D update: `discriminator_batch`, then `discriminator_step` (AS-GAN adds a second update
+      on FGSM-perturbed reals; Fast-RobGAN replays the step M times on a persistent perturbation)
   generator_loss(fake_out, fake_labels)            -> per_example_loss
 
-Set `needs_real_input_gradient = True` in a subclass to get d(loss)/d(real) from the same tape as the
-weight gradient (in `context["real_grad"]`), at the weights *before* the update.
+`discriminator_step(batch, sources=...)` also returns the gradient of D's loss for each tensor in
+`sources` from the same tape as the weight gradient, i.e. at the weights *before* the update
+(AS-GAN's FGSM direction, Fast-RobGAN's delta gradient). Method state that checkpoints keep is
+registered with `add_state` (a `distribute.PerReplicaState`).
 
-Reporting: hooks log with `self.track(name=value)` (a tracker registered with `add_tracker`);
+Reporting: steps log with `self.track(name=value)` (a tracker registered with `add_tracker`);
 every value logged goes through a `keras.metrics.Mean` tracker and is the plain per-replica mean
 (never the replica-scaled partial sum that `tf.nn.compute_average_loss` returns).
 """
+
+import typing
 
 import gin
 import keras
@@ -35,6 +38,16 @@ import tensorflow as tf
 from tfadvgan import errors
 from tfadvgan import losses as losses_lib
 from tfadvgan import penalties as penalties_lib
+
+
+class DBatch(typing.NamedTuple):
+  """What one D update trains on: the (perturbed) reals, G's fakes, their labels and the update's
+  stateless seed."""
+  real: tf.Tensor
+  labels: typing.Optional[tf.Tensor]
+  fake: tf.Tensor
+  fake_labels: typing.Optional[tf.Tensor]
+  step_seed: tf.Tensor
 
 
 def _replica_count():
@@ -118,8 +131,6 @@ class GAN(keras.Model):
   method_name = "gan"       # build_gan.method's name for this class (gans.METHODS)
   conditional_default = False  # build_gan.conditional when unset
   targeted_attack = False   # DAT: periodic diagnostics also measure its attack's success
-  needs_real_input_gradient = False
-  clean_weight = 1.0  # DAT's lambda_1 on the clean D terms
   # Set by the engine under Mirrored / MultiWorker with XLA: compile each replica's gradient
   # computations (`replica_compiled`), keep the cross-replica reduction and optimizer applies outside.
   replica_jit = False
@@ -178,6 +189,7 @@ class GAN(keras.Model):
                    "conditional=True but the generator has num_classes=0: set "
                    "build_generator.num_classes (train.py does this from the dataset).")
     self._trackers = {}
+    self._states = []
     for metric in ("d_loss", "g_loss", "d_real", "d_fake", "wdist", "d_grad_norm", "g_grad_norm"):
       self.add_tracker(metric)
     if self.penalty_fn is not None:
@@ -190,6 +202,11 @@ class GAN(keras.Model):
     if name not in self._trackers:
       self._trackers[name] = keras.metrics.Mean(name=name)
     return self._trackers[name]
+
+  def add_state(self, state):
+    """Registers method state that checkpoints keep (a `distribute.PerReplicaState`); returns it."""
+    self._states.append(state)
+    return state
 
   def track(self, **values):
     if self._collecting is not None:  # inside a `replica_compiled` function: tracked after it returns
@@ -259,20 +276,21 @@ class GAN(keras.Model):
     return tf.random.experimental.stateless_fold_in(tf.cast(base, tf.int32), _replica_id())
 
   def state_variables(self):
-    """Hook: method state that checkpoints must keep (Fast-RobGAN: its persistent delta)."""
-    return []
+    """The method state registered with `add_state`, in registration order (checkpointed)."""
+    return list(self._states)
 
   def sampler(self):
     """The generator used for samples and evaluation: the EMA copy when enabled."""
     return self.generator_ema if self.generator_ema is not None else self.generator
 
   # ----------------------------------------------------------------- networks as functions
-  def d_out(self, x, labels, training=True):
+  def discriminate(self, x, labels, training=True):
+    """D's outputs on `x`: a dict with "logits" [B] (and "class_logits" [B, K] for AC heads)."""
     return self.discriminator(x, labels if self.conditional else None, training=training)
 
   def d_logits_fn(self, labels, training=True):
     """x -> [B] logits: the closure penalties and attacks take."""
-    return lambda x: self.d_out(x, labels, training)["logits"]
+    return lambda x: self.discriminate(x, labels, training)["logits"]
 
   def generate(self, z, labels=None, training=True):
     return self.generator(z, labels if self.conditional else None, training=training)
@@ -299,45 +317,32 @@ class GAN(keras.Model):
 
   # ----------------------------------------------------------------- D side
   def perturb_real(self, real, labels, step_seed):
-    """Hook: the real batch D trains on (Rob-GAN: PGD). Identity here."""
+    """The real batch D trains on (Rob-GAN: PGD). Identity here."""
     del labels, step_seed
     return real
 
-  def clean_outputs(self, real, labels, fake, fake_labels):
-    """Hook: D's outputs on the clean real and fake batches (DAT also takes its attack gradients
-    from this pass)."""
-    return self.d_out(real, labels), self.d_out(fake, fake_labels)
+  def clean_outputs(self, batch):
+    """D's outputs on the clean real and fake batches (DAT also takes its attack gradients from
+    this pass)."""
+    return (self.discriminate(batch.real, batch.labels),
+            self.discriminate(batch.fake, batch.fake_labels))
 
-  def class_loss_terms(self, real_out, labels, fake_out, fake_labels):
-    """Hook: per-example class terms added to the D loss (conditional methods). None here."""
-    del real_out, labels, fake_out, fake_labels
-    return None
-
-  def extra_discriminator_terms(self, real, labels, fake, fake_labels, real_out, fake_out,
-                                step_seed):
-    """Hook: per-example terms added to the D loss, e.g. DAT's attacked terms. None here."""
-    del real, labels, fake, fake_labels, real_out, fake_out, step_seed
-    return None
+  def discriminator_terms(self, batch, real_out, fake_out):
+    """Per-example D loss terms before the penalty: the loss on the clean reals and fakes. DAT
+    adds its attacked terms, the AC methods their class terms."""
+    del batch
+    return (self.loss_fn.d_real(real_out["logits"])
+            + self.fake_weight * self.loss_fn.d_fake(fake_out["logits"]))
 
   def discriminator_loss(self, real, labels, fake, fake_labels, step_seed):
-    """Per-example D loss on one real and one fake batch, plus the values to log.
-
-    clean_weight * (loss on real + fake_weight * loss on fake) + class terms + extra terms
-    + penalty_weight * penalty.
-    """
-    real_out, fake_out = self.clean_outputs(real, labels, fake, fake_labels)
+    """Per-example D loss on one real and one fake batch, plus the values to log:
+    `discriminator_terms` + penalty_weight * penalty."""
+    batch = DBatch(real, labels, fake, fake_labels, step_seed)
+    real_out, fake_out = self.clean_outputs(batch)
     real_logits, fake_logits = real_out["logits"], fake_out["logits"]
-    per_example = self.clean_weight * (self.loss_fn.d_real(real_logits)
-                                       + self.fake_weight * self.loss_fn.d_fake(fake_logits))
+    per_example = self.discriminator_terms(batch, real_out, fake_out)
     logs = {"d_real": tf.reduce_mean(real_logits), "d_fake": tf.reduce_mean(fake_logits),
             "wdist": tf.reduce_mean(real_logits) - tf.reduce_mean(fake_logits)}
-    class_terms = self.class_loss_terms(real_out, labels, fake_out, fake_labels)
-    if class_terms is not None:
-      per_example = per_example + class_terms
-    extra = self.extra_discriminator_terms(real, labels, fake, fake_labels, real_out, fake_out,
-                                           step_seed)
-    if extra is not None:
-      per_example = per_example + extra
     if self.penalty_fn is not None and self.penalty_weight > 0:
       penalty = self.penalty_fn(self.d_logits_fn(labels), real, fake, seed=step_seed)
       per_example = per_example + self.penalty_weight * penalty
@@ -348,31 +353,69 @@ class GAN(keras.Model):
   def discriminator_gradients(self, real, labels, fake, fake_labels, step_seed, sources=None,
                               make_real=None):
     """`_discriminator_gradients`, compiled per replica under `replica_jit`. A loss that needs a
-    cross-replica value (DAT's global-batch targets) overrides this: an all-reduce cannot sit
-    inside the compiled function."""
+    cross-replica value (DAT's global-batch targets) overrides this with
+    `gradients_with_global_means`: an all-reduce cannot sit inside the compiled function."""
     return self.replica_compiled("discriminator_gradients", self._discriminator_gradients)(
         real, labels, fake, fake_labels, step_seed, sources=sources, make_real=make_real)
+
+  _given_means = None  # inside the second piece of `gradients_with_global_means`
+
+  def given_means(self):
+    """The global means `gradients_with_global_means` hands its gradient piece; None elsewhere
+    (the loss then takes them with `global_mean`)."""
+    return self._given_means
+
+  def gradients_with_global_means(self, names, sums_fn, real, labels, fake, fake_labels,
+                                  step_seed):
+    """`_discriminator_gradients` under per-replica XLA for a D loss that uses means over the
+    global batch: `sums_fn(real, labels, fake, fake_labels)` gives this replica's [sums...,
+    counts...] (compiled as `names[0]`); one all-reduce outside; then the gradients (compiled as
+    `names[1]`), while the loss reads the means with `given_means()`."""
+    sums = self.replica_compiled(names[0], sums_fn)(real, labels, fake, fake_labels)
+    sums = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, sums)
+    half = int(sums.shape[0]) // 2
+    means = sums[:half] / sums[half:]
+
+    def gradients(real, labels, fake, fake_labels, step_seed, means):
+      object.__setattr__(self, "_given_means", means)
+      try:
+        return self._discriminator_gradients(real, labels, fake, fake_labels, step_seed)
+      finally:
+        object.__setattr__(self, "_given_means", None)
+    return self.replica_compiled(names[1], gradients)(real, labels, fake, fake_labels, step_seed,
+                                                      means)
+
+  def keeping_d_state(self, fn):
+    """`fn()` (D passes), then D's non-trainable state (BN moving statistics) put back as it was:
+    for a pass that the loss runs again, so that the state moves once per update."""
+    state = self.discriminator.non_trainable_variables
+    saved = [tf.identity(v.value) for v in state]
+    with tf.control_dependencies(saved):
+      out = fn()
+    with tf.control_dependencies(tf.nest.flatten(out)):
+      for variable, value in zip(state, saved):
+        variable.assign(value)
+    return tf.nest.map_structure(tf.identity, out)
 
   def _discriminator_gradients(self, real, labels, fake, fake_labels, step_seed, sources=None,
                                make_real=None):
     """One tape: the gradient for D's weights and for each tensor in `sources`.
 
-    `sources` defaults to `[real]` when the method sets `needs_real_input_gradient`, else none.
     Under float16 mixed precision the tape differentiates the loss times D's loss scale: the
     weight gradients are returned scaled (`apply_discriminator_gradients` hands them to the
     LossScaleOptimizer, which unscales them), the source gradients unscaled, and zero when the
     update is skipped (non-finite gradients), so that no inf or NaN reaches an attack.
     `make_real(*sources)`, when given, builds the real batch inside the tape from `sources`
-    (Fast-RobGAN: clip(x + delta)), so their gradients come from the same backward pass as the
-    weights'. It must use the tensors it is passed (not ones it closed over): under per-replica
-    XLA they are the compiled function's own inputs.
+    (Fast-RobGAN: clip(x + delta); AS-GAN: the identity on `sources=[real]`), so their gradients
+    come from the same backward pass as the weights'. A source must reach the loss through
+    `make_real`: under per-replica XLA each argument is a separate input of the compiled function,
+    so a source that is also passed as `real` would get no gradient.
 
     Returns:
       (weight gradients, [gradient for each source], logs).
     """
     variables = list(self.discriminator.trainable_variables)
-    if sources is None:
-      sources = [real] if self.needs_real_input_gradient else []
+    sources = list(sources or [])
     with tf.GradientTape() as tape:
       for source in sources:
         tape.watch(source)
@@ -410,29 +453,25 @@ class GAN(keras.Model):
     return self.replica_compiled("fakes", lambda z, y: tf.stop_gradient(self.generate(z, y, training=True)))(
         z, fake_labels)
 
-  def discriminator_step(self, real, labels, fake, fake_labels, step_seed, sources=None,
-                         make_real=None):
-    """D's gradients on one real and one fake batch, applied and logged; returns the gradients
-    for `sources` (see `_discriminator_gradients`)."""
-    grads, source_grads, logs = self.discriminator_gradients(
-        real, labels, fake, fake_labels, step_seed, sources=sources, make_real=make_real)
+  def discriminator_step(self, batch, sources=None, make_real=None):
+    """D's gradients on one `DBatch`, applied and logged; returns the gradients for `sources`
+    (see `_discriminator_gradients`)."""
+    grads, source_grads, logs = self.discriminator_gradients(*batch, sources=sources,
+                                                             make_real=make_real)
     self.track(d_grad_norm=self.apply_discriminator_gradients(grads), **logs)
     return source_grads
 
-  def discriminator_update(self, real, labels, z, fake_labels, index):
-    """One D update. `index` is k in 0..n_dis-1."""
+  def discriminator_batch(self, real, labels, z, fake_labels, index):
+    """The `DBatch` of D update `index` (k in 0..n_dis-1): G's fakes, the reals through
+    `perturb_real`, and the update's seed."""
     step_seed = self.step_seed(index)
     fake = self.fakes(z, fake_labels)
     real = self.replica_compiled("perturb_real", self.perturb_real)(real, labels, step_seed)
-    source_grads = self.discriminator_step(real, labels, fake, fake_labels, step_seed)
-    real_grad = source_grads[0] if source_grads else None
-    self.after_discriminator_update(dict(real=real, labels=labels, fake=fake,
-                                         fake_labels=fake_labels, real_grad=real_grad,
-                                         step_seed=step_seed, index=index))
+    return DBatch(real, labels, fake, fake_labels, step_seed)
 
-  def after_discriminator_update(self, context):
-    """Hook: runs after each D update (AS-GAN: the second update on perturbed reals)."""
-    del context
+  def discriminator_update(self, real, labels, z, fake_labels, index):
+    """One D update. `index` is k in 0..n_dis-1."""
+    self.discriminator_step(self.discriminator_batch(real, labels, z, fake_labels, index))
 
   # ----------------------------------------------------------------- G side
   def generator_loss(self, fake_out, fake_labels):
@@ -446,7 +485,7 @@ class GAN(keras.Model):
       variables = self.generator.trainable_variables
       with tf.GradientTape() as tape:
         fake = self.generate(z, fake_labels, training=True)
-        fake_out = self.d_out(fake, fake_labels)
+        fake_out = self.discriminate(fake, fake_labels)
         per_example = self.generator_loss(fake_out, fake_labels)
         loss = average(per_example)
         if self.generator.losses:

@@ -16,7 +16,7 @@ class; Algorithm 1 swaps g1 and g2); `step` = sign (default, "one-step PGD") | r
 batch means over the *global* batch. Penalties and clipping apply on top, as in the baselines. The
 attack gradients come from the clean pass's own tape (`reuse_clean_pass`): the same perturbations
 as fresh passes, without two extra passes. Under per-replica XLA each D update runs in two compiled
-pieces around the targets' all-reduce (`discriminator_gradients`; BUILD_NOTES, "Decisions").
+pieces around the targets' all-reduce (`GAN.gradients_with_global_means`; BUILD_NOTES, "Decisions").
 """
 
 import gin
@@ -46,8 +46,6 @@ class DAT(base.GAN):
   method_name = "dat"
   targeted_attack = True
 
-  _given_targets = None  # (target_real, target_fake) inside the second compiled piece
-
   def __init__(self, generator, discriminator, epsilon=0.01, step="sign", lambda_clean=1.0,
                lambda_adv=1.0, clip=True, reuse_clean_pass=True, **kwargs):
     super().__init__(generator, discriminator, **kwargs)
@@ -59,7 +57,7 @@ class DAT(base.GAN):
     attacks.check_bindings("targeted_one_step")
     self.epsilon = float(epsilon)
     self.step = step
-    self.clean_weight = float(lambda_clean)
+    self.lambda_clean = float(lambda_clean)
     self.lambda_adv = float(lambda_adv)
     self.clip = bool(clip)
     self.reuse_clean_pass = bool(reuse_clean_pass)
@@ -68,8 +66,8 @@ class DAT(base.GAN):
 
   def targets(self, real_logits, fake_logits):
     """(mean g1(D(x_f)), mean g2(D(x_r))) over the global batch, constants for the attack."""
-    if self._given_targets is not None:
-      return self._given_targets
+    if self.given_means() is not None:  # per-replica XLA: all-reduced before the compiled piece
+      return self.given_means()[0], self.given_means()[1]
     return (base.global_mean(self.loss_fn.g1(tf.stop_gradient(fake_logits))),
             base.global_mean(self.loss_fn.g2(tf.stop_gradient(real_logits))))
 
@@ -82,15 +80,15 @@ class DAT(base.GAN):
     g1, g2 = self.loss_fn.g1, self.loss_fn.g2
     target_real, target_fake = self.targets(real_logits, fake_logits)
     grad_real, grad_fake = grads or (None, None)
-    real_value = lambda x: g1(self.d_out(x, labels)["logits"])  # noqa: E731
-    fake_value = lambda x: g2(self.d_out(x, fake_labels)["logits"])  # noqa: E731
+    real_value = lambda x: g1(self.discriminate(x, labels)["logits"])  # noqa: E731
+    fake_value = lambda x: g2(self.discriminate(x, fake_labels)["logits"])  # noqa: E731
     real_adv = attacks.targeted_one_step(real, real_value, target_real, self.epsilon, self.step,
                                          clip=self.clip, grad=grad_real)
     fake_adv = attacks.targeted_one_step(fake, fake_value, target_fake, self.epsilon, self.step,
                                          clip=self.clip, grad=grad_fake)
     return (tf.stop_gradient(real_adv), tf.stop_gradient(fake_adv), target_real, target_fake)
 
-  def clean_outputs(self, real, labels, fake, fake_labels):
+  def clean_outputs(self, batch):
     """The clean pass, watched so that the attack gradients come from its own backward pass.
 
     At delta = 0, grad_x |g(D(x)) - m| is sign(g(D(x)) - m) * grad_x g(D(x)), which this pass
@@ -98,10 +96,11 @@ class DAT(base.GAN):
     the fresh forward. The perturbations ride along in `real_out["dat"]`.
     """
     if self.lambda_adv == 0.0 or not self.reuse_clean_pass:
-      return super().clean_outputs(real, labels, fake, fake_labels)
+      return super().clean_outputs(batch)
+    real, labels, fake, fake_labels, _ = batch
     with tf.GradientTape(watch_accessed_variables=False) as tape:
       tape.watch([real, fake])
-      real_out, fake_out = super().clean_outputs(real, labels, fake, fake_labels)
+      real_out, fake_out = super().clean_outputs(batch)
       real_logits, fake_logits = real_out["logits"], fake_out["logits"]
       target_real, target_fake = self.targets(real_logits, fake_logits)
       target_real = tf.stop_gradient(tf.cast(target_real, real.dtype))
@@ -114,57 +113,39 @@ class DAT(base.GAN):
     adv = self.perturbations(real, labels, fake, fake_labels, real_logits, fake_logits, grads=grads)
     return dict(real_out, dat=adv), fake_out
 
-  def extra_discriminator_terms(self, real, labels, fake, fake_labels, real_out, fake_out,
-                                step_seed):
+  def discriminator_terms(self, batch, real_out, fake_out):
+    """lambda_1 * (the clean terms) + lambda_2 * (the terms on the attacked reals and fakes)."""
+    clean = self.lambda_clean * super().discriminator_terms(batch, real_out, fake_out)
     if self.lambda_adv == 0.0:
-      return None
+      return clean
+    real, labels, fake, fake_labels, _ = batch
     real_adv, fake_adv, target_real, target_fake = real_out.get("dat") or self.perturbations(
         real, labels, fake, fake_labels, real_out["logits"], fake_out["logits"])
-    adv = (self.loss_fn.d_real(self.d_out(real_adv, labels)["logits"])
-           + self.loss_fn.d_fake(self.d_out(fake_adv, fake_labels)["logits"]))
+    adv = (self.loss_fn.d_real(self.discriminate(real_adv, labels)["logits"])
+           + self.loss_fn.d_fake(self.discriminate(fake_adv, fake_labels)["logits"]))
     self.track(dat_adv_loss=tf.reduce_mean(adv), dat_target_real=target_real,
                dat_target_fake=target_fake)
-    return self.lambda_adv * adv
+    return clean + self.lambda_adv * adv
 
   # ----------------------------------------------------------------- per-replica XLA
   def target_sums(self, real, labels, fake, fake_labels):
-    """[sum g1(D(fake)), sum g2(D(real)), #fake, #real] on this replica's shard, from the clean
-    pass the D loss will run again; D's non-trainable state is restored, so that pass updates it
-    only once."""
-    state = self.discriminator.non_trainable_variables
-    saved = [tf.identity(v.value) for v in state]
-    with tf.control_dependencies(saved):
-      real_logits = self.d_out(real, labels)["logits"]
-      fake_logits = self.d_out(fake, fake_labels)["logits"]
+    """[sum g1(D(fake)), sum g2(D(real)), #fake, #real] on this replica's shard, from a clean pass
+    that leaves D's state as it was (the D loss runs that pass again)."""
+    real_logits, fake_logits = self.keeping_d_state(lambda: (
+        self.discriminate(real, labels)["logits"], self.discriminate(fake, fake_labels)["logits"]))
     g1_fake = self.loss_fn.g1(tf.stop_gradient(fake_logits))
     g2_real = self.loss_fn.g2(tf.stop_gradient(real_logits))
     count = lambda t: tf.cast(tf.size(t), t.dtype)  # noqa: E731
-    sums = tf.stack([tf.reduce_sum(g1_fake), tf.reduce_sum(g2_real), count(g1_fake),
+    return tf.stack([tf.reduce_sum(g1_fake), tf.reduce_sum(g2_real), count(g1_fake),
                      count(g2_real)])
-    with tf.control_dependencies([sums]):
-      for variable, value in zip(state, saved):
-        variable.assign(value)
-    return tf.identity(sums)
 
   def discriminator_gradients(self, real, labels, fake, fake_labels, step_seed, sources=None,
                               make_real=None):
     if not self.replica_jit or self.lambda_adv == 0.0:
       return super().discriminator_gradients(real, labels, fake, fake_labels, step_seed,
                                              sources=sources, make_real=make_real)
-    # DAT's D update passes neither (the compiled piece below is cached by name, so it must not
-    # close over per-call arguments).
     errors.check(sources is None and make_real is None,
                  "DAT's split per-replica step takes no input-gradient sources.")
-    sums = self.replica_compiled("dat_target_sums", self.target_sums)(real, labels, fake,
-                                                                      fake_labels)
-    sums = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, sums)
-    targets = sums[:2] / sums[2:]  # one all-reduce for the sums and the counts
-
-    def gradients(real, labels, fake, fake_labels, step_seed, targets):
-      object.__setattr__(self, "_given_targets", (targets[0], targets[1]))
-      try:
-        return self._discriminator_gradients(real, labels, fake, fake_labels, step_seed)
-      finally:
-        object.__setattr__(self, "_given_targets", None)
-    return self.replica_compiled("dat_discriminator_gradients", gradients)(
-        real, labels, fake, fake_labels, step_seed, targets)
+    return self.gradients_with_global_means(("dat_target_sums", "dat_discriminator_gradients"),
+                                            self.target_sums, real, labels, fake, fake_labels,
+                                            step_seed)

@@ -2,15 +2,12 @@
 (../shared/papers/fast_robgan_free_adversarial_training.txt, Algorithm 2, Eqs. 3.1-3.2, Table 4.1).
 
 Free adversarial training (Algorithm 2). A persistent perturbation delta, the shape of the
-per-replica real batch, is created once (initialised U(-eps, eps), or clamped N(0, 1) as in the
-release, or zeros), kept across iterations and saved in checkpoints. Each of the `n_dis` (step_D)
-D updates draws one real and one fake batch and *replays* the update `replays` (M) times on them;
-one forward/backward pass on clip(x_r + delta, -1, 1) gives both D's weight gradient and
-grad_delta; D updates, then delta <- clip(delta + tau * sign(grad_delta), -eps, eps).
-grad_delta is, by default, the gradient at the clipped input itself (straight through the clip,
-as the release computes it: it copies clamp(x + delta) into a leaf tensor and takes that tensor's
-gradient), so delta also moves where x + delta is clipped, as on Fashion-MNIST's -1 background.
-`delta_gradient="through_clip"` differentiates the clip instead (zero gradient where it clips).
+per-replica real batch, is kept across iterations: a `distribute.PerReplicaState` registered with
+`add_state`, checkpointed over the global batch. Each of the `n_dis` (step_D) D updates draws one
+real and one fake batch and *replays* the update `replays` (M) times on them: one forward/backward
+pass on clip(x_r + delta, -1, 1) (`attacks.free_adversarial_input`; by default straight through
+the clip, as the release) gives D's weight gradient and grad_delta; D updates, then
+delta <- clip(delta + tau * sign(grad_delta), -eps, eps).
 
 Loss (Eqs. 3.1-3.2), with the hinge loss on D^b (`GAN.loss = 'hinge'`):
 
@@ -21,13 +18,12 @@ Loss (Eqs. 3.1-3.2), with the hinge loss on D^b (`GAN.loss = 'hinge'`):
 `kl_direction`: "uniform_to_p" = KL(U || p), what the authors' code computes (default), or
 "p_to_uniform" = KL(p || U), what the thesis writes.
 
-Per-replica state: delta is a `distribute.PerReplicaState` (one component per replica; the
-checkpoint holds delta over the global batch, so it restores into any replica count).
-
 Learning-rate anneal (Eq. 4.1): eta0 * B^(i / I), i the train step, is `ExponentialDecay(eta0, I,
-B)` (`make_optimizer.decay_steps = I`, `decay_rate = B`); `anneal_per_train_step` makes D's
-optimizer, which updates n_dis * M times per train step, follow i (`optimizers.TrainStepSchedule`).
+B)` (`make_optimizer.decay_steps`, `decay_rate`); `anneal_per_train_step` drives D's schedule by
+the train step (`optimizers.schedule_per_train_step`: D updates n_dis * M times per step).
 """
+
+import functools
 
 import gin
 import tensorflow as tf
@@ -37,13 +33,10 @@ from tfadvgan import config
 from tfadvgan import distribute
 from tfadvgan import errors
 from tfadvgan.gans import ac
+from tfadvgan.gans import base
 from tfadvgan import losses as losses_lib
-from tfadvgan import ops
 from tfadvgan import optimizers
 from tfadvgan import rng
-
-DELTA_INITS = ("uniform", "clamped_normal", "zeros")
-DELTA_GRADIENTS = ("straight_through", "through_clip")
 
 
 @gin.configurable
@@ -82,8 +75,8 @@ class FastRobGAN(ac.ACGAN):
     step_size = errors.check_float("FastRobGAN.step_size", step_size, low=0, allow_none=True)
     step_size = epsilon if step_size is None else step_size
     replays = errors.check_int("FastRobGAN.replays", replays, low=1)
-    for knob, value, choices in (("delta_init", delta_init, DELTA_INITS),
-                                 ("delta_gradient", delta_gradient, DELTA_GRADIENTS),
+    for knob, value, choices in (("delta_init", delta_init, attacks.FREE_DELTA_INITS),
+                                 ("delta_gradient", delta_gradient, attacks.FREE_DELTA_GRADIENTS),
                                  ("kl_direction", kl_direction, losses_lib.KL_DIRECTIONS)):
       errors.check(value in choices, f"Unknown FastRobGAN.{knob} {value!r}. Choose one of: "
                    f"{', '.join(choices)}.")
@@ -102,19 +95,15 @@ class FastRobGAN(ac.ACGAN):
     self.g_class_weight = float(g_class_weight)
     self.anneal_per_train_step = bool(anneal_per_train_step)
 
-    if batch_size is None:
-      batch_size = config.train_batch_size()
-    errors.check(isinstance(batch_size, int) and batch_size >= 1,
-                 f"FastRobGAN needs the global batch size as an integer (FastRobGAN.batch_size or "
-                 f"train.batch_size); got {batch_size!r}.")
     if sample_shape is None:
       sample_shape = getattr(generator, "output_shape_", None)
     errors.check(sample_shape is not None,
                  "FastRobGAN.sample_shape is needed: the generator has no output_shape_.")
-    self.batch_size = batch_size
+    self._free_at = self.add_state(distribute.per_replica_state(
+        batch_size, sample_shape, "free_at_delta", "Fast-RobGAN's perturbation",
+        setting="FastRobGAN.batch_size (or train.batch_size)"))
+    self.batch_size = batch_size or config.train_batch_size()
     self.sample_shape = tuple(int(d) for d in sample_shape)
-    self._free_at = distribute.per_replica_state(batch_size, self.sample_shape, "free_at_delta",
-                                                 "Fast-RobGAN delta")
     self._free_at.assign_global(self.initial_delta())
     for name in ("kl_fake", "delta_abs"):
       self.add_tracker(name)
@@ -131,16 +120,9 @@ class FastRobGAN(ac.ACGAN):
 
   def initial_delta(self):
     """The initial perturbation over the global batch, [batch_size, *sample_shape]."""
-    shape = (self.batch_size,) + self.sample_shape
-    seed = tf.constant([self.seed, rng.FREE_AT_DELTA_INIT], tf.int32)
-    if self.delta_init == "zeros" or self.epsilon == 0.0:
-      return tf.zeros(shape)
-    if self.delta_init == "uniform":
-      return attacks.free_delta_init(shape, self.epsilon, seed)
-    return tf.clip_by_value(rng.normal(shape, seed), -self.epsilon, self.epsilon)
-
-  def state_variables(self):
-    return [self._free_at]
+    return attacks.free_delta_init((self.batch_size,) + self.sample_shape, self.epsilon,
+                                   tf.constant([self.seed, rng.FREE_AT_DELTA_INIT], tf.int32),
+                                   kind=self.delta_init)
 
   # ----------------------------------------------------------------- optimizers
   def compile(self, d_optimizer, g_optimizer, **kwargs):
@@ -152,23 +134,13 @@ class FastRobGAN(ac.ACGAN):
   def discriminator_update(self, real, labels, z, fake_labels, index):
     """One D step: M replays on the same real and fake batch, delta updated after each."""
     fake = self.fakes(z, fake_labels)
+    make_real = functools.partial(attacks.free_adversarial_input, real, clip=self.clip,
+                                  gradient=self.delta_gradient)  # D sees make_real(delta)
     for _ in range(self.replays):
       step_seed = self.step_seed(index)  # the D-update counter moves with every replay
-      delta = tf.convert_to_tensor(self.delta.value())
-      if real.shape[0] is not None and delta.shape[0] != real.shape[0]:
-        raise errors.ConfigError(
-            f"Fast-RobGAN's perturbation was made for {delta.shape[0]} examples per replica but "
-            f"the batch has {real.shape[0]}: set FastRobGAN.batch_size (or train.batch_size) to "
-            "the global batch size of the run.")
-      def make_real(delta):
-        x_adv = real + delta
-        if not self.clip:
-          return x_adv
-        if self.delta_gradient == "through_clip":
-          return tf.clip_by_value(x_adv, -1.0, 1.0)
-        return ops.clip_straight_through(x_adv)
-
-      (grad_delta,) = self.discriminator_step(real, labels, fake, fake_labels, step_seed,
+      delta = self._free_at.read(real.shape[0])
+      (grad_delta,) = self.discriminator_step(base.DBatch(real, labels, fake, fake_labels,
+                                                          step_seed),
                                               sources=[delta], make_real=make_real)
       new_delta = attacks.free_delta_update(delta, grad_delta, self.step_size, self.epsilon)
       self.delta.assign(new_delta)

@@ -96,7 +96,7 @@ class RobGAN(ac.ACGAN):
     """x -> [B] per-example loss the PGD attack increases (release: 0.5 BCE + 0.5 CE)."""
 
     def loss(x):
-      out = self.d_out(x, labels, training=self.attack_training)
+      out = self.discriminate(x, labels, training=self.attack_training)
       value = self.attack_adv_weight * losses_lib.non_saturating.d_real(out["logits"])  # BCE
       if self.attack_class_weight > 0:
         value += self.attack_class_weight * losses_lib.class_cross_entropy(

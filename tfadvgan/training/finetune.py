@@ -234,7 +234,7 @@ class ClassifierFinetuner:
 
   # ----------------------------------------------------------------- the step
   def class_logits(self, x, labels, training):
-    return self.gan.d_out(x, labels, training=training)["class_logits"]
+    return self.gan.discriminate(x, labels, training=training)["class_logits"]
 
   def attack(self, x, labels, seed):
     """L-inf PGD on CE(D^c(x), labels), D in inference mode; `x` itself when epsilon == 0."""
