@@ -172,6 +172,22 @@ def test_input_gradient_comes_from_the_pre_update_weights():
   assert not np.allclose(gan.discriminator.weights[0].numpy()[:, 0], w_before)
 
 
+def test_a_gradient_source_that_misses_the_loss_is_an_error():
+  """A source must reach D's loss through make_real; one that does not (a separate tensor, as a
+  source passed as `real` too becomes under per-replica XLA) raises instead of returning None."""
+  gan = make(loss="wasserstein")
+  rng = np.random.default_rng(11)
+  real, fake = (tf.constant(rng.normal(size=(8, DIM)).astype("f4")) for _ in range(2))
+  seed = tf.constant([1, 2])
+  source = tf.identity(real)  # the same values, another tensor
+  with pytest.raises(errors.ConfigError, match="make_real"):
+    gan._discriminator_gradients(real, None, fake, None, seed, sources=[source])  # pylint: disable=protected-access
+  _, (grad,), _ = gan._discriminator_gradients(  # pylint: disable=protected-access
+      real, None, fake, None, seed, sources=[source], make_real=lambda x: x)
+  w = gan.discriminator.weights[0].numpy()[:, 0]
+  np.testing.assert_allclose(grad.numpy(), np.tile(-w / 8, (8, 1)), rtol=1e-5)  # d mean(-D) / dx
+
+
 @pytest.mark.parametrize("kwargs, message", [
     (dict(n_dis=0), "n_dis"),
     (dict(loss="hinj"), "hinge"),

@@ -429,6 +429,10 @@ class GAN(keras.Model):
       loss = scaled(loss, scale)
     grads = tape.gradient(loss, variables + list(sources))
     weight_grads, source_grads = grads[:len(variables)], grads[len(variables):]
+    errors.check(all(g is not None for g in source_grads),
+                 "A gradient source of the D step does not reach D's loss: build the real batch "
+                 "from the sources with make_real (a source passed as `real` too is a separate "
+                 "input under per-replica XLA).")
     if scale is not None and source_grads:
       finite = all_finite(weight_grads + source_grads)
       source_grads = [tf.where(finite, g / scale, tf.zeros_like(g)) for g in source_grads]
