@@ -167,6 +167,36 @@ def test_free_delta_update_matches_numpy():
   assert np.abs(init).max() <= 0.03 and np.abs(init).max() > 0.02
 
 
+def test_free_delta_init_kinds_and_free_adversarial_input():
+  eps = 0.03
+  uniform = attacks.free_delta_init(SHAPE, eps, SEED).numpy()
+  normal = attacks.free_delta_init(SHAPE, eps, SEED, kind="clamped_normal").numpy()
+  # The release's init: N(0, 1) clamped to the ball, so almost every entry sits on a bound
+  # (P(|z| <= 0.03) = 0.024 for a standard normal), and the rest is the normal draw itself.
+  assert np.abs(normal).max() <= eps
+  on_bound = np.isclose(np.abs(normal), eps)
+  assert on_bound.mean() > 0.9 and not np.array_equal(normal, uniform)
+  assert set(np.unique(np.sign(normal))) == {-1.0, 1.0}
+  for kind in ("zeros", "uniform", "clamped_normal"):
+    np.testing.assert_array_equal(attacks.free_delta_init(SHAPE, 0.0, SEED, kind=kind), 0.0)
+  np.testing.assert_array_equal(attacks.free_delta_init(SHAPE, eps, SEED, kind="zeros"), 0.0)
+  with pytest.raises(errors.ConfigError, match="delta init 'gauss'.*clamped_normal"):
+    attacks.free_delta_init(SHAPE, eps, SEED, kind="gauss")
+  # What D sees: clip(x + delta, -1, 1); the gradient for delta passes the clip only when asked.
+  x = tf.constant([[0.99, -1.0, 0.2]])
+  delta = tf.constant([[0.05, -0.05, 0.05]])
+  for gradient, want_grad in (("straight_through", [1.0, 1.0, 1.0]),
+                              ("through_clip", [0.0, 0.0, 1.0])):
+    with tf.GradientTape() as tape:
+      tape.watch(delta)
+      seen = attacks.free_adversarial_input(x, delta, gradient=gradient)
+      total = tf.reduce_sum(seen)
+    np.testing.assert_allclose(seen.numpy(), [[1.0, -1.0, 0.25]], atol=1e-7)
+    np.testing.assert_array_equal(tape.gradient(total, delta).numpy(), [want_grad])
+  np.testing.assert_allclose(attacks.free_adversarial_input(x, delta, clip=False).numpy(),
+                             [[1.04, -1.05, 0.25]], atol=1e-7)
+
+
 def test_attacks_compile_with_xla():
   loss_fn = _sq_dist_loss(np.full(SHAPE, 0.1, np.float32))
 
