@@ -120,11 +120,13 @@ class PerReplicaState(_Trackable):
   messages. Fast-RobGAN's persistent perturbation is one.
   """
 
-  def __init__(self, variable, name="per-replica state", setting="train.batch_size"):
+  def __init__(self, variable, name="per-replica state", setting="train.batch_size",
+               global_batch_size=None):
     super().__init__()
     self._variable = variable
     self._name = name
     self._setting = setting
+    self.global_batch_size = global_batch_size  # rows over all replicas (None: not given)
 
   @property
   def variable(self):
@@ -202,4 +204,4 @@ def per_replica_state(global_batch_size, sample_shape, variable_name, name,
                          trainable=False, name=variable_name,
                          synchronization=tf.VariableSynchronization.ON_READ,
                          aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
-  return PerReplicaState(variable, name, setting)
+  return PerReplicaState(variable, name, setting, global_batch_size)

@@ -66,8 +66,9 @@ class DAT(base.GAN):
 
   def targets(self, real_logits, fake_logits):
     """(mean g1(D(x_f)), mean g2(D(x_r))) over the global batch, constants for the attack."""
-    if self.given_means() is not None:  # per-replica XLA: all-reduced before the compiled piece
-      return self.given_means()[0], self.given_means()[1]
+    given = self.given_means()  # per-replica XLA: all-reduced before the compiled piece
+    if given is not None:
+      return given[0], given[1]
     return (base.global_mean(self.loss_fn.g1(tf.stop_gradient(fake_logits))),
             base.global_mean(self.loss_fn.g2(tf.stop_gradient(real_logits))))
 

@@ -29,7 +29,6 @@ import gin
 import tensorflow as tf
 
 from tfadvgan import attacks
-from tfadvgan import config
 from tfadvgan import distribute
 from tfadvgan import errors
 from tfadvgan.gans import ac
@@ -102,7 +101,7 @@ class FastRobGAN(ac.ACGAN):
     self._free_at = self.add_state(distribute.per_replica_state(
         batch_size, sample_shape, "free_at_delta", "Fast-RobGAN's perturbation",
         setting="FastRobGAN.batch_size (or train.batch_size)"))
-    self.batch_size = batch_size or config.train_batch_size()
+    self.batch_size = self._free_at.global_batch_size  # FastRobGAN.batch_size or train.batch_size
     self.sample_shape = tuple(int(d) for d in sample_shape)
     self._free_at.assign_global(self.initial_delta())
     for name in ("kl_fake", "delta_abs"):

@@ -840,12 +840,12 @@ class BatchDiagnostics:
     return {k: float(v.numpy()) for k, v in out.items()}
 
 
-_CHEAP_CACHE = weakref.WeakKeyDictionary()
+_BATCH_CACHE = weakref.WeakKeyDictionary()
 
 
 def compiled_batch_diagnostics(gan, zero_tol=1e-6, training=False):
   """The ``BatchDiagnostics`` cached for ``gan`` (built on first use; one per setting)."""
-  per_gan = _CHEAP_CACHE.setdefault(gan, {})
+  per_gan = _BATCH_CACHE.setdefault(gan, {})
   key = (float(zero_tol), bool(training))
   if key not in per_gan:
     per_gan[key] = BatchDiagnostics(gan, zero_tol=zero_tol, training=training)
