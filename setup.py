@@ -14,6 +14,8 @@ setup(
         "keras>=3.0",
         "tensorboard",
         "tensorflow-datasets>=4.9",
+        # TFDS 4.9 needs it to prepare a dataset (DatasetBuilder.code_path) but does not declare it.
+        "importlib_resources",
         "tensorflow-gan>=2.1",
         "gin-config>=0.5",
         "absl-py>=1.0",
@@ -31,6 +33,7 @@ setup(
             "tfadvgan-train-classifier=tfadvgan.cli.train_classifier:run",
             "tfadvgan-study=tfadvgan.cli.study:run",
             "tfadvgan-finetune=tfadvgan.cli.finetune:run",
+            "tfadvgan-prepare-data=tfadvgan.cli.prepare_data:run",
         ],
     },
 )

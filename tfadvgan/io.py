@@ -96,6 +96,14 @@ def abspath(path):
   return path if "://" in path else os.path.abspath(path)
 
 
+def cache_dir(*parts):
+  """``$TFADVGAN_CACHE_DIR/<parts>`` or ``~/.cache/tfadvgan/<parts>``: caches kept across runs
+  (reference activations, checked image folders); any TensorFlow filesystem path."""
+  root = os.environ.get("TFADVGAN_CACHE_DIR") or os.path.join(
+      os.path.expanduser("~"), ".cache", "tfadvgan")
+  return join(root, *parts)
+
+
 def realpath(path):
   path = os.fspath(path)
   return path.rstrip("/") if "://" in path else os.path.realpath(path)

@@ -78,8 +78,8 @@ def load_splits(dataset, dataset_path, holdout_fraction):
   errors.check(n - n_test >= 1, f"Dataset {dataset!r} has only {n} example(s); too few to hold "
                f"out a test set.")
   print(f"dataset {dataset!r} has no test split: holding out the last {n_test} of {n} examples.")
-  return (train._replace(images=train.images.take(n - n_test)),
-          train._replace(images=train.images.skip(n - n_test)),
+  return (train.apply(lambda ds: ds.take(n - n_test)),
+          train.apply(lambda ds: ds.skip(n - n_test)),
           f"last {n_test} of {n} train examples")
 
 

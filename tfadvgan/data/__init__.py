@@ -2,15 +2,18 @@
 
 Importing the package registers every source in `SOURCES`:
 TFDS `cifar10`, `cifar100`, `celeb_a`, `lsun_bedroom`, `imagenet143`, `mnist`, `fashion_mnist`;
-local `idx` (alias `fashion_mnist_idx`), `cifar_python`, `npz`, `folder`;
+local `idx` (alias `fashion_mnist_idx`), `cifar_python`, `npz`, `folder`; prepared `tfrecord`
+(`write_records`, `scripts/prepare_data.py`);
 synthetic `ring`, `grid`.
 """
 from tfadvgan.data import local  # noqa: F401  (registers sources)
+from tfadvgan.data import records  # noqa: F401
 from tfadvgan.data import synthetic  # noqa: F401
 from tfadvgan.data import tfds_sources  # noqa: F401
 from tfadvgan.data.local import load_with_ring_fallback
 from tfadvgan.data.pipeline import make_eval_dataset
 from tfadvgan.data.pipeline import make_train_dataset
+from tfadvgan.data.records import write_records
 from tfadvgan.data.sources import from_arrays
 from tfadvgan.data.sources import load
 from tfadvgan.data.sources import Source
@@ -22,5 +25,5 @@ from tfadvgan.data.synthetic import ring_centres
 
 __all__ = [
     "Source", "SOURCES", "load", "load_with_ring_fallback", "from_arrays", "make_train_dataset",
-    "make_eval_dataset", "mode_centres", "ring_centres", "grid_centres", "MODE_STD",
+    "make_eval_dataset", "write_records", "mode_centres", "ring_centres", "grid_centres", "MODE_STD",
 ]

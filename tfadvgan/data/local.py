@@ -8,6 +8,8 @@ training starts (a truncated `.gz`, a wrong IDX magic or size, label/image count
 image in a `folder` source that does not decode).
 """
 import gzip
+import hashlib
+import json
 import os
 import pickle
 import re
@@ -15,11 +17,13 @@ import struct
 import tarfile
 import zlib
 
+from absl import logging
 import gin
 import numpy as np
 import tensorflow as tf
 
 from tfadvgan import errors
+from tfadvgan import io
 from tfadvgan.data import sources
 from tfadvgan.data import transforms
 
@@ -446,16 +450,18 @@ def _decode_error(filename, channels):
 
 
 def check_images_decode(files, channels):
-  """Decodes every image once, in parallel through tf.data, before any training starts.
+  """Decodes every image of `files` once, in parallel through tf.data.
 
   A file that does not decode would otherwise stop training with a tf.data error that names no
-  file, at whatever step first reaches it. The cost is one read and decode of the folder (about
+  file, at whatever step first reaches it. The cost is one read and decode of the files (about
   what one epoch of the input pipeline costs; measured figures are in BUILD_NOTES).
 
   Raises:
     ConfigError: naming the first file (in listing order) that does not read or decode, and how
       many others fail.
   """
+  if not files:
+    return
   ds = tf.data.Dataset.from_tensor_slices(files).enumerate()
   ds = ds.map(lambda i, f: (i, tf.shape(_decode(f, channels))), num_parallel_calls=AUTOTUNE,
               deterministic=False)
@@ -473,15 +479,105 @@ def check_images_decode(files, channels):
         "or replace the bad file(s) in dataset.path.")
 
 
+def _stat_key(path):
+  """(size, mtime in ns) of a file, through tf.io.gfile: what the manifest compares."""
+  stat = _gfile_call(tf.io.gfile.stat, path)
+  return [int(stat.length), int(stat.mtime_nsec)]
+
+
+def _manifest_path(path, channels):
+  key = hashlib.sha1(f"{io.abspath(path)}|{channels}".encode()).hexdigest()[:16]
+  return io.join(io.cache_dir("folders"), f"{key}.json")
+
+
+@gin.configurable("folder_check")
+def check_folder(path, files, channels, mode="changed"):
+  """The folder source's decode check, paid once per dataset rather than once per start.
+
+  Args:
+    path: the folder (`dataset.path`).
+    files: its image files.
+    channels: decoded channels.
+    mode: 'changed' (default) decodes only the files that are new or whose size or mtime
+      changed since the last check passed, as recorded in a manifest under
+      `$TFADVGAN_CACHE_DIR/folders` (default `~/.cache/tfadvgan/folders`); 'all' decodes every
+      file at every start; 'off' decodes none (a bad file then stops training at the step that
+      reaches it, with TensorFlow's message).
+
+  Returns:
+    The number of files decoded.
+  """
+  errors.check(mode in ("changed", "all", "off"),
+               f"folder_check.mode must be 'changed', 'all' or 'off'; got {mode!r}.")
+  if mode == "off":
+    return 0
+  if mode == "all":
+    check_images_decode(files, channels)
+    return len(files)
+  manifest_path = _manifest_path(path, channels)
+  try:
+    known = json.loads(io.read(manifest_path)) if io.exists(manifest_path) else {}
+  except (ValueError, errors.ConfigError):
+    logging.warning("Ignoring the unreadable folder manifest %s; checking every image again.",
+                    manifest_path)
+    known = {}
+  keys = {f: _stat_key(f) for f in files}
+  todo = [f for f in files if known.get(f) != keys[f]]
+  check_images_decode(todo, channels)
+  if todo:
+    try:
+      io.atomic_write(manifest_path, json.dumps(keys))
+    except errors.ConfigError as e:  # a read-only home: the check still ran
+      logging.warning("Could not record the checked images (%s); the next start checks them "
+                      "again.", e)
+  return len(todo)
+
+
+def _folder_decoder(channels, resolution, height, width):
+  """The folder source's `decode`: file name -> uint8 image `[height, width, channels]`."""
+
+  def decode(filename):
+    image = _decode(filename, channels)
+    if resolution:
+      image = transforms.crop_square_and_resize(transforms.to_unit_range(image), resolution)
+      image = transforms.to_uint8(image)
+    else:
+      size = tf.shape(image)[:2]
+      image = tf.cond(
+          tf.reduce_all(size == [height, width]), lambda: image,
+          lambda: transforms.to_uint8(
+              transforms.resize(transforms.to_unit_range(image), height, width)))
+    return tf.ensure_shape(image, [height, width, channels])
+
+  return decode
+
+
+def _file_records(files, labels=None):
+  """`Source.records` over a list of files: file i goes to shard i mod P; with a seed, each
+  shard's file order is shuffled every epoch."""
+
+  def records(num_shards, index, seed):
+    names = files[index::num_shards]
+    ds = tf.data.Dataset.from_tensor_slices(
+        names if labels is None else (names, labels[index::num_shards]))
+    if seed is not None:
+      ds = ds.shuffle(len(names), seed=seed, reshuffle_each_iteration=True)
+    return ds
+
+  return records
+
+
 @sources.register("folder", splits=("train",), options=("path", "resolution"))
 def load_folder(split, path, resolution):
   """A folder of png/jpg/bmp images, optionally with one subfolder per class.
 
   Labels follow the sorted subfolder names. Channels follow the first image (RGBA -> RGB,
   grey+alpha -> grey). With `resolution`, every image is centre-cropped to a square and resized
-  to `resolution` x `resolution`; without it every image is resized to the first image's size.
-  Every image is decoded once when the source is loaded (`check_images_decode`), so a corrupt file
-  is reported by name before training starts.
+  to `resolution` x `resolution`; without it every image is resized to the first image's size
+  (resized images are rounded to 8 bits, as a file of that size would be). Each input pipeline
+  reads and decodes only its share of the files. Every image is checked to decode before training
+  starts (`check_folder`: once per dataset, then only files that changed), so a corrupt file is
+  reported by name.
   """
   del split
   path = _require_path(path, "folder", "a directory of images (optionally class subfolders)")
@@ -496,22 +592,11 @@ def load_folder(split, path, resolution):
         f"Image {files[0]!r} cannot be decoded ({_first_line(e.message)}); remove or replace it "
         "in dataset.path.") from None
   channels = {1: 1, 2: 1, 3: 3, 4: 3}[int(first.shape[-1])]
-  check_images_decode(files, channels)
+  check_folder(path, files, channels)
   height, width = (resolution, resolution) if resolution else tuple(first.shape[:2])
-
-  def decode(filename):
-    image = transforms.to_unit_range(_decode(filename, channels))
-    if resolution:
-      image = transforms.crop_square_and_resize(image, resolution)
-    else:
-      size = tf.shape(image)[:2]
-      image = tf.cond(tf.reduce_all(size == [height, width]), lambda: image,
-                      lambda: transforms.resize(image, height, width))
-    return tf.ensure_shape(image, [height, width, channels])
-
-  if labels is None:
-    ds = tf.data.Dataset.from_tensor_slices(files).map(decode, num_parallel_calls=AUTOTUNE)
-    return sources.Source(ds, 0, (height, width, channels), "folder")
-  ds = tf.data.Dataset.from_tensor_slices((files, labels)).map(
-      lambda f, y: (decode(f), y), num_parallel_calls=AUTOTUNE)
-  return sources.Source(ds, int(labels.max()) + 1, (height, width, channels), "folder")
+  num_classes = 0 if labels is None else int(labels.max()) + 1
+  return sources.Source(
+      _file_records(files, labels), num_classes, (height, width, channels), "folder",
+      decode=_folder_decoder(channels, resolution, height, width),
+      finish=transforms.to_unit_range, num_examples=len(files), max_examples=len(files),
+      file_shards=len(files))

@@ -4,7 +4,11 @@ The training pipeline is infinite and yields one dict per global batch (see BUIL
 "Data"): real examples grouped as `[B, n_dis, ...]` so that discriminator update k uses slice
 `[:, k]` on every replica, plus stateless noise derived from `(seed, batch index)`.
 """
+import os
+
+from absl import logging
 import gin
+import numpy as np
 import tensorflow as tf
 
 from tfadvgan import errors
@@ -29,18 +33,23 @@ def make_train_dataset(source,
                        seed=0,
                        conditional=False,
                        shuffle_buffer=10000,
-                       cache=True,
+                       cache="auto",
+                       cache_memory_limit=None,
                        method=None,
                        input_context=None,
                        input_shards=None):
   """Builds the infinite training pipeline consumed by `GAN.train_step`.
 
-  Order: shard, cache, shuffle (seeded, reshuffled each epoch), repeat, group `n_dis` consecutive
-  examples, batch (both with `drop_remainder=True`), add noise, split per replica, prefetch.
+  Order: read this pipeline's shard of the records, decode, cache (the stored form: uint8 for
+  8-bit data), shuffle (seeded, reshuffled each epoch), repeat, group `n_dis` consecutive
+  examples, batch (both with `drop_remainder=True`), finish (to float32 in [-1, 1], one op per
+  batch), add noise, split per replica, prefetch.
 
   Input sharding (multi-worker, TPU pods). With `input_context` (a `tf.distribute.InputContext`,
-  from `strategy.distribute_datasets_from_function`), input pipeline i of P reads only every P-th
-  example of the source (`Dataset.shard(P, i)`), shuffles its shard, and yields the rows
+  from `strategy.distribute_datasets_from_function`), input pipeline i of P reads and decodes
+  only its shard of the source: files i, i + P, ... of a file-backed source (TFDS, `tfrecord`,
+  the files of a `folder`), whose file order it shuffles with the seed each epoch, or every P-th
+  example of an in-memory one (`Source.records`). It shuffles its shard and yields the rows
   `[i * B/P, (i + 1) * B/P)` of each global batch, split into one element per local replica (the
   strategy hands consecutive elements to consecutive local replicas). The noise is drawn for the
   whole global batch from `(seed, batch index)` and sliced, so z and fake labels never depend on P
@@ -59,8 +68,12 @@ def make_train_dataset(source,
     seed: Seed of the shuffle and of the noise; equal seeds give identical streams.
     conditional: Whether to add uniform fake labels `y_d`, `y_g` (needs a labelled source).
     shuffle_buffer: Shuffle buffer size (examples).
-    cache: True caches the decoded examples in memory, a string caches them in that file
-      prefix, False disables caching (use False or a file for LSUN/ImageNet).
+    cache: 'auto' caches this pipeline's decoded shard in memory when its estimated size
+      (`cache_size_bytes`) fits `cache_memory_limit`, else does not cache it and says so in one
+      warning line; True caches in memory regardless; a string caches in that file prefix (one
+      file per shard); False disables caching.
+    cache_memory_limit: bytes the in-memory cache of one pipeline may take with
+      `cache='auto'`; None means a quarter of this host's physical memory.
     method: Optional method name, only used in error messages.
     input_context: Optional `tf.distribute.InputContext`: build only this input pipeline's part
       (see above); elements are then per-replica batches.
@@ -83,6 +96,13 @@ def make_train_dataset(source,
   _positive_int(latent_dim, "latent_dim")
   _positive_int(shuffle_buffer, "shuffle_buffer")
   errors.check(isinstance(seed, int), f"seed must be an integer, got {seed!r}.")
+  errors.check(cache in (True, False, "auto") or (isinstance(cache, str) and cache),
+               f"make_train_dataset.cache must be 'auto', True, False or a file prefix; got "
+               f"{cache!r}.")
+  errors.check(cache_memory_limit is None or (isinstance(cache_memory_limit, int)
+                                              and cache_memory_limit >= 0),
+               "make_train_dataset.cache_memory_limit must be None or a number of bytes >= 0; "
+               f"got {cache_memory_limit!r}.")
   has_labels = source.num_classes > 0
   if conditional:
     errors.require_labels(has_labels, method or "(conditional=True)", source.name)
@@ -105,15 +125,11 @@ def make_train_dataset(source,
   rows = batch_size // shards  # rows of each global batch that one shard provides
 
   def shard_batches(index):
-    ds = source.images
-    if shards > 1:
-      ds = ds.shard(shards, index)
-    if isinstance(cache, str):  # one cache file per shard
-      ds = ds.cache(f"{cache}-shard{index}" if shards > 1 else cache)
-    elif cache:
-      ds = ds.cache()
+    ds = source.stored(shards, index, seed)
+    ds = _cache(ds, source, shards, index, cache, cache_memory_limit)
     ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat()
-    return ds.batch(n_dis, drop_remainder=True).batch(rows, drop_remainder=True)
+    ds = ds.batch(n_dis, drop_remainder=True).batch(rows, drop_remainder=True)
+    return ds.map(lambda *batch: _finish(source, batch), num_parallel_calls=AUTOTUNE)
 
   if shard is not None:
     ds = shard_batches(shard)
@@ -148,6 +164,61 @@ def make_train_dataset(source,
   return ds.prefetch(AUTOTUNE)
 
 
+def _finish(source, batch):
+  """`source.finish` on a `[rows, n_dis, ...]` batch of stored examples (labels pass through)."""
+  images = batch[0]
+  lead = tf.shape(images)[:2]
+  flat = tf.reshape(images, tf.concat([[-1], tf.shape(images)[2:]], 0))
+  flat.set_shape([None] + images.shape[2:].as_list())
+  done = source.finish(flat)
+  images = tf.reshape(done, tf.concat([lead, tf.shape(done)[1:]], 0))
+  images.set_shape(batch[0].shape[:2].concatenate(source.shape))
+  return (images,) + tuple(batch[1:]) if len(batch) > 1 else images
+
+
+def cache_size_bytes(source, num_shards=1):
+  """Estimated bytes of one pipeline's decoded shard: ceil(N / P) x bytes of a stored example
+  (N: `source.max_examples`); None when N is unknown."""
+  if source.max_examples is None:
+    return None
+  spec = source.stored().element_spec
+  spec = spec[0] if source.num_classes > 0 else spec
+  per_example = spec.dtype.size * int(np.prod(spec.shape.as_list()))
+  return -(-source.max_examples // num_shards) * per_example
+
+
+def default_cache_memory_limit():
+  """A quarter of this host's physical memory, in bytes."""
+  return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
+
+
+def _bytes_text(n):
+  for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+    if n >= scale:
+      return f"{n / scale:.1f} {unit}"
+  return f"{n} bytes"
+
+
+def _cache(ds, source, shards, index, cache, memory_limit):
+  """Applies the `cache` choice of `make_train_dataset` to one pipeline's decoded shard."""
+  if isinstance(cache, str) and cache != "auto":  # one cache file per shard
+    return ds.cache(f"{cache}-shard{index}" if shards > 1 else cache)
+  if cache == "auto":
+    size = cache_size_bytes(source, shards)
+    limit = default_cache_memory_limit() if memory_limit is None else memory_limit
+    if size is not None and size > limit:
+      if index == 0:  # one line per process, not one per pipeline
+        logging.warning(
+            "Not caching the decoded data in memory: one input pipeline's shard of %r needs about "
+            "%s (%d examples / %d pipeline(s)), over make_train_dataset.cache_memory_limit = %s, "
+            "so every epoch decodes it again. Raise the limit, or set make_train_dataset.cache "
+            "to a local file prefix.", source.name, _bytes_text(size), source.max_examples,
+            shards, _bytes_text(limit))
+      return ds
+    return ds.cache()
+  return ds.cache() if cache else ds
+
+
 def make_eval_dataset(source, batch_size):
   """Batches a source in order for evaluation: no shuffle, no repeat, last batch kept.
 
@@ -160,7 +231,8 @@ def make_eval_dataset(source, batch_size):
     when the source has labels (`b <= batch_size`; the batch dimension is not static).
   """
   _positive_int(batch_size, "batch_size")
-  ds = source.images.batch(batch_size, drop_remainder=False)
+  ds = source.stored().batch(batch_size, drop_remainder=False).map(
+      source.finish_batch, num_parallel_calls=AUTOTUNE)
   if source.num_classes > 0:
     ds = ds.map(lambda x, y: {"images": x, "labels": tf.cast(y, tf.int32)},
                 num_parallel_calls=AUTOTUNE)

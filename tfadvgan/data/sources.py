@@ -5,7 +5,6 @@ a finite, unbatched, unshuffled `tf.data.Dataset` of float32 images in [-1, 1] (
 paired with int32 labels when the data has them. Loaders register themselves with `register`;
 `tfadvgan.data` imports every loader module so `SOURCES` is complete once the package is imported.
 """
-import collections
 import dataclasses
 
 from absl import logging
@@ -18,17 +17,86 @@ from tfadvgan.data import transforms
 
 AUTOTUNE = tf.data.AUTOTUNE
 
-Source = collections.namedtuple("Source", ["images", "num_classes", "shape", "name"])
-Source.__doc__ = """A dataset of single examples.
+def _identity(x):
+  return x
 
-Attributes:
-  images: finite, unbatched, unshuffled `tf.data.Dataset` whose elements are `(image, label)`
-    (label an int32 scalar) when `num_classes > 0`, else plain `image`; images are float32 in
-    [-1, 1] with the static shape `shape`.
-  num_classes: number of classes, 0 when there are no labels.
-  shape: `(H, W, C)` for images, `(2,)` for 2-D toy points.
-  name: the source name, for messages and logs.
-"""
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+  """A dataset of single examples, built in three stages so that a host decodes only its shard.
+
+  `records(num_shards, index, seed)` -> undecoded records of shard `index` of `num_shards`
+  (file names, encoded bytes or in-memory arrays: cheap to read). Each element is `record` or
+  `(record, label)` with an int32 scalar label. File-backed sources shard by file where they
+  can; all shard before `decode`.
+  `decode(record)` -> the stored image: what the pipeline caches (uint8 where the data is 8-bit,
+  already cropped and resized where that shrinks it; float32 for floating point data and points).
+  `finish(images)` -> float32 in [-1, 1] of shape `shape`; it takes one stored image `[h, w, c]`
+  or a batch `[n, h, w, c]` (or points), and is cheap: the pipeline runs it once per batch after
+  the cache.
+
+  Attributes:
+    records, decode, finish: the three stages above.
+    num_classes: number of classes, 0 when there are no labels.
+    shape: `(H, W, C)` of finished images, `(2,)` for 2-D toy points.
+    name: the source name, for messages and logs.
+    num_examples: the exact number of examples when known without reading them, else None.
+    max_examples: an upper bound on it (for memory estimates), or None.
+    file_shards: how many files `records` shards by (0: it shards by example).
+  """
+  records: object
+  num_classes: int
+  shape: tuple
+  name: str
+  decode: object = _identity
+  finish: object = _identity
+  num_examples: object = None
+  max_examples: object = None
+  file_shards: int = 0
+
+  def replace(self, **changes):
+    return dataclasses.replace(self, **changes)
+
+  def stored(self, num_shards=1, index=0, seed=None):
+    """The decoded, unfinished examples of one shard (what the training pipeline caches); `seed`
+    None reads files in order, an integer shuffles the file order with it (each epoch anew)."""
+    ds = self.records(num_shards, index, seed)
+    decode = self.decode
+    if self.num_classes > 0:
+      return ds.map(lambda r, y: (decode(r), y), num_parallel_calls=AUTOTUNE)
+    return ds.map(decode, num_parallel_calls=AUTOTUNE)
+
+  def finish_batch(self, images, labels=None):
+    """`finish` on a batch of stored examples (`images`, or `images, labels`: labels pass)."""
+    if labels is not None:
+      return self.finish(images), labels
+    return self.finish(images)
+
+  @property
+  def images(self):
+    """The whole source, finished, one example at a time, in order."""
+    ds = self.stored().batch(CONVERT_CHUNK).map(self.finish_batch,
+                                                 num_parallel_calls=AUTOTUNE).unbatch()
+    if self.num_examples is not None:
+      ds = ds.apply(tf.data.experimental.assert_cardinality(self.num_examples))
+    return ds
+
+  def apply(self, fn):
+    """A Source whose examples are `fn(stored examples)` (e.g. `lambda d: d.take(100)`), in order.
+
+    It then shards by example: every shard reads all records of this source, and decodes them.
+    """
+    def records(num_shards, index, seed):
+      del seed
+      ds = fn(self.stored())
+      return ds.shard(num_shards, index) if num_shards > 1 else ds
+    return self.replace(records=records, decode=_identity, num_examples=None, file_shards=0)
+
+
+def shard_examples(ds, num_shards, index):
+  """Example-level sharding (every `num_shards`-th example from `index`); identity for one."""
+  return ds.shard(num_shards, index) if num_shards > 1 else ds
+
 
 # name -> loader function; the loader's options and splits live in _SPECS.
 SOURCES = {}
@@ -182,7 +250,7 @@ def load(source=None,
   if truncate:
     errors.check(isinstance(num_examples, int) and num_examples > 0,
                  f"dataset.num_examples must be a positive integer, got {num_examples!r}.")
-    result = result._replace(images=result.images.take(num_examples))
+    result = truncate_source(result, num_examples)
   errors.check(
       not require_labels or result.num_classes > 0,
       f"Labels are required but dataset {result.name!r} has no labels. Use a labelled source "
@@ -224,9 +292,28 @@ def select_classes(source, classes):
   table = np.full([source.num_classes], -1, np.int32)
   table[np.asarray(classes)] = np.arange(len(classes), dtype=np.int32)
   table = tf.constant(table)
-  images = source.images.filter(lambda x, y: tf.gather(table, y) >= 0)
-  images = images.map(lambda x, y: (x, tf.gather(table, y)), num_parallel_calls=AUTOTUNE)
-  return source._replace(images=images, num_classes=len(classes))
+  inner = source.records
+
+  def records(num_shards, index, seed):
+    ds = inner(num_shards, index, seed).filter(lambda r, y: tf.gather(table, y) >= 0)
+    return ds.map(lambda r, y: (r, tf.gather(table, y)), num_parallel_calls=AUTOTUNE)
+
+  return source.replace(records=records, num_classes=len(classes), num_examples=None)
+
+
+def truncate_source(source, num_examples):
+  """The first `num_examples` records of `source` (in order), sharded by example."""
+  inner = source.records
+
+  def records(num_shards, index, seed):
+    del seed
+    return shard_examples(inner(1, 0, None).take(num_examples), num_shards, index)
+
+  known = source.num_examples
+  return source.replace(
+      records=records, file_shards=0,
+      num_examples=min(known, num_examples) if known is not None else None,
+      max_examples=min(source.max_examples or num_examples, num_examples))
 
 
 def _check_images_array(images, name):
@@ -281,7 +368,7 @@ def _check_labels_array(labels, n, name, num_classes=None):
   return labels.astype(np.int32), int(num_classes)
 
 
-CONVERT_CHUNK = 256  # examples converted by one op in `from_arrays`
+CONVERT_CHUNK = 256  # examples finished by one op in `Source.images`
 
 
 def from_arrays(images, labels=None, name="arrays", num_classes=None, resolution=None, pad_to=None):
@@ -301,10 +388,11 @@ def from_arrays(images, labels=None, name="arrays", num_classes=None, resolution
     pad_to: Optional side length to pad to with -1 (before `resolution`).
 
   Returns:
-    A `Source`; uint8 data stays uint8 in memory and is converted in chunks of
-    `CONVERT_CHUNK` examples (one op per chunk rather than per example: the first epoch's
-    pipeline cost 7 ms of CPU per batch of 64 converted per example, 1.6 ms in chunks;
-    BUILD_NOTES, "End to end against the isolated step").
+    A `Source` sharded by example; uint8 data stays uint8 in memory (and in the pipeline's
+    cache) and is converted by `finish` one batch at a time, after the cache (one op per batch
+    rather than per example: the first epoch's pipeline cost 7 ms of CPU per batch of 64
+    converted per example, 1.6 ms in chunks; BUILD_NOTES, "End to end against the isolated
+    step").
   """
   images, kind = _check_images_array(images, name)
   n = images.shape[0]
@@ -313,17 +401,22 @@ def from_arrays(images, labels=None, name="arrays", num_classes=None, resolution
   else:
     num_classes = 0
 
-  def convert(x):  # a chunk [n, H, W, C] of images
+  def finish(x):  # one image [H, W, C] or a batch [n, H, W, C] of stored (raw) images
     if kind == "uint8":
       x = transforms.to_unit_range(x)
     if pad_to is not None:
       x = transforms.pad_to(x, pad_to)
     return transforms.maybe_resize(x, resolution)
 
-  ds = tf.data.Dataset.from_tensor_slices(images if labels is None else (images, labels))
-  if kind != "points":
-    ds = ds.batch(CONVERT_CHUNK).map(
-        convert if labels is None else lambda x, y: (convert(x), y),
-        num_parallel_calls=AUTOTUNE).unbatch().apply(tf.data.experimental.assert_cardinality(n))
-  spec = ds.element_spec[0] if labels is not None else ds.element_spec
-  return Source(ds, num_classes, tuple(spec.shape.as_list()), name)
+  arrays = images if labels is None else (images, labels)
+
+  def records(num_shards, index, seed):
+    del seed  # in memory: the training pipeline's shuffle buffer does the shuffling
+    return shard_examples(tf.data.Dataset.from_tensor_slices(arrays), num_shards, index)
+
+  if kind == "points":
+    shape = tuple(images.shape[1:])
+    finish = _identity
+  else:
+    shape = tuple(finish(tf.zeros((1,) + images.shape[1:], images.dtype)).shape[1:].as_list())
+  return Source(records, num_classes, shape, name, finish=finish, num_examples=n, max_examples=n)

@@ -11,6 +11,12 @@ def to_unit_range(image):
   return tf.cast(image, tf.float32) / 127.5 - 1.0
 
 
+def to_uint8(image):
+  """Maps a float32 image in [-1, 1] to uint8 in [0, 255], rounding to the nearest level (the
+  inverse of `to_unit_range` on 8-bit values)."""
+  return tf.cast(tf.clip_by_value(tf.round((image + 1.0) * 127.5), 0.0, 255.0), tf.uint8)
+
+
 def resize(image, height, width=None):
   """Resizes a float image to `height` x `width` (bilinear, antialiased), clipped to [-1, 1].
 

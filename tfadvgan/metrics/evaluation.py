@@ -66,9 +66,7 @@ _DATA_KEY_OPTIONS = ("source", "path", "data_dir", "resolution", "classes", "num
 
 def default_cache_dir():
   """``$TFADVGAN_CACHE_DIR/reference`` or ``~/.cache/tfadvgan/reference``."""
-  root = os.environ.get("TFADVGAN_CACHE_DIR") or os.path.join(
-      os.path.expanduser("~"), ".cache", "tfadvgan")
-  return io.join(root, "reference")
+  return io.cache_dir("reference")
 
 
 def metric_names(classifier_name):
