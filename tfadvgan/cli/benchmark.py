@@ -8,6 +8,9 @@ every config; --param_for='2:train.batch_size = 32' only to the 2nd. Prints a ta
 with min and max, images/s, ratio to the first config) and writes the same fields as JSON.
 Policies compare in one run:  --with_params='bf16|train.mixed_precision = "bfloat16"'.
 
+--input=DIR measures the input path instead (decodes per trained image for 1, 2, 4 input
+pipelines, images/s on one core, folder start-up time) on generated image folders kept in DIR.
+
 --reference adds the hand-written minimal XLA step on the first config's networks as a last row;
 --convolutions adds how many convolutions each config's compiled step holds (its pass count).
 --ci runs CI's check: the first --config is a baseline, the second a method on it; prints the
@@ -38,6 +41,12 @@ flags.DEFINE_integer("cpu_devices", None, "Split the CPU into this many logical 
 flags.DEFINE_enum("mixed_precision", None, ["none", "bfloat16", "float16"],
                   "train.mixed_precision of every config (compare policies with --with_params).")
 flags.DEFINE_string("out", None, "JSON output file.")
+flags.DEFINE_string("input", None, "Benchmark the input path instead of the step, on folders of "
+                    "generated images kept in this directory: decodes per trained image for "
+                    "1, 2 and 4 input pipelines, images/s on one core (PNG and JPEG), and the "
+                    "folder source's start-up time (first and second start).")
+flags.DEFINE_integer("input_startup_images", 20000, "With --input: images of the start-up "
+                     "folder (0 skips it).")
 flags.DEFINE_bool("end_to_end", False, "Also train the first config for --warmup + --steps steps "
                   "with its real input pipeline and callbacks (train.py's loop), and report its "
                   "ms/step and the ratio to the isolated step (end_to_end_ms_per_step, "
@@ -65,6 +74,14 @@ def main(argv):
   from tfadvgan.training import benchmark  # pylint: disable=g-import-not-at-top
   from tfadvgan import io  # pylint: disable=g-import-not-at-top
   errors.check(len(argv) == 1, f"Unexpected arguments: {' '.join(argv[1:])}")
+  if FLAGS.input:
+    from tfadvgan.data import throughput  # pylint: disable=g-import-not-at-top
+    result = throughput.input_benchmark(FLAGS.input, startup_images=FLAGS.input_startup_images)
+    print(throughput.format_input_benchmark(result))
+    if FLAGS.out:
+      io.atomic_write(FLAGS.out, json.dumps(result, indent=2))
+      print(f"wrote {FLAGS.out}")
+    return
   errors.check(FLAGS.config, "Give at least one --config.")
   errors.check(FLAGS.end_to_end or not (FLAGS.profile or FLAGS.end_to_end_input != "real"
                                         or FLAGS.end_to_end_rounds != 1),

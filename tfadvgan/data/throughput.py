@@ -54,7 +54,7 @@ def write_image_folder(path, num_images, size=64, image_format="png", seed=0):
       f.write(data)
 
 
-def decodes_per_trained_image(source, num_shards, passes=3, rows_per_pipeline=16):
+def decodes_per_trained_image(source, num_shards, passes=10, rows_per_pipeline=16):
   """Images decoded / images trained on, for each of `num_shards` input pipelines (cache off),
   over `passes` whole passes of each pipeline's shard."""
   ratios = []
