@@ -179,6 +179,28 @@ def _write_cifar(root, layout, rng):
   return {k: (np.concatenate(v[0]), np.array(v[1])) for k, v in expected.items()}
 
 
+class _RunsCode:
+  """Unpickling it calls os.system: what a crafted "CIFAR archive" could do."""
+
+  def __init__(self, marker):
+    self.marker = marker
+
+  def __reduce__(self):
+    return (os.system, (f"touch {self.marker}",))
+
+
+def test_cifar_python_refuses_a_pickle_that_would_run_code(tmp_path):
+  root = str(tmp_path / "cifar-py")
+  _write_cifar(root, "cifar10", np.random.default_rng(5))
+  marker = tmp_path / "code_ran"
+  with open(os.path.join(root, "data_batch_3"), "wb") as f:
+    pickle.dump({b"data": _RunsCode(str(marker)), b"labels": [1]}, f, protocol=2)
+  with pytest.raises(ConfigError, match=r"data_batch_3.*asks to load posix\.system, which a CIFAR "
+                     r"archive never holds"):
+    data.load("cifar_python", path=root)
+  assert not marker.exists()
+
+
 @pytest.mark.parametrize("layout,num_classes", [("cifar10", 10), ("cifar100", 100)])
 @pytest.mark.parametrize("archive", [False, True])
 def test_cifar_python(tmp_path, layout, num_classes, archive):

@@ -9,6 +9,7 @@ image in a `folder` source that does not decode).
 """
 import gzip
 import hashlib
+import io as pyio
 import json
 import os
 import pickle
@@ -307,11 +308,34 @@ class _Files:
       self._fileobj = None
 
 
+# What a CIFAR python pickle holds: dicts, lists, bytes, str, ints and numpy arrays. Nothing else
+# may be loaded: a crafted "CIFAR archive" would otherwise run code (pickle calls any global).
+_CIFAR_GLOBALS = frozenset([
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("_codecs", "encode"),  # how protocol-2 pickles written by Python 3 store bytes
+])
+
+
+class _CifarUnpickler(pickle.Unpickler):
+  """An unpickler that loads only the types a CIFAR python archive holds."""
+
+  def find_class(self, module, name):
+    if (module, name) not in _CIFAR_GLOBALS:
+      raise pickle.UnpicklingError(
+          f"it asks to load {module}.{name}, which a CIFAR archive never holds, so it was not "
+          "unpickled (a crafted or foreign file?)")
+    return super().find_class(module, name)
+
+
 def _unpickle(files, name, path):
   try:
-    batch = pickle.loads(files.read(name), encoding="bytes")
+    batch = _CifarUnpickler(pyio.BytesIO(files.read(name)), encoding="bytes").load()
   except Exception as e:  # pylint: disable=broad-except
     raise errors.ConfigError(f"{path}: cannot unpickle CIFAR file {name!r} ({e}).") from None
+  errors.check(isinstance(batch, dict), f"{path}: CIFAR file {name!r} holds a "
+               f"{type(batch).__name__}, not a dict.")
   return {(k.decode() if isinstance(k, bytes) else k): v for k, v in batch.items()}
 
 
