@@ -443,10 +443,9 @@ def test_a_killed_worker_stops_the_others_with_one_line_then_all_resume(cluster_
   saved = latest_step(model_dir)
   line = (f"[tfadvgan] worker 2 is unreachable; restart all workers: the run resumes from "
           f"ckpt-{saved}.")
-  for i in range(2):
+  for i in range(2):  # the one line (the chief's log also has its progress lines)
     log = read_log(model_dir, i)
-    assert line in log.splitlines(), log[-3000:]
-    assert "Traceback" not in log, log[-3000:]
+    assert [l for l in log.splitlines() if not l.startswith("step ")] == [line], log[-3000:]
   assert codes == [75, 75] and elapsed < 60
   assert max(_logged_steps(model_dir)) - saved <= 3  # at most one checkpoint interval lost
   # The lease of the chief (alive, stopped cleanly) is released: the restart does not wait.

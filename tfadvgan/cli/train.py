@@ -42,7 +42,8 @@ def main(argv):
   if FLAGS.mixed_precision:
     params.append(f"train.mixed_precision = '{FLAGS.mixed_precision}'")
   common.parse_gin(FLAGS.gin_file, params)
-  gan = loop.train(FLAGS.model_dir)
+  with common.filter_peer_aborts():
+    gan = loop.train(FLAGS.model_dir)
   if gan.stopped_early is not None:  # rerun to continue: a requeue loop or scheduler restarts it
     sys.exit(gan.stopped_early.exit_status)
 
