@@ -22,7 +22,7 @@ import pytest
 import tensorflow as tf
 
 from helpers import ROOT, TINY, parse, small_npz  # pylint: disable=g-bad-import-order
-from test_multi_worker import checkpoint_arrays, free_ports, latest_step, read_log, wait_all  # pylint: disable=g-bad-import-order
+from test_multi_worker import checkpoint_arrays, free_ports, latest_step, read_log, setup, wait_all  # noqa: F401  pylint: disable=g-bad-import-order,unused-import
 from tfadvgan import distribute
 from tfadvgan import errors
 from tfadvgan import io
@@ -332,35 +332,16 @@ def test_the_unreachable_peer_is_named_from_the_collective_error():
 
 # ------------------------------------------------------------------------- multi-process
 
-CONFIG = """
-include '{root}/gin_configs/common/dcgan.gin'
-dataset.source = 'npz'
-dataset.path = '{data}'
-build_generator.width = 8
-build_discriminator.width = 8
-build_gan.latent_dim = 16
-train.batch_size = 12
-train.log_every_steps = 1
-train.sample_every_steps = 100000
-train.checkpoint_every_steps = 3
-train.diagnose_every_steps = 0
-make_optimizer.name = 'sgd'
-make_optimizer.learning_rate = 0.02
-"""
+# test_multi_worker.py's `setup`: a 256-image npz and a small synchronized-BN DCGAN (SGD). Here
+# logged at every step, never sampled, checkpointed every 3 steps, with a global batch of 12 (3 and
+# 4 workers).
+CLUSTER = ["train.log_every_steps = 1", "train.sample_every_steps = 100000",
+           "train.checkpoint_every_steps = 3", "train.batch_size = 12"]
 
 
 @pytest.fixture(scope="module")
-def cluster_config(tmp_path_factory):
-  """A 96-image 32x32 npz (its own seeded data) and a small DCGAN config."""
-  base = tmp_path_factory.mktemp("cluster")
-  rng = np.random.default_rng(20261206)
-  data = str(base / "data.npz")
-  np.savez(data, images=rng.integers(0, 256, (96, 32, 32, 1), dtype=np.uint8),
-           labels=rng.integers(0, 4, 96))
-  config = str(base / "cfg.gin")
-  with open(config, "w") as f:
-    f.write(CONFIG.format(root=ROOT, data=data))
-  return config
+def cluster_config(setup):
+  return setup[1]
 
 
 def start_workers(config, model_dir, n, params=(), log_prefix=None, per_worker=None):
@@ -371,7 +352,8 @@ def start_workers(config, model_dir, n, params=(), log_prefix=None, per_worker=N
   for i in range(n):
     env = {k: v for k, v in os.environ.items()  # the CLI's own quiet start-up, as a user gets
            if k not in ("TF_CONFIG", "TF_CPP_MIN_LOG_LEVEL")}
-    args = [f"--gin_param={p}" for p in list(params) + list((per_worker or {}).get(i, ()))]
+    args = [f"--gin_param={p}"
+            for p in CLUSTER + list(params) + list((per_worker or {}).get(i, ()))]
     if n > 1:
       env["TF_CONFIG"] = json.dumps({"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
                                      "task": {"type": "worker", "index": i}})
@@ -486,15 +468,11 @@ build_generator.width = 8
 build_discriminator.width = 8
 build_generator.synchronized_bn = True
 build_gan.latent_dim = 16
-train.batch_size = 8
-FastRobGAN.batch_size = 8
+FastRobGAN.batch_size = 12  # train.batch_size (CLUSTER)
 FastRobGAN.epsilon = 0.05
 make_optimizer.name = 'sgd'
 make_optimizer.learning_rate = 0.02
 make_optimizer.decay_steps = 1000
-train.log_every_steps = 1
-train.checkpoint_every_steps = 3
-train.sample_every_steps = 100000
 train.diagnose_every_steps = 0
 """
 
@@ -520,12 +498,12 @@ def test_a_run_of_4_workers_resumes_on_2_with_fast_robgans_delta(cluster_config,
   chief = read_log(model_dir + "_resume", 0)
   assert codes == [0, 0], chief[-3000:]
   assert f"resumed from {model_dir}/checkpoints/ckpt-3 at step 3" in chief
-  parse([config], ["train.num_steps = 6", "make_train_dataset.input_shards = 2",
-                   "train.verbose = 0"])
+  parse([config], CLUSTER + ["train.num_steps = 6", "make_train_dataset.input_shards = 2",
+                             "train.verbose = 0"])
   loop.train(reference)
   got = checkpoint_arrays(os.path.join(model_dir, "checkpoints", "ckpt-6"))
   want = checkpoint_arrays(os.path.join(reference, "checkpoints", "ckpt-6"))
-  deltas = [k for k in want if k.startswith("state/") and want[k].shape == (8, 32, 32, 1)]
+  deltas = [k for k in want if k.startswith("state/") and want[k].shape == (12, 32, 32, 1)]
   assert deltas and set(got) == set(want)
   for key in want:
     np.testing.assert_allclose(got[key], want[key], rtol=1e-4, atol=1e-5, err_msg=key)
