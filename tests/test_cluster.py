@@ -22,7 +22,9 @@ import pytest
 import tensorflow as tf
 
 from helpers import ROOT, TINY, parse, small_npz  # pylint: disable=g-bad-import-order
-from test_multi_worker import checkpoint_arrays, free_ports, latest_step, read_log, setup, wait_all  # noqa: F401  pylint: disable=g-bad-import-order,unused-import
+from test_multi_worker import (  # pylint: disable=g-bad-import-order
+    _wait_until, checkpoint_arrays, free_ports, latest_step, read_log, setup,  # noqa: F401
+    wait_all)  # setup: test_multi_worker's data and config (a fixture)
 from tfadvgan import distribute
 from tfadvgan import errors
 from tfadvgan import io
@@ -255,13 +257,13 @@ def test_train_holds_the_lease_while_training_and_refuses_a_held_run_dir(tmp_pat
 
 
 def test_a_study_step_with_a_time_budget_accepts_the_rerun_status():
+  # pylint: disable=protected-access
   from tfadvgan.cli import study  # pylint: disable=g-import-not-at-top
-  train = study._script("train") + ["--model_dir=/x"]  # pylint: disable=protected-access
-  assert study._other_success(  # pylint: disable=protected-access
-      train + ["--gin_param=train.max_seconds = 900"]) == (75,)
-  assert study._other_success(train) == ()  # pylint: disable=protected-access
-  assert study._other_success(  # pylint: disable=protected-access
-      study._script("eval") + ["--gin_param=train.max_seconds = 900"]) == ()  # pylint: disable=protected-access
+  budget = ["--gin_param=train.max_seconds = 900"]
+  train = study._script("train") + ["--model_dir=/x"]
+  assert study._other_success(train + budget) == (75,)
+  assert study._other_success(train) == ()
+  assert study._other_success(study._script("eval") + budget) == ()
 
 
 def test_a_refused_lease_in_a_new_dir_creates_nothing_and_an_error_removes_the_new_dir(tmp_path):
@@ -365,19 +367,6 @@ def start_workers(config, model_dir, n, params=(), log_prefix=None, per_worker=N
   return procs
 
 
-def _wait_for(ready, procs, what, timeout=240):
-  deadline = time.time() + timeout
-  while time.time() < deadline:
-    if ready():
-      return
-    if any(p.poll() is not None for p in procs):
-      break
-    time.sleep(0.3)
-  for p in procs:
-    p.kill()
-  pytest.fail(f"{what} did not happen")
-
-
 def _logged_steps(log_prefix):
   return [int(s) for s in re.findall(r"^step +(\d+)/", read_log(log_prefix, 0), re.M)]
 
@@ -401,7 +390,7 @@ def test_a_second_process_into_a_run_dir_refuses_and_the_first_is_unharmed(clust
   model_dir = str(tmp_path / "run")
   first = start_workers(cluster_config, model_dir, 1, ["train.num_steps = 100000"])
   try:
-    _wait_for(lambda: len(_logged_steps(model_dir)) >= 2, first, "a logged step")
+    _wait_until(lambda: len(_logged_steps(model_dir)) >= 2, model_dir, first, "a logged step")
     second = start_workers(cluster_config, model_dir, 1, ["train.num_steps = 100000"],
                            log_prefix=model_dir + "_second")
     assert wait_all(second, timeout=120) == [2]
@@ -410,7 +399,8 @@ def test_a_second_process_into_a_run_dir_refuses_and_the_first_is_unharmed(clust
         rf"error: {model_dir} is in use by another training process: host \S+ pid "
         rf"{first[0].pid} \(heartbeat \d+ s ago\)\.", lines[0]), lines
     reached = max(_logged_steps(model_dir))
-    _wait_for(lambda: max(_logged_steps(model_dir)) >= reached + 3, first, "more steps")
+    _wait_until(lambda: max(_logged_steps(model_dir)) >= reached + 3, model_dir, first,
+                "more steps")
     first[0].send_signal(signal.SIGTERM)
     assert wait_all(first, timeout=120) == [75]  # stopped early with a checkpoint: rerun
   finally:
@@ -430,7 +420,8 @@ def test_a_killed_worker_stops_the_others_with_one_line_then_all_resume(cluster_
   model_dir = str(tmp_path / "run")
   procs = start_workers(cluster_config, model_dir, 3, ["train.num_steps = 100000"])
   try:
-    _wait_for(lambda: (latest_step(model_dir) or 0) >= 6, procs, "a checkpoint >= 6")
+    _wait_until(lambda: (latest_step(model_dir) or 0) >= 6, model_dir, procs,
+                "a checkpoint >= 6")
     procs[2].send_signal(signal.SIGKILL)
     killed = time.time()
     codes = wait_all(procs[:2], timeout=90)

@@ -101,8 +101,9 @@ class _FilteredStderr:
 # train.py turns into one line ("worker 2 is unreachable; ..."): a log line, then its continuations.
 _PEER_ABORT = re.compile(r"^E\d{4} .*(ring_alg\.cc:\d+\] Aborting |base_collective_executor\.cc:"
                          r"\d+\] BaseCollectiveExecutor::StartAbort )")
-_CONTINUATION = re.compile(r"^(Additional GRPC error information from remote target |:UNKNOWN:Error "
-                           r"received from peer|The error could be from a previous operation)")
+_CONTINUATION = re.compile(r"^(Additional GRPC error information from remote target "
+                           r"|:UNKNOWN:Error received from peer"
+                           r"|The error could be from a previous operation)")
 
 
 class PeerAbortFilter:
