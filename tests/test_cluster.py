@@ -498,3 +498,56 @@ def test_a_run_of_4_workers_resumes_on_2_with_fast_robgans_delta(cluster_config,
   assert deltas and set(got) == set(want)
   for key in want:
     np.testing.assert_allclose(got[key], want[key], rtol=1e-4, atol=1e-5, err_msg=key)
+
+
+# TF's stderr on the survivor of a SIGSTOPped peer (2 workers, TF 2.21, 2026-12-06), abridged; the
+# first and fifth lines are what the filter must keep.
+PEER_ABORT_STDERR = """\
+W1206 06:10:00.000000 1 some_file.py:1] an unrelated warning
+E0000 00:00:1796537000.1 31 base_collective_executor.cc:252] BaseCollectiveExecutor::StartAbort \
+UNAVAILABLE: The following tasks are unhealthy (stopped sending heartbeats):
+/job:worker/replica:0/task:1
+The tasks have crashed. Check the task logs for an earlier error, or scheduler events.
+[tfadvgan] worker 1 is unreachable; restart all workers: the run resumes from ckpt-21.
+E0000 00:00:1796537000.2 31 ring_alg.cc:291] Aborting RingReduce with UNAVAILABLE: recvmsg:Connec\
+tion reset by peer
+Additional GRPC error information from remote target /job:worker/replica:0/task:2 while calling
+:UNKNOWN:Error received from peer  {grpc_status:14, grpc_message:"recvmsg:Connection reset by peer"}
+Traceback (most recent call last):
+"""
+
+
+def test_the_peer_abort_filter_drops_tfs_abort_lines_and_nothing_else():
+  code = ("import os, sys\nfrom tfadvgan.cli import common\nwith common.PeerAbortFilter():\n"
+          "  os.write(2, sys.stdin.buffer.read())\nos.write(2, b'after\\n')\n")
+  proc = subprocess.run([sys.executable, "-c", code], input=PEER_ABORT_STDERR, text=True,
+                        capture_output=True, timeout=120, cwd=ROOT,
+                        env=dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2"))
+  lines = PEER_ABORT_STDERR.splitlines()
+  assert proc.stderr.splitlines()[-4:] == [lines[0], lines[4], lines[8], "after"], proc.stderr
+
+
+@pytest.mark.slow  # ~1.5 min on 2 cores
+def test_a_hung_worker_stops_the_others_with_one_line(cluster_config, tmp_path):
+  """SIGSTOP (a frozen VM, a partition without resets): TF's coordination service stops getting
+  the worker's heartbeats and aborts the survivor's collectives (about 10 s, measured)."""
+  model_dir = str(tmp_path / "run")
+  procs = start_workers(cluster_config, model_dir, 2, ["train.num_steps = 100000"])
+  try:
+    _wait_until(lambda: (latest_step(model_dir) or 0) >= 6, model_dir, procs,
+                "a checkpoint >= 6")
+    procs[1].send_signal(signal.SIGSTOP)
+    stopped = time.time()
+    codes = wait_all(procs[:1], timeout=120)
+    elapsed = time.time() - stopped
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+        p.wait()
+  saved = latest_step(model_dir)
+  log = read_log(model_dir, 0)
+  assert [l for l in log.splitlines() if not l.startswith("step ")] == [
+      f"[tfadvgan] worker 1 is unreachable; restart all workers: the run resumes from "
+      f"ckpt-{saved}."], log[-3000:]
+  assert codes == [75] and elapsed < 90

@@ -97,18 +97,20 @@ class _FilteredStderr:
     return False
 
 
-# TensorFlow's C++ ERROR lines when a peer of a multi-worker run dies, before the Python error that
-# train.py turns into one line ("worker 2 is unreachable; ..."): a log line, then its continuations.
+# TensorFlow's C++ ERROR lines when a peer of a multi-worker run dies or hangs, before the Python
+# error that train.py turns into one line ("worker 2 is unreachable; ..."): an abort log line, then
+# its continuation lines (gRPC details, the coordination service's "The tasks have crashed ..."),
+# up to the next line that starts a record of its own (a log line, a Python traceback, ours).
 _PEER_ABORT = re.compile(r"^E\d{4} .*(ring_alg\.cc:\d+\] Aborting |base_collective_executor\.cc:"
                          r"\d+\] BaseCollectiveExecutor::StartAbort )")
-_CONTINUATION = re.compile(r"^(Additional GRPC error information from remote target "
-                           r"|:UNKNOWN:Error received from peer"
-                           r"|The error could be from a previous operation)")
+_NEW_RECORD = re.compile(r"^([IWEF]\d{4} |Traceback |\[tfadvgan\]|error: )")
 
 
 class PeerAbortFilter:
   """Context manager: fd 2 goes through a pipe; a thread drops TensorFlow's collective-abort ERROR
   lines (`_PEER_ABORT` and their continuation lines) and writes every other line through at once.
+  Anything after an abort line that does not start a record (`_NEW_RECORD`) is taken for its
+  continuation and dropped too.
 
   Used by train.py under TF_CONFIG unless the user asked for TF's logs (TF_CPP_MIN_LOG_LEVEL set,
   or --verbosity >= 0).
@@ -129,7 +131,7 @@ class PeerAbortFilter:
     with os.fdopen(read_fd, "rb") as pipe:
       for raw in pipe:
         line = raw.decode("utf-8", errors="replace")
-        dropping = bool(_PEER_ABORT.search(line)) or (dropping and bool(_CONTINUATION.search(line)))
+        dropping = bool(_PEER_ABORT.search(line)) or (dropping and not _NEW_RECORD.search(line))
         if not dropping:
           os.write(self._saved, raw)
 
