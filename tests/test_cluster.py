@@ -414,28 +414,37 @@ def test_a_second_process_into_a_run_dir_refuses_and_the_first_is_unharmed(clust
   assert "lease" not in os.listdir(model_dir)
 
 
-@pytest.mark.slow  # ~2-3 min on 2 cores
-def test_a_killed_worker_stops_the_others_with_one_line_then_all_resume(cluster_config,
-                                                                        tmp_path):
-  model_dir = str(tmp_path / "run")
-  procs = start_workers(cluster_config, model_dir, 3, ["train.num_steps = 100000"])
+def _signal_the_last_worker(config, model_dir, n, signum):
+  """Starts `n` workers, sends `signum` to the last once a checkpoint >= 6 exists, and waits for
+  the others. Returns (their exit statuses, seconds from the signal to their exit, the newest
+  checkpoint's step, the one line each survivor's log must be, apart from progress lines)."""
+  procs = start_workers(config, model_dir, n, ["train.num_steps = 100000"])
   try:
     _wait_until(lambda: (latest_step(model_dir) or 0) >= 6, model_dir, procs,
                 "a checkpoint >= 6")
-    procs[2].send_signal(signal.SIGKILL)
-    killed = time.time()
-    codes = wait_all(procs[:2], timeout=90)
-    elapsed = time.time() - killed
+    procs[-1].send_signal(signum)
+    sent = time.time()
+    codes = wait_all(procs[:-1], timeout=120)
+    elapsed = time.time() - sent
   finally:
     for p in procs:
       if p.poll() is None:
         p.kill()
+        p.wait()
   saved = latest_step(model_dir)
-  line = (f"[tfadvgan] worker 2 is unreachable; restart all workers: the run resumes from "
-          f"ckpt-{saved}.")
-  for i in range(2):  # the one line (the chief's log also has its progress lines)
+  for i in range(n - 1):
     log = read_log(model_dir, i)
-    assert [l for l in log.splitlines() if not l.startswith("step ")] == [line], log[-3000:]
+    assert [l for l in log.splitlines() if not l.startswith("step ")] == [
+        f"[tfadvgan] worker {n - 1} is unreachable; restart all workers: the run resumes from "
+        f"ckpt-{saved}."], log[-3000:]
+  return codes, elapsed, saved
+
+
+@pytest.mark.slow  # ~2-3 min on 2 cores
+def test_a_killed_worker_stops_the_others_with_one_line_then_all_resume(cluster_config,
+                                                                        tmp_path):
+  model_dir = str(tmp_path / "run")
+  codes, elapsed, saved = _signal_the_last_worker(cluster_config, model_dir, 3, signal.SIGKILL)
   assert codes == [75, 75] and elapsed < 60
   assert max(_logged_steps(model_dir)) - saved <= 3  # at most one checkpoint interval lost
   # The lease of the chief (alive, stopped cleanly) is released: the restart does not wait.
@@ -532,22 +541,5 @@ def test_a_hung_worker_stops_the_others_with_one_line(cluster_config, tmp_path):
   """SIGSTOP (a frozen VM, a partition without resets): TF's coordination service stops getting
   the worker's heartbeats and aborts the survivor's collectives (about 10 s, measured)."""
   model_dir = str(tmp_path / "run")
-  procs = start_workers(cluster_config, model_dir, 2, ["train.num_steps = 100000"])
-  try:
-    _wait_until(lambda: (latest_step(model_dir) or 0) >= 6, model_dir, procs,
-                "a checkpoint >= 6")
-    procs[1].send_signal(signal.SIGSTOP)
-    stopped = time.time()
-    codes = wait_all(procs[:1], timeout=120)
-    elapsed = time.time() - stopped
-  finally:
-    for p in procs:
-      if p.poll() is None:
-        p.kill()
-        p.wait()
-  saved = latest_step(model_dir)
-  log = read_log(model_dir, 0)
-  assert [l for l in log.splitlines() if not l.startswith("step ")] == [
-      f"[tfadvgan] worker 1 is unreachable; restart all workers: the run resumes from "
-      f"ckpt-{saved}."], log[-3000:]
+  codes, elapsed, _ = _signal_the_last_worker(cluster_config, model_dir, 2, signal.SIGSTOP)
   assert codes == [75] and elapsed < 90
