@@ -387,7 +387,7 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     if proc.poll() is None:  # never leave a 100000-step run behind
       proc.kill()
       proc.communicate()
-  assert proc.returncode == 0, err[-3000:]
+  assert proc.returncode == 75, err[-3000:]  # stopped early with a checkpoint: rerun to continue
   assert "interrupted at step" in out
   latest = tf.train.latest_checkpoint(str(model_dir / "checkpoints"))
   assert latest is not None and int(latest.rsplit("-", 1)[1]) > 0

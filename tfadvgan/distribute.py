@@ -7,6 +7,9 @@ Set `build_generator.synchronized_bn = True` / `build_discriminator.synchronized
 cross-replica (synchronized) statistics; then results match one device on the same global batch.
 """
 
+import json
+import os
+
 import gin
 import tensorflow as tf
 
@@ -20,14 +23,70 @@ STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 _MIRRORED = {}
 
 
+SINGLE_MACHINE = ("on one machine use --strategy=default (one device) or --strategy=mirrored (all "
+                  "local GPUs, else CPUs)")
+TRAINING_TASKS = ("chief", "worker")
+
+
+def _tf_config_problem(text):
+  """None if TF_CONFIG (the environment variable's text) describes this task of a cluster of two
+  or more training workers; else what is wrong with it, in one sentence."""
+  if not text or not text.strip():
+    return "--strategy=multi_worker needs TF_CONFIG, which is not set"
+  try:
+    spec = json.loads(text)
+  except ValueError as e:
+    return f"TF_CONFIG is not valid JSON ({e})"
+  if not isinstance(spec, dict) or not isinstance(spec.get("cluster"), dict) or not spec["cluster"]:
+    return 'TF_CONFIG has no "cluster" (e.g. {"worker": ["host0:port", "host1:port"]})'
+  cluster = spec["cluster"]
+  for job, addresses in cluster.items():
+    if job not in TRAINING_TASKS:
+      return (f"TF_CONFIG's cluster has a {job!r} job; MultiWorkerMirroredStrategy trains only "
+              f"with {' and '.join(repr(t) for t in TRAINING_TASKS)} tasks")
+    if not isinstance(addresses, list) or not addresses or not all(
+        isinstance(a, str) and ":" in a for a in addresses):
+      return f'TF_CONFIG\'s cluster "{job}" must be a list of "host:port" addresses'
+  task = spec.get("task")
+  if not isinstance(task, dict) or "type" not in task or "index" not in task:
+    return ('TF_CONFIG has no "task" (this worker\'s place in the cluster, e.g. '
+            '{"type": "worker", "index": 0})')
+  kind, index = task["type"], task["index"]
+  if kind not in cluster:
+    return (f"TF_CONFIG's task type {kind!r} is not a job of its cluster "
+            f"({', '.join(sorted(cluster))})")
+  if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(cluster[kind]):
+    return (f"TF_CONFIG's task index {index!r} is out of range: its cluster has "
+            f"{len(cluster[kind])} {kind!r} task(s), indices 0-{len(cluster[kind]) - 1}")
+  if sum(len(cluster[job]) for job in cluster) < 2:
+    return "TF_CONFIG describes a cluster of one worker; --strategy=multi_worker needs two or more"
+  return None
+
+
+def check_tf_config(environ=None):
+  """Raises one ConfigError line unless TF_CONFIG in `environ` (default: os.environ) describes this
+  task of a cluster of two or more workers (run before MultiWorkerMirroredStrategy is built: TF
+  itself gives a JSON traceback, or trains as a lone chief when TF_CONFIG is missing)."""
+  problem = _tf_config_problem((os.environ if environ is None else environ).get("TF_CONFIG"))
+  if problem is not None:
+    hint = SINGLE_MACHINE if "not set" in problem or "one worker" in problem else (
+        "every worker needs the same cluster and its own task")
+    raise errors.ConfigError(f"{problem}; {hint}.")
+
+
 @gin.configurable
-def make_strategy(name="default", tpu=None, devices=None):
+def make_strategy(name="default", tpu=None, devices=None, collective_timeout_seconds=None):
   """Returns a `tf.distribute.Strategy`.
 
   Args:
     name: default | mirrored | multi_worker | tpu.
     tpu: TPU address or name for `name='tpu'` ('' or 'local' for a TPU VM).
     devices: optional device list for `mirrored` (default: all GPUs, else all logical CPUs).
+    collective_timeout_seconds: multi_worker only: a cross-worker collective that waits longer than
+      this fails (`tf.distribute.experimental.CommunicationOptions.timeout_seconds`), so a peer
+      that hangs without closing its connections stops the others too. None: wait for ever (a
+      killed peer is seen at once anyway: its connections reset). It bounds every collective, so
+      it must exceed the longest wait of one worker for another (a chief's checkpoint save).
   """
   errors.check(name in STRATEGIES,
                f"Unknown strategy {name!r}. Choose one of: {', '.join(STRATEGIES)}.")
@@ -42,7 +101,12 @@ def make_strategy(name="default", tpu=None, devices=None):
       _MIRRORED[key] = tf.distribute.MirroredStrategy(devices=devices)
     return _MIRRORED[key]
   if name == "multi_worker":
-    return tf.distribute.MultiWorkerMirroredStrategy()
+    check_tf_config()
+    errors.check_float("make_strategy.collective_timeout_seconds", collective_timeout_seconds,
+                       low=0, low_inclusive=False, allow_none=True)
+    return tf.distribute.MultiWorkerMirroredStrategy(
+        communication_options=tf.distribute.experimental.CommunicationOptions(
+            timeout_seconds=collective_timeout_seconds))
   errors.check(tpu is not None,
                "--strategy=tpu needs --tpu=ADDRESS (or --tpu=local on a TPU VM).")
   try:

@@ -4,12 +4,14 @@ Every CLI imports this module first. Importing it quiets TensorFlow's start-up (
 `_quiet_startup`) before TensorFlow itself is imported.
 """
 
+import contextlib
 import importlib.abc
 import importlib.util
 import os
 import re
 import sys
 import tempfile
+import threading
 
 
 # ---------------------------------------------------------------- quiet TensorFlow start-up
@@ -93,6 +95,60 @@ class _FilteredStderr:
       sys.stderr.write("".join(kept))
       sys.stderr.flush()
     return False
+
+
+# TensorFlow's C++ ERROR lines when a peer of a multi-worker run dies or hangs, before the Python
+# error that train.py turns into one line ("worker 2 is unreachable; ..."): an abort log line, then
+# its continuation lines (gRPC details, the coordination service's "The tasks have crashed ..."),
+# up to the next line that starts a record of its own (a log line, a Python traceback, ours).
+_PEER_ABORT = re.compile(r"^E\d{4} .*(ring_alg\.cc:\d+\] Aborting |base_collective_executor\.cc:"
+                         r"\d+\] BaseCollectiveExecutor::StartAbort )")
+_NEW_RECORD = re.compile(r"^([IWEF]\d{4} |Traceback |\[tfadvgan\]|error: )")
+
+
+class PeerAbortFilter:
+  """Context manager: fd 2 goes through a pipe; a thread drops TensorFlow's collective-abort ERROR
+  lines (`_PEER_ABORT` and their continuation lines) and writes every other line through at once.
+  Anything after an abort line that does not start a record (`_NEW_RECORD`) is taken for its
+  continuation and dropped too.
+
+  Used by train.py under TF_CONFIG unless the user asked for TF's logs (TF_CPP_MIN_LOG_LEVEL set,
+  or --verbosity >= 0).
+  """
+
+  def __enter__(self):
+    sys.stderr.flush()
+    self._saved = os.dup(2)
+    read_fd, write_fd = os.pipe()
+    os.dup2(write_fd, 2)
+    os.close(write_fd)
+    self._thread = threading.Thread(target=self._forward, args=(read_fd,), daemon=True)
+    self._thread.start()
+    return self
+
+  def _forward(self, read_fd):
+    dropping = False
+    with os.fdopen(read_fd, "rb") as pipe:
+      for raw in pipe:
+        line = raw.decode("utf-8", errors="replace")
+        dropping = bool(_PEER_ABORT.search(line)) or (dropping and not _NEW_RECORD.search(line))
+        if not dropping:
+          os.write(self._saved, raw)
+
+  def __exit__(self, *exc):
+    sys.stderr.flush()
+    os.dup2(self._saved, 2)  # closes the pipe's last write end: the thread reads to EOF and ends
+    self._thread.join(timeout=10)
+    os.close(self._saved)
+    return False
+
+
+def filter_peer_aborts():
+  """A `PeerAbortFilter` for a multi-worker process (TF_CONFIG set) whose user did not ask for
+  TensorFlow's logs; else a no-op context."""
+  if "TF_CONFIG" in os.environ and USER_TF_LOG_LEVEL is None and not verbose_requested():
+    return PeerAbortFilter()
+  return contextlib.nullcontext()
 
 
 class _QuietLoader(importlib.abc.Loader):

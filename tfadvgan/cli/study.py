@@ -53,6 +53,16 @@ def _printable(cmd):
   return " ".join(shlex.quote(c) for c in cmd)  # a shell can run it as printed
 
 
+def _other_success(cmd):
+  """Exit statuses besides 0 that end a study step well: train.py's "stopped early, rerun to
+  continue" when the step sets train.max_seconds, the study's equal-wall-time budget (its end)."""
+  if cmd[:2] == _script("train") and any(c.startswith("--gin_param=train.max_seconds")
+                                         for c in cmd):
+    from tfadvgan.training import cluster  # pylint: disable=g-import-not-at-top
+    return (cluster.EXIT_RERUN,)
+  return ()
+
+
 def _run(cmd, log, dry_run):
   printable = _printable(cmd)
   print(f"$ {printable}", flush=True)
@@ -66,7 +76,7 @@ def _run(cmd, log, dry_run):
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT)
     old = io.read(log, binary=True) if io.exists(log) else b""
     io.atomic_write(log, old + proc.stdout)
-  if proc.returncode != 0:
+  if proc.returncode != 0 and proc.returncode not in _other_success(cmd):
     from tfadvgan import errors  # pylint: disable=g-import-not-at-top
     raise errors.ConfigError(f"Study step failed (exit {proc.returncode}); see {log}:\n"
                              f"{printable}")

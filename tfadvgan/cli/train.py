@@ -4,7 +4,14 @@ r"""Trains a GAN from gin configs.
       [--gin_param='train.num_steps = 2000'] [--strategy=mirrored] [--mixed_precision=bfloat16]
 
 Re-running the same command resumes from the latest checkpoint in --model_dir.
+
+Exit status: 0 finished (at train.num_steps); 75 stopped early with a checkpoint, run the same
+command again to continue (SIGTERM, Ctrl-C, preemption, train.max_seconds, a dead peer); 2 bad
+input (including a second process writing the same --model_dir, or workers started with different
+configs).
 """
+
+import sys
 
 from absl import app
 from absl import flags
@@ -35,7 +42,10 @@ def main(argv):
   if FLAGS.mixed_precision:
     params.append(f"train.mixed_precision = '{FLAGS.mixed_precision}'")
   common.parse_gin(FLAGS.gin_file, params)
-  loop.train(FLAGS.model_dir)
+  with common.filter_peer_aborts():
+    gan = loop.train(FLAGS.model_dir)
+  if gan.stopped_early is not None:  # rerun to continue: a requeue loop or scheduler restarts it
+    sys.exit(gan.stopped_early.exit_status)
 
 
 def run():

@@ -120,6 +120,18 @@ class StopRequest(StepCallback):
       self.model.stop_training = True
 
 
+class LeaseWatch(StepCallback):
+  """Raises the lease's ConfigError once its heartbeat thread found it taken over by another
+  process (`lease.Lease.check`): this process then stops without saving anything more."""
+
+  def __init__(self, gan, lease):
+    super().__init__(gan)
+    self.lease = lease
+
+  def on_train_batch_end(self, batch, logs=None):
+    self.lease.check()
+
+
 def weights_finite(gan):
   return all(np.all(np.isfinite(w)) for w in gan.generator.get_weights()
              + gan.discriminator.get_weights())

@@ -34,6 +34,7 @@ from tfadvgan import models
 from tfadvgan import rng
 from tfadvgan.training import callbacks as callbacks_lib
 from tfadvgan.training import checkpoints
+from tfadvgan.training import cluster
 from tfadvgan.training import engine as engine_lib
 from tfadvgan import optimizers
 
@@ -201,7 +202,14 @@ def train(model_dir,
     verbose: Keras progress bar (1), one line per epoch (2) or silent (0).
 
   Returns:
-    The trained GAN.
+    The trained GAN. `gan.stopped_early` is None when the run reached `num_steps`, else a
+    `cluster.StoppedEarly` (a signal, `max_seconds`, a dead peer): the run holds a checkpoint and
+    the same call continues it (scripts/train.py exits with `cluster.EXIT_RERUN` then).
+
+  Raises:
+    ConfigError: bad input; another process holds the run directory's lease
+      (`lease.Lease`); the workers of a cluster were started with different configs.
+    TrainingDiverged: a non-finite loss (a ConfigError).
   """
   for name, value in (("num_steps", num_steps), ("batch_size", batch_size),
                       ("log_every_steps", log_every_steps),
@@ -219,126 +227,146 @@ def train(model_dir,
   distribute.per_replica_batch(strategy_obj, batch_size)
   chief = engine_lib.is_chief(strategy_obj)
 
-  source = load_source(fallback_to_ring)
-  gan = build_gan(source.shape, source.num_classes, strategy=strategy_obj,
-                  mixed_precision=mixed_precision)
-  # Every method's `clip` clips attacked inputs to the [-1, 1] image range, which would silently
-  # squash the 2-D mixtures (the ring has radius 2, the grid reaches 4).
-  errors.check(source.name not in data_lib.MODE_STD or not getattr(gan, "clip", False),
-               f"{type(gan).__name__}.clip = True clips attacked samples to the [-1, 1] image "
-               f"range, which the {source.name!r} data exceed: set {type(gan).__name__}.clip = "
-               "False.")
-  if chief:
-    io.makedirs(model_dir)
-
-  with strategy_obj.scope():
-    manager = checkpoints.make_manager(gan, model_dir, max_to_keep=keep_checkpoints)
-  resumed_from = checkpoints.restore(manager)
-  temp_dir = None
-  if not chief:  # TF's multi-worker pattern: save into a per-worker directory, then delete it
-    temp_dir = os.path.join(model_dir, f"worker_{engine_lib.task_id(strategy_obj)}_tmp_ckpt")
-    with strategy_obj.scope():
-      manager = checkpoints.Manager(manager.checkpoint, temp_dir, max_to_keep=1)
-  if chief:
-    checkpoints.check_and_save_config(model_dir, resuming=resumed_from is not None)
-    write_run_info(model_dir, source, gan, gan.method_name)
-  start = int(gan.global_step.numpy())
-  if resumed_from and chief:
-    print(f"[tfadvgan] resumed from {resumed_from} at step {start}")
-  if start >= num_steps:
-    if chief:
-      print(f"[tfadvgan] {model_dir} is already at step {start} >= train.num_steps={num_steps}.")
-    return gan
-
-  # A resumed run continues with a new data order and new noise (seeded by seed and the step), not
-  # a replay of the batches it already saw.
-  data_seed = seed if start == 0 else seed * 1_000_003 + start
-
-  def dataset_fn(input_context):
-    return data_lib.make_train_dataset(
-        source, batch_size=batch_size, n_dis=gan.n_dis, latent_dim=gan.generator.latent_dim,
-        conditional=gan.conditional, seed=data_seed, input_context=input_context)
-
-  guard = callbacks_lib.NanGuard(gan)
-  checkpointer = callbacks_lib.Checkpointer(gan, manager, checkpoint_every_steps, guard,
-                                            temp_dir=temp_dir)
-  cbs = [guard, checkpointer]
-  grid = None
-  if chief:  # only the chief writes summaries, samples, eval results and diagnostics
-    writer = tf.summary.create_file_writer(os.path.join(model_dir, "train"))
-    grid = callbacks_lib.SampleGrid(gan, writer, sample_every_steps,
-                                    os.path.join(model_dir, "samples"),
-                                    seed=seed + rng.SAMPLE_GRID_OFFSET, guard=guard)
-    cbs += [callbacks_lib.Summaries(gan, writer, log_every_steps, batch_size), grid]
-    if eval_every_steps:
-      cbs.append(callbacks_lib.PeriodicEval(gan, writer, eval_every_steps, eval_fn))
-    if diagnose_every_steps:
-      first = next(iter(data_lib.make_eval_dataset(source, 64)))
-      if diagnose_attack_success is None:
-        diagnose_attack_success = gan.targeted_attack
-      cbs.append(callbacks_lib.Diagnostics(
-          gan, writer, diagnose_every_steps, first["images"],
-          first.get("labels") if gan.conditional else None, epsilon=diagnose_epsilon,
-          attack_success=diagnose_attack_success))
-    if verbose:
-      cbs.append(callbacks_lib.Progress(gan, log_every_steps, num_steps))
-
-  budget = None
-  if max_seconds is not None:
-    budget = callbacks_lib.TimeBudget(gan, max_seconds)
-    cbs.insert(1, budget)  # before the Checkpointer: it saves at the end of training
-  # The first Ctrl-C or SIGTERM (what preemptible VMs send) asks the run to stop after the current
-  # step (checkpointed by the Checkpointer at the end of training; under multi-worker every worker
-  # stops at the same step); a second Ctrl-C raises KeyboardInterrupt as usual.
-  stop = callbacks_lib.StopRequest(gan)
-  cbs.insert(0, stop)
-  previous = {}
-  if threading.current_thread() is threading.main_thread():
-    def on_signal(signum, frame):
-      del frame
-      stop.request()
-      signal.signal(signum, previous[signum])
-    for signum in (signal.SIGINT, signal.SIGTERM):
-      previous[signum] = signal.signal(signum, on_signal)
-
-  def interrupted():
-    path = checkpointer.save()
-    if chief:
-      print(f"\n[tfadvgan] interrupted at step {int(gan.global_step.numpy())}; "
-            f"saved {path or 'nothing (weights not finite)'}. Run the same command to resume.")
-    return gan
-
-  t0 = time.time()
+  lease = cluster.start(strategy_obj, model_dir, chief)
   try:
-    engine_lib.fit(gan, dataset_fn, num_steps - start, callbacks=cbs,
-                   stop_requested=lambda: stop.requested, reset_every=log_every_steps)
-  except KeyboardInterrupt:
-    return interrupted()
+    source = load_source(fallback_to_ring)
+    gan = build_gan(source.shape, source.num_classes, strategy=strategy_obj,
+                    mixed_precision=mixed_precision)
+    gan.stopped_early = None  # a `cluster.StoppedEarly` when training stops before num_steps
+    # Every method's `clip` clips attacked inputs to the [-1, 1] image range, which would silently
+    # squash the 2-D mixtures (the ring has radius 2, the grid reaches 4).
+    errors.check(source.name not in data_lib.MODE_STD or not getattr(gan, "clip", False),
+                 f"{type(gan).__name__}.clip = True clips attacked samples to the [-1, 1] image "
+                 f"range, which the {source.name!r} data exceed: set {type(gan).__name__}.clip = "
+                 "False.")
+    if chief:
+      io.makedirs(model_dir)
+
+    with strategy_obj.scope():
+      manager = checkpoints.make_manager(gan, model_dir, max_to_keep=keep_checkpoints)
+    resumed_from = checkpoints.restore(manager)
+    temp_dir = None
+    if not chief:  # TF's multi-worker pattern: save into a per-worker directory, then delete it
+      temp_dir = os.path.join(model_dir, f"worker_{engine_lib.task_id(strategy_obj)}_tmp_ckpt")
+      with strategy_obj.scope():
+        manager = checkpoints.Manager(manager.checkpoint, temp_dir, max_to_keep=1)
+    if chief:
+      checkpoints.check_and_save_config(model_dir, resuming=resumed_from is not None)
+      write_run_info(model_dir, source, gan, gan.method_name)
+    start = int(gan.global_step.numpy())
+    if resumed_from and chief:
+      print(f"[tfadvgan] resumed from {resumed_from} at step {start}")
+    if start >= num_steps:
+      if chief:
+        print(f"[tfadvgan] {model_dir} is already at step {start} >= train.num_steps={num_steps}.")
+      return gan
+
+    # A resumed run continues with a new data order and new noise (seeded by seed and the step), not
+    # a replay of the batches it already saw.
+    data_seed = seed if start == 0 else seed * 1_000_003 + start
+
+    def dataset_fn(input_context):
+      return data_lib.make_train_dataset(
+          source, batch_size=batch_size, n_dis=gan.n_dis, latent_dim=gan.generator.latent_dim,
+          conditional=gan.conditional, seed=data_seed, input_context=input_context)
+
+    guard = callbacks_lib.NanGuard(gan)
+    checkpointer = callbacks_lib.Checkpointer(gan, manager, checkpoint_every_steps, guard,
+                                              temp_dir=temp_dir)
+    cbs = [guard, checkpointer]
+    if lease is not None:  # stop (without writing more) if another process took the lease over
+      cbs.insert(0, callbacks_lib.LeaseWatch(gan, lease))
+    grid = None
+    if chief:  # only the chief writes summaries, samples, eval results and diagnostics
+      writer = tf.summary.create_file_writer(os.path.join(model_dir, "train"))
+      grid = callbacks_lib.SampleGrid(gan, writer, sample_every_steps,
+                                      os.path.join(model_dir, "samples"),
+                                      seed=seed + rng.SAMPLE_GRID_OFFSET, guard=guard)
+      cbs += [callbacks_lib.Summaries(gan, writer, log_every_steps, batch_size), grid]
+      if eval_every_steps:
+        cbs.append(callbacks_lib.PeriodicEval(gan, writer, eval_every_steps, eval_fn))
+      if diagnose_every_steps:
+        first = next(iter(data_lib.make_eval_dataset(source, 64)))
+        if diagnose_attack_success is None:
+          diagnose_attack_success = gan.targeted_attack
+        cbs.append(callbacks_lib.Diagnostics(
+            gan, writer, diagnose_every_steps, first["images"],
+            first.get("labels") if gan.conditional else None, epsilon=diagnose_epsilon,
+            attack_success=diagnose_attack_success))
+      if verbose:
+        cbs.append(callbacks_lib.Progress(gan, log_every_steps, num_steps))
+
+    budget = None
+    if max_seconds is not None:
+      budget = callbacks_lib.TimeBudget(gan, max_seconds)
+      cbs.insert(1, budget)  # before the Checkpointer: it saves at the end of training
+    # The first Ctrl-C or SIGTERM (what preemptible VMs send) asks the run to stop after the current
+    # step (checkpointed by the Checkpointer at the end of training; under multi-worker every worker
+    # stops at the same step); a second Ctrl-C raises KeyboardInterrupt as usual.
+    stop = callbacks_lib.StopRequest(gan)
+    cbs.insert(0, stop)
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+      def on_signal(signum, frame):
+        del frame
+        stop.request()
+        signal.signal(signum, previous[signum])
+      for signum in (signal.SIGINT, signal.SIGTERM):
+        previous[signum] = signal.signal(signum, on_signal)
+
+    def interrupted():
+      path = checkpointer.save()
+      step = int(gan.global_step.numpy())
+      if chief:
+        print(f"\n[tfadvgan] interrupted at step {step}; saved "
+              f"{path or 'nothing (weights not finite)'}. Run the same command to resume.")
+      gan.stopped_early = cluster.StoppedEarly("interrupted", step,
+                                               cluster.latest_checkpoint(model_dir))
+      return gan
+
+    t0 = time.time()
+    try:
+      engine_lib.fit(gan, dataset_fn, num_steps - start, callbacks=cbs,
+                     stop_requested=lambda: stop.requested, reset_every=log_every_steps)
+    except KeyboardInterrupt:
+      return interrupted()
+    except cluster.PEER_ERRORS as e:  # a worker died: its peers' collectives fail
+      if engine_lib.num_workers(strategy_obj) < 2:
+        raise
+      gan.stopped_early = cluster.report_unreachable_peer(e, strategy_obj, model_dir,
+                                                          int(gan.global_step.numpy()))
+      return gan
+    finally:
+      for signum, handler in previous.items():
+        signal.signal(signum, handler)
+    if stop.requested and guard.bad is None:
+      return interrupted()
+    if getattr(gan, "stop_requested_by_cluster", False) and guard.bad is None and not (
+        budget is not None and budget.stopped_at is not None):
+      return interrupted()
+    if guard.bad is not None:
+      step, key, value = guard.bad
+      raise TrainingDiverged(
+          f"Training diverged: {key} = {value} at step {step}. The last good checkpoint "
+          f"({manager.latest_checkpoint or 'none'}) is kept. Lower the learning rates "
+          "(make_optimizer.learning_rate), add a penalty or spectral norm, or change the seed.")
+    if budget is not None and budget.stopped_at is not None:
+      gan.stopped_early = cluster.StoppedEarly("max_seconds", budget.stopped_at,
+                                               cluster.latest_checkpoint(model_dir))
+      if chief:
+        print(f"[tfadvgan] wall-time budget train.max_seconds={max_seconds} reached at step "
+              f"{budget.stopped_at}; checkpoint saved. Run the same command to continue.")
+    logging.info("trained %d steps in %.1fs", int(gan.global_step.numpy()) - start,
+                 time.time() - t0)
+    if chief:
+      print(f"[tfadvgan] done: step {int(gan.global_step.numpy())} in {model_dir}\n"
+            f"  checkpoint   {manager.latest_checkpoint}\n"
+            + (f"  samples      {grid.last_path}\n" if grid is not None and grid.last_path else "")
+            + f"  tensorboard  tensorboard --logdir={model_dir}")
+    return gan
   finally:
-    for signum, handler in previous.items():
-      signal.signal(signum, handler)
-  if stop.requested and guard.bad is None:
-    return interrupted()
-  if getattr(gan, "stop_requested_by_cluster", False) and guard.bad is None and not (
-      budget is not None and budget.stopped_at is not None):
-    return interrupted()
-  if guard.bad is not None:
-    step, key, value = guard.bad
-    raise TrainingDiverged(
-        f"Training diverged: {key} = {value} at step {step}. The last good checkpoint "
-        f"({manager.latest_checkpoint or 'none'}) is kept. Lower the learning rates "
-        "(make_optimizer.learning_rate), add a penalty or spectral norm, or change the seed.")
-  if budget is not None and budget.stopped_at is not None and chief:
-    print(f"[tfadvgan] wall-time budget train.max_seconds={max_seconds} reached at step "
-          f"{budget.stopped_at}; checkpoint saved.")
-  logging.info("trained %d steps in %.1fs", int(gan.global_step.numpy()) - start,
-               time.time() - t0)
-  if chief:
-    print(f"[tfadvgan] done: step {int(gan.global_step.numpy())} in {model_dir}\n"
-          f"  checkpoint   {manager.latest_checkpoint}\n"
-          + (f"  samples      {grid.last_path}\n" if grid is not None and grid.last_path else "")
-          + f"  tensorboard  tensorboard --logdir={model_dir}")
-  return gan
+    if lease is not None:
+      lease.release()
 
 
 def restore_run(model_dir, step=None):

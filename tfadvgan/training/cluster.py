@@ -1,0 +1,141 @@
+"""How a run starts and ends on a cluster: the start-up agreement of the workers (same config,
+the chief's lease), a dead peer, and the outcome a caller (the CLI: its exit status) inspects.
+
+Exit statuses of scripts/train.py (README, "Running on a pod / cluster"):
+  0            finished: the run is at train.num_steps;
+  EXIT_RERUN   stopped early with a checkpoint, rerun the same command to continue (SIGTERM,
+               Ctrl-C, preemption, train.max_seconds, a dead peer): `gan.stopped_early` is set;
+  2            bad input (ConfigError), a second writer, workers with different configs, and a
+               diverged run (TrainingDiverged is a ConfigError).
+"""
+
+import dataclasses
+import hashlib
+import re
+import sys
+
+import gin
+import numpy as np
+import tensorflow as tf
+
+from tfadvgan import errors
+from tfadvgan import io
+from tfadvgan.training import engine as engine_lib
+from tfadvgan.training import lease as lease_lib
+
+EXIT_RERUN = 75  # sysexits EX_TEMPFAIL: "try again later"
+
+# What a surviving worker's next collective raises when a peer is gone: a reset connection
+# (UnavailableError), `make_strategy.collective_timeout_seconds` (DeadlineExceededError), or the
+# abort that TensorFlow then propagates to the other collectives (Cancelled / Aborted).
+PEER_ERRORS = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
+               tf.errors.CancelledError, tf.errors.AbortedError)
+
+
+@dataclasses.dataclass
+class StoppedEarly:
+  """Why `loop.train` returned before train.num_steps (set as `gan.stopped_early`; None when the
+  run finished).
+
+  Attributes:
+    reason: 'interrupted' (Ctrl-C, SIGTERM, a stop on another worker), 'max_seconds' or
+      'unreachable_peer'.
+    step: the global step this process reached.
+    checkpoint: the run's newest checkpoint (where a rerun resumes), or None.
+  """
+  reason: str
+  step: int
+  checkpoint: str = None
+  exit_status: int = EXIT_RERUN
+
+
+# ----------------------------------------------------------------------- start-up agreement
+
+def config_digest(model_dir):
+  """sha256 of what every worker must share: the gin bindings in force (`gin.config_str()`: every
+  file and --gin_param, including --strategy and --mixed_precision) and the run directory."""
+  text = gin.config_str() + "\nmodel_dir = " + str(model_dir).rstrip("/")
+  return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _words(digest):
+  """The first 64 bits of a hex digest as four 16-bit integers (exact in float32)."""
+  return [int(digest[i:i + 4], 16) for i in range(0, 16, 4)]
+
+
+def gather_rows(strategy, row):
+  """[workers, len(row)] float32: `row` of every worker, in task order (one all-gather)."""
+  value = tf.constant([row], tf.float32)
+
+  @tf.function  # eagerly, MultiWorkerMirroredStrategy.run warns of its overhead
+  def gather():
+    return strategy.gather(strategy.run(lambda: tf.identity(value)), axis=0)
+  gathered = gather().numpy()
+  per_worker = gathered.shape[0] // engine_lib.num_workers(strategy)
+  return gathered[::per_worker]
+
+
+def mismatch_message(digests):
+  """One line naming the workers whose config differs from worker 0's (None if all agree)."""
+  differ = [i for i, d in enumerate(digests) if d != digests[0]]
+  if not differ:
+    return None
+  names = ("worker " if len(differ) == 1 else "workers ") + ", ".join(map(str, differ))
+  return (f"{names} {'was' if len(differ) == 1 else 'were'} started with another gin config or "
+          "--model_dir than worker 0; start every worker with the same --gin_file, --gin_param, "
+          "--strategy and --model_dir.")
+
+
+def start(strategy, model_dir, chief):
+  """Before anything is written: the workers agree (one all-gather of each worker's config digest
+  and the chief's lease check), then the chief takes the run directory's lease.
+
+  Returns:
+    The chief's acquired `lease.Lease` (None on the other workers).
+
+  Raises:
+    ConfigError (on every worker): the configs differ, or another process holds the lease.
+  """
+  lease = lease_lib.Lease(model_dir)
+  refused = lease.refusal() if chief else None
+  if engine_lib.num_workers(strategy) > 1:
+    rows = gather_rows(strategy, _words(config_digest(model_dir)) + [float(refused is not None)])
+    message = mismatch_message([tuple(r[:4]) for r in rows.astype(np.int64).tolist()])
+    errors.check(message is None, message)
+    if rows[:, 4].max() > 0 and refused is None:  # a worker: name the holder the chief saw
+      refused = lease.refusal() or f"{model_dir} is in use by another training process."
+  errors.check(refused is None, refused)
+  if not chief:
+    return None
+  lease.acquire()
+  return lease
+
+
+# ----------------------------------------------------------------------- a dead peer
+
+def unreachable_peer(error, strategy):
+  """'worker 2' (or 'chief'): the first other task a collective error names, else 'a peer'."""
+  resolver = getattr(strategy, "cluster_resolver", None)
+  me = (getattr(resolver, "task_type", None), engine_lib.task_id(strategy))
+  for job, task in re.findall(r"/job:(\w+)/replica:\d+/task:(\d+)", str(error)):
+    if (job, int(task)) != me:
+      return job if job == "chief" else f"{job} {task}"
+  return "a peer"
+
+
+def latest_checkpoint(model_dir):
+  """The chief's newest checkpoint path in `model_dir` (read by any worker), or None."""
+  try:
+    return tf.train.latest_checkpoint(io.join(model_dir, "checkpoints"))
+  except (tf.errors.OpError, OSError):
+    return None
+
+
+def report_unreachable_peer(error, strategy, model_dir, step):
+  """Prints the one line a surviving worker ends with; returns its `StoppedEarly`."""
+  checkpoint = latest_checkpoint(model_dir)
+  resume = (f"the run resumes from {io.basename(checkpoint)}" if checkpoint
+            else "the run starts over (no checkpoint yet)")
+  print(f"[tfadvgan] {unreachable_peer(error, strategy)} is unreachable; restart all workers: "
+        f"{resume}.", file=sys.stderr, flush=True)
+  return StoppedEarly("unreachable_peer", step, checkpoint)
