@@ -21,7 +21,8 @@ setup(
         "absl-py>=1.0",
         "numpy",
     ],
-    extras_require={"test": ["pytest>=7", "pytest-xdist>=3", "scipy", "matplotlib"],
+    extras_require={"test": ["pytest>=7", "pytest-xdist>=3", "pytest-split>=0.9", "scipy",
+                             "matplotlib"],
                     "plots": ["matplotlib"]},
     entry_points={
         "console_scripts": [

@@ -220,8 +220,11 @@ def test_eval_without_inception_gives_the_domain_classifier_command(run_dir):
   proc = _run("eval", [f"--model_dir={run_dir}", "--num_samples=16",
                        "--gin_param=get_classifier.hub_handle = '/nonexistent/inception'"])
   message = _one_error_line(proc)
+  # The demo reads `idx` at its default path (dataset.path unset): eval knows its shape, not its
+  # name, so it offers the command for 28/32 px grayscale data.
   assert message.endswith(
-      "This run is Fashion-MNIST: evaluate it offline with the shipped domain classifier: python "
-      f"scripts/eval.py --model_dir={run_dir} --classifier=domain "
-      "--classifier_path=classifiers/fmnist_cnn.keras --num_samples=16"), message
+      "This run's data is 28/32 px grayscale: the shipped domain classifier (trained on "
+      f"Fashion-MNIST) works offline: python scripts/eval.py --model_dir={run_dir} "
+      "--classifier=domain --classifier_path=classifiers/fmnist_cnn.keras --num_samples=16 "
+      "(for other data, train one with scripts/train_classifier.py)."), message
   assert "/nonexistent/inception" in message

@@ -46,7 +46,7 @@ def data():
 LAM_CLEAN, LAM_ADV = 0.6, 1.7
 
 
-def make(cls=RecordingDAT, strategy=None, lr=0.1, g_lr=0.03, **kwargs):
+def make(cls=RecordingDAT, strategy=None, lr=0.1, g_lr=0.03, jit_compile=False, **kwargs):
   strategy = strategy or tf.distribute.get_strategy()
   with strategy.scope():
     gan = cls(LinearG(), LinearD(), loss="wasserstein", **kwargs)
@@ -54,7 +54,7 @@ def make(cls=RecordingDAT, strategy=None, lr=0.1, g_lr=0.03, **kwargs):
     gan.discriminator.weights[1].assign([0.0])
     gan.generator.weights[0].assign([[1.0, 0.0], [0.0, 0.0], [0.0, 0.0]])
     gan.generator.weights[1].assign([0.0, 0.0])
-    gan.compile(keras.optimizers.SGD(lr), keras.optimizers.SGD(g_lr), jit_compile=False)
+    gan.compile(keras.optimizers.SGD(lr), keras.optimizers.SGD(g_lr), jit_compile=jit_compile)
   return gan
 
 
@@ -135,6 +135,25 @@ def test_batch_means_are_global_across_replicas():
     np.testing.assert_allclose(m.discriminator.weights[0].numpy()[:, 0], w_global, rtol=1e-5)
   for a, b in zip(one.weights, two.weights):
     np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6)
+
+
+def test_batch_means_are_global_across_replicas_under_per_replica_xla():
+  """Two replicas with XLA per replica: the targets' sums are all-reduced between the two
+  compiled pieces, so D's update is the global-means one (each replica's own means would give
+  `w_local`, which the data sets apart)."""
+  arrays, ds = data()
+  kwargs = dict(epsilon=0.05, lambda_clean=LAM_CLEAN, lambda_adv=LAM_ADV)
+  two = make(cls=DAT, strategy=distribute.make_strategy("mirrored", devices=["/cpu:0", "/cpu:1"]),
+             jit_compile=True, **kwargs)
+  real = arrays["images"][:, 0]
+  fake = arrays["z_d"][:, 0] @ two.generator.weights[0].numpy()
+  w = two.discriminator.weights[0].numpy()[:, 0]
+  _, _, w_global = numpy_dat(real, fake, w, 0.05, LAM_CLEAN, LAM_ADV)
+  _, _, w_local = numpy_dat(real, fake, w, 0.05, LAM_CLEAN, LAM_ADV, local=True)
+  assert np.abs(w_global - w_local).max() > 1e-3  # the data makes the two readings differ
+  engine.fit(two, ds, 1)
+  assert two.replica_jit and two.distribute_strategy.num_replicas_in_sync == 2
+  np.testing.assert_allclose(two.discriminator.weights[0].numpy()[:, 0], w_global, rtol=1e-5)
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from helpers import event_scalars  # pylint: disable=g-bad-import-order
 from tfadvgan.cli import common
 from tfadvgan.training import callbacks as callbacks_lib
 from tfadvgan.training import loop
@@ -178,3 +179,23 @@ def test_non_finite_guard_with_steps_per_execution_stops_at_the_call_end(tmp_pat
   assert tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints")) is None
   assert not os.path.exists(os.path.join(model_dir, "samples")) or not os.listdir(
       os.path.join(model_dir, "samples"))
+
+
+def test_steps_per_execution_logs_the_mean_of_its_window(tmp_path):
+  """k = 2 steps per call, a window of 2 steps, 4 steps: the trackers reset at the first step of
+  each call that starts a window, so the `d_loss` logged at step 4 is the mean of steps 3 and 4 of
+  a one-step-per-call run that logs every step (reset at the last step of the call instead: step
+  4's value alone)."""
+  common_params = ["train.num_steps = 4", "train.sample_every_steps = 100",
+                   "train.checkpoint_every_steps = 100", "train.verbose = 0", EAGER]
+  configure(tmp_path, 7, *common_params, "train.log_every_steps = 1")
+  loop.train(str(tmp_path / "one"))
+  each = event_scalars(str(tmp_path / "one" / "train"), "train/d_loss")
+  configure(tmp_path, 7, *common_params, "train.log_every_steps = 2",
+            "build_gan.steps_per_execution = 2")
+  loop.train(str(tmp_path / "two"))
+  windows = event_scalars(str(tmp_path / "two" / "train"), "train/d_loss")
+  assert sorted(each) == [1, 2, 3, 4] and sorted(windows) == [2, 4]
+  assert abs(each[3] - each[4]) > 1e-3  # the window's mean differs from either step's value
+  np.testing.assert_allclose(windows[2], (each[1] + each[2]) / 2, rtol=1e-5)
+  np.testing.assert_allclose(windows[4], (each[3] + each[4]) / 2, rtol=1e-5)

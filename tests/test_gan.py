@@ -142,6 +142,22 @@ def test_ema_follows_recursion():
   assert gan.sampler() is gan.generator_ema
 
 
+def test_ema_follows_g_until_its_start_step_then_averages():
+  """ema_start_step = 2: after G steps 1 and 2 the EMA is G itself; averaging starts at step 3."""
+  _, ds = batches(1, batch=8, steps=4)
+  decay = 0.8
+  gan = make(ema_decay=decay, ema_start_step=2)
+  ema = None
+  for step in range(1, 5):
+    engine.fit(gan, ds.skip(step - 1).take(1), 1)
+    assert int(gan.global_step.numpy()) == step
+    g = np_weights(gan.generator)
+    ema = g if step <= 2 else [decay * e + (1 - decay) * w for e, w in zip(ema, g)]
+    for e, v in zip(ema, gan.generator_ema.weights):
+      np.testing.assert_allclose(v.numpy(), e, rtol=1e-5, atol=1e-7, err_msg=f"step {step}")
+  assert np.abs(gan.generator_ema.weights[0].numpy() - g[0]).max() > 1e-4  # averaging shows
+
+
 def test_weight_clipping_bounds_every_d_variable():
   _, ds = batches(1, batch=8, steps=2)
   gan = make(loss="wasserstein", clip_value=0.01, lr=1.0)

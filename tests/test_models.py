@@ -434,11 +434,14 @@ def test_mirrored_strategy_build_and_synchronized_bn():
     # mismatch in the collective instance 100"). A training run has one strategy and one step
     # function per process, so this only concerns the test process (BUILD_NOTES.md).
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+        # `-m slow -n 0`: this test alone, in that process (pytest.ini's addopts deselect slow
+        # tests and start two xdist workers).
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "slow", "-n", "0",
          f"{os.path.abspath(__file__)}::test_mirrored_strategy_build_and_synchronized_bn"],
         env={**os.environ, "TFADVGAN_ISOLATED": "1"}, capture_output=True, text=True,
         timeout=600, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     assert proc.returncode == 0, proc.stdout[-4000:]
+    assert "1 passed" in proc.stdout, proc.stdout[-4000:]
     return
   devices = [d.name for d in tf.config.list_logical_devices("CPU")][:2]
   assert len(devices) == 2

@@ -5,11 +5,9 @@ device each), training a small synchronized-BN DCGAN on a generated npz into one
 child is bounded in time and killed if it hangs.
 """
 
-import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,8 +16,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+# pylint: disable-next=g-bad-import-order
+from helpers import (TIMEOUT, checkpoint_arrays, event_scalars, latest_step, read_log,
+                     start_cluster, wait_all)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TIMEOUT = 240  # seconds a cluster may take before its children are killed
 CONFIG = """
 include '{root}/gin_configs/common/dcgan.gin'
 dataset.source = 'npz'
@@ -54,74 +55,6 @@ def setup(tmp_path_factory):
   with open(config, "w") as f:
     f.write(CONFIG.format(root=ROOT, data=data))
   return base, config
-
-
-def free_ports(n):
-  sockets = [socket.socket() for _ in range(n)]
-  for s in sockets:
-    s.bind(("127.0.0.1", 0))
-  ports = [s.getsockname()[1] for s in sockets]
-  for s in sockets:
-    s.close()
-  return ports
-
-
-def start_cluster(config, model_dir, params=(), log_prefix=None):
-  """Starts two workers; returns their Popen objects (stdout+stderr to `log_prefix`.w{i}.log)."""
-  ports = free_ports(2)
-  procs = []
-  for i in range(2):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", TF_CONFIG=json.dumps({
-        "cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
-        "task": {"type": "worker", "index": i}}))
-    log = open(f"{log_prefix or model_dir}.w{i}.log", "w")
-    procs.append(subprocess.Popen(
-        [sys.executable, os.path.join(ROOT, "scripts", "train.py"), f"--gin_file={config}",
-         f"--model_dir={model_dir}", "--strategy=multi_worker"]
-        + [f"--gin_param={p}" for p in params], env=env, stdout=log, stderr=subprocess.STDOUT))
-    log.close()
-  return procs
-
-
-def wait_all(procs, timeout=TIMEOUT):
-  """Waits for every process; kills them all if any is still running after `timeout`."""
-  deadline = time.time() + timeout
-  codes = []
-  try:
-    for p in procs:
-      codes.append(p.wait(timeout=max(deadline - time.time(), 1)))
-  except subprocess.TimeoutExpired:
-    for p in procs:
-      p.kill()
-    pytest.fail(f"cluster did not finish within {timeout} s")
-  return codes
-
-
-def read_log(model_dir, i):
-  with open(f"{model_dir}.w{i}.log") as f:
-    return f.read()
-
-
-def latest_step(model_dir):
-  path = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
-  return int(path.rsplit("-", 1)[1]) if path else None
-
-
-def checkpoint_arrays(path):
-  reader = tf.train.load_checkpoint(path)
-  return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
-          if "save_counter" not in k and not k.startswith("_CHECKPOINTABLE")}
-
-
-def event_scalars(directory, tag):
-  """{step: value} of one scalar tag in a run's train/ events."""
-  out = {}
-  for path in tf.io.gfile.glob(os.path.join(directory, "events.out.tfevents.*")):
-    for event in tf.compat.v1.train.summary_iterator(path):
-      for value in event.summary.value:
-        if value.tag == tag:
-          out[event.step] = float(tf.make_ndarray(value.tensor))
-  return out
 
 
 @pytest.fixture(scope="module")
