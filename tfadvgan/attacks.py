@@ -251,36 +251,35 @@ def gaussian(x, epsilon, seed, clip=True, clip_min=-1.0, clip_max=1.0):
   return _finish(x, x + delta, clip, clip_min, clip_max)
 
 
-def targeted_gap(values, target, objective="per_example", mean=None, count=None):
+def targeted_gap(values, target, objective="per_example", mean=None):
   """The scalar whose input gradient is the targeted attack's (DAT Eqs. 9-10, or its release).
 
   Args:
     values: ``[B]`` attacked values v_i (e.g. ``g1(D(x_r))``), differentiable in the inputs.
     target: scalar or ``[B]`` target (a constant).
     objective: ``"per_example"`` (``sum_i |v_i - target|``, Eq. 9) or ``"batch_mean"`` (the
-      release's ``|mean v - target|`` over the global batch of ``count`` examples).
+      release's ``|mean v - target|`` over the global batch).
     mean: ``"batch_mean"`` only: the global batch's mean of ``values`` (a constant; it gives the
       common sign).
-    count: ``"batch_mean"`` only: the global batch size m.
 
   Returns:
-    A scalar; on one replica its input gradient equals that of ``|mean v - target|``, and across
-    replicas each shard's gradient is its part of the global one (the sign and m are global).
+    A scalar. For ``"batch_mean"``, ``sign(mean - target) * sum(values) / M`` with M the global
+    batch size (``tf.nn.compute_average_loss``, as the D loss): each replica's input gradient is
+    its rows of the gradient of ``|mean v - target|`` over the global batch.
   """
   errors.check(objective in OBJECTIVES, f"targeted attack objective must be one of "
                f"{', '.join(OBJECTIVES)}; got {objective!r}.")
   target = tf.stop_gradient(tf.cast(target, values.dtype))
   if objective == "per_example":
     return tf.reduce_sum(tf.abs(values - target))
-  errors.check(mean is not None and count is not None,
-               "targeted_gap objective='batch_mean' needs the global mean and count.")
+  errors.check(mean is not None, "targeted_gap objective='batch_mean' needs the global mean.")
   sign = tf.stop_gradient(tf.sign(tf.cast(mean, values.dtype) - target))
-  return sign * tf.reduce_sum(values) / tf.stop_gradient(tf.cast(count, values.dtype))
+  return sign * tf.nn.compute_average_loss(values)
 
 
 @gin.configurable("attack_targeted_one_step")
 def targeted_one_step(x, value_fn, target, epsilon, step="sign", clip=True, clip_min=-1.0,
-                      clip_max=1.0, grad=None, objective="per_example", mean=None, count=None):
+                      clip_max=1.0, grad=None, objective="per_example", mean=None):
   """DAT Eqs. 9-10: one step ``delta = -epsilon * step(grad_x targeted_gap(value_fn(x), target))``.
 
   Moves each example's value towards ``target`` (e.g. ``value_fn = g1(D(.))`` on reals with
@@ -300,7 +299,6 @@ def targeted_one_step(x, value_fn, target, epsilon, step="sign", clip=True, clip
       of a fresh pass through ``value_fn`` (which may then be ``None``).
     objective: ``targeted_gap``'s objective, ``"per_example"`` or ``"batch_mean"``.
     mean: ``"batch_mean"``: the global mean of ``value_fn(x)``.
-    count: ``"batch_mean"``: the global batch size.
 
   Returns:
     ``[B, ...]`` perturbed inputs with ``||x_adv - x||_inf <= epsilon`` (perturbation is a constant).
@@ -312,7 +310,7 @@ def targeted_one_step(x, value_fn, target, epsilon, step="sign", clip=True, clip
   x = tf.convert_to_tensor(x)
   if grad is None:
     errors.check(value_fn is not None, "targeted_one_step needs value_fn or a precomputed grad=.")
-    g = _input_grad(lambda v: targeted_gap(value_fn(v), target, objective, mean, count), x)
+    g = _input_grad(lambda v: targeted_gap(value_fn(v), target, objective, mean), x)
   else:
     g = tf.stop_gradient(tf.cast(grad, x.dtype))
   eps = tf.cast(epsilon, x.dtype)

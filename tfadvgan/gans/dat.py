@@ -88,15 +88,14 @@ class DAT(base.GAN):
 
   def mean_sums(self, real_logits, fake_logits):
     """This shard's [sums..., counts...] of (target_real = mean v_r(D(x_f)), target_fake =
-    mean v_f(D(x_r)), mean v_r(D(x_r)), mean v_f(D(x_f)), m_real, m_fake); constants."""
+    mean v_f(D(x_r)), mean v_r(D(x_r)), mean v_f(D(x_f))); constants."""
     v_r, v_f = self.values()
     real_logits, fake_logits = tf.stop_gradient(real_logits), tf.stop_gradient(fake_logits)
     n_real = tf.cast(tf.size(real_logits), real_logits.dtype)
     n_fake = tf.cast(tf.size(fake_logits), fake_logits.dtype)
-    one = tf.ones_like(n_real)
-    sums = [tf.reduce_sum(v_r(fake_logits)), tf.reduce_sum(v_f(real_logits)),
-            tf.reduce_sum(v_r(real_logits)), tf.reduce_sum(v_f(fake_logits)), n_real, n_fake]
-    return tf.stack(sums + [n_fake, n_real, n_real, n_fake, one, one])
+    return tf.stack([tf.reduce_sum(v_r(fake_logits)), tf.reduce_sum(v_f(real_logits)),
+                     tf.reduce_sum(v_r(real_logits)), tf.reduce_sum(v_f(fake_logits)),
+                     n_fake, n_real, n_real, n_fake])
 
   def means(self, real_logits, fake_logits):
     """`mean_sums` over the global batch: given (per-replica XLA) or all-reduced here."""
@@ -107,7 +106,7 @@ class DAT(base.GAN):
     ctx = tf.distribute.get_replica_context()
     if ctx is not None and ctx.num_replicas_in_sync > 1:
       sums = ctx.all_reduce(tf.distribute.ReduceOp.SUM, sums)
-    return tf.unstack(sums[:6] / sums[6:])
+    return tf.unstack(sums[:4] / sums[4:])
 
   def perturbations(self, real, labels, fake, fake_labels, real_logits, fake_logits, grads=None):
     """(x_r + d_r, x_f + d_f, targets): each side pulled toward the other side's batch mean.
@@ -116,16 +115,15 @@ class DAT(base.GAN):
     (`clean_outputs`); None takes them from fresh passes through D (the reference).
     """
     v_r, v_f = self.values()
-    target_real, target_fake, mean_real, mean_fake, m_real, m_fake = self.means(real_logits,
-                                                                                fake_logits)
+    target_real, target_fake, mean_real, mean_fake = self.means(real_logits, fake_logits)
     grad_real, grad_fake = grads or (None, None)
     common = dict(epsilon=self.epsilon, step=self.step, objective=self.objective)
     real_adv = attacks.targeted_one_step(
         real, lambda x: v_r(self.discriminate(x, labels)["logits"]), target_real,
-        clip=self.clip_real, grad=grad_real, mean=mean_real, count=m_real, **common)
+        clip=self.clip_real, grad=grad_real, mean=mean_real, **common)
     fake_adv = attacks.targeted_one_step(
         fake, lambda x: v_f(self.discriminate(x, fake_labels)["logits"]), target_fake,
-        clip=self.clip_fake, grad=grad_fake, mean=mean_fake, count=m_fake, **common)
+        clip=self.clip_fake, grad=grad_fake, mean=mean_fake, **common)
     return (tf.stop_gradient(real_adv), tf.stop_gradient(fake_adv), target_real, target_fake)
 
   def clean_outputs(self, batch):
@@ -143,9 +141,9 @@ class DAT(base.GAN):
       tape.watch([real, fake])
       real_out, fake_out = super().clean_outputs(batch)
       real_logits, fake_logits = real_out["logits"], fake_out["logits"]
-      t_r, t_f, mean_r, mean_f, m_r, m_f = self.means(real_logits, fake_logits)
-      gaps = (attacks.targeted_gap(v_r(real_logits), t_r, self.objective, mean_r, m_r)
-              + attacks.targeted_gap(v_f(fake_logits), t_f, self.objective, mean_f, m_f))
+      t_r, t_f, mean_r, mean_f = self.means(real_logits, fake_logits)
+      gaps = (attacks.targeted_gap(v_r(real_logits), t_r, self.objective, mean_r)
+              + attacks.targeted_gap(v_f(fake_logits), t_f, self.objective, mean_f))
     grads = tape.gradient(gaps, [real, fake],
                           unconnected_gradients=tf.UnconnectedGradients.ZERO)
     adv = self.perturbations(real, labels, fake, fake_labels, real_logits, fake_logits, grads=grads)
