@@ -1,24 +1,16 @@
 """DAT: direct adversarial training (../shared/papers/direct_adversarial_training.txt, Eqs. 2,
 8-10, Algorithm 1; its authors' release, iceli1007/DAT-GAN, `advtrain_step`).
 
-With the loss in the (g1, g2) form of Eq. 2 (D maximises E[g1(D(x_r))] + E[g2(D(x_f))]), each D
-update adds attacked terms to the objective (Eq. 8, Algorithm 1 line 10):
-
-  lambda_1 * [g1(D(x_r)) + g2(D(x_f))] + lambda_2 * [g1(D(x_r + d_r)) + g2(D(x_f + d_f))]
-
-with targeted one-step perturbations in an L-inf ball of radius eps (Eq. 9-10):
-
-  d_r = -eps * step(grad_x |g1(D(x_r)) - mean_batch g1(D(x_f))|)   reals move toward the fakes
-  d_f = -eps * step(grad_x |g2(D(x_f)) - mean_batch g2(D(x_r))|)   fakes move toward the reals
+D maximises (Eq. 8) lambda_1 * [g1(D(x_r)) + g2(D(x_f))] + lambda_2 * [g1(D(x_r + d_r)) +
+g2(D(x_f + d_f))], with one targeted step each (Eqs. 9-10), reals toward the fakes' batch mean and
+fakes toward the reals': d_r = -eps * step(grad_x |g1(D(x_r)) - mean g1(D(x_f))|), and d_f alike.
 
 Readings (BUILD_NOTES.md, "DAT ... readings and decisions", with a table of every difference from
-the release): Eq. 9's pairing; `step` = sign (default) | raw (Eq. 10; at eps 1 the release's
-clamped step) | l2; `objective` per_example (Eq. 9) | batch_mean (the release: |mean v - m|);
-`value` loss (g1/g2, Eq. 9) | logit (the release: D's raw output); `clip` both | fake (the release:
-D trains on unclipped attacked reals) | none. Batch means are over the *global* batch. Penalties
-apply on top, as in the baselines. The attack gradients come from the clean pass's own tape
-(`reuse_clean_pass`). Under per-replica XLA each D update runs in two compiled pieces around the
-means' all-reduce (`GAN.gradients_with_global_means`; BUILD_NOTES, "Decisions").
+the release): `objective` per_example (Eq. 9) | batch_mean (the release); `value` loss (g1/g2) |
+logit (the release); `step` sign | raw (Eq. 10; at eps 1 the release's clamp) | l2; `clip` both |
+fake (the release) | none. Batch means are over the *global* batch; under per-replica XLA each D
+update runs in two compiled pieces around their all-reduce (`GAN.gradients_with_global_means`).
+Penalties apply on top, as in the baselines. The attack gradients come from the clean pass's tape.
 """
 
 import gin
