@@ -27,9 +27,12 @@ Choices (recorded for BUILD_NOTES.md):
   ``|delta| = epsilon`` exactly on every pixel before the range clip.
 - ``targeted_one_step`` (DAT Eqs. 9-10): one step that *decreases* ``|value_fn(x) - target|``.
   ``step="raw"`` is the paper's literal ``delta = -epsilon * grad``; it is then clipped to
-  ``[-epsilon, epsilon]`` per pixel so ``||delta||_inf <= epsilon`` (the paper leaves it unbounded).
+  ``[-epsilon, epsilon]`` per pixel so ``||delta||_inf <= epsilon`` (the paper leaves it unbounded;
+  at ``epsilon = 1`` this is the DAT release's ``x - grad.clamp(-1, 1)``).
   ``"sign"`` (default) is the FGSM-style step of Eq. 6 (``|delta| = epsilon`` where the gradient is
-  non-zero); ``"l2"`` is ``-epsilon * g / ||g||_2`` per example. ``target`` is a constant.
+  non-zero); ``"l2"`` is ``-epsilon * g / ||g||_2`` per example. ``target`` is a constant. The
+  gradient is that of ``targeted_gap``: per example, ``sum_i |v_i - target|`` (Eqs. 9-10), or the
+  release's batch mean, ``|mean_i v_i - target|`` (one common sign, and a 1/m on every example).
 - ``free_delta_update``: free adversarial training (Shafahi et al.; Fast-RobGAN Alg. 2 lines 8-9):
   ``clip(delta + step_size * sign(grad_delta), -epsilon, epsilon)``; ``free_delta_init`` draws the
   initial ``U(-epsilon, epsilon)`` (Alg. 2 line 1).
@@ -59,6 +62,7 @@ from tfadvgan.rng import normal, split_seed, uniform
 
 NORMS = ("linf", "l2")
 STEPS = ("sign", "raw", "l2")
+OBJECTIVES = ("per_example", "batch_mean")
 
 
 def _is_static_number(value):
@@ -247,10 +251,36 @@ def gaussian(x, epsilon, seed, clip=True, clip_min=-1.0, clip_max=1.0):
   return _finish(x, x + delta, clip, clip_min, clip_max)
 
 
+def targeted_gap(values, target, objective="per_example", mean=None):
+  """The scalar whose input gradient is the targeted attack's (DAT Eqs. 9-10, or its release).
+
+  Args:
+    values: ``[B]`` attacked values v_i (e.g. ``g1(D(x_r))``), differentiable in the inputs.
+    target: scalar or ``[B]`` target (a constant).
+    objective: ``"per_example"`` (``sum_i |v_i - target|``, Eq. 9) or ``"batch_mean"`` (the
+      release's ``|mean v - target|`` over the global batch).
+    mean: ``"batch_mean"`` only: the global batch's mean of ``values`` (a constant; it gives the
+      common sign).
+
+  Returns:
+    A scalar. For ``"batch_mean"``, ``sign(mean - target) * sum(values) / M`` with M the global
+    batch size (``tf.nn.compute_average_loss``, as the D loss): each replica's input gradient is
+    its rows of the gradient of ``|mean v - target|`` over the global batch.
+  """
+  errors.check(objective in OBJECTIVES, f"targeted attack objective must be one of "
+               f"{', '.join(OBJECTIVES)}; got {objective!r}.")
+  target = tf.stop_gradient(tf.cast(target, values.dtype))
+  if objective == "per_example":
+    return tf.reduce_sum(tf.abs(values - target))
+  errors.check(mean is not None, "targeted_gap objective='batch_mean' needs the global mean.")
+  sign = tf.stop_gradient(tf.sign(tf.cast(mean, values.dtype) - target))
+  return sign * tf.nn.compute_average_loss(values)
+
+
 @gin.configurable("attack_targeted_one_step")
 def targeted_one_step(x, value_fn, target, epsilon, step="sign", clip=True, clip_min=-1.0,
-                      clip_max=1.0, grad=None):
-  """DAT Eqs. 9-10: one step ``delta = -epsilon * step(grad_x |value_fn(x) - target|)``.
+                      clip_max=1.0, grad=None, objective="per_example", mean=None):
+  """DAT Eqs. 9-10: one step ``delta = -epsilon * step(grad_x targeted_gap(value_fn(x), target))``.
 
   Moves each example's value towards ``target`` (e.g. ``value_fn = g1(D(.))`` on reals with
   ``target`` the batch mean of ``g1`` on fakes, per the DAT reading chosen by the caller).
@@ -265,8 +295,10 @@ def targeted_one_step(x, value_fn, target, epsilon, step="sign", clip=True, clip
     clip: clip the result to ``[clip_min, clip_max]``.
     clip_min: lower end of the valid input range.
     clip_max: upper end of the valid input range.
-    grad: optional precomputed ``grad_x sum |value_fn(x) - target|`` (``[B, ...]``), used instead
+    grad: optional precomputed input gradient of ``targeted_gap`` (``[B, ...]``), used instead
       of a fresh pass through ``value_fn`` (which may then be ``None``).
+    objective: ``targeted_gap``'s objective, ``"per_example"`` or ``"batch_mean"``.
+    mean: ``"batch_mean"``: the global mean of ``value_fn(x)``.
 
   Returns:
     ``[B, ...]`` perturbed inputs with ``||x_adv - x||_inf <= epsilon`` (perturbation is a constant).
@@ -278,8 +310,7 @@ def targeted_one_step(x, value_fn, target, epsilon, step="sign", clip=True, clip
   x = tf.convert_to_tensor(x)
   if grad is None:
     errors.check(value_fn is not None, "targeted_one_step needs value_fn or a precomputed grad=.")
-    target = tf.stop_gradient(tf.cast(target, x.dtype))
-    g = _input_grad(lambda v: tf.abs(value_fn(v) - target), x)
+    g = _input_grad(lambda v: targeted_gap(value_fn(v), target, objective, mean), x)
   else:
     g = tf.stop_gradient(tf.cast(grad, x.dtype))
   eps = tf.cast(epsilon, x.dtype)
