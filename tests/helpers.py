@@ -283,3 +283,19 @@ def event_scalars(directory, tag):
         if value.tag == tag:
           out[event.step] = float(tf.make_ndarray(value.tensor))
   return out
+
+
+# A small DCGAN-shaped Fast-RobGAN for multi-process tests (AC head, synchronized BN in G, no BN in
+# D); `.format(root=ROOT, data=NPZ)`, then add the run's own bindings.
+SMALL_FAST_ROBGAN = """
+include '{root}/gin_configs/common/fast_robgan.gin'
+dataset.source = 'npz'
+dataset.path = '{data}'
+build_generator.arch = 'dcgan'
+build_generator.upsampling = None
+build_discriminator.arch = 'dcgan'
+build_generator.width = 8
+build_discriminator.width = 8
+build_generator.synchronized_bn = True
+build_gan.latent_dim = 16
+"""

@@ -21,10 +21,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from helpers import ROOT, TINY, parse, small_npz  # pylint: disable=g-bad-import-order
-from test_multi_worker import (  # pylint: disable=g-bad-import-order
-    _wait_until, checkpoint_arrays, free_ports, latest_step, read_log, setup,  # noqa: F401
-    wait_all)  # setup: test_multi_worker's data and config (a fixture)
+from helpers import (  # pylint: disable=g-bad-import-order
+    ROOT, SMALL_FAST_ROBGAN, TINY, checkpoint_arrays, free_ports, latest_step, parse, read_log,
+    small_npz, wait_all)
+from test_multi_worker import _wait_until, setup  # noqa: F401  (setup: its data and config)
 from tfadvgan import distribute
 from tfadvgan import errors
 from tfadvgan import io
@@ -457,18 +457,7 @@ def test_a_killed_worker_stops_the_others_with_one_line_then_all_resume(cluster_
   assert latest_step(model_dir) == saved + 3
 
 
-FAST_ROBGAN = """
-include '{root}/gin_configs/common/fast_robgan.gin'
-dataset.source = 'npz'
-dataset.path = '{data}'
-build_generator.arch = 'dcgan'
-build_generator.upsampling = None
-build_discriminator.arch = 'dcgan'
-build_generator.width = 8
-build_discriminator.width = 8
-build_generator.synchronized_bn = True
-build_gan.latent_dim = 16
-FastRobGAN.batch_size = 12  # train.batch_size (CLUSTER)
+FAST_ROBGAN = SMALL_FAST_ROBGAN + """FastRobGAN.batch_size = 12  # train.batch_size (CLUSTER)
 FastRobGAN.epsilon = 0.05
 make_optimizer.name = 'sgd'
 make_optimizer.learning_rate = 0.02

@@ -12,23 +12,12 @@ import numpy as np
 import pytest
 
 # pylint: disable-next=g-bad-import-order
-from helpers import ROOT, checkpoint_arrays, read_log, start_cluster, wait_all
+from helpers import ROOT, SMALL_FAST_ROBGAN, checkpoint_arrays, read_log, start_cluster, wait_all
 
 # A small DCGAN-shaped Fast-RobGAN (AC head, synchronized BN in G, no BN in D) with SGD, so that
 # the cross-worker sums' reordering stays at float32 rounding (see tests/test_multi_worker.py).
 # XLA off: compiling the step costs each worker more time than the 3 steps take.
-CONFIG = """
-include '{root}/gin_configs/common/fast_robgan.gin'
-dataset.source = 'npz'
-dataset.path = '{data}'
-build_generator.arch = 'dcgan'
-build_generator.upsampling = None
-build_discriminator.arch = 'dcgan'
-build_generator.width = 8
-build_discriminator.width = 8
-build_generator.synchronized_bn = True
-build_gan.latent_dim = 16
-build_gan.jit_compile = False
+CONFIG = SMALL_FAST_ROBGAN + """build_gan.jit_compile = False
 FastRobGAN.epsilon = 0.05
 train.batch_size = 8
 train.num_steps = 3
