@@ -207,7 +207,7 @@ def _cache(ds, source, shards, index, cache, memory_limit):
     size = cache_size_bytes(source, shards)
     limit = default_cache_memory_limit() if memory_limit is None else memory_limit
     if size is not None and size > limit:
-      if index == 0:  # one line per process, not one per pipeline
+      if index == 0:  # one line per run: pipeline 0 (the chief's, or input_shards' first)
         logging.warning(
             "Not caching the decoded data in memory: one input pipeline's shard of %r needs about "
             "%s (%d examples / %d pipeline(s)), over make_train_dataset.cache_memory_limit = %s, "

@@ -142,7 +142,8 @@ def input_benchmark(work_dir, shards=(1, 2, 4), ratio_images=512, speed_images=2
 def format_input_benchmark(result):
   lines = [f"input pipelines (folder of {result['size']} px images, cache off):"]
   for p, ratio in result["decodes_per_trained"].items():
-    lines.append(f"  P = {p}: {ratio:.3f} images decoded per image trained on (mean over pipelines)")
+    lines.append(f"  P = {p}: {ratio:.3f} images decoded per image trained on (mean over "
+                 "pipelines)")
   for image_format, rate in result["images_per_s_one_core"].items():
     lines.append(f"  {image_format}: {rate:.0f} images/s on one core (read, decode, finish)")
   if "startup_s" in result:
