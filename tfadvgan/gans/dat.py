@@ -59,6 +59,7 @@ class DAT(base.GAN):
     lambda_adv = errors.check_float("DAT.lambda_adv", lambda_adv, low=0)
     clip = {True: "both", False: "none"}[clip] if isinstance(clip, bool) else clip
     self.clip_real, self.clip_fake = errors.choose("DAT.clip", clip, CLIPS)
+    self.clip = self.clip_real or self.clip_fake  # clips anything (training's 2-D data check)
     errors.choose("DAT.objective", objective, dict.fromkeys(attacks.OBJECTIVES))
     errors.choose("DAT.value", value, dict.fromkeys(VALUES))
     attacks.check_bindings("targeted_one_step")
