@@ -10,7 +10,6 @@ from tfadvgan import errors
 from tfadvgan.data import sources
 from tfadvgan.data import transforms
 
-AUTOTUNE = tf.data.AUTOTUNE
 
 _TFDS_OPTIONS = ("data_dir", "download", "resolution")
 
