@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import gin
 import numpy as np
@@ -367,3 +368,41 @@ def test_train_cli_evaluates_during_training(npz, clf_path, tmp_path):
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert {(r["step"], r["metric"]) for r in _records(model_dir)} == {
       (2, m) for m in CLASSIFIER_NAMES}
+
+
+@pytest.mark.slow
+def test_eval_continuous_beside_a_live_training_evaluates_its_checkpoints(npz, clf_path,
+                                                                          tmp_path):
+  """eval.py --continuous, started while train.py is writing checkpoints, evaluates them as they
+  come and stops at train.num_steps; it takes no lease, so neither process refuses the other."""
+  model_dir = str(tmp_path / "live")
+  params = _npz_params(npz) + ["train.num_steps = 60", "train.checkpoint_every_steps = 10",
+                               "train.sample_every_steps = 60", "train.log_every_steps = 10"]
+  train = subprocess.Popen(
+      [sys.executable, os.path.join(ROOT, "scripts", "train.py"),
+       f"--gin_file={os.path.join(ROOT, 'gin_configs/base/dcgan_fmnist.gin')}",
+       f"--model_dir={model_dir}"] + [f"--gin_param={p}" for p in params],
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+  try:
+    for _ in range(600):  # the first checkpoint, while training goes on
+      if glob.glob(os.path.join(model_dir, "checkpoints", "ckpt-*.index")) or train.poll() is not None:
+        break
+      time.sleep(0.5)
+    assert train.poll() is None, "training ended before eval could start beside it"
+    assert os.path.exists(os.path.join(model_dir, "lease"))  # training holds the run dir
+    evaluating = _eval_cli([f"--model_dir={model_dir}", "--continuous", "--timeout_secs=300",
+                            "--classifier=domain", f"--classifier_path={clf_path}",
+                            f"--num_samples={N}", "--metrics=fid",
+                            f"--cache_dir={tmp_path / 'c'}"], timeout=900)
+    out, err = train.communicate(timeout=900)
+  finally:
+    if train.poll() is None:
+      train.kill()
+  assert train.returncode == 0, err[-3000:]
+  assert evaluating.returncode == 0, evaluating.stderr[-3000:]
+  assert "Traceback" not in err + evaluating.stderr
+  steps = [r["step"] for r in _records(model_dir)]
+  assert steps == sorted(set(steps)) and steps[-1] == 60, steps
+  assert set(steps) <= set(range(10, 61, 10)), steps
+  assert "lease" not in os.listdir(model_dir)  # released by training at its end
+  del out
