@@ -1,0 +1,240 @@
+"""The Python API: `tfadvgan`'s exports and version, models built from keyword arguments alone,
+plain datasets in `gan.fit` and `tfadvgan.fit` (checked against the dict batches of the pipeline),
+Keras callbacks under `tfadvgan.fit`, and two replicas."""
+
+import os
+import re
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tfadvgan
+from tfadvgan import data as data_lib
+from tfadvgan import errors
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+METHODS = ("GAN", "ASGAN", "DAT", "RobGAN", "FastRobGAN")
+
+
+def weights(gan):
+  return [w.numpy() for w in gan.generator.weights + gan.discriminator.weights]
+
+
+def mlp_gan(method, shape=(2,), classes=0, seed=0, n_dis=1, eager=True, lr=0.05, **kwargs):
+  """A small MLP GAN built and compiled from keyword arguments only, with fixed initial weights."""
+  keras.utils.set_random_seed(7)
+  g = tfadvgan.build_generator(arch="mlp", output_shape=shape, latent_dim=3, width=16,
+                               num_classes=classes)
+  d = tfadvgan.build_discriminator(arch="mlp", input_shape=shape, width=16, num_classes=classes,
+                                   head="ac" if classes else "plain")
+  gan = getattr(tfadvgan, method)(g, d, seed=seed, n_dis=n_dis, **kwargs)
+  gan.compile(d_optimizer=keras.optimizers.SGD(lr), g_optimizer=keras.optimizers.SGD(lr),
+              run_eagerly=eager, jit_compile=not eager)
+  return gan
+
+
+# ----------------------------------------------------------------- the package
+def test_import_is_cheap_and_the_version_has_one_source():
+  """`import tfadvgan` loads no TensorFlow (the scripts' --help relies on it); setup.py reads the
+  version that the package exports."""
+  code = "import sys, tfadvgan; print(tfadvgan.__version__, 'tensorflow' in sys.modules)"
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                       cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT)).stdout.split()
+  assert out == [tfadvgan.__version__, "False"]
+  with open(os.path.join(ROOT, "setup.py")) as f:
+    assert "version=VERSION" in f.read()
+  setup_version = subprocess.run([sys.executable, "setup.py", "--version"], capture_output=True,
+                                 text=True, check=True, cwd=ROOT).stdout.split()[-1]
+  assert setup_version == tfadvgan.__version__
+  assert re.fullmatch(r"\d+\.\d+\.\d+", tfadvgan.__version__)
+
+
+def test_every_public_name_resolves():
+  for name in tfadvgan.__all__:
+    assert getattr(tfadvgan, name) is not None, name
+  assert tfadvgan.fit.__module__ == "tfadvgan.training.fit"
+  assert tfadvgan.ASGAN is tfadvgan.gans.ASGAN and tfadvgan.data.load is data_lib.load
+  assert set(tfadvgan.METHODS.values()) == {getattr(tfadvgan, m) for m in METHODS}
+  with pytest.raises(AttributeError, match="no attribute 'nope'"):
+    tfadvgan.nope  # pylint: disable=pointless-statement
+
+
+# ----------------------------------------------------------------- keyword arguments, no gin
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_builds_from_keyword_arguments(method):
+  """With gin cleared (conftest), every method builds from keyword arguments; the AC methods take
+  `build_discriminator(head='ac')`."""
+  classes = 3 if method in ("RobGAN", "FastRobGAN") else 0
+  kwargs = {"batch_size": 8} if method == "FastRobGAN" else {}
+  gan = mlp_gan(method, classes=classes, conditional=bool(classes), **kwargs)
+  assert gan.method_name == tfadvgan.gans.get(gan.method_name).method_name
+  assert gan.discriminator.head == ("ac" if classes else "plain")
+
+
+def test_build_gan_gives_the_ac_methods_their_head_without_gin():
+  import gin  # pylint: disable=g-import-not-at-top
+  from tfadvgan.training import loop  # pylint: disable=g-import-not-at-top
+  gin.bind_parameter("build_discriminator.arch", "mlp")
+  gin.bind_parameter("build_generator.arch", "mlp")
+  gan = loop.build_gan((2,), 3, method="robgan", run_eagerly=True)
+  assert gan.discriminator.head == "ac" and gan.conditional
+  assert loop.build_gan((2,), 3, method="as_gan", run_eagerly=True).discriminator.head == "plain"
+  # A head bound in gin wins, and a wrong one is refused, not replaced.
+  gin.bind_parameter("build_discriminator.head", "plain")
+  with pytest.raises(errors.ConfigError, match="auxiliary-classifier head"):
+    loop.build_gan((2,), 3, method="robgan", run_eagerly=True)
+
+
+# ----------------------------------------------------------------- plain datasets
+def dict_batches(images, labels, batch, n_dis, seed, conditional, steps):
+  """The first `steps` batches of `make_train_dataset` over these arrays, as numpy dicts."""
+  source = data_lib.from_arrays(images, labels)
+  ds = data_lib.make_train_dataset(source, batch_size=batch, n_dis=n_dis, latent_dim=3, seed=seed,
+                                   conditional=conditional, shuffle_buffer=8)
+  return [tf.nest.map_structure(lambda v: v.numpy(), b) for b in ds.take(steps)]
+
+
+def as_dataset(batches):
+  return tf.data.Dataset.from_tensor_slices(
+      {k: np.stack([b[k] for b in batches]) for k in batches[0]})
+
+
+def test_plain_batches_train_as_the_dict_batches_unconditional():
+  """AS-GAN, n_dis = 2, two steps: plain image batches (the GAN draws the noise) give the same
+  weights as the pipeline's dict batches of the same examples with the same seed."""
+  rng = np.random.default_rng(11)
+  points = rng.uniform(-0.9, 0.9, (64, 2)).astype(np.float32)
+  batches = dict_batches(points, None, batch=4, n_dis=2, seed=5, conditional=False, steps=2)
+  flat = np.concatenate([b["images"].reshape(-1, 2) for b in batches])  # rows (r, k) in order
+  plain = tf.data.Dataset.from_tensor_slices(flat).batch(4, drop_remainder=True)
+  reference = mlp_gan("ASGAN", seed=5, n_dis=2, epsilon=0.05)
+  tfadvgan.fit(reference, as_dataset(batches), verbose=0)
+  gan = mlp_gan("ASGAN", seed=5, n_dis=2, epsilon=0.05)
+  history = tfadvgan.fit(gan, plain, verbose=0)
+  assert int(gan.global_step.numpy()) == 2 and len(history.history["d_loss"]) == 1
+  start = weights(mlp_gan("ASGAN", seed=5, n_dis=2, epsilon=0.05))
+  for a, b, s in zip(weights(reference), weights(gan), start):
+    np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-7)
+  assert max(np.abs(a - s).max() for a, s in zip(weights(gan), start)) > 1e-3
+
+
+def test_plain_batches_train_as_the_dict_batches_conditional():
+  """Rob-GAN: (images, labels) batches through Keras's `gan.fit` (two epochs of one step: the
+  second continues the data and the noise) give the weights of the dict batches (with the
+  pipeline's fake labels) through `tfadvgan.fit`."""
+  rng = np.random.default_rng(12)
+  points = rng.uniform(-0.9, 0.9, (48, 4)).astype(np.float32)
+  labels = rng.integers(0, 3, 48)
+  batches = dict_batches(points, labels, batch=6, n_dis=1, seed=9, conditional=True, steps=2)
+  assert "y_g" in batches[0]
+  plain = tf.data.Dataset.from_tensor_slices(
+      (np.concatenate([b["images"][:, 0] for b in batches]),
+       np.concatenate([b["labels"][:, 0] for b in batches]))).batch(6, drop_remainder=True)
+  kwargs = dict(shape=(4,), classes=3, seed=9, conditional=True, epsilon=0.05, pgd_steps=2,
+                pgd_step_size=0.03)
+  reference = mlp_gan("RobGAN", **kwargs)
+  tfadvgan.fit(reference, as_dataset(batches), verbose=0)
+  gan = mlp_gan("RobGAN", **kwargs)
+  gan.fit(plain, epochs=2, steps_per_epoch=1, verbose=0)
+  assert int(gan.global_step.numpy()) == 2
+  for a, b in zip(weights(reference), weights(gan)):
+    np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-7)
+
+
+def test_two_replicas_with_per_replica_xla_match_one_device():
+  """A plain dataset under MirroredStrategy on two logical CPUs, with per-replica XLA: each
+  replica takes its rows of the global batch and its noise, so the weights equal one device's
+  (run eagerly: the noise is drawn by tf.data, not by XLA)."""
+  points = np.random.default_rng(13).uniform(-0.9, 0.9, (32, 2)).astype(np.float32)
+  plain = tf.data.Dataset.from_tensor_slices(points).batch(8, drop_remainder=True)
+  one = mlp_gan("ASGAN", seed=3, eager=True, epsilon=0.05)
+  tfadvgan.fit(one, plain, epochs=2, steps_per_epoch=1, verbose=0)
+  strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+  with strategy.scope():
+    two = mlp_gan("ASGAN", seed=3, eager=False, epsilon=0.05)
+  tfadvgan.fit(two, plain, epochs=2, steps_per_epoch=1, verbose=0)
+  assert two.replica_jit and two.distribute_strategy.num_replicas_in_sync == 2
+  assert int(two.global_step.numpy()) == 2
+  for a, b in zip(weights(one), weights(two)):
+    np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("element, conditional, message", [
+    (tf.TensorSpec([8, 3], tf.float32), False, r"take batches \[None, 2\]"),
+    (tf.TensorSpec([None, 2], tf.float32), False, "no static batch size"),
+    (tf.TensorSpec([8, 2], tf.int32), False, "give floats in"),
+    (tf.TensorSpec([8, 2], tf.float32), True, "give \\(images, labels\\) batches"),
+    ((tf.TensorSpec([8, 2], tf.float32), tf.TensorSpec([8, 1], tf.int32)), True,
+     r"integer class ids of shape \[8\]"),
+    ((tf.TensorSpec([8, 2], tf.float32),) * 3, False, "fit takes a dataset of image batches"),
+    ({"images": tf.TensorSpec([8, 1, 2], tf.float32), "z_g": tf.TensorSpec([8, 3], tf.float32)},
+     False, "n_dis = 2 D updates"),
+    ({"images": tf.TensorSpec([8, 2, 2], tf.float32)}, False, "lack 'images' or the noise"),
+])
+def test_a_batch_of_the_wrong_form_is_refused_in_one_line(element, conditional, message):
+  zeros = tf.nest.map_structure(lambda s: tf.zeros([d or 8 for d in s.shape], s.dtype), element)
+  ds = tf.data.Dataset.from_tensors(zeros)
+  if tf.nest.flatten(element)[0].shape[0] is None:
+    ds = tf.data.Dataset.from_tensor_slices(tf.zeros([16, 2])).batch(8)
+  n_dis = 2 if isinstance(element, dict) else 1
+  with pytest.raises(errors.ConfigError, match=message) as info:
+    data_lib.train_batches(ds, n_dis, (2,), conditional, latent_dim=3)
+  assert "\n" not in str(info.value)
+
+
+def test_fit_checks_its_arguments():
+  points = tf.data.Dataset.from_tensor_slices(tf.zeros([16, 2])).batch(8, drop_remainder=True)
+  keras.utils.set_random_seed(1)
+  g = tfadvgan.build_generator(arch="mlp", output_shape=(2,), latent_dim=3, width=4)
+  d = tfadvgan.build_discriminator(arch="mlp", input_shape=(2,), width=4)
+  with pytest.raises(errors.ConfigError, match="compile the GAN first"):
+    tfadvgan.fit(tfadvgan.GAN(g, d), points)
+  gan = mlp_gan("GAN")
+  with pytest.raises(errors.ConfigError, match="pass steps_per_epoch"):
+    tfadvgan.fit(gan, points.repeat())
+
+
+# ----------------------------------------------------------------- Keras callbacks
+class Record(keras.callbacks.Callback):
+  """Records epochs, the steps seen and stops or crashes on request."""
+
+  def __init__(self, stop_after=None, crash_after=None):
+    super().__init__()
+    self.epochs, self.batches = [], []
+    self.stop_after, self.crash_after = stop_after, crash_after
+
+  def on_train_batch_end(self, batch, logs=None):
+    self.batches.append(batch)
+
+  def on_epoch_end(self, epoch, logs=None):
+    self.epochs.append((epoch, int(self.model.global_step.numpy()), sorted(logs)))
+    if epoch == self.stop_after:
+      self.model.stop_training = True
+    if epoch == self.crash_after:
+      raise RuntimeError("planted crash")
+
+
+def test_fit_runs_keras_callbacks_by_epoch_and_resumes_with_backup_and_restore(tmp_path):
+  points = np.random.default_rng(14).uniform(-0.9, 0.9, (24, 2)).astype(np.float32)
+  plain = tf.data.Dataset.from_tensor_slices(points).batch(4, drop_remainder=True)  # 6 steps
+  gan = mlp_gan("GAN")
+  record = Record(stop_after=1)
+  history = tfadvgan.fit(gan, plain, epochs=5, steps_per_epoch=3, callbacks=[record], verbose=0)
+  assert [e[:2] for e in record.epochs] == [(0, 3), (1, 6)]  # stopped after epoch 1
+  assert record.batches == [0, 1, 2, 0, 1, 2] and history.epoch == [0, 1]
+  assert record.epochs[0][2] == sorted(history.history) and "d_loss" in history.history
+
+  backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
+  gan = mlp_gan("GAN")
+  with pytest.raises(RuntimeError, match="planted crash"):
+    tfadvgan.fit(gan, plain, epochs=4, callbacks=[backup, Record(crash_after=1)], verbose=0)
+  saved = weights(gan)
+  gan = mlp_gan("GAN")  # a new process would build the same fresh model
+  record = Record()
+  tfadvgan.fit(gan, plain, epochs=4, callbacks=[backup, record], verbose=0)
+  assert [e[:2] for e in record.epochs] == [(2, 18), (3, 24)]  # resumed at epoch 2, step 12
+  assert not np.allclose(weights(gan)[0], saved[0])
