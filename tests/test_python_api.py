@@ -238,3 +238,44 @@ def test_fit_runs_keras_callbacks_by_epoch_and_resumes_with_backup_and_restore(t
   tfadvgan.fit(gan, plain, epochs=4, callbacks=[backup, record], verbose=0)
   assert [e[:2] for e in record.epochs] == [(2, 18), (3, 24)]  # resumed at epoch 2, step 12
   assert not np.allclose(weights(gan)[0], saved[0])
+
+
+# ----------------------------------------------------------------- the README's example
+FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
+
+
+def readme_example():
+  """The first ```python block of README.md's "Python API" section."""
+  with open(os.path.join(ROOT, "README.md")) as f:
+    text = f.read()
+  section = text[text.index("\n## Python API\n"):]
+  return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+def test_readme_example_is_python_and_about_twenty_lines():
+  code = readme_example()
+  compile(code, "README.md", "exec")
+  assert 15 <= len(code.strip().splitlines()) <= 25
+  for step in ("tfadvgan.ASGAN(", ".compile(", "tfadvgan.fit(", "callbacks=", "generate(",
+               ".save(", "load_model("):
+    assert step in code, step
+
+
+@pytest.mark.skipif(not os.path.isdir(FASHION_MNIST), reason=f"no Fashion-MNIST at {FASHION_MNIST}")
+@pytest.mark.xfail(tfadvgan.models.Generator.get_config is keras.Model.get_config, strict=True,
+                   reason="G.save needs the models' get_config (model serialization)")
+def test_readme_example_runs(tmp_path):
+  """Runs the README's Python block as written, in a fresh process, with Keras's Fashion-MNIST
+  download served from the local copy (KERAS_HOME/datasets/fashion-mnist)."""
+  home = tmp_path / "keras_home" / "datasets"
+  home.mkdir(parents=True)
+  os.symlink(FASHION_MNIST, home / "fashion-mnist")
+  (tmp_path / "example.py").write_text(readme_example())
+  env = dict(os.environ, PYTHONPATH=ROOT, KERAS_HOME=str(tmp_path / "keras_home"),
+             TF_CPP_MIN_LOG_LEVEL="2")
+  proc = subprocess.run([sys.executable, "example.py"], cwd=tmp_path, env=env,
+                        capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "Epoch 2/2" in proc.stdout
+  assert os.listdir(tmp_path / "logs" / "train")
+  assert (tmp_path / "generator.keras").exists() and not (tmp_path / "backup").exists()
