@@ -27,6 +27,7 @@ from tfadvgan.data.synthetic import ring_centres
 
 __all__ = [
     "Source", "SOURCES", "load", "load_with_ring_fallback", "from_arrays", "make_train_dataset",
-    "make_eval_dataset", "train_batches", "steps_per_epoch", "write_records", "mode_centres", "ring_centres", "grid_centres",
+    "make_eval_dataset", "train_batches", "steps_per_epoch", "write_records", "mode_centres",
+    "ring_centres", "grid_centres",
     "MODE_STD",
 ]

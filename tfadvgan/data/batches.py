@@ -5,8 +5,9 @@ becomes the layout of `make_train_dataset`: `n_dis` consecutive examples form on
 rows one train step (each real example is used once; D update k trains on `B` examples), plus the
 noise of step s, `pipeline.draw_noise(seed, s)`, as the pipeline draws it for batch s. The noise
 is drawn by tf.data on the host, not in the step: XLA's samplers give other values from the same
-seeds, and the batches of a step then do not depend on the device or on XLA. Images are used as given when they are
-floats (the generator's range is [-1, 1]); uint8 images are scaled from [0, 255] to [-1, 1].
+seeds, and the batches of a step then do not depend on the device or on XLA. Images are used as
+given when they are floats (the generator's range is [-1, 1]); uint8 images are scaled from
+[0, 255] to [-1, 1].
 """
 
 import tensorflow as tf
