@@ -14,6 +14,7 @@ import tensorflow as tf
 
 import tfadvgan
 from tfadvgan import data as data_lib
+from tfadvgan import distribute
 from tfadvgan import errors
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -153,7 +154,9 @@ def test_two_replicas_with_per_replica_xla_match_one_device():
   plain = tf.data.Dataset.from_tensor_slices(points).batch(8, drop_remainder=True)
   one = mlp_gan("ASGAN", seed=3, eager=True, epsilon=0.05)
   tfadvgan.fit(one, plain, epochs=2, steps_per_epoch=1, verbose=0)
-  strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+  # The process's one MirroredStrategy on these devices: a second one in the same process reuses
+  # collective keys with other shapes, which breaks the collectives of whichever runs later.
+  strategy = distribute.make_strategy("mirrored", devices=["/cpu:0", "/cpu:1"])
   with strategy.scope():
     two = mlp_gan("ASGAN", seed=3, eager=False, epsilon=0.05)
   tfadvgan.fit(two, plain, epochs=2, steps_per_epoch=1, verbose=0)
