@@ -105,6 +105,19 @@ def unscaled_norm(grads, scale):
   return tf.where(all_finite(grads), norm / scale, 0.0)
 
 
+def same_architecture(generator):
+  """A no-argument factory of new generators with `generator`'s config (the default EMA copy)."""
+  errors.check(hasattr(generator, "create_weights"),
+               "GAN.ema_decay is set but no generator_factory was given to build the EMA copy "
+               f"(a {type(generator).__name__} cannot be rebuilt from its config).")
+
+  def factory():
+    copy = type(generator).from_config(generator.get_config())
+    copy.create_weights()
+    return copy
+  return factory
+
+
 @gin.configurable
 class GAN(keras.Model):
   """Baseline GAN: loss, penalty, clipping and EMA come from gin; no adversarial training.
@@ -125,7 +138,7 @@ class GAN(keras.Model):
       eval then use the EMA copy.
     ema_start_step: before this G step the EMA copy just follows G.
     generator_factory: a no-argument callable that builds a second generator of G's
-      architecture, for the EMA copy (needed only with ema_decay).
+      architecture, for the EMA copy (with ema_decay; None: G's class from G's config).
     seed: base seed of the stateless randomness used inside the step (penalties, attacks).
   """
 
@@ -164,8 +177,8 @@ class GAN(keras.Model):
                                    high_inclusive=False, allow_none=True)
     ema_start_step = errors.check_int("GAN.ema_start_step", ema_start_step, low=0)
     seed = errors.check_int("GAN.seed", seed)
-    errors.check(ema_decay is None or generator_factory is not None,
-                 "GAN.ema_decay is set but no generator_factory was given to build the EMA copy.")
+    if ema_decay is not None and generator_factory is None:
+      generator_factory = same_architecture(generator)
     self.generator = generator
     self.discriminator = discriminator
     self.generator_ema = None
