@@ -2,6 +2,7 @@
 plain datasets in `gan.fit` and `tfadvgan.fit` (checked against the dict batches of the pipeline),
 Keras callbacks under `tfadvgan.fit`, and two replicas."""
 
+import json
 import os
 import re
 import subprocess
@@ -297,3 +298,70 @@ def test_readme_example_runs(tmp_path):
   assert "Epoch 2/2" in proc.stdout
   assert os.listdir(tmp_path / "logs" / "train")
   assert (tmp_path / "generator.keras").exists() and not (tmp_path / "backup").exists()
+
+
+# ----------------------------------------------------------------- multi-worker
+WORKER_SCRIPT = """'''Trains a small AS-GAN with tfadvgan.fit under the strategy TF_CONFIG implies; saves weights.'''
+import json, os, sys
+import keras
+import numpy as np
+import tensorflow as tf
+import tfadvgan
+
+out = sys.argv[1]
+strategy = (tf.distribute.MultiWorkerMirroredStrategy() if "TF_CONFIG" in os.environ
+            else tf.distribute.get_strategy())
+keras.utils.set_random_seed(7)
+with strategy.scope():
+  G = tfadvgan.build_generator(arch="mlp", output_shape=(2,), latent_dim=3, width=16)
+  D = tfadvgan.build_discriminator(arch="mlp", input_shape=(2,), width=16)
+  gan = tfadvgan.ASGAN(G, D, epsilon=0.05, seed=3)
+  gan.compile(d_optimizer=keras.optimizers.SGD(0.05), g_optimizer=keras.optimizers.SGD(0.05))
+points = np.random.default_rng(13).uniform(-0.9, 0.9, (32, 2)).astype(np.float32)
+ds = tf.data.Dataset.from_tensor_slices(points).batch(8, drop_remainder=True)
+epochs = []
+class Epochs(keras.callbacks.Callback):
+  def on_epoch_end(self, epoch, logs=None):
+    epochs.append([epoch, int(self.model.global_step.numpy())])
+history = tfadvgan.fit(gan, ds, epochs=2, steps_per_epoch=2, verbose=0, callbacks=[Epochs()])
+np.savez(out, *[w.numpy() for w in G.weights + D.weights])
+with open(out + ".json", "w") as f:
+  json.dump({"epochs": epochs, "replicas": strategy.num_replicas_in_sync,
+             "d_loss": history.history["d_loss"]}, f)
+"""
+
+
+@pytest.mark.slow  # 68 s: two workers and one single process on a loaded 2-core machine
+def test_fit_under_multi_worker_gives_the_one_process_weights(tmp_path):
+  """`tfadvgan.fit` under MultiWorkerMirroredStrategy (two local worker processes, one CPU each):
+  both workers end with the weights of one process on the same plain dataset, with the same
+  epochs and epoch logs (what Keras's own fit cannot run)."""
+  from helpers import free_ports  # pylint: disable=g-import-not-at-top
+  (tmp_path / "train.py").write_text(WORKER_SCRIPT)
+  env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3")
+  env.pop("TF_CONFIG", None)
+  ports = free_ports(2)
+  procs = []
+  for i in range(2):
+    config = {"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
+              "task": {"type": "worker", "index": i}}
+    procs.append(subprocess.Popen([sys.executable, "train.py", f"w{i}.npz"], cwd=tmp_path,
+                                  env=dict(env, TF_CONFIG=json.dumps(config))))
+  try:
+    subprocess.run([sys.executable, "train.py", "one.npz"], cwd=tmp_path, env=env, check=True,
+                   timeout=600)
+    assert [p.wait(timeout=600) for p in procs] == [0, 0]
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+  runs = {n: (np.load(tmp_path / f"{n}.npz"), json.loads((tmp_path / f"{n}.npz.json").read_text()))
+          for n in ("w0", "w1", "one")}
+  one_weights, one_info = runs["one"]
+  assert one_info["replicas"] == 1 and one_info["epochs"] == [[0, 2], [1, 4]]
+  for name in ("w0", "w1"):
+    weights_, info = runs[name]
+    assert info["replicas"] == 2 and info["epochs"] == one_info["epochs"]
+    np.testing.assert_allclose(info["d_loss"], one_info["d_loss"], rtol=1e-5)
+    for key in one_weights:
+      np.testing.assert_allclose(weights_[key], one_weights[key], rtol=1e-5, atol=1e-6)
