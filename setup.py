@@ -1,9 +1,15 @@
 """tfadvgan: adversarially trained discriminators for stable GAN training (TensorFlow / Keras 3)."""
+import re
+
 from setuptools import find_packages, setup
+
+# The version's one source is tfadvgan/__init__.py (read, not imported: no TensorFlow needed here).
+with open("tfadvgan/__init__.py") as f:
+  VERSION = re.search(r'^__version__ = "([^"]+)"', f.read(), re.M).group(1)
 
 setup(
     name="tfadvgan",
-    version="0.1.0",
+    version=VERSION,
     description="AS-GAN, DAT, Rob-GAN and Fast-RobGAN on one Keras 3 / tf.distribute framework",
     long_description=open("README.md").read() if __import__("os").path.exists("README.md") else "",
     long_description_content_type="text/markdown",

@@ -2,7 +2,8 @@
 functions, read from the source with `ast` (nothing is imported). The layers run one way (BUILD_NOTES,
 "Layers"): cli -> training -> metrics -> gans -> (losses, penalties, attacks, models, data,
 distribute, optimizers) -> (errors, io, images, rng, ops, config). metrics never imports training;
-training imports metrics only for its periodic eval and diagnostics."""
+training imports metrics only for its periodic eval and diagnostics. The package's own `__init__`
+imports nothing at import time: its public names load on first use (the last test)."""
 
 import ast
 import os
@@ -172,3 +173,19 @@ def test_the_one_internal_tf_class_is_still_exported():
     assert callable(getattr(trackable, method, None)), f"Trackable.{method} is gone"
   from tfadvgan import distribute  # pylint: disable=g-import-not-at-top
   assert issubclass(distribute.PerReplicaState, trackable)
+
+
+def test_the_package_exports_lazily_and_never_from_the_cli():
+  """`tfadvgan/__init__.py` imports no tfadvgan module at import time (so `import tfadvgan`, which
+  every submodule import runs first, stays cheap and outside the layers); its public names are
+  imported on first use, from library modules only (read from its `_NAMES` table)."""
+  path = os.path.join(ROOT, "__init__.py")
+  with open(path) as f:
+    tree = ast.parse(f.read(), path)
+  assert not import_edges(package_modules())["tfadvgan"]
+  table = next(node.value for node in tree.body if isinstance(node, ast.Assign)
+               and any(getattr(t, "id", None) == "_NAMES" for t in node.targets))
+  targets = {value.value for value in table.values}
+  modules = package_modules()
+  assert targets and targets <= set(modules), targets - set(modules)
+  assert not any(t.startswith("tfadvgan.cli") for t in targets)

@@ -10,6 +10,8 @@ from tfadvgan.data import local  # noqa: F401  (registers sources)
 from tfadvgan.data import records  # noqa: F401
 from tfadvgan.data import synthetic  # noqa: F401
 from tfadvgan.data import tfds_sources  # noqa: F401
+from tfadvgan.data.batches import steps_per_epoch
+from tfadvgan.data.batches import train_batches
 from tfadvgan.data.local import load_with_ring_fallback
 from tfadvgan.data.pipeline import make_eval_dataset
 from tfadvgan.data.pipeline import make_train_dataset
@@ -25,6 +27,7 @@ from tfadvgan.data.synthetic import ring_centres
 
 __all__ = [
     "Source", "SOURCES", "load", "load_with_ring_fallback", "from_arrays", "make_train_dataset",
-    "make_eval_dataset", "write_records", "mode_centres", "ring_centres", "grid_centres",
+    "make_eval_dataset", "train_batches", "steps_per_epoch", "write_records", "mode_centres",
+    "ring_centres", "grid_centres",
     "MODE_STD",
 ]

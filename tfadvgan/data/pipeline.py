@@ -144,17 +144,10 @@ def make_train_dataset(source,
       out = {"images": images, "labels": tf.cast(labels, tf.int32)}
     else:
       out = {"images": batch}
-    keys = tf.random.experimental.stateless_split(
-        tf.stack([tf.constant(seed, tf.int64), tf.cast(index, tf.int64)]), num=4)
-    out["z_d"] = tf.random.stateless_normal([batch_size, n_dis, latent_dim], keys[_Z_D])
-    out["z_g"] = tf.random.stateless_normal([batch_size, latent_dim], keys[_Z_G])
-    if conditional:
-      out["y_d"] = tf.random.stateless_uniform([batch_size, n_dis], keys[_Y_D], minval=0,
-                                               maxval=num_classes, dtype=tf.int32)
-      out["y_g"] = tf.random.stateless_uniform([batch_size], keys[_Y_G], minval=0,
-                                               maxval=num_classes, dtype=tf.int32)
-    noise = ("z_d", "z_g", "y_d", "y_g")
-    return {k: v[first_row:first_row + noise_rows] if k in noise else v for k, v in out.items()}
+    noise = draw_noise(seed, index, batch_size, n_dis, latent_dim,
+                       num_classes if conditional else 0)
+    out.update({k: v[first_row:first_row + noise_rows] for k, v in noise.items()})
+    return out
 
   ds = ds.enumerate().map(add_noise, num_parallel_calls=AUTOTUNE)
   if local_replicas > 1:
@@ -162,6 +155,27 @@ def make_train_dataset(source,
     ds = ds.flat_map(lambda b: tf.data.Dataset.from_tensor_slices(tf.nest.map_structure(
         lambda v: tf.reshape(v, [local_replicas, per_replica] + v.shape[1:].as_list()), b)))
   return ds.prefetch(AUTOTUNE)
+
+
+def draw_noise(seed, index, batch_size, n_dis, latent_dim, num_classes=0):
+  """The noise of global batch `index` of a run seeded `seed` (this pipeline's, and that
+  `tfadvgan.data.train_batches` adds to a user's batches): stateless, equal `(seed, index)` give
+  equal noise. Drawn by tf.data on the host: XLA's samplers give other values from the same seeds.
+
+  Returns:
+    {"z_d": float32 [B, n_dis, latent_dim], "z_g": float32 [B, latent_dim]} (N(0, 1)), plus
+    {"y_d": int32 [B, n_dis], "y_g": int32 [B]} uniform in [0, num_classes) when num_classes > 0.
+  """
+  keys = tf.random.experimental.stateless_split(
+      tf.stack([tf.cast(seed, tf.int64), tf.cast(index, tf.int64)]), num=4)
+  out = {"z_d": tf.random.stateless_normal([batch_size, n_dis, latent_dim], keys[_Z_D]),
+         "z_g": tf.random.stateless_normal([batch_size, latent_dim], keys[_Z_G])}
+  if num_classes:
+    out["y_d"] = tf.random.stateless_uniform([batch_size, n_dis], keys[_Y_D], minval=0,
+                                             maxval=num_classes, dtype=tf.int32)
+    out["y_g"] = tf.random.stateless_uniform([batch_size], keys[_Y_G], minval=0,
+                                             maxval=num_classes, dtype=tf.int32)
+  return out
 
 
 def _finish(source, batch):

@@ -17,7 +17,8 @@ def check_ac_discriminator(gan, method):
   head = getattr(gan.discriminator, "head", None)
   errors.check(head == "ac",
                f"{method} needs a discriminator with an auxiliary-classifier head "
-               f"(build_discriminator.head = 'ac'); this one has head={head!r}.")
+               f"(build_discriminator(head='ac', num_classes=...); gin: "
+               f"build_discriminator.head = 'ac'); this one has head={head!r}.")
   errors.check(gan.conditional,
                f"{method} is class-conditional: set build_gan.conditional = True (the default for "
                f"this method) and use a labelled dataset.")
@@ -33,6 +34,7 @@ class ACGAN(base.GAN):
   """A class-conditional GAN with an AC discriminator (checked at construction)."""
 
   conditional_default = True
+  discriminator_head = "ac"
   class_weight = 1.0
   g_class_weight = 1.0
 

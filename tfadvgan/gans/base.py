@@ -35,6 +35,7 @@ import gin
 import keras
 import tensorflow as tf
 
+from tfadvgan.data import batches as batches_lib
 from tfadvgan import errors
 from tfadvgan import losses as losses_lib
 from tfadvgan import penalties as penalties_lib
@@ -104,6 +105,19 @@ def unscaled_norm(grads, scale):
   return tf.where(all_finite(grads), norm / scale, 0.0)
 
 
+def same_architecture(generator):
+  """A no-argument factory of new generators with `generator`'s config (the default EMA copy)."""
+  errors.check(hasattr(generator, "create_weights"),
+               "GAN.ema_decay is set but no generator_factory was given to build the EMA copy "
+               f"(a {type(generator).__name__} cannot be rebuilt from its config).")
+
+  def factory():
+    copy = type(generator).from_config(generator.get_config())
+    copy.create_weights()
+    return copy
+  return factory
+
+
 @gin.configurable
 class GAN(keras.Model):
   """Baseline GAN: loss, penalty, clipping and EMA come from gin; no adversarial training.
@@ -124,12 +138,13 @@ class GAN(keras.Model):
       eval then use the EMA copy.
     ema_start_step: before this G step the EMA copy just follows G.
     generator_factory: a no-argument callable that builds a second generator of G's
-      architecture, for the EMA copy (needed only with ema_decay).
+      architecture, for the EMA copy (with ema_decay; None: G's class from G's config).
     seed: base seed of the stateless randomness used inside the step (penalties, attacks).
   """
 
   method_name = "gan"       # build_gan.method's name for this class (gans.METHODS)
   conditional_default = False  # build_gan.conditional when unset
+  discriminator_head = None  # build_gan's build_discriminator.head when gin binds none
   targeted_attack = False   # DAT: periodic diagnostics also measure its attack's success
   # Set by the engine under Mirrored / MultiWorker with XLA: compile each replica's gradient
   # computations (`replica_compiled`), keep the cross-replica reduction and optimizer applies outside.
@@ -162,8 +177,8 @@ class GAN(keras.Model):
                                    high_inclusive=False, allow_none=True)
     ema_start_step = errors.check_int("GAN.ema_start_step", ema_start_step, low=0)
     seed = errors.check_int("GAN.seed", seed)
-    errors.check(ema_decay is None or generator_factory is not None,
-                 "GAN.ema_decay is set but no generator_factory was given to build the EMA copy.")
+    if ema_decay is not None and generator_factory is None:
+      generator_factory = same_architecture(generator)
     self.generator = generator
     self.discriminator = discriminator
     self.generator_ema = None
@@ -296,9 +311,35 @@ class GAN(keras.Model):
     return self.generator(z, labels if self.conditional else None, training=training)
 
   # ----------------------------------------------------------------- the step
+  def train_batches(self, dataset):
+    """`tfadvgan.data.train_batches` for this GAN: `dataset` (plain image batches, `(images,
+    labels)` or dict batches) repeated, with the noise of step s drawn from `(seed, s)` as
+    `make_train_dataset(seed=seed)` draws it for batch s of a fresh run; s counts on from the
+    current global step. Returns (batches, train steps in one pass over `dataset` or None)."""
+    return batches_lib.train_batches(
+        dataset, self.n_dis, self.generator.output_shape_, self.conditional,
+        latent_dim=self.generator.latent_dim, num_classes=self.generator.num_classes,
+        seed=self.seed, first_index=int(self.global_step.numpy()))
+
+  def fit(self, x=None, *args, **kwargs):
+    """Keras's `fit`, on any dataset `train_batches` takes; `steps_per_epoch` defaults to one
+    pass. One device and Mirrored only: `tfadvgan.fit` runs the project's engine under every
+    strategy (MultiWorker included)."""
+    errors.check(not isinstance(self.distribute_strategy,
+                                tf.distribute.MultiWorkerMirroredStrategy),
+                 "Keras's fit cannot train under MultiWorkerMirroredStrategy: use "
+                 "tfadvgan.fit(gan, dataset, ...), which takes the same arguments.")
+    if isinstance(x, tf.data.Dataset):
+      x, per_pass = self.train_batches(x)
+      steps = kwargs.get("steps_per_epoch") or batches_lib.steps_per_epoch(None, per_pass)
+      kwargs["steps_per_epoch"] = steps
+      kwargs.setdefault("shuffle", False)  # a dataset is shuffled by its own pipeline
+    return super().fit(x, *args, **kwargs)
+
   def train_step(self, data):
     errors.check(isinstance(data, dict) and "images" in data,
-                 "GAN.train_step expects the dict batches of tfadvgan.data.make_train_dataset.")
+                 "GAN.train_step expects the dict batches of tfadvgan.data.make_train_dataset "
+                 "or train_batches; gan.fit and tfadvgan.fit convert plain image batches.")
     images = data["images"]
     labels = data.get("labels")
     if self.conditional:

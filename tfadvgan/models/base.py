@@ -3,6 +3,10 @@
 Mixed precision: a model built inside ``dtype_policy('bfloat16')`` (or ``'float16'``) keeps float32
 variables and computes in 16 bits; whatever the policy, G returns float32 images and D returns
 float32 logits and class logits, so losses, penalties and attacks always run in float32.
+
+Saving: every architecture saves to and loads from ``.keras`` (see "Saving" in ``layers``). A model
+creates its weights with one inference call on zeros (``create_weights``): the builders call it,
+and so does ``keras.models.load_model`` (``build_from_config``) before it reads the weights.
 """
 import contextlib
 
@@ -28,13 +32,8 @@ def check_mixed_precision(value, binding="train.mixed_precision"):
 def dtype_policy(mixed_precision="none"):
   """Builds the layers created inside with the Keras policy of `mixed_precision`, then restores
   the previous global policy (nothing leaks into later builds in the same process)."""
-  policy = MIXED_PRECISION[check_mixed_precision(mixed_precision)]
-  previous = keras.config.dtype_policy()
-  keras.config.set_dtype_policy(policy)
-  try:
+  with layers.keras_policy(MIXED_PRECISION[check_mixed_precision(mixed_precision)]):
     yield
-  finally:
-    keras.config.set_dtype_policy(previous)
 
 
 def to_float32(x):
@@ -42,7 +41,28 @@ def to_float32(x):
   return ops.cast(x, "float32")
 
 
-class Generator(keras.Model):
+_BUILD_BATCH = 2
+
+
+class _Network(layers.Serializable, keras.Model):
+  """What Generator and Discriminator share: weights made by a call on zeros (also on load)."""
+
+  def _zeros_labels(self):
+    return ops.zeros([_BUILD_BATCH], dtype="int32") if self.num_classes > 0 else None
+
+  def create_weights(self):
+    """Creates every weight with one inference call on a batch of zeros (and labels 0)."""
+    raise NotImplementedError
+
+  def get_build_config(self):
+    return {"create_weights": True} if self.built else None
+
+  def build_from_config(self, config):
+    if config.get("create_weights"):
+      self.create_weights()
+
+
+class Generator(_Network):
   """``G(z, labels=None, training=None) -> samples`` in [-1, 1] (tanh).
 
   Attributes:
@@ -57,6 +77,13 @@ class Generator(keras.Model):
     self.latent_dim = int(latent_dim)
     self.num_classes = int(num_classes)
 
+  def create_weights(self):
+    self(ops.zeros([_BUILD_BATCH, self.latent_dim]), labels=self._zeros_labels(), training=False)
+
+  def get_config(self):
+    return {**super().get_config(), "output_shape": list(self.output_shape_),
+            "latent_dim": self.latent_dim, "num_classes": self.num_classes}
+
   def _labels(self, labels):
     """Returns labels for conditional generators (raising when missing), else None."""
     if self.num_classes > 0:
@@ -65,7 +92,7 @@ class Generator(keras.Model):
     return None
 
 
-class Discriminator(keras.Model):
+class Discriminator(_Network):
   """``D(x, labels=None, training=None) -> {"logits": [B], ("class_logits": [B, K])}``.
 
   Subclasses implement ``features(x, training)`` returning ``[B, F]``; the head is shared.
@@ -82,9 +109,18 @@ class Discriminator(keras.Model):
     self.input_shape_ = tuple(int(d) for d in input_shape)
     self.head = head
     self.num_classes = int(num_classes)
+    self.use_spectral_norm = use_spectral_norm
     self.head_layer = layers.DiscriminatorHead(
         head, num_classes, use_spectral_norm=use_spectral_norm,
         kernel_initializer=kernel_initializer, name="head")
+
+  def create_weights(self):
+    self(ops.zeros((_BUILD_BATCH,) + self.input_shape_), labels=self._zeros_labels(),
+         training=False)
+
+  def get_config(self):
+    return {**super().get_config(), "input_shape": list(self.input_shape_), "head": self.head,
+            "num_classes": self.num_classes, "use_spectral_norm": self.use_spectral_norm}
 
   def features(self, x, training=None):
     raise NotImplementedError

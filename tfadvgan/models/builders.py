@@ -1,12 +1,11 @@
 """``build_generator`` / ``build_discriminator``: validate the configuration, build, create weights.
 
 Sample shapes come from the caller (the dataset); everything else from gin. Both builders call the
-model once on zeros (``training=False``) so its weights exist before it is handed to an optimiser,
+model once on zeros (``create_weights``, ``training=False``) so its weights exist before it is handed to an optimiser,
 a checkpoint or a distribution strategy (build under ``strategy.scope()`` to get mirrored
 variables). Spectral-norm layers are *not* normalised by that call; see ``layers``.
 """
 import gin
-from keras import ops
 
 from tfadvgan import errors
 from tfadvgan.models import dcgan
@@ -28,7 +27,6 @@ DISCRIMINATORS = {
 RESOLUTIONS = {"dcgan": dcgan.RESOLUTIONS, "resnet": resnet.RESOLUTIONS, "mlp": None}
 CHANNELS = (1, 3)
 HEADS = {name: name for name in layers.HEADS}
-_BUILD_BATCH = 2
 
 
 def check_shape(arch, shape):
@@ -85,10 +83,6 @@ def _resnet_options(arch, builder, shape, **options):
   return chosen
 
 
-def _zeros_labels(num_classes):
-  return ops.zeros([_BUILD_BATCH], dtype="int32") if num_classes > 0 else None
-
-
 @gin.configurable
 def build_generator(arch="dcgan", output_shape=(32, 32, 3), latent_dim=100, num_classes=0,
                     width=None, spectral_norm=False, synchronized_bn=False, upsampling=None,
@@ -127,8 +121,7 @@ def build_generator(arch="dcgan", output_shape=(32, 32, 3), latent_dim=100, num_
   model = cls(shape, latent_dim=latent_dim, num_classes=num_classes, width=width,
               use_spectral_norm=spectral_norm, synchronized_bn=synchronized_bn,
               name=f"{arch}_generator", **extra)
-  model(ops.zeros([_BUILD_BATCH, latent_dim]), labels=_zeros_labels(num_classes),
-        training=False)
+  model.create_weights()
   return model
 
 
@@ -170,5 +163,5 @@ def build_discriminator(arch="dcgan", input_shape=(32, 32, 3), head="plain", num
               use_spectral_norm=spectral_norm, batch_norm=batch_norm,
               synchronized_bn=synchronized_bn, name=f"{arch}_discriminator",
               **_resnet_options(arch, "build_discriminator", shape, plan=plan))
-  model(ops.zeros((_BUILD_BATCH,) + shape), labels=_zeros_labels(num_classes), training=False)
+  model.create_weights()
   return model

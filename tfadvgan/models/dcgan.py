@@ -29,6 +29,7 @@ def _num_blocks(resolution):
   return {32: 3, 64: 4}[resolution]
 
 
+@layers.register
 @gin.configurable
 class DCGANGenerator(base.Generator):
   """DCGAN generator (see module docstring).
@@ -45,6 +46,9 @@ class DCGANGenerator(base.Generator):
   def __init__(self, output_shape, latent_dim=100, num_classes=0, width=None,
                use_spectral_norm=False, synchronized_bn=False, **kwargs):
     super().__init__(output_shape, latent_dim, num_classes, **kwargs)
+    self.width = width
+    self.synchronized_bn = synchronized_bn
+    self.use_spectral_norm = use_spectral_norm
     res, _, channels = self.output_shape_
     c = width or 64
     n = _num_blocks(res)  # number of upsamplings: 4 -> res
@@ -76,7 +80,12 @@ class DCGANGenerator(base.Generator):
       h = ops.relu(norm(deconv(h, training=training), labels, training=training))
     return base.to_float32(ops.tanh(self.to_image(h, training=training)))
 
+  def get_config(self):
+    return {**super().get_config(), "width": self.width,
+            "use_spectral_norm": self.use_spectral_norm, "synchronized_bn": self.synchronized_bn}
 
+
+@layers.register
 @gin.configurable
 class DCGANDiscriminator(base.Discriminator):
   """DCGAN discriminator (see module docstring).
@@ -95,6 +104,9 @@ class DCGANDiscriminator(base.Discriminator):
                use_spectral_norm=False, batch_norm=None, synchronized_bn=False, **kwargs):
     super().__init__(input_shape, head, num_classes, use_spectral_norm,
                      kernel_initializer=layers.dcgan_init(), **kwargs)
+    self.width = width
+    self.batch_norm = batch_norm
+    self.synchronized_bn = synchronized_bn
     res = self.input_shape_[0]
     c = width or 64
     self.use_bn = layers.use_batch_norm(batch_norm, use_spectral_norm)
@@ -116,3 +128,7 @@ class DCGANDiscriminator(base.Discriminator):
         h = norm(h, training=training)
       h = self.activation(h)
     return ops.reshape(h, [-1, h.shape[1] * h.shape[2] * h.shape[3]])
+
+  def get_config(self):
+    return {**super().get_config(), "width": self.width, "batch_norm": self.batch_norm,
+            "synchronized_bn": self.synchronized_bn}

@@ -35,7 +35,19 @@ Batch normalisation
 All BN layers use momentum 0.9 and epsilon 1e-5 (DCGAN / SNGAN values; the Keras defaults 0.99 /
 1e-3 are slow for GAN evaluation). ``synchronized=True`` computes batch statistics across
 replicas (``keras.layers.BatchNormalization(synchronized=True)``).
+
+Saving
+------
+Every model and layer of the package is registered as ``tfadvgan>ClassName``
+(``keras.saving.register_keras_serializable``) and returns its constructor arguments from
+``get_config``, so ``model.save("x.keras")`` and ``keras.models.load_model("x.keras")`` (after
+``import tfadvgan.models``) give the same network with every variable: weights, BN moving
+statistics and the spectral-norm vectors ``u``. ``Serializable.from_config`` builds the sub-layers
+under the saved Keras dtype policy: Keras gives a sub-layer the *global* policy at its creation,
+not its parent's, so a mixed-precision model would otherwise load with float32 sub-layers.
 """
+import contextlib
+
 import keras
 from keras import ops
 
@@ -45,6 +57,38 @@ BN_MOMENTUM = 0.9
 BN_EPSILON = 1e-5
 
 HEADS = ("plain", "ac", "projection")
+
+
+def register(cls):
+  """Registers `cls` for `.keras` loading under the name ``tfadvgan>ClassName``."""
+  return keras.saving.register_keras_serializable(package="tfadvgan")(cls)
+
+
+@contextlib.contextmanager
+def keras_policy(policy):
+  """Layers created inside take the Keras dtype policy `policy` (a name such as
+  "mixed_bfloat16", a `keras.DTypePolicy` or its serialized dict; None changes nothing); the
+  previous global policy is restored on exit."""
+  previous = keras.config.dtype_policy()
+  if policy is not None:
+    if isinstance(policy, dict):
+      policy = keras.dtype_policies.deserialize(policy)
+    keras.config.set_dtype_policy(policy)
+  try:
+    yield
+  finally:
+    keras.config.set_dtype_policy(previous)
+
+
+class Serializable:
+  """Mixin of the package's layers and models: `from_config` creates the sub-layers under the
+  saved dtype policy (see "Saving" in the module docstring). Each class's `get_config` adds its
+  own constructor arguments to its parent's."""
+
+  @classmethod
+  def from_config(cls, config):
+    with keras_policy(config.get("dtype")):
+      return super().from_config(config)
 
 
 def dcgan_init():
@@ -62,10 +106,11 @@ def glorot_init(gain=1.0):
 
 
 def spectral_norm(layer, enabled=True):
-  """Wraps ``layer`` in ``keras.layers.SpectralNormalization`` when ``enabled``."""
+  """Wraps ``layer`` in ``keras.layers.SpectralNormalization`` when ``enabled``, named
+  ``sn_<layer name>`` (so that variable paths are the same in every instance of a model)."""
   if not enabled:
     return layer
-  return keras.layers.SpectralNormalization(layer, power_iterations=1)
+  return keras.layers.SpectralNormalization(layer, power_iterations=1, name=f"sn_{layer.name}")
 
 
 def use_batch_norm(batch_norm, spectral_norm):
@@ -81,7 +126,8 @@ def batch_norm(synchronized=False, center=True, scale=True, name=None):
       synchronized=synchronized, name=name)
 
 
-class ConditionalBatchNorm(keras.layers.Layer):
+@register
+class ConditionalBatchNorm(Serializable, keras.layers.Layer):
   """Batch norm without its own affine transform, followed by per-class gamma and beta.
 
   ``y = BN(x) * gamma[label] + beta[label]``, with ``gamma`` initialised to 1 and ``beta`` to 0
@@ -117,12 +163,19 @@ class ConditionalBatchNorm(keras.layers.Layer):
   def compute_output_shape(self, input_shape):
     return input_shape
 
+  def get_config(self):
+    return {**super().get_config(), "num_classes": self.num_classes,
+            "synchronized": self.synchronized}
 
-class GeneratorNorm(keras.layers.Layer):
+
+@register
+class GeneratorNorm(Serializable, keras.layers.Layer):
   """BN for unconditional generators, ConditionalBatchNorm when ``num_classes > 0``."""
 
   def __init__(self, num_classes=0, synchronized=False, **kwargs):
     super().__init__(**kwargs)
+    self.num_classes = int(num_classes)
+    self.synchronized = synchronized
     self.conditional = num_classes > 0
     if self.conditional:
       self.norm = ConditionalBatchNorm(num_classes, synchronized=synchronized, name="cbn")
@@ -137,13 +190,18 @@ class GeneratorNorm(keras.layers.Layer):
   def compute_output_shape(self, input_shape):
     return input_shape
 
+  def get_config(self):
+    return {**super().get_config(), "num_classes": self.num_classes,
+            "synchronized": self.synchronized}
+
 
 def global_sum_pool(h):
   """Sums over the spatial axes of an NHWC tensor (SNGAN)."""
   return ops.sum(h, axis=(1, 2))
 
 
-class DiscriminatorHead(keras.layers.Layer):
+@register
+class DiscriminatorHead(Serializable, keras.layers.Layer):
   """Maps features ``h [B, F]`` to ``{"logits": [B]}`` (and class logits for the AC head).
 
   * ``plain``: ``logit = psi(h)`` with ``psi`` a Dense(1) (with bias).
@@ -165,17 +223,17 @@ class DiscriminatorHead(keras.layers.Layer):
                kernel_initializer="glorot_uniform", **kwargs):
     super().__init__(**kwargs)
     self.head = head
-    self.num_classes = num_classes
+    self.num_classes = int(num_classes)
     self.use_spectral_norm = use_spectral_norm
-    self.kernel_initializer = kernel_initializer
+    self.kernel_initializer = keras.initializers.get(kernel_initializer)
     self.psi = spectral_norm(
-        keras.layers.Dense(1, kernel_initializer=kernel_initializer, name="psi"),
+        keras.layers.Dense(1, kernel_initializer=self.kernel_initializer, name="psi"),
         use_spectral_norm)
     self.classifier = None
     self.embed = None
     if head == "ac":
       self.classifier = spectral_norm(
-          keras.layers.Dense(num_classes, kernel_initializer=kernel_initializer,
+          keras.layers.Dense(num_classes, kernel_initializer=self.kernel_initializer,
                              name="classifier"), use_spectral_norm)
 
   def build(self, input_shape):
@@ -185,11 +243,13 @@ class DiscriminatorHead(keras.layers.Layer):
       self.classifier.build(input_shape)
     if self.head == "projection":
       # embed(y) = one_hot(y) @ E with E [num_classes, F]: a bias-free Dense, so that it can be
-      # spectrally normalised (see the module docstring).
-      self.embed = spectral_norm(
-          keras.layers.Dense(features, use_bias=False,
-                             kernel_initializer=self.kernel_initializer, name="embed"),
-          self.use_spectral_norm)
+      # spectrally normalised (see the module docstring). Created here, under the head's own
+      # policy (the global one may differ when a saved model is loaded).
+      with keras_policy(self.dtype_policy):
+        self.embed = spectral_norm(
+            keras.layers.Dense(features, use_bias=False,
+                               kernel_initializer=self.kernel_initializer, name="embed"),
+            self.use_spectral_norm)
       self.embed.build((None, self.num_classes))
 
   def call(self, h, labels=None, training=None):
@@ -205,6 +265,11 @@ class DiscriminatorHead(keras.layers.Layer):
       out["logits"] = out["logits"] + ops.sum(e * h, axis=-1)
     return out
 
+  def get_config(self):
+    return {**super().get_config(), "head": self.head, "num_classes": self.num_classes,
+            "use_spectral_norm": self.use_spectral_norm,
+            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer)}
+
 
 def check_labels(labels, num_classes, who):
   """Raises a ConfigError when a conditional model is called without labels."""
@@ -215,6 +280,6 @@ def check_labels(labels, num_classes, who):
 
 
 __all__ = [
-    "HEADS", "ConditionalBatchNorm", "GeneratorNorm", "DiscriminatorHead", "batch_norm",
+    "HEADS", "register", "keras_policy", "Serializable", "ConditionalBatchNorm", "GeneratorNorm", "DiscriminatorHead", "batch_norm",
     "spectral_norm", "global_sum_pool", "dcgan_init", "glorot_init", "check_labels",
 ]

@@ -28,6 +28,7 @@ def _hidden(width, depth, hidden_sizes):
   return (int(width or DEFAULT_WIDTH),) * int(depth)
 
 
+@layers.register
 @gin.configurable
 class MLPGenerator(base.Generator):
   """MLP generator (see module docstring).
@@ -50,6 +51,9 @@ class MLPGenerator(base.Generator):
                use_spectral_norm=False, synchronized_bn=False, **kwargs):
     super().__init__(output_shape, latent_dim, num_classes, **kwargs)
     self.hidden_sizes = _hidden(width, depth, hidden_sizes)
+    self.batch_norm = batch_norm
+    self.use_spectral_norm = use_spectral_norm
+    self.synchronized_bn = synchronized_bn
     self.output_activation = keras.activations.get(output_activation)
     self.denses = [layers.spectral_norm(
         keras.layers.Dense(h, kernel_initializer=layers.glorot_init(), name=f"dense{i}"),
@@ -74,7 +78,14 @@ class MLPGenerator(base.Generator):
     h = self.output_activation(self.out(h, training=training))
     return base.to_float32(ops.reshape(h, (-1,) + self.output_shape_))
 
+  def get_config(self):
+    return {**super().get_config(), "hidden_sizes": list(self.hidden_sizes),
+            "batch_norm": self.batch_norm,
+            "output_activation": keras.activations.serialize(self.output_activation),
+            "use_spectral_norm": self.use_spectral_norm, "synchronized_bn": self.synchronized_bn}
 
+
+@layers.register
 @gin.configurable
 class MLPDiscriminator(base.Discriminator):
   """MLP discriminator (see module docstring).
@@ -99,6 +110,9 @@ class MLPDiscriminator(base.Discriminator):
     super().__init__(input_shape, head, num_classes, use_spectral_norm,
                      kernel_initializer=layers.glorot_init(), **kwargs)
     self.hidden_sizes = _hidden(width, depth, hidden_sizes)
+    self.use_batch_norm = use_batch_norm
+    self.batch_norm = batch_norm
+    self.synchronized_bn = synchronized_bn
     self.use_bn = use_batch_norm and layers.use_batch_norm(batch_norm, use_spectral_norm)
     self.denses = [layers.spectral_norm(
         keras.layers.Dense(h, kernel_initializer=layers.glorot_init(), name=f"dense{i}"),
@@ -114,3 +128,8 @@ class MLPDiscriminator(base.Discriminator):
         h = self.norms[i](h, training=training)
       h = ops.relu(h)
     return h
+
+  def get_config(self):
+    return {**super().get_config(), "hidden_sizes": list(self.hidden_sizes),
+            "use_batch_norm": self.use_batch_norm, "batch_norm": self.batch_norm,
+            "synchronized_bn": self.synchronized_bn}

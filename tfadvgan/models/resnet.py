@@ -84,12 +84,18 @@ def _conv(channels, kernel_size, use_spectral_norm, name, gain=1.0):
       use_spectral_norm)
 
 
-class GBlock(keras.layers.Layer):
+@layers.register
+class GBlock(layers.Serializable, keras.layers.Layer):
   """Upsampling residual block of the generator."""
 
   def __init__(self, channels, num_classes=0, use_spectral_norm=False, synchronized_bn=False,
                upsampling="bilinear", **kwargs):
     super().__init__(**kwargs)
+    self.channels = channels
+    self.num_classes = num_classes
+    self.use_spectral_norm = use_spectral_norm
+    self.synchronized_bn = synchronized_bn
+    self.upsampling = upsampling
     self.norm1 = layers.GeneratorNorm(num_classes, synchronized_bn, name="norm1")
     self.norm2 = layers.GeneratorNorm(num_classes, synchronized_bn, name="norm2")
     self.up = keras.layers.UpSampling2D(2, interpolation=upsampling, name="up")
@@ -104,15 +110,27 @@ class GBlock(keras.layers.Layer):
     h = self.conv2(h, training=training)
     return h + self.skip(self.up(x), training=training)
 
+  def get_config(self):
+    return {**super().get_config(), "channels": self.channels, "num_classes": self.num_classes,
+            "use_spectral_norm": self.use_spectral_norm,
+            "synchronized_bn": self.synchronized_bn, "upsampling": self.upsampling}
 
-class DBlock(keras.layers.Layer):
+
+@layers.register
+class DBlock(layers.Serializable, keras.layers.Layer):
   """Residual block of the discriminator (``optimized`` for the first one)."""
 
   def __init__(self, in_channels, channels, downsample=True, optimized=False, batch_norm=False,
                use_spectral_norm=False, synchronized_bn=False, residual_gain=1.0, **kwargs):
     super().__init__(**kwargs)
+    self.in_channels = in_channels
+    self.channels = channels
     self.downsample = downsample
     self.optimized = optimized
+    self.batch_norm = batch_norm
+    self.use_spectral_norm = use_spectral_norm
+    self.synchronized_bn = synchronized_bn
+    self.residual_gain = residual_gain
     self.pool = keras.layers.AveragePooling2D(2, name="pool") if downsample else None
     self.conv1 = _conv(channels, 3, use_spectral_norm, "conv1", residual_gain)
     self.conv2 = _conv(channels, 3, use_spectral_norm, "conv2", residual_gain)
@@ -143,7 +161,14 @@ class DBlock(keras.layers.Layer):
         s = self.pool(s)
     return h + s
 
+  def get_config(self):
+    return {**super().get_config(), "in_channels": self.in_channels, "channels": self.channels,
+            "downsample": self.downsample, "optimized": self.optimized,
+            "batch_norm": self.batch_norm, "use_spectral_norm": self.use_spectral_norm,
+            "synchronized_bn": self.synchronized_bn, "residual_gain": self.residual_gain}
 
+
+@layers.register
 @gin.configurable
 class ResNetGenerator(base.Generator):
   """ResNet generator (see module docstring).
@@ -163,6 +188,11 @@ class ResNetGenerator(base.Generator):
                use_spectral_norm=False, synchronized_bn=False, upsampling="bilinear",
                plan="sngan", **kwargs):
     super().__init__(output_shape, latent_dim, num_classes, **kwargs)
+    self.width = width
+    self.use_spectral_norm = use_spectral_norm
+    self.synchronized_bn = synchronized_bn
+    self.upsampling = upsampling
+    self.plan = plan
     res, _, channels = self.output_shape_
     c = _width(width, plan, res)
     first, mults = G_PLANS[plan][res]
@@ -183,7 +213,13 @@ class ResNetGenerator(base.Generator):
     h = ops.relu(self.norm(h, training=training))
     return base.to_float32(ops.tanh(self.to_image(h, training=training)))
 
+  def get_config(self):
+    return {**super().get_config(), "width": self.width,
+            "use_spectral_norm": self.use_spectral_norm, "synchronized_bn": self.synchronized_bn,
+            "upsampling": self.upsampling, "plan": self.plan}
 
+
+@layers.register
 @gin.configurable
 class ResNetDiscriminator(base.Discriminator):
   """ResNet discriminator (see module docstring).
@@ -204,6 +240,10 @@ class ResNetDiscriminator(base.Discriminator):
                **kwargs):
     super().__init__(input_shape, head, num_classes, use_spectral_norm,
                      kernel_initializer=layers.glorot_init(), **kwargs)
+    self.width = width
+    self.batch_norm = batch_norm
+    self.synchronized_bn = synchronized_bn
+    self.plan = plan
     res, _, channels = self.input_shape_
     c = _width(width, plan, res)
     self.use_bn = layers.use_batch_norm(batch_norm, use_spectral_norm)
@@ -221,3 +261,7 @@ class ResNetDiscriminator(base.Discriminator):
     for block in self.blocks:
       h = block(h, training=training)
     return layers.global_sum_pool(ops.relu(h))
+
+  def get_config(self):
+    return {**super().get_config(), "width": self.width, "batch_norm": self.batch_norm,
+            "synchronized_bn": self.synchronized_bn, "plan": self.plan}

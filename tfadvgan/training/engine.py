@@ -85,6 +85,7 @@ class Engine:
     # static, and a ConfigError raised while tracing then reaches the user as itself.
     self._replica_step = tf.autograph.experimental.do_not_convert(step)
     self._function = None
+    self.stop_pending = False
 
   @tf.autograph.experimental.do_not_convert
   def _reset_then_step(self, batch, reset):
@@ -153,31 +154,46 @@ class Engine:
     Returns:
       The last logs, as Python floats.
     """
-    gan = self.gan
     if isinstance(dataset, tf.data.Dataset) or callable(dataset):
       dataset = self.distribute(dataset)
     iterator = iter(dataset)
-    cbs = keras.callbacks.CallbackList(list(callbacks), model=gan)
+    cbs = keras.callbacks.CallbackList(list(callbacks), model=self.gan)
+    self.begin(cbs)
+    logs = self.steps(iterator, cbs, num_steps, stop_requested, reset_every)
+    cbs.on_train_end(logs)
+    return logs
+
+  def begin(self, cbs):
+    """Clears the stop flags, then `cbs.on_train_begin()` (which may restore weights)."""
+    gan = self.gan
     gan.stop_training = False
     gan.stop_now = False  # set by the non-finite guard: stop every worker after this call
     gan.stop_requested_by_cluster = False
     gan.host_step = None
+    self.stop_pending = False
     cbs.on_train_begin()
+
+  def steps(self, iterator, cbs, num_steps, stop_requested=None, reset_every=0,
+            reset_first=False):
+    """Runs `num_steps` train steps from `iterator` between `begin` and `on_train_end` (one
+    `run`, or one epoch of `tfadvgan.fit`); `reset_first` resets the trackers first (the logs of
+    an epoch are then its means). Returns the last logs, as Python floats."""
+    gan = self.gan
     step = int(gan.global_step.numpy())  # then counted on the host: no device read per call
     try:
-      logs = self._loop(gan, iterator, cbs, num_steps, stop_requested, reset_every, step)
+      return self._loop(gan, iterator, cbs, num_steps, stop_requested, reset_every, step,
+                        reset_first)
     finally:
       gan.host_step = None  # outside the loop the callbacks read the device again
-    cbs.on_train_end(logs)
-    return logs
 
-  def _loop(self, gan, iterator, cbs, num_steps, stop_requested, reset_every, step):
-    """The host loop of `run`; returns the last logs. `gan.host_step` is the global step the
+  def _loop(self, gan, iterator, cbs, num_steps, stop_requested, reset_every, step, reset):
+    """The host loop of `steps`; returns the last logs. `gan.host_step` is the global step the
     callbacks see: each call runs `steps` train steps, each incrementing G's iterations once, so
-    the host count equals the device's without reading it."""
+    the host count equals the device's without reading it. The callbacks' batch index is that of
+    the call's first step (begin) and last step (end) in this loop, as in Keras's `fit`."""
     logs = {}
-    done = batch = 0
-    request = reset = False
+    done = 0
+    request = self.stop_pending  # a worker's stop request not yet sent (multi-worker)
     gan.host_step = step
     while done < num_steps:
       steps = min(self.steps_per_execution, num_steps - done)
@@ -186,7 +202,7 @@ class Engine:
         if not self.sync_stop:  # one process: stop before running another step
           gan.stop_training = True
           break
-      cbs.on_train_batch_begin(batch)
+      cbs.on_train_batch_begin(done)
       out, stop_any = self.train_function(iterator, tf.constant(steps, tf.int32),
                                           tf.constant(int(request), tf.int32),
                                           tf.constant(reset))
@@ -195,8 +211,7 @@ class Engine:
       reset = bool(reset_every) and (step + steps) // reset_every > step // reset_every
       step += steps
       gan.host_step = step
-      cbs.on_train_batch_end(batch, logs)
-      batch += 1
+      cbs.on_train_batch_end(done - 1, logs)
       if self.sync_stop:
         # A stop seen by this worker alone (Ctrl-C, SIGTERM, its time budget) is sent with the next
         # call, so that every worker stops after the same step; the non-finite guard sees the same
@@ -209,6 +224,7 @@ class Engine:
           request, gan.stop_training = True, False
       elif gan.stop_training:
         break
+    self.stop_pending = request
     return logs
 
 

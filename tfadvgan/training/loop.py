@@ -98,7 +98,8 @@ def build_gan(shape, num_classes, strategy=None, method="gan", latent_dim=100, c
                                     num_classes=classes)
     with models.dtype_policy(mixed_precision):
       generator = make_generator()
-      discriminator = models.build_discriminator(input_shape=tuple(shape), num_classes=classes)
+      discriminator = models.build_discriminator(input_shape=tuple(shape), num_classes=classes,
+                                                 **_method_head(method_cls))
   if jit and engine_lib.per_replica_xla(strategy) and _has_synchronized_bn(generator,
                                                                            discriminator):
     # Synchronized BN all-reduces inside the forward pass, which per-replica XLA cannot compile.
@@ -119,6 +120,15 @@ def build_gan(shape, num_classes, strategy=None, method="gan", latent_dim=100, c
     gan.compile(d_optimizer=d_opt, g_optimizer=g_opt, jit_compile=jit,
                 steps_per_execution=steps_per_execution, run_eagerly=run_eagerly)
   return gan
+
+
+def _method_head(method_cls):
+  """{"head": the method's discriminator head} (the AC methods: 'ac'), unless gin binds
+  build_discriminator.head, which then wins (a wrong one is refused by the method)."""
+  head = method_cls.discriminator_head
+  if head is None or "head" in gin.get_bindings(models.build_discriminator):
+    return {}
+  return {"head": head}
 
 
 def _has_synchronized_bn(*networks):
