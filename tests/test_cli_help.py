@@ -144,3 +144,28 @@ def test_what_passes_the_precheck_parses_in_gin():
       config.parse_gin([DEMO], bindings, finalize=False)
     finally:
       gin.clear_config()
+
+
+def test_diagnose_prints_its_headline_numbers():
+  # In a child process: tfadvgan.cli.diagnose defines flags that other CLI modules define too.
+  results = {
+      "accuracy": {"real": {0.0: 0.9, 0.00392: 0.625}, "fake": {0.0: 0.75, 0.00392: 0.5}},
+      "class_pgd": {"accuracy": {0.0: 0.875, 0.02: 0.25}},
+      "confidence": {"real": 0.7, "adversarial": 0.4, "epsilon": 0.00392},
+      "wdist": 1.25,
+      "modes": {"modes_covered": 7, "num_modes": 8, "high_quality_fraction": 0.8125}}
+  code = ("import json, sys\nfrom tfadvgan.cli import diagnose\n"
+          f"r = json.loads({json.dumps(json.dumps(results))})\n"
+          "print('\\n'.join(diagnose.headline(r)))\n"
+          "print('tensorflow' in sys.modules)\n")
+  env = dict(os.environ, PYTHONPATH=ROOT)
+  proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                        env=env, timeout=60, check=True)
+  assert proc.stdout.splitlines() == [
+      "  D accuracy, FGSM (real):      eps 0: 0.900  eps 0.00392: 0.625",
+      "  D accuracy, FGSM (fake):      eps 0: 0.750  eps 0.00392: 0.500",
+      "  AC head accuracy, PGD:        eps 0: 0.875  eps 0.02: 0.250",
+      "  sigmoid(D) on reals:          clean 0.700  FGSM eps 0.00392: 0.400",
+      "  mean D(real) - mean D(fake):  1.25",
+      "  modes covered:                7/8  high quality 0.812",
+      "False"]

@@ -46,8 +46,8 @@ flags.DEFINE_string("out", None, "JSON output file (default: none, print only)."
 flags.DEFINE_string("input", None, "Benchmark the input path instead of the step, on folders of "
                     "generated images kept in this directory: decodes per trained image for "
                     "1, 2 and 4 input pipelines, images/s on one core (PNG and JPEG), and the "
-                    "folder source's start-up time (first and second start). Default: none, time the "
-                    "train step.")
+                    "folder source's start-up time (first and second start). Default: none, time "
+                    "the train step.")
 flags.DEFINE_integer("input_startup_images", 20000, "With --input: images of the start-up "
                      "folder (0 skips it).")
 flags.DEFINE_bool("end_to_end", False, "Also train the first config for --warmup + --steps steps "

@@ -336,6 +336,50 @@ def _modes(gan, name, out_dir, step):
   return result, path
 
 
+def _by_eps(accuracies):
+  """'eps 0: 0.912  eps 0.00392: 0.80' for {epsilon: accuracy}."""
+  return "  ".join(f"eps {float(e):.3g}: {float(a):.3f}" for e, a in sorted(
+      accuracies.items(), key=lambda item: float(item[0])))
+
+
+def headline(results):
+  """The printed summary of `run_diagnostics` results: one line per diagnostic, its main numbers
+  (the JSON holds the rest)."""
+  lines = []
+  for key, name in (("accuracy", "D accuracy, FGSM"), ("pgd_accuracy", "D accuracy, PGD")):
+    if key in results:
+      for side in ("real", "fake"):
+        lines.append((f"{name} ({side})", _by_eps(results[key][side])))
+  for key, name in (("class_pgd", "AC head accuracy, PGD"),
+                    ("class_pgd_classifier", "classifier accuracy, PGD")):
+    if key in results:
+      lines.append((name, _by_eps(results[key]["accuracy"])))
+  if "dat" in results:
+    d = results["dat"]
+    lines.append(("DAT attack steps (mean)",
+                  f"real {d['xi_real']:.3g} (failed {d['fail_real']:.3f})  "
+                  f"fake {d['xi_fake']:.3g} (failed {d['fail_fake']:.3f})"))
+  if "gradients" in results:
+    g = results["gradients"]
+    lines.append(("grad_x D on reals", f"L1 {g['l1']:.4g}  L2 {g['l2']:.4g}  "
+                  f"sparsity {g['sparsity']:.3f}"))
+  if "confidence" in results:
+    c = results["confidence"]
+    lines.append(("sigmoid(D) on reals", f"clean {c['real']:.3f}  FGSM eps {c['epsilon']:.3g}: "
+                  f"{c['adversarial']:.3f}"))
+  if "wdist" in results:
+    lines.append(("mean D(real) - mean D(fake)", f"{results['wdist']:.4g}"))
+  if "modes" in results:
+    m = results["modes"]
+    lines.append(("modes covered", f"{m['modes_covered']}/{m['num_modes']}  high quality "
+                  f"{m['high_quality_fraction']:.3f}"))
+  for name, g in results.get("generalization", {}).items():
+    if isinstance(g, dict) and "llv_gap" in g:
+      lines.append((f"{name}: LLV gap test - train", f"{g['llv_gap']:.4g}"))
+  width = max((len(label) for label, _ in lines), default=0) + 1
+  return [f"  {label + ':':<{width}}  {value}" for label, value in lines]
+
+
 @common.main_wrapper
 def main(argv):
   import json  # pylint: disable=g-import-not-at-top
@@ -378,6 +422,8 @@ def main(argv):
           "which": which}
   path = io.join(out_dir, f"diagnostics_step{step}.json")
   io.atomic_write(path, json.dumps(_jsonable({**meta, **results}), indent=2))
+  print(f"diagnostics of step {step} on {len(images)} {split} reals (and as many fakes):")
+  print("\n".join(headline(results)))
   common.print_outputs(f"restored {ckpt}; diagnostics of step {step}",
                        [("JSON", path)] + [(p.rsplit(".", 1)[-1].upper(), p) for p in written])
 
