@@ -241,3 +241,35 @@ _GIN_CONTEXT = re.compile(r"\s*In call to configurable '[^']*' \(<[^>]*>\)(?: in
 def strip_gin_context(message):
   """Drops the "In call to configurable 'x' (<function ...>)" lines gin adds to exceptions."""
   return _GIN_CONTEXT.sub("", message).strip()
+
+
+# ---------------------------------------------------------------- bindings that are not defaults
+def _defaults(configurable):
+  """{parameter: default} of a configurable's signature (a class: its __init__)."""
+  params = _signature(configurable.wrapped)
+  return {k: p.default for k, p in params.items() if p.default is not inspect.Parameter.empty}
+
+
+def _hparam_value(value):
+  """A TensorBoard hparams value (bool, int, float or str) for a bound gin value."""
+  if isinstance(value, (bool, int, float, str)):
+    return value
+  return repr(value) if isinstance(value, gin.config.ConfigurableReference) else str(value)
+
+
+def non_default_bindings():
+  """{'scope/name.param': value} of the bound gin parameters whose value is not the parameter's
+  default (parameters passed on through **kwargs, whose default is not in sight, count as set).
+  Values are bool, int, float or str (others as their text), for TensorBoard's hparams."""
+  out = {}
+  registry = _configurables()
+  config = dict(gin.config._CONFIG)  # pylint: disable=protected-access
+  for (scope, selector), params in config.items():
+    configurable = registry.get(selector)
+    name = configurable.name if configurable is not None else selector
+    defaults = _defaults(configurable) if configurable is not None else {}
+    for param, value in params.items():
+      if param in defaults and type(defaults[param]) is type(value) and defaults[param] == value:
+        continue
+      out[f"{scope + '/' if scope else ''}{name}.{param}"] = _hparam_value(value)
+  return dict(sorted(out.items()))

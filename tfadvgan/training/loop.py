@@ -154,6 +154,13 @@ def load_source(fallback_to_ring):
   return source
 
 
+def _run_summary(gan, writer, source):
+  """The RunSummary callback: operative config, 64 real images (image data), non-default bindings."""
+  first = next(iter(data_lib.make_eval_dataset(source, 64)))
+  return callbacks_lib.RunSummary(gan, writer, gin.operative_config_str(), real=first["images"],
+                                  hparams=config.non_default_bindings())
+
+
 @gin.configurable(denylist=["model_dir"])
 def train(model_dir,
           num_steps=1000,
@@ -282,7 +289,8 @@ def train(model_dir,
       grid = callbacks_lib.SampleGrid(gan, writer, sample_every_steps,
                                       os.path.join(model_dir, "samples"),
                                       seed=seed + rng.SAMPLE_GRID_OFFSET, guard=guard)
-      cbs += [callbacks_lib.Summaries(gan, writer, log_every_steps, batch_size), grid]
+      cbs += [callbacks_lib.Summaries(gan, writer, log_every_steps, batch_size), grid,
+              _run_summary(gan, writer, source)]
       if eval_every_steps:
         cbs.append(callbacks_lib.PeriodicEval(gan, writer, eval_every_steps, eval_fn))
       if diagnose_every_steps:
