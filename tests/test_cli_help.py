@@ -169,3 +169,35 @@ def test_diagnose_prints_its_headline_numbers():
       "  mean D(real) - mean D(fake):  1.25",
       "  modes covered:                7/8  high quality 0.812",
       "False"]
+
+
+_LOGGING_SCRIPT = """
+import logging
+from absl import app
+from absl import logging as absl_logging
+from tfadvgan.cli import common
+
+@common.main_wrapper
+def main(argv):
+  handler = absl_logging.get_absl_handler()
+  for path, level, msg in [(common.__file__, logging.INFO, "ours info"),
+                           (common.__file__, logging.WARNING, "ours warning"),
+                           ("/elsewhere/x.py", logging.INFO, "theirs info"),
+                           ("/elsewhere/x.py", logging.WARNING, "theirs warning")]:
+    if absl_logging.get_absl_logger().isEnabledFor(level):
+      handler.handle(logging.LogRecord("absl", level, path, 7, msg, None, None))
+
+app.run(main)
+"""
+
+
+@pytest.mark.parametrize("argv,expected", [
+    ([], ["[tfadvgan] ours info", "[tfadvgan] warning: ours warning", "W* x.py:7] theirs warning"]),
+    (["--verbosity=-1"], ["W* common.py:7] ours warning", "W* x.py:7] theirs warning"]),
+])
+def test_scripts_show_the_librarys_log_lines(argv, expected):
+  env = dict(os.environ, PYTHONPATH=ROOT)
+  proc = subprocess.run([sys.executable, "-c", _LOGGING_SCRIPT] + argv, capture_output=True,
+                        text=True, cwd=ROOT, env=env, timeout=60, check=True)
+  lines = [re.sub(r"^W\d{4} [^ ]+ +\d+ ", "W* ", l) for l in proc.stderr.splitlines()]
+  assert lines == expected, proc.stderr

@@ -11,7 +11,7 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 from tfadvgan import config
 from tfadvgan import images as images_lib
 from tfadvgan.training import loop
-from tests.helpers import TINY, parse, small_npz
+from helpers import TINY, parse, small_npz  # pylint: disable=g-bad-import-order
 
 
 def _events(directory):

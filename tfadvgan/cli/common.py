@@ -246,6 +246,44 @@ def run(main, module_name):
   app.run(main)
 
 
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+class _ScriptLogFormat:
+  """Filter and formatter of absl's handler in a script: tfadvgan's own records (INFO and up) as
+  `[tfadvgan] message` (`[tfadvgan] warning: message` for warnings), other libraries' WARNING and
+  up in absl's format, their INFO dropped."""
+
+  def __init__(self, absl_format):
+    self.absl_format = absl_format
+
+  @staticmethod
+  def ours(record):
+    return record.pathname.startswith(_PACKAGE)
+
+  def filter(self, record):
+    import logging  # pylint: disable=g-import-not-at-top
+    return self.ours(record) or record.levelno >= logging.WARNING
+
+  def format(self, record):
+    import logging  # pylint: disable=g-import-not-at-top
+    if not self.ours(record):
+      return self.absl_format.format(record)
+    kind = "warning: " if record.levelno == logging.WARNING else ""
+    return f"[tfadvgan] {kind}{record.getMessage()}"
+
+
+def show_library_logs():
+  """What a script shows by default (no --verbosity): the library's absl INFO lines and every
+  library's warnings, as `_ScriptLogFormat` writes them."""
+  from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
+  absl_logging.set_verbosity(absl_logging.INFO)
+  handler = absl_logging.get_absl_handler()
+  script_format = _ScriptLogFormat(absl_logging.PythonFormatter())
+  handler.addFilter(script_format)
+  handler.setFormatter(script_format)
+
+
 def _check_gin_flags():
   """--gin_file / --gin_param checked before TensorFlow is imported (`gin_check`)."""
   from tfadvgan.cli import gin_check  # pylint: disable=g-import-not-at-top
@@ -259,9 +297,8 @@ def main_wrapper(fn):
   """Runs `fn(argv)` after checking its gin flags; a ConfigError prints one message and exits with
   status 2, Ctrl-C 130."""
   def wrapped(argv):
-    from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
     if not FLAGS["verbosity"].present:
-      absl_logging.set_verbosity(absl_logging.WARNING)
+      show_library_logs()
     try:
       _check_gin_flags()
       return fn(argv)
