@@ -4,6 +4,7 @@ NumPy references; tiny run configs and a small labelled .npz; clusters of `scrip
 workers on 127.0.0.1."""
 
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -198,6 +199,12 @@ TINY = ["build_generator.width = 8", "build_discriminator.width = 8", "train.bat
         "train.num_steps = 2", "train.log_every_steps = 1", "train.checkpoint_every_steps = 1",
         "train.sample_every_steps = 2", "make_train_dataset.shuffle_buffer = 16", "train.verbose = 0",
         "build_gan.run_eagerly = True"]
+
+
+def logged(caplog, level=logging.INFO):
+  """The messages the library logged (absl) at exactly `level`; the test sets
+  `caplog.set_level(logging.INFO, logger="absl")` first."""
+  return [r.getMessage() for r in caplog.records if r.levelno == level]
 
 
 def parse(files, params=()):

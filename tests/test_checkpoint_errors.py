@@ -2,6 +2,7 @@
 impossible model_dir, and a run that diverged before its first checkpoint."""
 import contextlib
 import glob
+import logging
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from helpers import logged  # pylint: disable=g-bad-import-order
 from tfadvgan import errors
 from tfadvgan.cli import common
 from tfadvgan.training import checkpoints
@@ -50,7 +52,8 @@ def _listing(directory):
                 for d, _, files in os.walk(directory) for f in files)
 
 
-def test_truncated_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, capsys):
+def test_truncated_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, caplog):
+  caplog.set_level(logging.INFO, logger="absl")
   model_dir = str(tmp_path / "run")
   ckpt_dir = os.path.join(model_dir, "checkpoints")
   _parse(tmp_path, "train.num_steps = 3")
@@ -58,24 +61,24 @@ def test_truncated_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, ca
   assert tf.train.latest_checkpoint(ckpt_dir).endswith("ckpt-3")
   [data] = glob.glob(os.path.join(ckpt_dir, "ckpt-3.data-*"))
   _truncate(data)
-  capsys.readouterr()
+  caplog.clear()
 
   # Reading (sample / eval / diagnose) falls back too, and changes nothing on disk.
   before = _listing(model_dir)
   _, _, path = loop.restore_run(model_dir)
   assert path.endswith("ckpt-2")
-  err = capsys.readouterr().err
-  assert err.count("warning") == 1 and "ckpt-3" in err and "using ckpt-2 instead" in err
+  [warning] = logged(caplog, logging.WARNING)
+  assert "ckpt-3" in warning and "using ckpt-2 instead" in warning
   assert _listing(model_dir) == before
 
   # Resuming continues from ckpt-2's step, warns once, and the next save replaces ckpt-3.
   _parse(tmp_path, "train.num_steps = 4")
+  caplog.clear()
   gan = loop.train(model_dir)
-  out = capsys.readouterr()
-  assert out.err.count("warning") == 1
-  assert "checkpoint ckpt-3 in" in out.err and "is unreadable" in out.err
-  assert "using ckpt-2 instead" in out.err
-  assert f"resumed from {os.path.join(ckpt_dir, 'ckpt-2')} at step 2" in out.out
+  [warning] = logged(caplog, logging.WARNING)
+  assert "checkpoint ckpt-3 in" in warning and "is unreadable" in warning
+  assert "using ckpt-2 instead" in warning
+  assert f"resumed from {os.path.join(ckpt_dir, 'ckpt-2')} at step 2" in logged(caplog)
   assert int(gan.global_step.numpy()) == 4
   state = tf.train.get_checkpoint_state(ckpt_dir)
   assert [os.path.basename(p) for p in state.all_model_checkpoint_paths] == [
@@ -86,12 +89,14 @@ def test_truncated_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, ca
 
   # The next run restores ckpt-4 with no warning.
   _parse(tmp_path, "train.num_steps = 4")
+  caplog.clear()
   loop.train(model_dir)
-  out = capsys.readouterr()
-  assert "warning" not in out.err and "ckpt-4 at step 4" in out.out
+  assert not logged(caplog, logging.WARNING)
+  assert any("ckpt-4 at step 4" in m for m in logged(caplog))
 
 
-def test_no_readable_checkpoint_is_one_error_whose_advice_works(tmp_path, capsys):
+def test_no_readable_checkpoint_is_one_error_whose_advice_works(tmp_path, caplog):
+  caplog.set_level(logging.INFO, logger="absl")
   model_dir = str(tmp_path / "run")
   ckpt_dir = os.path.join(model_dir, "checkpoints")
   _parse(tmp_path, "train.num_steps = 2")
@@ -105,7 +110,7 @@ def test_no_readable_checkpoint_is_one_error_whose_advice_works(tmp_path, capsys
   assert "\n" not in message
   assert message.startswith(f"Could not restore checkpoint {os.path.join(ckpt_dir, 'ckpt-2')}:")
   assert "so are the 1 older one(s); delete the checkpoints directory to start over" in message
-  assert "warning" not in capsys.readouterr().err
+  assert not logged(caplog, logging.WARNING)
   # Following the advice: delete the checkpoints directory, run the same command again.
   tf.io.gfile.rmtree(ckpt_dir)
   _parse(tmp_path, "train.num_steps = 2")

@@ -7,6 +7,7 @@ hangs.
 """
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -149,7 +150,8 @@ def test_lease_is_held_refused_to_a_second_writer_and_released(run_dir):
   second.release()
 
 
-def test_a_stale_lease_is_taken_over_with_a_warning_and_a_fresh_one_is_not(run_dir, capsys):
+def test_a_stale_lease_is_taken_over_with_a_warning_and_a_fresh_one_is_not(run_dir, caplog):
+  caplog.set_level(logging.INFO, logger="absl")
   _write_holder(run_dir, "other-host.invalid", 4242, heartbeat_age=100)
   with pytest.raises(errors.ConfigError, match=r"host other-host.invalid pid 4242 \(heartbeat "
                                                r"100 s ago\)"):
@@ -159,8 +161,8 @@ def test_a_stale_lease_is_taken_over_with_a_warning_and_a_fresh_one_is_not(run_d
   taker.acquire()
   try:
     assert _holder(run_dir)["token"] == taker.token
-    err = capsys.readouterr().err
-    assert ("warning: taking over the lease on " + run_dir + " from host other-host.invalid "
+    err = "\n".join(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+    assert ("taking over the lease on " + run_dir + " from host other-host.invalid "
             "pid 4242 (heartbeat 7 min ago)") in err, err
   finally:
     taker.release()

@@ -4,6 +4,7 @@ the demo's ring fallback only for its untouched default; local sources read thro
 
 import gzip
 import io
+import logging
 import os
 import pickle
 import re
@@ -245,16 +246,16 @@ def _parse_demo(params=()):
   common.parse_gin([os.path.join(ROOT, "gin_configs", "demo.gin")], list(TINY) + list(params))
 
 
-def test_demo_falls_back_only_for_its_untouched_default(tmp_path, monkeypatch, capsys):
+def test_demo_falls_back_only_for_its_untouched_default(tmp_path, monkeypatch, caplog):
+  caplog.set_level(logging.INFO, logger="absl")
   absent = str(tmp_path / "no-fashion-mnist")
   monkeypatch.setattr(local, "DEFAULT_IDX_PATH", absent)
   _parse_demo()
   gan = loop.train(str(tmp_path / "run"))
-  out = capsys.readouterr().out
-  line = (f"[tfadvgan] Fashion-MNIST is not installed at {absent} (Debian/Ubuntu: apt-get "
+  line = (f"Fashion-MNIST is not installed at {absent} (Debian/Ubuntu: apt-get "
           "install dataset-fashion-mnist), so this demo trains on the 2-D ring of 8 Gaussians "
           "with MLP networks instead. Set dataset.source / dataset.path to train on other data.")
-  assert [l for l in out.splitlines() if "ring" in l or "Fashion-MNIST" in l] == [line]
+  assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [line]
   assert loop.read_run_info(str(tmp_path / "run"))["shape"] == [2]
   assert gan.sampler()(tf.zeros([3, gan.generator.latent_dim]), training=False).shape == (3, 2)
 
@@ -273,26 +274,28 @@ def test_demo_falls_back_only_for_its_untouched_default(tmp_path, monkeypatch, c
      "(Debian/Ubuntu: apt-get install dataset-fashion-mnist); or set dataset.path to a directory "
      "with MNIST-style IDX files."),
 ])
-def test_demo_does_not_fall_back_from_anything_set(tmp_path, monkeypatch, capsys, param,
+def test_demo_does_not_fall_back_from_anything_set(tmp_path, monkeypatch, caplog, param,
                                                    expected):
+  caplog.set_level(logging.INFO, logger="absl")
   absent = str(tmp_path / "no-fashion-mnist")
   monkeypatch.setattr(local, "DEFAULT_IDX_PATH", absent)
   _parse_demo([param.format(absent=absent)])
   with pytest.raises(ConfigError) as excinfo:
     loop.train(str(tmp_path / "run"))
   assert _message(excinfo) == expected.format(absent=absent)
-  assert "ring" not in capsys.readouterr().out
+  assert "ring" not in caplog.text
   assert not os.path.exists(tmp_path / "run")
 
 
 @pytest.mark.skipif(not os.path.isdir(local.DEFAULT_IDX_PATH),
                     reason=f"Fashion-MNIST not installed at {local.DEFAULT_IDX_PATH}")
-def test_demo_uses_fashion_mnist_when_installed(capsys):
+def test_demo_uses_fashion_mnist_when_installed(caplog):
+  caplog.set_level(logging.INFO, logger="absl")
   _parse_demo()
   source, fell_back = data.load_with_ring_fallback(True)
   assert not fell_back and source.name == "idx" and source.shape == (32, 32, 1)
   assert source.num_classes == 10 and int(source.images.cardinality()) == 60000
-  assert capsys.readouterr().out == ""
+  assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
 # ---------------------------------------------------------------------------------------------

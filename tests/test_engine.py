@@ -3,6 +3,7 @@ goes through, its input sharding on one host, steps_per_execution, stops, and co
 
 import contextlib
 import io
+import logging
 import os
 import re
 
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from helpers import event_scalars  # pylint: disable=g-bad-import-order
+from helpers import event_scalars, logged  # pylint: disable=g-bad-import-order
 from tfadvgan.cli import common
 from tfadvgan.training import callbacks as callbacks_lib
 from tfadvgan.training import loop
@@ -97,8 +98,9 @@ def test_steps_per_execution_fires_callbacks_at_the_next_multiple(tmp_path):
   assert sorted(steps) == [4, 8, 10]
 
 
-def test_progress_prints_one_plain_line_per_interval_with_the_global_step(tmp_path):
+def test_progress_prints_one_plain_line_per_interval_with_the_global_step(tmp_path, caplog):
   """Not a terminal: plain lines (no carriage returns); a resumed run counts from where it is."""
+  caplog.set_level(logging.INFO, logger="absl")
   configure(tmp_path, 3, "train.num_steps = 4", "train.log_every_steps = 2",
             "train.sample_every_steps = 100", "train.checkpoint_every_steps = 100", EAGER)
   model_dir = str(tmp_path / "run")
@@ -118,8 +120,8 @@ def test_progress_prints_one_plain_line_per_interval_with_the_global_step(tmp_pa
     loop.train(model_dir)
   lines = [l for l in out.getvalue().splitlines() if l.startswith("step ")]
   assert [l.split()[1] for l in lines] == ["6/6"], out.getvalue()
-  assert f"resumed from {model_dir}/checkpoints/ckpt-4 at step 4" in out.getvalue()
-  assert f"tensorboard --logdir={model_dir}" in out.getvalue()
+  assert f"resumed from {model_dir}/checkpoints/ckpt-4 at step 4" in logged(caplog)
+  assert f"tensorboard --logdir={model_dir}" in logged(caplog)[-1]
 
 
 def test_progress_on_a_terminal_rewrites_one_line():

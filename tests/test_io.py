@@ -1,6 +1,7 @@
 """tfadvgan.io, and a whole run on ram:// (TensorFlow's in-memory filesystem, reached through the
 same tf.io.gfile layer as gs://) that must leave nothing on local disk."""
 import json
+import logging
 import os
 import tempfile
 import uuid
@@ -134,7 +135,8 @@ def _parse(data_path, num_steps):
        f"dataset.path = '{data_path}'"])
 
 
-def test_a_whole_run_on_ram_leaves_nothing_on_local_disk(tmp_path, monkeypatch, capsys):
+def test_a_whole_run_on_ram_leaves_nothing_on_local_disk(tmp_path, monkeypatch, caplog):
+  caplog.set_level(logging.INFO, logger="absl")
   from tfadvgan.metrics import classifiers  # pylint: disable=g-import-not-at-top
   from tfadvgan.metrics import diagnostics as diag  # pylint: disable=g-import-not-at-top
   from tfadvgan.metrics import evaluation  # pylint: disable=g-import-not-at-top
@@ -166,7 +168,8 @@ def test_a_whole_run_on_ram_leaves_nothing_on_local_disk(tmp_path, monkeypatch, 
   _parse(data_path, 3)
   gan = loop.train(model_dir)
   assert int(gan.global_step.numpy()) == 3
-  assert f"resumed from {model_dir}/checkpoints/ckpt-2 at step 2" in capsys.readouterr().out
+  assert f"resumed from {model_dir}/checkpoints/ckpt-2 at step 2" in [
+      r.getMessage() for r in caplog.records]
 
   # sample (what scripts/sample.py calls)
   gan, info, ckpt = loop.restore_run(model_dir)

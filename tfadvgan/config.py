@@ -27,18 +27,24 @@ def train_batch_size():
     return DEFAULT_BATCH_SIZE
 
 
+def search_paths(path):
+  """Where gin looks for the files `path` includes: `include 'common/x.gin'` resolves against the
+  gin_configs/ directory that holds `path` (if any), then against the working directory."""
+  directory = os.path.dirname(os.path.abspath(path))
+  while directory != os.path.dirname(directory):
+    if os.path.basename(directory) == "gin_configs":
+      return [directory, os.getcwd()]
+    directory = os.path.dirname(directory)
+  return [os.getcwd()]
+
+
 def parse_gin(gin_files, gin_params, finalize=True):
   """Parses gin files and bindings; unknown names and missing files become ConfigErrors."""
   from tfadvgan import io  # pylint: disable=g-import-not-at-top  (also lets gin read gs:// files)
   for path in gin_files:
     errors.check(io.exists(path), f"--gin_file {path} does not exist.")
-    # `include 'common/x.gin'` resolves against the enclosing gin_configs/ directory.
-    directory = os.path.dirname(os.path.abspath(path))
-    while directory != os.path.dirname(directory):
-      if os.path.basename(directory) == "gin_configs":
-        gin.add_config_file_search_path(directory)
-        break
-      directory = os.path.dirname(directory)
+    for directory in search_paths(path)[:-1]:
+      gin.add_config_file_search_path(directory)
   gin.add_config_file_search_path(os.getcwd())
   root = logging.getLogger()
   root.addFilter(_quiet_search)
@@ -113,10 +119,14 @@ def _did_you_mean(word, candidates):
   return f"; did you mean {matches[0]}?" if matches else "."
 
 
-def _suggest_parameter(scope, selector, param):
-  """' (did you mean scope/selector.x?)' for a parameter `param` the configurable does not have."""
-  configurable = gin.config._REGISTRY.get_match(selector)  # pylint: disable=protected-access
-  accepted = _accepted_parameters(configurable) if configurable is not None else None
+def _suggest_parameter(scope, selector, param, accepted=None):
+  """' (did you mean scope/selector.x?)' for a parameter `param` the configurable does not have.
+
+  `accepted`: the configurable's parameter names; by default those of the registered one.
+  """
+  if accepted is None:
+    configurable = gin.config._REGISTRY.get_match(selector)  # pylint: disable=protected-access
+    accepted = _accepted_parameters(configurable) if configurable is not None else None
   prefix = f"{scope}/" if scope else ""
   if not accepted:
     return "."
@@ -124,6 +134,26 @@ def _suggest_parameter(scope, selector, param):
   if matches:
     return f"; did you mean {prefix}{selector}.{matches[0]}?"
   return f" (it has: {', '.join(sorted(accepted))})."
+
+
+def unknown_configurable_message(selector, at, names=None):
+  """'Unknown gin configurable ...' with the closest of `names` (default: the registered ones)."""
+  name = selector.split(".")[-1]
+  return (f"Unknown gin configurable {selector!r}{at}"
+          f"{_did_you_mean(name, _short_names() if names is None else names)}")
+
+
+def unknown_reference_message(reference, at, names=None):
+  """'Unknown gin reference '@x'...' with the closest of `names` (default: the registered ones)."""
+  return (f"Unknown gin reference '@{reference}'{at}"
+          f"{_did_you_mean(reference.split('/')[-1], _short_names() if names is None else names)}")
+
+
+def unknown_parameter_message(scope, selector, param, at, accepted=None):
+  """'Unknown gin binding scope/selector.param ...: selector has no parameter ...'."""
+  prefix = f"{scope}/" if scope else ""
+  return (f"Unknown gin binding {prefix}{selector}.{param}{at}: {selector} has no parameter "
+          f"{param!r}{_suggest_parameter(scope, selector, param, accepted)}")
 
 
 def check_binding_names():
@@ -189,19 +219,14 @@ def explain_gin_error(e):
     scope = key.rsplit("/", 1)[0].lstrip("@")
   m = re.match(r"No configurable matching '([^']*)'", first)
   if m:
-    selector = m.group(1)
-    name = selector.split(".")[-1] if "." in selector else selector
-    return (f"Unknown gin configurable {selector!r}{at}{_did_you_mean(name, _short_names())}")
+    return unknown_configurable_message(m.group(1), at)
   m = re.match(r"No configurable matching reference '@([^'(]*)(\(\))?'", first)
   if m:
-    return (f"Unknown gin reference '@{m.group(1)}'{at}"
-            f"{_did_you_mean(m.group(1).split('/')[-1], _short_names())}")
+    return unknown_reference_message(m.group(1), at)
   m = re.match(r"Configurable '([^']*)' doesn't have a parameter named '([^']*)'", first)
   if m:
     selector, param = m.groups()
-    prefix = f"{scope}/" if scope else ""
-    return (f"Unknown gin binding {prefix}{selector}.{param}{at}: {selector} has no parameter "
-            f"{param!r}{_suggest_parameter(scope, selector, param)}")
+    return unknown_parameter_message(scope, selector, param, at)
   return f"Bad gin config{at}: {first}"
 
 
@@ -216,3 +241,35 @@ _GIN_CONTEXT = re.compile(r"\s*In call to configurable '[^']*' \(<[^>]*>\)(?: in
 def strip_gin_context(message):
   """Drops the "In call to configurable 'x' (<function ...>)" lines gin adds to exceptions."""
   return _GIN_CONTEXT.sub("", message).strip()
+
+
+# ---------------------------------------------------------------- bindings that are not defaults
+def _defaults(configurable):
+  """{parameter: default} of a configurable's signature (a class: its __init__)."""
+  params = _signature(configurable.wrapped)
+  return {k: p.default for k, p in params.items() if p.default is not inspect.Parameter.empty}
+
+
+def _hparam_value(value):
+  """A TensorBoard hparams value (bool, int, float or str) for a bound gin value."""
+  if isinstance(value, (bool, int, float, str)):
+    return value
+  return repr(value) if isinstance(value, gin.config.ConfigurableReference) else str(value)
+
+
+def non_default_bindings():
+  """{'scope/name.param': value} of the bound gin parameters whose value is not the parameter's
+  default (parameters passed on through **kwargs, whose default is not in sight, count as set).
+  Values are bool, int, float or str (others as their text), for TensorBoard's hparams."""
+  out = {}
+  registry = _configurables()
+  config = dict(gin.config._CONFIG)  # pylint: disable=protected-access
+  for (scope, selector), params in config.items():
+    configurable = registry.get(selector)
+    name = configurable.name if configurable is not None else selector
+    defaults = _defaults(configurable) if configurable is not None else {}
+    for param, value in params.items():
+      if param in defaults and type(defaults[param]) is type(value) and defaults[param] == value:
+        continue
+      out[f"{scope + '/' if scope else ''}{name}.{param}"] = _hparam_value(value)
+  return dict(sorted(out.items()))

@@ -20,7 +20,6 @@ end / isolated step, and exits with status 1 when one exceeds its gate (benchmar
 
 import json
 
-from absl import app
 from absl import flags
 
 from tfadvgan.cli import common
@@ -33,18 +32,22 @@ flags.DEFINE_multi_string("with_params", [], "'NAME|b1|b2' adds a config NAME ma
 flags.DEFINE_integer("steps", 50, "Timed steps per config.")
 flags.DEFINE_integer("warmup", 5, "Untimed steps per config (includes compilation).")
 flags.DEFINE_integer("chunk", 5, "Steps per config per interleaving round.")
-flags.DEFINE_integer("batch_size", None, "Override train.batch_size.")
-flags.DEFINE_string("shape", None, "H,W,C of random data when the dataset is unavailable.")
+flags.DEFINE_integer("batch_size", None, "Override train.batch_size (default: each config's).")
+flags.DEFINE_string("shape", None, "H,W,C of random data when the dataset is unavailable "
+                    "(default: none; an unavailable dataset is an error).")
 flags.DEFINE_string("strategy", "default", "Distribution strategy.")
 flags.DEFINE_integer("cpu_devices", None, "Split the CPU into this many logical devices first "
-                     "(to try --strategy=mirrored on a machine without GPUs).")
+                     "(to try --strategy=mirrored on a machine without GPUs; default: as TF "
+                     "finds them).")
 flags.DEFINE_enum("mixed_precision", None, ["none", "bfloat16", "float16"],
-                  "train.mixed_precision of every config (compare policies with --with_params).")
-flags.DEFINE_string("out", None, "JSON output file.")
+                  "train.mixed_precision of every config (default: each config's; compare "
+                  "policies with --with_params).")
+flags.DEFINE_string("out", None, "JSON output file (default: none, print only).")
 flags.DEFINE_string("input", None, "Benchmark the input path instead of the step, on folders of "
                     "generated images kept in this directory: decodes per trained image for "
                     "1, 2 and 4 input pipelines, images/s on one core (PNG and JPEG), and the "
-                    "folder source's start-up time (first and second start).")
+                    "folder source's start-up time (first and second start). Default: none, time "
+                    "the train step.")
 flags.DEFINE_integer("input_startup_images", 20000, "With --input: images of the start-up "
                      "folder (0 skips it).")
 flags.DEFINE_bool("end_to_end", False, "Also train the first config for --warmup + --steps steps "
@@ -147,7 +150,7 @@ def main(argv):
 
 
 def run():
-  app.run(main)
+  common.run(main, __name__)
 
 
 if __name__ == "__main__":

@@ -219,18 +219,88 @@ from tfadvgan.config import strip_gin_context  # noqa: E402,F401
 FLAGS = flags.FLAGS
 
 
+_GIN_FLAGS = ("gin_file", "gin_param")
+
+
 def define_gin_flags():
   flags.DEFINE_multi_string("gin_file", [], "Gin config file(s), applied in order.")
   flags.DEFINE_multi_string("gin_param", [], "Gin bindings, e.g. 'train.num_steps = 100'.")
 
 
+def run(main, module_name):
+  """`app.run(main)` for the script of the CLI module `module_name`.
+
+  absl's `--help` shows the docstring of `__main__` and the key flags of the main module only; the
+  scripts are two-line wrappers, so the module's docstring and its key flags (its own, and the gin
+  flags `define_gin_flags` defines here) are made the main module's.
+  """
+  from absl import app  # pylint: disable=g-import-not-at-top
+  main_module = sys.modules["__main__"]
+  module = sys.modules[module_name]
+  if main_module is not module:
+    main_module.__doc__ = module.__doc__
+    gin_flags = [FLAGS[name] for name in _GIN_FLAGS
+                 if name in FLAGS and FLAGS.find_module_defining_flag(name) == __name__]
+    for flag in FLAGS.get_key_flags_for_module(module_name) + gin_flags:
+      FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+  app.run(main)
+
+
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+class _ScriptLogFormat:
+  """Filter and formatter of absl's handler in a script: tfadvgan's own records (INFO and up) as
+  `[tfadvgan] message` (`[tfadvgan] warning: message` for warnings), other libraries' WARNING and
+  up in absl's format, their INFO dropped."""
+
+  def __init__(self, absl_format):
+    self.absl_format = absl_format
+
+  @staticmethod
+  def ours(record):
+    return record.pathname.startswith(_PACKAGE)
+
+  def filter(self, record):
+    import logging  # pylint: disable=g-import-not-at-top
+    return self.ours(record) or record.levelno >= logging.WARNING
+
+  def format(self, record):
+    import logging  # pylint: disable=g-import-not-at-top
+    if not self.ours(record):
+      return self.absl_format.format(record)
+    kind = "warning: " if record.levelno == logging.WARNING else ""
+    return f"[tfadvgan] {kind}{record.getMessage()}"
+
+
+def show_library_logs():
+  """What a script shows by default (no --verbosity): the library's absl INFO lines and every
+  library's warnings, as `_ScriptLogFormat` writes them."""
+  from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
+  absl_logging.set_verbosity(absl_logging.INFO)
+  handler = absl_logging.get_absl_handler()
+  script_format = _ScriptLogFormat(absl_logging.PythonFormatter())
+  handler.addFilter(script_format)
+  handler.setFormatter(script_format)
+
+
+def _check_gin_flags():
+  """--gin_file / --gin_param checked before TensorFlow is imported (`gin_check`)."""
+  from tfadvgan.cli import gin_check  # pylint: disable=g-import-not-at-top
+  files = list(FLAGS.gin_file) if "gin_file" in FLAGS else []
+  params = list(FLAGS.gin_param) if "gin_param" in FLAGS else []
+  if files or params:
+    gin_check.check(files, params)
+
+
 def main_wrapper(fn):
-  """Runs `fn(argv)`; a ConfigError prints one message and exits with status 2, Ctrl-C 130."""
+  """Runs `fn(argv)` after checking its gin flags; a ConfigError prints one message and exits with
+  status 2, Ctrl-C 130."""
   def wrapped(argv):
-    from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
     if not FLAGS["verbosity"].present:
-      absl_logging.set_verbosity(absl_logging.WARNING)
+      show_library_logs()
     try:
+      _check_gin_flags()
       return fn(argv)
     except errors.ConfigError as e:
       print(f"error: {strip_gin_context(str(e))}", file=sys.stderr)

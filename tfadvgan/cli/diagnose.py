@@ -5,12 +5,13 @@ r"""Robustness and gradient diagnostics of a trained run's discriminator.
       [--which=accuracy,pgd_accuracy,class_pgd,dat,gradients,confidence,wdist,modes,generalization]
 
 Restores the run (`loop.restore_run`), loads `--num` real examples of `--split` through the run's
-own gin config (`dataset.*` from its operative_config.gin; `--gin_param "dataset.path = '...'"`
-points at moved data), draws as many fakes from the run's sampler (EMA G when enabled), runs the
-chosen diagnostics (`tfadvgan.metrics.diagnostics`, which documents every definition) and writes
-`diagnostics_step<N>.json` plus, for `gradients` on image data, `gradient_grid_step<N>.png` (AS-GAN
-Fig. 2), `gradient_inputs_step<N>.png` (the matching real images) and
-`gradient_histogram_step<N>.png` (bar heights log(1 + count); the counts are in the JSON).
+own gin config (`dataset.*` from its operative_config.gin, then `--gin_file` and `--gin_param`:
+`--gin_param "dataset.path = '...'"` points at moved data), draws as many fakes from the run's
+sampler (EMA G when enabled), runs the chosen diagnostics (`tfadvgan.metrics.diagnostics`, which
+documents every definition), prints their headline numbers and writes `diagnostics_step<N>.json`
+plus, for `gradients` on image data, `gradient_grid_step<N>.png` (AS-GAN Fig. 2),
+`gradient_inputs_step<N>.png` (the matching real images) and `gradient_histogram_step<N>.png` (bar
+heights log(1 + count); the counts are in the JSON).
 
 Epsilons are L-inf distances on the [-1, 1] image scale (1/255 = 0.00392 is half an 8-bit level).
 `class_pgd` (Rob-GAN Table 1) needs an auxiliary-classifier head; by default it runs only on such
@@ -31,7 +32,6 @@ statistics and spectral-norm kernels in memory on every call; nothing is saved).
 
 import functools
 
-from absl import app
 from absl import flags
 
 from tfadvgan.cli import common
@@ -41,7 +41,7 @@ WHICH = ("accuracy", "pgd_accuracy", "class_pgd", "dat", "gradients", "confidenc
 NEEDS_CLASSES = ("class_pgd", "generalization")  # an AC head or --classifier_path
 MIXTURES = ("ring", "grid")
 
-flags.DEFINE_string("model_dir", None, "Run directory written by train.py.")
+flags.DEFINE_string("model_dir", None, "Run directory written by train.py (required).")
 flags.DEFINE_integer("step", None, "Checkpoint step (default: latest).")
 flags.DEFINE_string("split", None, "Data split of the real examples (default: 'test' when the "
                     "dataset has one, else 'train').")
@@ -53,15 +53,14 @@ flags.DEFINE_string("class_epsilons", "0,0.02,0.04,0.08",
 flags.DEFINE_string("which", None, "Comma-separated diagnostics from: " + ", ".join(WHICH)
                     + " (default: all; class_pgd only for AC-head runs).")
 flags.DEFINE_string("out", None, "Output directory (default MODEL_DIR/diagnostics).")
-flags.DEFINE_multi_string("gin_param", [], "Gin bindings applied after the run's config, e.g. "
-                          "\"dataset.path = '/data/x.npz'\".")
 flags.DEFINE_integer("batch_size", 100, "Batch size.")
 flags.DEFINE_integer("seed", 0, "Seed of the fakes' noise.")
 flags.DEFINE_integer("pgd_steps", 10, "PGD steps for pgd_accuracy (step 2.5 * eps / steps).")
 flags.DEFINE_integer("class_pgd_steps", 20, "PGD steps for class_pgd (step eps / 5).")
 flags.DEFINE_string("classifier_path", None, "With class_pgd: also attack this classifier (a "
                     ".keras file from scripts/train_classifier.py, e.g. the --adversarial Madry "
-                    "baseline) on the same images with the same PGD, for a side-by-side table.")
+                    "baseline) on the same images with the same PGD, for a side-by-side table "
+                    "(default: none).")
 flags.DEFINE_float("confidence_epsilon", 1.0 / 255, "FGSM budget for confidence.")
 flags.DEFINE_float("dat_tolerance", 0.02, "DAT Eq. 1 success tolerance.")
 flags.DEFINE_integer("dat_max_iters", 100, "DAT attack steps cap.")
@@ -74,6 +73,7 @@ flags.DEFINE_integer("mode_samples", 2500, "Fakes drawn for `modes` (VEEGAN and 
 flags.DEFINE_float("mode_num_std", 3.0, "`modes`: a sample is high quality within this many stds.")
 flags.DEFINE_integer("mode_min_count", 1, "`modes`: high-quality samples a covered mode needs.")
 flags.DEFINE_bool("training_mode", False, "Run the discriminator in training mode.")
+common.define_gin_flags()  # applied after the run's config, e.g. "dataset.path = '/data/x.npz'"
 FLAGS = flags.FLAGS
 
 
@@ -108,12 +108,19 @@ def _which(text, has_ac_head, head, has_classifier=False, dataset=None):
   return chosen
 
 
+def _binds_source():
+  """True when --gin_param or --gin_file binds dataset.source (the run's own source is not used)."""
+  from tfadvgan import io  # pylint: disable=g-import-not-at-top
+  texts = list(FLAGS.gin_param) + [io.read(path) for path in FLAGS.gin_file]
+  return any("dataset.source" in text for text in texts)
+
+
 def load_real(info, split, num, split_given):
   """``num`` real examples of the run's dataset: (images [n, ...] float32, labels [n] or None)."""
   import numpy as np  # pylint: disable=g-import-not-at-top
   from tfadvgan import errors  # pylint: disable=g-import-not-at-top
   from tfadvgan.training import loop  # pylint: disable=g-import-not-at-top
-  use_run_source = not any("dataset.source" in p for p in FLAGS.gin_param)
+  use_run_source = not _binds_source()
   try:
     source = loop.load_run_source(info, split, use_run_source)
   except errors.ConfigError as e:
@@ -329,6 +336,50 @@ def _modes(gan, name, out_dir, step):
   return result, path
 
 
+def _by_eps(accuracies):
+  """'eps 0: 0.912  eps 0.00392: 0.80' for {epsilon: accuracy}."""
+  return "  ".join(f"eps {float(e):.3g}: {float(a):.3f}" for e, a in sorted(
+      accuracies.items(), key=lambda item: float(item[0])))
+
+
+def headline(results):
+  """The printed summary of `run_diagnostics` results: one line per diagnostic, its main numbers
+  (the JSON holds the rest)."""
+  lines = []
+  for key, name in (("accuracy", "D accuracy, FGSM"), ("pgd_accuracy", "D accuracy, PGD")):
+    if key in results:
+      for side in ("real", "fake"):
+        lines.append((f"{name} ({side})", _by_eps(results[key][side])))
+  for key, name in (("class_pgd", "AC head accuracy, PGD"),
+                    ("class_pgd_classifier", "classifier accuracy, PGD")):
+    if key in results:
+      lines.append((name, _by_eps(results[key]["accuracy"])))
+  if "dat" in results:
+    d = results["dat"]
+    lines.append(("DAT attack steps (mean)",
+                  f"real {d['xi_real']:.3g} (failed {d['fail_real']:.3f})  "
+                  f"fake {d['xi_fake']:.3g} (failed {d['fail_fake']:.3f})"))
+  if "gradients" in results:
+    g = results["gradients"]
+    lines.append(("grad_x D on reals", f"L1 {g['l1']:.4g}  L2 {g['l2']:.4g}  "
+                  f"sparsity {g['sparsity']:.3f}"))
+  if "confidence" in results:
+    c = results["confidence"]
+    lines.append(("sigmoid(D) on reals", f"clean {c['real']:.3f}  FGSM eps {c['epsilon']:.3g}: "
+                  f"{c['adversarial']:.3f}"))
+  if "wdist" in results:
+    lines.append(("mean D(real) - mean D(fake)", f"{results['wdist']:.4g}"))
+  if "modes" in results:
+    m = results["modes"]
+    lines.append(("modes covered", f"{m['modes_covered']}/{m['num_modes']}  high quality "
+                  f"{m['high_quality_fraction']:.3f}"))
+  for name, g in results.get("generalization", {}).items():
+    if isinstance(g, dict) and "llv_gap" in g:
+      lines.append((f"{name}: LLV gap test - train", f"{g['llv_gap']:.4g}"))
+  width = max((len(label) for label, _ in lines), default=0) + 1
+  return [f"  {label + ':':<{width}}  {value}" for label, value in lines]
+
+
 @common.main_wrapper
 def main(argv):
   import json  # pylint: disable=g-import-not-at-top
@@ -345,9 +396,9 @@ def main(argv):
   head = getattr(gan.discriminator, "head", "plain")
   which = _which(FLAGS.which, head == "ac", head, has_classifier=bool(FLAGS.classifier_path),
                  dataset=info.get("dataset"))
-  if FLAGS.gin_param:
+  if FLAGS.gin_param or FLAGS.gin_file:
     with gin.unlock_config():
-      common.parse_gin([], FLAGS.gin_param, finalize=False)
+      common.parse_gin(FLAGS.gin_file, FLAGS.gin_param, finalize=False)
   images, labels, split, name = load_real(info, FLAGS.split or "test", FLAGS.num,
                                           split_given=FLAGS.split is not None)
   errors.check(labels is not None or not gan.conditional,
@@ -371,12 +422,14 @@ def main(argv):
           "which": which}
   path = io.join(out_dir, f"diagnostics_step{step}.json")
   io.atomic_write(path, json.dumps(_jsonable({**meta, **results}), indent=2))
+  print(f"diagnostics of step {step} on {len(images)} {split} reals (and as many fakes):")
+  print("\n".join(headline(results)))
   common.print_outputs(f"restored {ckpt}; diagnostics of step {step}",
                        [("JSON", path)] + [(p.rsplit(".", 1)[-1].upper(), p) for p in written])
 
 
 def run():
-  app.run(main)
+  common.run(main, __name__)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ import re
 import shlex
 import time
 
-from absl import app
 from absl import flags
 
 from tfadvgan.cli import common
@@ -38,7 +37,8 @@ flags.DEFINE_integer("timeout_secs", 3600, "--continuous: stop after this long w
 flags.DEFINE_string("classifier", "inception_hub", "Feature extractor for FID/IS/KID: "
                     "inception_hub, inception_local, keras_inception_v3 or domain.")
 flags.DEFINE_string("classifier_path", None, "Inception SavedModel / .tar.gz, Keras InceptionV3 "
-                    "weights, or domain classifier .keras file.")
+                    "weights, or domain classifier .keras file (default: none; needed by every "
+                    "--classifier but inception_hub).")
 flags.DEFINE_integer("num_samples", 50000, "Generated samples (real: up to as many).")
 flags.DEFINE_string("reference_split", "train", "Split of the run's dataset to compare with.")
 flags.DEFINE_list("metrics", ["fid", "is", "kid"], "Metrics: any of fid, is, kid.")
@@ -46,6 +46,8 @@ flags.DEFINE_string("cache_dir", None, "Reference activation cache (default "
                     "$TFADVGAN_CACHE_DIR/reference or ~/.cache/tfadvgan/reference).")
 flags.DEFINE_integer("batch_size", 256, "Generator batch size.")
 common.define_gin_flags()
+for _name in ("model_dir", "step", "seed"):  # sample.py's flags that eval uses: in its --help
+  flags.declare_key_flag(_name)
 FLAGS = flags.FLAGS
 
 # Flags of scripts/sample.py that mean nothing here.
@@ -307,7 +309,7 @@ def main(argv):
 
 
 def run():
-  app.run(main)
+  common.run(main, __name__)
 
 
 if __name__ == "__main__":

@@ -19,9 +19,6 @@ import sys
 
 from tfadvgan.cli import common  # sets TF_CPP_MIN_LOG_LEVEL before TensorFlow is imported
 
-from tfadvgan import errors  # noqa: E402
-from tfadvgan.training import finetune as finetune_lib  # noqa: E402
-
 
 # ------------------------------------------------------------------- command line
 def _define_flags():
@@ -30,14 +27,17 @@ def _define_flags():
   from absl import flags  # pylint: disable=g-import-not-at-top
   if "out_dir" in flags.FLAGS:
     return
-  flags.DEFINE_string("model_dir", None, "Trained run directory (train.py's --model_dir).")
-  flags.DEFINE_string("out_dir", None, "New run directory for the fine-tuned model (must differ "
-                      "from --model_dir; new or empty).")
+  flags.DEFINE_string("model_dir", None, "Trained run directory (train.py's --model_dir; "
+                      "required).")
+  flags.DEFINE_string("out_dir", None, "New run directory for the fine-tuned model (required; "
+                      "must differ from --model_dir; new or empty).")
   common.define_gin_flags()
 
 
 @common.main_wrapper
 def main(argv):
+  from tfadvgan import errors  # pylint: disable=g-import-not-at-top
+  from tfadvgan.training import finetune as finetune_lib  # pylint: disable=g-import-not-at-top
   flags_ = common.FLAGS
   errors.check(len(argv) == 1, f"Unexpected arguments: {' '.join(argv[1:])}")
   errors.check(flags_.model_dir, "--model_dir is required: the trained run to fine-tune.")
@@ -53,9 +53,8 @@ def main(argv):
 
 
 def run():
-  from absl import app  # pylint: disable=g-import-not-at-top
   _define_flags()
-  app.run(main)
+  common.run(main, __name__)
 
 
 if __name__ == "__main__":

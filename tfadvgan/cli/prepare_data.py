@@ -10,12 +10,12 @@ cropped/resized once, here), then writes it in order as `data-XXXXX-of-YYYYY.tfr
 `dataset.source = 'tfrecord'` and `dataset.path = OUT`.
 """
 
-from absl import app
 from absl import flags
 
 from tfadvgan.cli import common
 
-flags.DEFINE_string("out", None, "Output directory (new or empty; any TF filesystem path).")
+flags.DEFINE_string("out", None, "Output directory (required; new or empty; any TF "
+                    "filesystem path).")
 flags.DEFINE_string("split", "train", "Split of the source to prepare.")
 flags.DEFINE_integer("num_files", None, "Number of record files (default: one per 5000 "
                      "examples). Use at least as many as the hosts that will read them.")
@@ -44,7 +44,7 @@ def main(argv):
 
 
 def run():
-  app.run(main)
+  common.run(main, __name__)
 
 
 if __name__ == "__main__":

@@ -6,12 +6,11 @@ Uses the EMA generator when the run has one. The npz holds `images` (float32 in 
 for conditional runs, `labels`.
 """
 
-from absl import app
 from absl import flags
 
 from tfadvgan.cli import common
 
-flags.DEFINE_string("model_dir", None, "Run directory written by train.py.")
+flags.DEFINE_string("model_dir", None, "Run directory written by train.py (required).")
 flags.DEFINE_integer("num", 64, "Number of samples.")
 flags.DEFINE_string("out", None, "Output directory (default MODEL_DIR/sample_out).")
 flags.DEFINE_integer("step", None, "Checkpoint step (default: latest).")
@@ -40,7 +39,7 @@ def main(argv):
 
 
 def run():
-  app.run(main)
+  common.run(main, __name__)
 
 
 if __name__ == "__main__":

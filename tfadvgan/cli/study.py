@@ -31,14 +31,13 @@ import subprocess
 import sys
 import time
 
-from absl import app
 from absl import flags
 import gin
 
 from tfadvgan.cli import common
 
-flags.DEFINE_string("study", None, "Study gin file.")
-flags.DEFINE_string("out", None, "Output directory.")
+flags.DEFINE_string("study", None, "Study gin file (required).")
+flags.DEFINE_string("out", None, "Output directory (required).")
 flags.DEFINE_multi_string("gin_param", [], "Bindings applied to the study config.")
 flags.DEFINE_bool("dry_run", False, "Print the commands without running them.")
 FLAGS = flags.FLAGS
@@ -350,7 +349,7 @@ def _bound(key):
 
 
 def run():
-  app.run(main)
+  common.run(main, __name__)
 
 
 if __name__ == "__main__":

@@ -13,17 +13,20 @@ configs).
 
 import sys
 
-from absl import app
 from absl import flags
 
 from tfadvgan.cli import common
 
-flags.DEFINE_string("model_dir", None, "Run directory (checkpoints, TensorBoard, samples).")
+flags.DEFINE_string("model_dir", None, "Run directory (checkpoints, TensorBoard, samples; "
+                    "required).")
 flags.DEFINE_enum("strategy", None, ["default", "mirrored", "multi_worker", "tpu"],
-                  "Distribution strategy (overrides train.strategy).")
-flags.DEFINE_string("tpu", None, "TPU address for --strategy=tpu ('local' on a TPU VM).")
+                  "Distribution strategy (default: train.strategy of the "
+                  "config).")
+flags.DEFINE_string("tpu", None, "TPU address for --strategy=tpu ('local' on a TPU VM; "
+                    "default: train.tpu).")
 flags.DEFINE_enum("mixed_precision", None, ["none", "bfloat16", "float16"],
-                  "16-bit compute with float32 variables (overrides train.mixed_precision).")
+                  "16-bit compute with float32 variables (default: "
+                  "train.mixed_precision of the config).")
 common.define_gin_flags()
 FLAGS = flags.FLAGS
 
@@ -49,7 +52,7 @@ def main(argv):
 
 
 def run():
-  app.run(main)
+  common.run(main, __name__)
 
 
 if __name__ == "__main__":

@@ -16,12 +16,12 @@ The default --name is `<dataset>_cnn` (`fmnist_cnn` for Fashion-MNIST), plus `_m
 (e.g. width, feature_dim); the flags above take precedence.
 """
 
-from absl import app
 from absl import flags
 
 from tfadvgan.cli import common
 
-flags.DEFINE_string("out", None, "Output .keras file (its metadata goes to OUT.json).")
+flags.DEFINE_string("out", None, "Output .keras file (required; its metadata goes to "
+                    "OUT.json).")
 flags.DEFINE_string("name", None, "Classifier name used in metric names (default: "
                     "<dataset>_cnn[_madry]).")
 flags.DEFINE_string("dataset", "idx", "Data source name (tfadvgan.data.SOURCES).")
@@ -136,7 +136,7 @@ def main(argv):
 
 
 def run():
-  app.run(main)
+  common.run(main, __name__)
 
 
 if __name__ == "__main__":

@@ -251,10 +251,10 @@ def load_with_ring_fallback(fallback_to_ring):
   """
   if fallback_to_ring and gin.get_bindings("dataset") == _FALLBACK_BINDINGS and not exists(
       DEFAULT_IDX_PATH):
-    print(f"[tfadvgan] Fashion-MNIST is not installed at {DEFAULT_IDX_PATH} (Debian/Ubuntu: "
-          "apt-get install dataset-fashion-mnist), so this demo trains on the 2-D ring of 8 "
-          "Gaussians with MLP networks instead. Set dataset.source / dataset.path to train on "
-          "other data.")
+    logging.warning(f"Fashion-MNIST is not installed at {DEFAULT_IDX_PATH} (Debian/Ubuntu: "
+                    "apt-get install dataset-fashion-mnist), so this demo trains on the 2-D ring "
+                    "of 8 Gaussians with MLP networks instead. Set dataset.source / dataset.path "
+                    "to train on other data.")
     return sources.load(source="ring"), True
   return sources.load(), False
 

@@ -60,6 +60,7 @@ def write_samples(out_dir, samples, labels=None, per_grid=64):
     (npz path, [PNG paths]).
   """
   from tfadvgan import images  # pylint: disable=g-import-not-at-top
+  errors.check(per_grid >= 1, f"--per_grid must be >= 1; got {per_grid}.")
   io.makedirs(out_dir)
   written = []
   if samples.ndim == 4:

@@ -233,7 +233,34 @@ class SampleGrid(PeriodicCallback):
     self.write()
 
   def on_train_end(self, logs=None):
-    self.write()
+    if self.last_path != os.path.join(self.out_dir, f"samples_{self.step():08d}.png"):
+      self.write()  # the last step's grid, unless its interval just wrote it
+
+
+class RunSummary(StepCallback):
+  """Writes, once at the first step of a (resumed) run: the operative gin config as text, a grid
+  of real images, and the gin bindings that differ from their defaults as TensorBoard hparams
+  (`tensorboard.plugins.hparams`, when TensorBoard is installed)."""
+
+  def __init__(self, gan, writer, config_text, real=None, hparams=None):
+    super().__init__(gan)
+    self.writer, self.config_text, self.real, self.hparams = writer, config_text, real, hparams
+
+  def on_train_begin(self, logs=None):
+    super().on_train_begin(logs)
+    with self.writer.as_default(step=self.last_step):
+      tf.summary.text("config/operative", "```\n" + self.config_text + "\n```")
+      if self.real is not None and len(self.real.shape) == 4:
+        grid = images_lib.grid(np.asarray(self.real))
+        tf.summary.image("real_images", grid[None].astype(np.float32) / 255.0)
+      if self.hparams:
+        try:
+          from tensorboard.plugins.hparams import api as hp  # pylint: disable=g-import-not-at-top
+        except ImportError:
+          hp = None
+        if hp is not None:
+          hp.hparams(self.hparams)
+    self.writer.flush()
 
 
 class PeriodicEval(PeriodicCallback):

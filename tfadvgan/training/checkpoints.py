@@ -7,10 +7,10 @@ which a user may change to extend a run.
 """
 
 import re
-import sys
 
 import gin
 import tensorflow as tf
+from absl import logging
 
 from tfadvgan import errors
 from tfadvgan import io
@@ -205,9 +205,9 @@ def restore(manager, checkpoint_path=None):
     if failed:
       names = ", ".join(io.basename(p) for p, _ in failed)
       plural = "s" if len(failed) > 1 else ""
-      print(f"[tfadvgan] warning: checkpoint{plural} {names} in {manager.directory} "
-            f"{'are' if plural else 'is'} unreadable ({failed[0][1]}); using "
-            f"{io.basename(path)} instead.", file=sys.stderr, flush=True)
+      logging.warning(f"checkpoint{plural} {names} in {manager.directory} "
+                      f"{'are' if plural else 'is'} unreadable ({failed[0][1]}); using "
+                      f"{io.basename(path)} instead.")
       if isinstance(manager, Manager):
         for p, _ in failed:
           manager.forget(p)

@@ -12,11 +12,11 @@ Exit statuses of scripts/train.py (README, "Running on a pod / cluster"):
 import dataclasses
 import hashlib
 import re
-import sys
 
 import gin
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
 from tfadvgan import errors
 from tfadvgan import io
@@ -132,10 +132,10 @@ def latest_checkpoint(model_dir):
 
 
 def report_unreachable_peer(error, strategy, model_dir, step):
-  """Prints the one line a surviving worker ends with; returns its `StoppedEarly`."""
+  """Logs the one line a surviving worker ends with (as an error); returns its `StoppedEarly`."""
   checkpoint = latest_checkpoint(model_dir)
   resume = (f"the run resumes from {io.basename(checkpoint)}" if checkpoint
             else "the run starts over (no checkpoint yet)")
-  print(f"[tfadvgan] {unreachable_peer(error, strategy)} is unreachable; restart all workers: "
-        f"{resume}.", file=sys.stderr, flush=True)
+  logging.error(f"{unreachable_peer(error, strategy)} is unreachable; restart all workers: "
+                f"{resume}.")
   return StoppedEarly("unreachable_peer", step, checkpoint)

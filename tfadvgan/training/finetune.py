@@ -41,6 +41,7 @@ import gin
 import keras
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
 from tfadvgan import attacks
 from tfadvgan import config
@@ -413,9 +414,9 @@ def finetune_run(model_dir, out_dir, gin_bindings=(), gin_files=()):
   try:
     writer = tf.summary.create_file_writer(io.join(staging, "finetune"))
     total = trainer.total_steps
-    print(f"[tfadvgan] fine-tuning {source_ckpt}: {total} steps of batch {batch_size}, "
-          f"lam {trainer.lam}, epsilon {trainer.epsilon}, {trainer.optimizer_name} "
-          f"lr {trainer.base_learning_rate}", flush=True)
+    logging.info(f"fine-tuning {source_ckpt}: {total} steps of batch {batch_size}, "
+                 f"lam {trainer.lam}, epsilon {trainer.epsilon}, {trainer.optimizer_name} "
+                 f"lr {trainer.base_learning_rate}")
     t0 = time.time()
     final = {}
     iterator = iter(dataset)
@@ -429,8 +430,8 @@ def finetune_run(model_dir, out_dir, gin_bindings=(), gin_files=()):
           for key, value in mean.items():
             tf.summary.scalar(f"finetune/{key}", value)
         writer.flush()
-        print(f"[tfadvgan] finetune step {i + 1}/{total}: "
-              + ", ".join(f"{k} {v:.4g}" for k, v in sorted(mean.items())), flush=True)
+        logging.info(f"finetune step {i + 1}/{total}: "
+                     + ", ".join(f"{k} {v:.4g}" for k, v in sorted(mean.items())))
     writer.close()
     seconds = time.time() - t0
 
@@ -454,5 +455,5 @@ def finetune_run(model_dir, out_dir, gin_bindings=(), gin_files=()):
     if io.exists(staging):
       io.rmtree(staging)
     raise
-  print(f"[tfadvgan] wrote {summary['checkpoint']} and {io.join(out_dir, FINETUNE_FILE)}")
+  logging.info(f"wrote {summary['checkpoint']} and {io.join(out_dir, FINETUNE_FILE)}")
   return summary

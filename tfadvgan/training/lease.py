@@ -20,13 +20,13 @@ token is not read back refuses. What remains of the race on an object store is i
 import json
 import os
 import socket
-import sys
 import threading
 import time
 import uuid
 
 import gin
 import tensorflow as tf
+from absl import logging
 
 from tfadvgan import errors
 from tfadvgan import io
@@ -120,8 +120,8 @@ class Lease:
     errors.check(problem is None, problem)
     previous = self.holder()
     if previous:
-      print(f"[tfadvgan] warning: taking over the lease on {self.model_dir} from "
-            f"{self.describe(previous)}: its holder is gone.", file=sys.stderr, flush=True)
+      logging.warning(f"taking over the lease on {self.model_dir} from "
+                      f"{self.describe(previous)}: its holder is gone.")
     self._created_dir = not io.exists(self.model_dir)
     self.start = time.time()
     io.atomic_write(self.path, self._record())
@@ -146,8 +146,7 @@ class Lease:
           return
         io.atomic_write(self.path, self._record())
       except (errors.ConfigError, OSError, tf.errors.OpError) as e:  # keep trying: transient
-        print(f"[tfadvgan] warning: could not refresh {self.path}: {e}", file=sys.stderr,
-              flush=True)
+        logging.warning(f"could not refresh {self.path}: {e}")
 
   def check(self):
     """Raises ConfigError if the heartbeat thread found the lease taken over by another process."""
@@ -167,5 +166,4 @@ class Lease:
       if self._created_dir and io.isdir(self.model_dir) and not io.listdir(self.model_dir):
         io.rmtree(self.model_dir)
     except (OSError, tf.errors.OpError) as e:
-      print(f"[tfadvgan] warning: could not remove {self.path}: {e}", file=sys.stderr,
-            flush=True)
+      logging.warning(f"could not remove {self.path}: {e}")

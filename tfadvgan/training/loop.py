@@ -164,6 +164,13 @@ def load_source(fallback_to_ring):
   return source
 
 
+def _run_summary(gan, writer, source):
+  """The RunSummary callback: operative config, 64 real images (image data), non-default bindings."""
+  first = next(iter(data_lib.make_eval_dataset(source, 64)))
+  return callbacks_lib.RunSummary(gan, writer, gin.operative_config_str(), real=first["images"],
+                                  hparams=config.non_default_bindings())
+
+
 @gin.configurable(denylist=["model_dir"])
 def train(model_dir,
           num_steps=1000,
@@ -265,10 +272,10 @@ def train(model_dir,
       write_run_info(model_dir, source, gan, gan.method_name)
     start = int(gan.global_step.numpy())
     if resumed_from and chief:
-      print(f"[tfadvgan] resumed from {resumed_from} at step {start}")
+      logging.info(f"resumed from {resumed_from} at step {start}")
     if start >= num_steps:
       if chief:
-        print(f"[tfadvgan] {model_dir} is already at step {start} >= train.num_steps={num_steps}.")
+        logging.info(f"{model_dir} is already at step {start} >= train.num_steps={num_steps}.")
       return gan
 
     # A resumed run continues with a new data order and new noise (seeded by seed and the step), not
@@ -292,7 +299,8 @@ def train(model_dir,
       grid = callbacks_lib.SampleGrid(gan, writer, sample_every_steps,
                                       os.path.join(model_dir, "samples"),
                                       seed=seed + rng.SAMPLE_GRID_OFFSET, guard=guard)
-      cbs += [callbacks_lib.Summaries(gan, writer, log_every_steps, batch_size), grid]
+      cbs += [callbacks_lib.Summaries(gan, writer, log_every_steps, batch_size), grid,
+              _run_summary(gan, writer, source)]
       if eval_every_steps:
         cbs.append(callbacks_lib.PeriodicEval(gan, writer, eval_every_steps, eval_fn))
       if diagnose_every_steps:
@@ -328,8 +336,8 @@ def train(model_dir,
       path = checkpointer.save()
       step = int(gan.global_step.numpy())
       if chief:
-        print(f"\n[tfadvgan] interrupted at step {step}; saved "
-              f"{path or 'nothing (weights not finite)'}. Run the same command to resume.")
+        logging.info(f"interrupted at step {step}; saved {path or 'nothing (weights not finite)'}."
+                     " Run the same command to resume.")
       gan.stopped_early = cluster.StoppedEarly("interrupted", step,
                                                cluster.latest_checkpoint(model_dir))
       return gan
@@ -364,12 +372,12 @@ def train(model_dir,
       gan.stopped_early = cluster.StoppedEarly("max_seconds", budget.stopped_at,
                                                cluster.latest_checkpoint(model_dir))
       if chief:
-        print(f"[tfadvgan] wall-time budget train.max_seconds={max_seconds} reached at step "
-              f"{budget.stopped_at}; checkpoint saved. Run the same command to continue.")
+        logging.info(f"wall-time budget train.max_seconds={max_seconds} reached at step "
+                     f"{budget.stopped_at}; checkpoint saved. Run the same command to continue.")
     logging.info("trained %d steps in %.1fs", int(gan.global_step.numpy()) - start,
                  time.time() - t0)
     if chief:
-      print(f"[tfadvgan] done: step {int(gan.global_step.numpy())} in {model_dir}\n"
+      logging.info(f"done: step {int(gan.global_step.numpy())} in {model_dir}\n"
             f"  checkpoint   {manager.latest_checkpoint}\n"
             + (f"  samples      {grid.last_path}\n" if grid is not None and grid.last_path else "")
             + f"  tensorboard  tensorboard --logdir={model_dir}")
