@@ -21,6 +21,7 @@ import math
 import re
 
 from absl import logging
+from google.protobuf import text_format
 import tensorflow as tf
 
 from tfadvgan import errors
@@ -177,8 +178,11 @@ class BestCheckpoint:
     old = tf.train.latest_checkpoint(self.directory)
     for path in io.glob(source + ".*"):
       io.copy(path, io.join(self.directory, name + path[len(source):]), overwrite=True)
-    tf.compat.v1.train.update_checkpoint_state(self.directory, name,
-                                               all_model_checkpoint_paths=[name])
+    # The `checkpoint` state file, as a CheckpointManager writes it (relative paths), atomically
+    # (tf.compat.v1.train.update_checkpoint_state would log a deprecation warning).
+    state = tf.compat.v1.train.generate_checkpoint_state_proto(
+        self.directory, name, all_model_checkpoint_paths=[name])
+    io.atomic_write(io.join(self.directory, "checkpoint"), text_format.MessageToString(state))
     if old is not None and io.basename(old) != name:
       for path in io.glob(old + ".*"):
         io.remove(path)
