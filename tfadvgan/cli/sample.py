@@ -1,6 +1,7 @@
 r"""Writes samples of a trained run: PNG grids and an npz.
 
-  python scripts/sample.py --model_dir=DIR --num=64 --out=DIR/samples_out [--step=N|best] [--label=3]
+  python scripts/sample.py --model_dir=DIR --num=64 --out=DIR/samples_out [--step=N|best] \
+      [--label=3]
 
 Uses the EMA generator when the run has one. The npz holds `images` (float32 in [-1, 1]) and,
 for conditional runs, `labels`.

@@ -1,7 +1,7 @@
 """Checkpoints (tf.train.CheckpointManager) and the saved operative gin config.
 
 A run directory holds `checkpoints/ckpt-N.*` (the rotation: the newest `train.keep_checkpoints`),
-`checkpoints/best/` (the best one by an eval metric, outside the rotation: `tfadvgan.training.best`),
+`checkpoints/best/` (the best one by an eval metric, outside the rotation: `training.best`),
 `operative_config.gin` (the gin values in force, defaults included) and `config.gin` (the bindings
 as given). Resuming with a different operative
 config fails loudly, except for the bindings in `RESUMABLE` (how long to train, how often to log),
