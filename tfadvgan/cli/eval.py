@@ -1,6 +1,7 @@
 r"""Evaluates a run's checkpoints: FID, Inception Score and KID against the run's own dataset.
 
-  python scripts/eval.py --model_dir=DIR [--step=N|best | --all | --continuous] [--timeout_secs=3600] \
+  python scripts/eval.py --model_dir=DIR [--step=N|best | --all | --continuous] \
+      [--timeout_secs=3600] \
       --classifier=inception_hub|inception_local|keras_inception_v3|domain \
       [--classifier_path=...] [--num_samples=50000] [--reference_split=train|test] \
       [--metrics=fid,is,kid] [--cache_dir=...] [--seed=0] [--gin_param=...]
