@@ -29,8 +29,8 @@ CONFIGS = sorted(
 # Rob-GAN's PGD step shares Fast-RobGAN's AC head and the attacks' code; it compiles in ~45 s
 # under load, so it runs with the slow tests.
 # AS-GAN's step (13 s) also compiles per replica in test_replica_xla's quick cases.
-# The baseline GAN's step (demo.gin, 14 s; gan_ring.gin, 8 s) is a part of DAT-WGAN-GP's, which
-# stays quick; the MLP nets compile under XLA in test_models.
+# The baseline GAN's step (DCGAN-32 of base/dcgan_fmnist.gin, 14 s; gan_ring.gin, 8 s) is a part
+# of DAT-WGAN-GP's, which stays quick; the MLP nets compile under XLA in test_models.
 QUICK = ("gin_configs/dat/dat_wgan_gp_fmnist.gin", "gin_configs/fast_robgan/fast_robgan_fmnist.gin")
 TINY = ["build_generator.width = 8", "build_discriminator.width = 8", "train.batch_size = 4",
         "build_gan.jit_compile = True", "build_gan.run_eagerly = False"]

@@ -1,6 +1,6 @@
 r"""Robustness and gradient diagnostics of a trained run's discriminator.
 
-  python scripts/diagnose.py --model_dir=DIR [--step=N] [--split=test] [--num=1000] \
+  python scripts/diagnose.py --model_dir=DIR [--step=N|best] [--split=test] [--num=1000] \
       [--epsilons=0,0.00196,0.00392,0.00784,0.01569] [--out=DIR/diagnostics] \
       [--which=accuracy,pgd_accuracy,class_pgd,dat,gradients,confidence,wdist,modes,generalization]
 
@@ -42,7 +42,8 @@ NEEDS_CLASSES = ("class_pgd", "generalization")  # an AC head or --classifier_pa
 MIXTURES = ("ring", "grid")
 
 flags.DEFINE_string("model_dir", None, "Run directory written by train.py (required).")
-flags.DEFINE_integer("step", None, "Checkpoint step (default: latest).")
+flags.DEFINE_string("step", None, "Checkpoint step, or 'best' (the best checkpoint kept by "
+                    "in-training evaluation); default: latest.")
 flags.DEFINE_string("split", None, "Data split of the real examples (default: 'test' when the "
                     "dataset has one, else 'train').")
 flags.DEFINE_integer("num", 1000, "Number of real (and of fake) examples.")

@@ -1,11 +1,13 @@
 r"""Evaluates a run's checkpoints: FID, Inception Score and KID against the run's own dataset.
 
-  python scripts/eval.py --model_dir=DIR [--step=N | --all | --continuous [--timeout_secs=3600]] \
+  python scripts/eval.py --model_dir=DIR [--step=N|best | --all | --continuous] \
+      [--timeout_secs=3600] \
       --classifier=inception_hub|inception_local|keras_inception_v3|domain \
       [--classifier_path=...] [--num_samples=50000] [--reference_split=train|test] \
       [--metrics=fid,is,kid] [--cache_dir=...] [--seed=0] [--gin_param=...]
 
-Which checkpoints: the latest by default; `--step=N` that one; `--all` every kept checkpoint that
+Which checkpoints: the latest by default; `--step=N` that one (`--step=best`: the best one kept
+by in-training evaluation, `checkpoints/best/`); `--all` every kept checkpoint that
 results.json does not hold yet (for this classifier, num_samples and split); `--continuous` waits
 for new checkpoints (`tf.train.checkpoints_iterator`, so one written while an evaluation runs may
 be skipped if a newer one follows) and stops when the run reaches train.num_steps or no new
@@ -128,14 +130,13 @@ class _Table:
           flush=True)
 
 
-SHIPPED_FMNIST_CLASSIFIER = os.path.join("classifiers", "fmnist_cnn.keras")
 _PASSED_ON = ("step", "all", "continuous", "num_samples", "reference_split", "metrics", "seed")
 
 
 def _shipped_classifier_path():
   """classifiers/fmnist_cnn.keras of this checkout, relative to the cwd when below it."""
-  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-  path = os.path.join(root, SHIPPED_FMNIST_CLASSIFIER)
+  from tfadvgan.metrics import classifiers  # pylint: disable=g-import-not-at-top
+  path = classifiers.shipped_classifier_path()
   if not os.path.exists(path):
     return None
   rel = os.path.relpath(path)
@@ -215,7 +216,7 @@ def main(argv):
     errors.check(kept, f"No checkpoints in {os.path.join(model_dir, 'checkpoints')}; train the "
                  "run first (or use --continuous to wait for them).")
   if FLAGS.step is not None:
-    checkpoints.checkpoint_for_step(model_dir, FLAGS.step)  # Lists the kept steps if missing.
+    checkpoints.resolve_checkpoint(model_dir, FLAGS.step)  # Lists the kept steps if missing.
 
   try:
     classifier = classifiers.get_classifier(FLAGS.classifier, path=FLAGS.classifier_path)
@@ -262,9 +263,12 @@ def main(argv):
         state["gan"], classifier, source, fields, num_samples=FLAGS.num_samples,
         cache_dir=cache_dir, metrics=metrics, batch_size=FLAGS.batch_size, seed=FLAGS.seed,
         num_reference=n_reference)
+    name = os.path.basename(restored)
+    if os.path.basename(os.path.dirname(restored)) == checkpoints.BEST_DIR:
+      name = f"{checkpoints.BEST_DIR}/{name}"
     evaluation.append_results(model_dir, step, results, classifier.name, FLAGS.num_samples,
-                              checkpoint=os.path.basename(restored), extra=extra)
-    table.row(step, os.path.basename(restored), results)
+                              checkpoint=name, extra=extra)
+    table.row(step, name, results)
     return step
 
   def done():
@@ -296,8 +300,7 @@ def main(argv):
       evaluated.append(run_one(step, path))
   else:
     step = FLAGS.step if FLAGS.step is not None else kept[-1][0]
-    path = checkpoints.checkpoint_for_step(model_dir, step)
-    evaluated.append(run_one(step, path))
+    evaluated.append(run_one(step, checkpoints.resolve_checkpoint(model_dir, step)))
   if not evaluated:
     print("no new checkpoint evaluated.")
   else:

@@ -1,6 +1,7 @@
 r"""Writes samples of a trained run: PNG grids and an npz.
 
-  python scripts/sample.py --model_dir=DIR --num=64 --out=DIR/samples_out [--step=N] [--label=3]
+  python scripts/sample.py --model_dir=DIR --num=64 --out=DIR/samples_out [--step=N|best] \
+      [--label=3]
 
 Uses the EMA generator when the run has one. The npz holds `images` (float32 in [-1, 1]) and,
 for conditional runs, `labels`.
@@ -13,7 +14,8 @@ from tfadvgan.cli import common
 flags.DEFINE_string("model_dir", None, "Run directory written by train.py (required).")
 flags.DEFINE_integer("num", 64, "Number of samples.")
 flags.DEFINE_string("out", None, "Output directory (default MODEL_DIR/sample_out).")
-flags.DEFINE_integer("step", None, "Checkpoint step (default: latest).")
+flags.DEFINE_string("step", None, "Checkpoint step, or 'best' (the best checkpoint kept by "
+                    "in-training evaluation); default: latest.")
 flags.DEFINE_integer("label", None, "Class of every sample (conditional runs; default: cycle).")
 flags.DEFINE_integer("seed", 0, "Noise seed.")
 flags.DEFINE_integer("per_grid", 64, "Samples per PNG grid.")

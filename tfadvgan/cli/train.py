@@ -24,6 +24,9 @@ flags.DEFINE_enum("strategy", None, ["default", "mirrored", "multi_worker", "tpu
                   "config).")
 flags.DEFINE_string("tpu", None, "TPU address for --strategy=tpu ('local' on a TPU VM; "
                     "default: train.tpu).")
+flags.DEFINE_integer("eval_every", None, "Evaluate FID/IS every N steps with the default "
+                     "classifier for the data, keeping the best checkpoint (default: "
+                     "train.eval_every_steps of the config).")
 flags.DEFINE_enum("mixed_precision", None, ["none", "bfloat16", "float16"],
                   "16-bit compute with float32 variables (default: "
                   "train.mixed_precision of the config).")
@@ -44,6 +47,8 @@ def main(argv):
     params.append(f"train.tpu = '{FLAGS.tpu}'")
   if FLAGS.mixed_precision:
     params.append(f"train.mixed_precision = '{FLAGS.mixed_precision}'")
+  if FLAGS.eval_every is not None:
+    params.append(f"train.eval_every_steps = {FLAGS.eval_every}")
   common.parse_gin(FLAGS.gin_file, params)
   with common.filter_peer_aborts():
     gan = loop.train(FLAGS.model_dir)

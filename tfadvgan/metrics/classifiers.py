@@ -350,3 +350,25 @@ def get_classifier(kind="inception_hub", path=None, hub_handle=INCEPTION_TFHUB, 
   }
   check(isinstance(kind, str), f"kind must be a string, got {kind!r}.")
   return errors.choose("classifier", kind, loaders)()
+
+
+# The domain CNN shipped in the repository's classifiers/ (scripts/train_classifier.py, on
+# Fashion-MNIST); its FID is named fid_fmnist_cnn.
+SHIPPED_DOMAIN_CLASSIFIER = os.path.join("classifiers", "fmnist_cnn.keras")
+# Fashion-MNIST-shaped data: 28x28 grayscale, or padded to 32x32 (the idx source's default).
+FMNIST_SHAPES = ((28, 28, 1), (32, 32, 1))
+
+
+def shipped_classifier_path():
+  """Absolute path of classifiers/fmnist_cnn.keras in the checkout tfadvgan runs from (it may be
+  absent from an installed copy: then loading it gives the usual missing-file error)."""
+  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  return os.path.join(root, SHIPPED_DOMAIN_CLASSIFIER)
+
+
+def default_classifier(shape):
+  """``(kind, path)`` of the default classifier for data of ``shape``: the shipped domain CNN
+  for Fashion-MNIST-shaped data (``FMNIST_SHAPES``), tf-gan's Inception from TF-Hub otherwise."""
+  if tuple(shape) in FMNIST_SHAPES:
+    return "domain", shipped_classifier_path()
+  return "inception_hub", None

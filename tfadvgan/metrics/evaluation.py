@@ -4,15 +4,12 @@
   images from the run's sampler (the EMA generator when the run has one) with
   ``tfadvgan.gans.sampling.generate``, runs them through ``classifier`` and compares them with the
   classifier's activations of real data (cached by ``load_or_compute_reference``).
-* ``make_eval_fn(...)`` (gin) returns ``eval_fn(gan, step)`` for ``train.eval_fn``, so that
-  training evaluates every ``train.eval_every_steps`` steps::
+* ``make_eval_fn(...)`` (gin) returns ``eval_fn(gan, step)`` for ``train.eval_fn``. Training
+  evaluates every ``train.eval_every_steps`` steps with one built from the ``make_eval_fn.*``
+  bindings (the run's model_dir, the default classifier for the data)::
 
-    import tfadvgan.metrics.evaluation
     train.eval_every_steps = 1000
-    train.eval_fn = @make_eval_fn()
-    make_eval_fn.classifier = 'domain'
-    make_eval_fn.classifier_path = 'classifiers/fmnist_cnn.keras'
-    make_eval_fn.num_samples = 5000
+    make_eval_fn.num_samples = 5000          # optional: any make_eval_fn setting
 
 * ``append_results(model_dir, step, results, ...)`` keeps ``<model_dir>/eval/results.json`` (a
   list of records ``{step, metric, value, classifier, n, checkpoint, reference_split,
@@ -335,27 +332,41 @@ def evaluated_steps(model_dir, classifier_name, n, names, extra=None):
   return sorted(s for s, m in seen.items() if set(names) <= m)
 
 
+def set_best_record(model_dir, record):
+  """Puts ``record`` (``"best": true``, a metric, its value, step and checkpoint) into
+  results.json in place of the earlier best record of the same metric (``training.best``)."""
+  directory = io.join(model_dir, RESULTS_DIR)
+  with _locked(directory):
+    records = [r for r in read_results(model_dir)
+               if not (r.get("best") and r.get("metric") == record["metric"])]
+    io.atomic_write(results_path(model_dir), json.dumps(records + [record], indent=1))
+  return results_path(model_dir)
+
+
 # ---------------------------------------------------------------------------------------------
 # Evaluation during training.
 
 
 @gin.configurable
-def make_eval_fn(model_dir=None, classifier="inception_hub", classifier_path=None,
-                 num_samples=10000, reference_split="train", metrics=METRICS, cache_dir=None,
-                 batch_size=256, seed=0, write_results=True):
+def make_eval_fn(model_dir=None, classifier="auto", classifier_path=None, num_samples=10000,
+                 reference_split="train", metrics=METRICS, cache_dir=None, batch_size=256, seed=0,
+                 write_results=True, data_shape=None):
   """Returns ``eval_fn(gan, step) -> {metric: value}`` for ``train.eval_fn``.
 
-  The classifier is loaded here (errors before training starts); the real split is loaded and its
-  reference activations computed (or read from the cache) at the first evaluation. Each call
-  evaluates the live weights (``checkpoint`` is recorded only if ``ckpt-<step>`` exists) and, with
-  ``write_results``, appends to ``<model_dir>/eval/results.json``. TensorBoard scalars come from
-  the training loop (``eval/<metric>`` in ``<model_dir>/train``), not from here.
+  ``train.eval_every_steps = N`` alone builds one (with these bindings) for the run: it writes to
+  the run's own model_dir and, with ``classifier = 'auto'``, measures with the default classifier
+  for the data (``classifiers.default_classifier``). The classifier is loaded before training
+  starts (``eval_fn.bind``); the real split is loaded and its reference activations computed (or
+  read from the cache) at the first evaluation. Each call evaluates the live weights
+  (``checkpoint`` is recorded only if ``ckpt-<step>`` exists) and, with ``write_results``,
+  appends to ``<model_dir>/eval/results.json``. TensorBoard scalars come from the training loop
+  (``eval/<metric>`` in ``<model_dir>/train``), not from here.
 
   Args:
-    model_dir: run directory for results.json. ``train`` does not pass its model_dir on (it is
-      not a gin parameter and ``eval_fn`` only gets ``(gan, step)``), so bind
-      ``make_eval_fn.model_dir`` to the same directory (required when ``write_results``).
-    classifier, classifier_path: ``get_classifier`` kind and path.
+    model_dir: run directory for results.json; None: the run's own (``train`` binds it).
+    classifier, classifier_path: ``get_classifier`` kind and path; ``classifier = 'auto'``: the
+      default for the data's shape (the shipped domain CNN for Fashion-MNIST-shaped data,
+      Inception otherwise), chosen when the shape is known (``data_shape``, or ``bind``).
     num_samples: generated samples per evaluation (reference: up to as many real ones).
     reference_split: split of the run's dataset (``dataset.*`` bindings) to compare with.
     metrics: subset of ('fid', 'is', 'kid').
@@ -363,46 +374,92 @@ def make_eval_fn(model_dir=None, classifier="inception_hub", classifier_path=Non
     batch_size: generator batch size.
     seed: noise seed (the same samples' z at every evaluation).
     write_results: append to results.json.
+    data_shape: the data's shape, for ``classifier = 'auto'`` (None: given later by ``bind``).
+
+  Returns:
+    ``eval_fn``, with ``eval_fn.bind(model_dir, data_shape)`` (what ``train`` calls at start-up),
+    ``eval_fn.classifier`` (None until bound when 'auto') and ``eval_fn.result_names()``.
   """
   metrics = _check_metrics(metrics)
-  check(model_dir or not write_results,
-        "make_eval_fn needs the run directory for results.json: bind make_eval_fn.model_dir "
-        "(or set make_eval_fn.write_results = False).")
-  clf = classifiers_lib.get_classifier(classifier, path=classifier_path)
-  fingerprint = classifier_fingerprint(classifier, classifier_path)
-  state = {}
+  state = {"model_dir": model_dir, "classifier": None}
+
+  def load(kind, path):
+    fingerprint = classifier_fingerprint(kind, path)
+    state.update(classifier=classifiers_lib.get_classifier(kind, path=path),
+                 fingerprint=fingerprint)
+    eval_fn.classifier = state["classifier"]
+
+  def bind(run_model_dir, shape):
+    """Takes the run's model_dir (unless bound) and loads the classifier for ``shape``."""
+    if state["model_dir"] is None:
+      state["model_dir"] = run_model_dir
+    if state["classifier"] is None:
+      kind, path = classifier, classifier_path
+      if kind == "auto":
+        kind, default_path = classifiers_lib.default_classifier(shape)
+        path = path or default_path
+      where = (f"In-training evaluation cannot load its classifier ({kind}"
+               f"{', ' + str(path) if path else ''})")
+      check(kind not in ("domain", "keras_inception_v3") or (path and io.exists(path)),
+            f"{where}: the file does not exist. Set make_eval_fn.classifier_path (or "
+            "make_eval_fn.classifier), or train.eval_every_steps = 0.")
+      try:
+        load(kind, path)
+      except ConfigError as e:
+        raise ConfigError(f"{where}: {e} Set make_eval_fn.classifier / "
+                          "make_eval_fn.classifier_path, or train.eval_every_steps = 0.") from None
 
   def eval_fn(gan, step):
-    if "source" not in state and not ("fid" in metrics or "kid" in metrics):
-      state.update(source=None, fields=None, n_reference=None)
-    if "source" not in state:
-      try:
-        source = data_lib.load(split=reference_split)
-      except ConfigError as e:
-        raise ConfigError(f"Reference data ({reference_split!r} split) for make_eval_fn is "
-                          f"unavailable: {e}") from None
-      fields = dataset_key_fields(source, reference_split)
-      if fingerprint:
-        fields["classifier_sha1"] = fingerprint
-      state.update(source=source, fields=fields,
-                   n_reference=reference_size(source, num_samples))
-    results = evaluate(gan, clf, state["source"], state["fields"], num_samples=num_samples,
-                       cache_dir=cache_dir, metrics=metrics, batch_size=batch_size, seed=seed,
-                       num_reference=state["n_reference"])
+    check(state["classifier"] is not None, "make_eval_fn(classifier='auto') needs the data "
+          "shape: pass data_shape, or call eval_fn.bind(model_dir, shape) first.")
+    check(state["model_dir"] or not write_results,
+          "make_eval_fn needs the run directory for results.json: bind make_eval_fn.model_dir "
+          "(or set make_eval_fn.write_results = False).")
+    _reference(state, reference_split, num_samples, metrics)
+    results = evaluate(gan, state["classifier"], state["source"], state["fields"],
+                       num_samples=num_samples, cache_dir=cache_dir, metrics=metrics,
+                       batch_size=batch_size, seed=seed, num_reference=state["n_reference"])
     if write_results:
-      ckpt_state = tf.train.get_checkpoint_state(io.join(model_dir, "checkpoints"))
+      run_dir = state["model_dir"]
+      ckpt_state = tf.train.get_checkpoint_state(io.join(run_dir, "checkpoints"))
       paths = list(ckpt_state.all_model_checkpoint_paths) if ckpt_state else []
       checkpoint = next((io.basename(p) for p in paths if p.endswith(f"ckpt-{step}")), None)
-      append_results(model_dir, step, results, clf.name, num_samples, checkpoint=checkpoint,
-                     extra=dict(reference_split=reference_split,
-                                n_reference=state["n_reference"]),
-                     summaries=False)
+      append_results(run_dir, step, results, state["classifier"].name, num_samples,
+                     checkpoint=checkpoint, extra=eval_fn.record_fields(), summaries=False)
     return results
 
-  eval_fn.classifier = clf
+  eval_fn.bind = bind
+  eval_fn.classifier = None
+  eval_fn.result_names = lambda: result_names(state["classifier"].name, metrics)
+  eval_fn.record_fields = lambda: dict(reference_split=reference_split,
+                                       n_reference=state.get("n_reference"))
+  eval_fn.num_samples = num_samples
+  if classifier != "auto":
+    load(classifier, classifier_path)
+  elif data_shape is not None:
+    bind(model_dir, data_shape)
   return eval_fn
 
 
+def _reference(state, reference_split, num_samples, metrics):
+  """Loads the real split into ``state`` once (source, cache-key fields, n_reference)."""
+  if "source" in state:
+    return
+  if not ("fid" in metrics or "kid" in metrics):
+    state.update(source=None, fields=None, n_reference=None)
+    return
+  try:
+    source = data_lib.load(split=reference_split)
+  except ConfigError as e:
+    raise ConfigError(f"Reference data ({reference_split!r} split) for make_eval_fn is "
+                      f"unavailable: {e}") from None
+  fields = dataset_key_fields(source, reference_split)
+  if state["fingerprint"]:
+    fields["classifier_sha1"] = state["fingerprint"]
+  state.update(source=source, fields=fields, n_reference=reference_size(source, num_samples))
+
+
 __all__ = ["evaluate", "make_eval_fn", "append_results", "read_results", "evaluated_steps",
+           "set_best_record",
            "metric_names", "result_names", "reference_size", "dataset_key_fields",
            "classifier_fingerprint", "default_cache_dir", "generate"]

@@ -264,17 +264,48 @@ class RunSummary(StepCallback):
 
 
 class PeriodicEval(PeriodicCallback):
-  """Calls `eval_fn(gan, step)` every `every` steps and logs the returned scalars."""
+  """Every `every` steps: `best.save_candidate` on every worker (`best`: a
+  `tfadvgan.training.best.BestCheckpoint`, or None), then, on the chief (`eval_fn` not None),
+  `eval_fn(gan, step)`, its scalars logged (`writer`) and `best.update`."""
 
-  def __init__(self, gan, writer, every, eval_fn):
+  def __init__(self, gan, writer, every, eval_fn, best=None):
     super().__init__(gan)
-    self.writer, self.every, self.eval_fn = writer, every, eval_fn
+    self.writer, self.every, self.eval_fn, self.best = writer, every, eval_fn, best
+    self.last = None  # (step, results) of the latest evaluation
 
   def on_interval(self, step, logs):
+    if self.best is not None:
+      self.best.save_candidate(step)
+    if self.eval_fn is None:  # another worker: it takes part in the save only
+      return
     results = self.eval_fn(self.gan, step) or {}
-    with self.writer.as_default(step=step):
-      for key, value in results.items():
-        tf.summary.scalar(f"eval/{key}", float(value))
+    self.last = (step, results)
+    if self.writer is not None:
+      with self.writer.as_default(step=step):
+        for key, value in results.items():
+          tf.summary.scalar(f"eval/{key}", float(value))
+    if self.best is not None:
+      classifier = getattr(self.eval_fn, "classifier", None)
+      record = {} if classifier is None else dict(
+          classifier=classifier.name, n=self.eval_fn.num_samples,
+          **self.eval_fn.record_fields())
+      self.best.update(step, results, record)
+
+  def summary(self, model_dir):
+    """The end-of-run lines: the latest results, the best checkpoint, results.json."""
+    if self.last is None:
+      return ""
+    step, results = self.last
+    values = ", ".join(f"{k} {float(v):.4g}" for k, v in results.items())
+    lines = f"  eval         step {step}: {values}\n"
+    best = self.best.best if self.best is not None else None
+    if best is not None:
+      lines += (f"  best         {io.join(model_dir, 'checkpoints', best['checkpoint'])} "
+                f"({best['metric']} {best['value']:.4g} at step {best['step']}; --step=best)\n")
+    results_file = io.join(model_dir, "eval", "results.json")
+    if io.exists(results_file):
+      lines += f"  results      {results_file}\n"
+    return lines
 
 
 class Diagnostics(PeriodicCallback):

@@ -1,7 +1,9 @@
 """Checkpoints (tf.train.CheckpointManager) and the saved operative gin config.
 
-A run directory holds `checkpoints/ckpt-N.*`, `operative_config.gin` (the gin values in force,
-defaults included) and `config.gin` (the bindings as given). Resuming with a different operative
+A run directory holds `checkpoints/ckpt-N.*` (the rotation: the newest `train.keep_checkpoints`),
+`checkpoints/best/` (the best one by an eval metric, outside the rotation: `training.best`),
+`operative_config.gin` (the gin values in force, defaults included) and `config.gin` (the bindings
+as given). Resuming with a different operative
 config fails loudly, except for the bindings in `RESUMABLE` (how long to train, how often to log),
 which a user may change to extend a run.
 """
@@ -18,11 +20,13 @@ from tfadvgan import io
 RESUMABLE = frozenset({
     "train.num_steps", "train.log_every_steps", "train.checkpoint_every_steps",
     "train.sample_every_steps", "train.eval_every_steps", "train.keep_checkpoints",
-    "train.verbose", "train.diagnose_every_steps",
+    "train.verbose", "train.diagnose_every_steps", "train.best_metric", "train.best_mode",
 })
 # Evaluation settings do not change the training either.
 RESUMABLE_PREFIXES = ("make_eval_fn.",)
 OPERATIVE_FILE = "operative_config.gin"
+CHECKPOINT_DIR = "checkpoints"
+BEST_DIR = "best"  # below CHECKPOINT_DIR
 
 
 def _resumable(key):
@@ -237,3 +241,37 @@ def checkpoint_for_step(model_dir, step):
   raise errors.ConfigError(
       f"No checkpoint for step {step} in {directory}; available: "
       f"{', '.join(io.basename(p) for p in paths) or 'none'}.")
+
+
+def best_dir(model_dir):
+  """`<model_dir>/checkpoints/best`: the best checkpoint by an eval metric (`training.best`)."""
+  return io.join(model_dir, CHECKPOINT_DIR, BEST_DIR)
+
+
+def resolve_checkpoint(model_dir, step=None):
+  """The checkpoint a `--step` value names: None (the latest), or its path.
+
+  The one step resolution of every script that reads a run (sample, eval, diagnose, export).
+
+  Args:
+    model_dir: the run directory.
+    step: None or 'latest' (the latest: returns None, for `restore`'s own choice), an int or a
+      string of digits (the rotation's `ckpt-<step>`), or 'best' (`checkpoints/best/`, kept when
+      training evaluates: `train.eval_every_steps`).
+
+  Raises:
+    ConfigError: another value, no such step, or no best checkpoint.
+  """
+  if step is None or step == "latest":
+    return None
+  if isinstance(step, str) and step.strip().isdigit():
+    step = int(step)
+  if isinstance(step, int) and not isinstance(step, bool):
+    return checkpoint_for_step(model_dir, step)
+  errors.check(step == "best", f"--step must be a step number, 'latest' or 'best'; got {step!r}.")
+  path = tf.train.latest_checkpoint(best_dir(model_dir))
+  errors.check(path is not None,
+               f"No best checkpoint in {best_dir(model_dir)}: training keeps one only when it "
+               "evaluates (train.eval_every_steps, or train.py --eval_every=N). Pass a step "
+               "number, or evaluate the run's checkpoints with scripts/eval.py --all.")
+  return path

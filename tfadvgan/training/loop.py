@@ -4,6 +4,8 @@ rebuild the same model.
 
 A run directory holds:
   checkpoints/    tf.train.CheckpointManager files (G, D, EMA G, both optimizers, step, method state)
+  checkpoints/best/   the best checkpoint by an eval metric, when training evaluates
+  eval/results.json   in-training (and scripts/eval.py) evaluation results
   operative_config.gin, config.gin   the gin config (a resume with a different one fails)
   run.json        data shape, classes, latent size, method: enough to rebuild G without the data
   train/          TensorBoard events;  samples/  PNG grids from a fixed z
@@ -32,6 +34,7 @@ from tfadvgan import io
 from tfadvgan.metrics import evaluation  # noqa: F401  (registers make_eval_fn for train.eval_fn)
 from tfadvgan import models
 from tfadvgan import rng
+from tfadvgan.training import best as best_lib
 from tfadvgan.training import callbacks as callbacks_lib
 from tfadvgan.training import checkpoints
 from tfadvgan.training import cluster
@@ -154,14 +157,53 @@ def read_run_info(model_dir):
     raise errors.ConfigError(f"{path} is corrupt ({e}); fix or delete it.") from None
 
 
-def load_source(fallback_to_ring):
-  """The configured dataset; `fallback_to_ring`: see `tfadvgan.data.load_with_ring_fallback`."""
+def load_source(fallback_to_ring, with_fallback=False):
+  """The configured dataset; `fallback_to_ring`: see `tfadvgan.data.load_with_ring_fallback`.
+
+  Returns:
+    The source, or `(source, fell_back)` with `with_fallback`.
+  """
   source, fell_back = data_lib.load_with_ring_fallback(fallback_to_ring)
   if fell_back:
     with gin.unlock_config():
       gin.bind_parameter("build_generator.arch", "mlp")
       gin.bind_parameter("build_discriminator.arch", "mlp")
-  return source
+      # The demo's AS-GAN clips its attacked reals to the image range, which the ring exceeds.
+      gin.bind_parameter("ASGAN.clip", False)
+  return (source, fell_back) if with_fallback else source
+
+
+def start_evaluation(eval_every_steps, eval_fn, model_dir, source, fell_back, best_metric,
+                     best_mode):
+  """The chief's eval_fn at start-up, before anything is written (None: no evaluation).
+
+  `train.eval_every_steps` alone evaluates with `make_eval_fn`'s bindings; its classifier loads
+  here, so that one that cannot load stops the run before it starts. The demo's ring fallback
+  drops the evaluation (FID/IS need images).
+  """
+  if not eval_every_steps:
+    return None
+  builtin = eval_fn is None or hasattr(eval_fn, "bind")
+  if builtin and len(source.shape) != 3:
+    if fell_back:
+      logging.warning("the ring has no images: the demo skips its FID/IS evaluation.")
+      return None
+    raise errors.ConfigError(
+        f"train.eval_every_steps: in-training FID/IS needs images, and {source.name} has points "
+        f"of shape {tuple(source.shape)}. Set train.eval_every_steps = 0 (scripts/diagnose.py "
+        "--which=modes measures mode coverage).")
+  if eval_fn is None:
+    eval_fn = evaluation.make_eval_fn()
+  if builtin:
+    eval_fn.bind(model_dir, tuple(source.shape))
+    if best_metric is not None:
+      names = eval_fn.result_names()
+      errors.check(best_lib.result_key(best_metric, names) is not None,
+                   f"train.best_metric = {best_metric!r} is not among the in-training eval "
+                   f"results ({', '.join(names)}): set train.best_metric to one of them, or "
+                   "None to keep no best checkpoint.")
+      best_lib.direction(best_lib.result_key(best_metric, names), best_mode)
+  return eval_fn
 
 
 def _run_summary(gan, writer, source):
@@ -181,6 +223,8 @@ def train(model_dir,
           sample_every_steps=1000,
           eval_every_steps=0,
           eval_fn=None,
+          best_metric="fid",
+          best_mode="auto",
           diagnose_every_steps=1000,
           diagnose_epsilon=1.0 / 255,
           diagnose_attack_success=None,
@@ -200,7 +244,13 @@ def train(model_dir,
     seed: seeds the data order, the noise and the in-step randomness.
     log_every_steps, checkpoint_every_steps, sample_every_steps, eval_every_steps: intervals
       in train steps (0 disables eval).
-    eval_fn: `eval_fn(gan, step) -> {name: value}`, called every `eval_every_steps`.
+    eval_fn: `eval_fn(gan, step) -> {name: value}`, called every `eval_every_steps` on the
+      chief. None: `tfadvgan.metrics.evaluation.make_eval_fn` with its gin bindings (the run's
+      model_dir, the default classifier for the data), loaded before training starts.
+    best_metric: keep the checkpoint with the best value of this eval result in
+      `checkpoints/best/` (`tfadvgan.training.best`; 'fid', 'is', 'kid' stand for the
+      classifier's key, e.g. 'fid_fmnist_cnn'). None: keep none.
+    best_mode: 'auto' (FID/KID lower, IS and precision/recall higher), 'min' or 'max'.
     diagnose_every_steps: interval of the batch diagnostics on a fixed real batch (TensorBoard
       `diag/*`; 0 disables them).
     diagnose_epsilon: FGSM budget of those diagnostics ([-1, 1] scale).
@@ -237,8 +287,13 @@ def train(model_dir,
   errors.check(max_seconds is None or (isinstance(max_seconds, (int, float)) and max_seconds > 0),
                f"train.max_seconds must be a number > 0 or None; got {max_seconds!r}.")
   models.check_mixed_precision(mixed_precision)
-  errors.check(eval_every_steps == 0 or eval_fn is not None,
-               "train.eval_every_steps is set but train.eval_fn is not.")
+  errors.check(isinstance(eval_every_steps, int) and eval_every_steps >= 0,
+               f"train.eval_every_steps must be an integer >= 0; got {eval_every_steps!r}.")
+  errors.check(best_metric is None or (isinstance(best_metric, str) and best_metric),
+               f"train.best_metric must be a metric name (e.g. 'fid') or None; got "
+               f"{best_metric!r}.")
+  errors.check(best_mode in best_lib.MODES, f"train.best_mode must be one of "
+               f"{', '.join(best_lib.MODES)}; got {best_mode!r}.")
   keras.utils.set_random_seed(seed)
   strategy_obj = distribute.make_strategy(strategy, tpu=tpu)
   distribute.per_replica_batch(strategy_obj, batch_size)
@@ -246,7 +301,7 @@ def train(model_dir,
 
   lease = cluster.start(strategy_obj, model_dir, chief)
   try:
-    source = load_source(fallback_to_ring)
+    source, fell_back = load_source(fallback_to_ring, with_fallback=True)
     gan = build_gan(source.shape, source.num_classes, strategy=strategy_obj,
                     mixed_precision=mixed_precision)
     gan.stopped_early = None  # a `cluster.StoppedEarly` when training stops before num_steps
@@ -256,6 +311,11 @@ def train(model_dir,
                  f"{type(gan).__name__}.clip = True clips attacked samples to the [-1, 1] image "
                  f"range, which the {source.name!r} data exceed: set {type(gan).__name__}.clip = "
                  "False.")
+    if chief:
+      eval_fn = start_evaluation(eval_every_steps, eval_fn, model_dir, source, fell_back,
+                                 best_metric, best_mode)
+    elif eval_every_steps and fell_back:
+      eval_fn = None  # as the chief decides (the fallback is the same on every worker)
     if chief:
       io.makedirs(model_dir)
 
@@ -291,6 +351,17 @@ def train(model_dir,
     checkpointer = callbacks_lib.Checkpointer(gan, manager, checkpoint_every_steps, guard,
                                               temp_dir=temp_dir)
     cbs = [guard, checkpointer]
+    evaluating = bool(eval_every_steps) and (eval_fn is not None or not (chief or fell_back))
+    keeper = None
+    if evaluating and best_metric is not None:  # every worker takes part in its saves
+      with strategy_obj.scope():
+        keeper = best_lib.BestCheckpoint(manager.checkpoint, model_dir, best_metric, best_mode,
+                                         temp_dir=temp_dir and temp_dir + "_best")
+    periodic_eval = None
+    if evaluating and (chief or keeper is not None):
+      periodic_eval = callbacks_lib.PeriodicEval(gan, None, eval_every_steps,
+                                                 eval_fn if chief else None, best=keeper)
+      cbs.append(periodic_eval)
     if lease is not None:  # stop (without writing more) if another process took the lease over
       cbs.insert(0, callbacks_lib.LeaseWatch(gan, lease))
     grid = None
@@ -301,8 +372,8 @@ def train(model_dir,
                                       seed=seed + rng.SAMPLE_GRID_OFFSET, guard=guard)
       cbs += [callbacks_lib.Summaries(gan, writer, log_every_steps, batch_size), grid,
               _run_summary(gan, writer, source)]
-      if eval_every_steps:
-        cbs.append(callbacks_lib.PeriodicEval(gan, writer, eval_every_steps, eval_fn))
+      if periodic_eval is not None:
+        periodic_eval.writer = writer
       if diagnose_every_steps:
         first = next(iter(data_lib.make_eval_dataset(source, 64)))
         if diagnose_attack_success is None:
@@ -380,6 +451,7 @@ def train(model_dir,
       logging.info(f"done: step {int(gan.global_step.numpy())} in {model_dir}\n"
             f"  checkpoint   {manager.latest_checkpoint}\n"
             + (f"  samples      {grid.last_path}\n" if grid is not None and grid.last_path else "")
+            + (periodic_eval.summary(model_dir) if periodic_eval is not None else "")
             + f"  tensorboard  tensorboard --logdir={model_dir}")
     return gan
   finally:
@@ -388,7 +460,8 @@ def train(model_dir,
 
 
 def restore_run(model_dir, step=None):
-  """Rebuilds a run's GAN from its saved config and restores a checkpoint (latest or `step`).
+  """Rebuilds a run's GAN from its saved config and restores a checkpoint: the latest, or `step`
+  (a step number or 'best': `checkpoints.resolve_checkpoint`).
 
   Returns:
     (gan, info, checkpoint_path), with `info` the run's run.json.
@@ -402,7 +475,7 @@ def restore_run(model_dir, step=None):
     raise errors.ConfigError(f"Could not parse {config}: {e}") from None
   gan = build_gan(info["shape"], info["num_classes"])
   manager = checkpoints.make_manager(gan, model_dir)
-  path = checkpoints.checkpoint_for_step(model_dir, step) if step is not None else None
+  path = checkpoints.resolve_checkpoint(model_dir, step)
   path = checkpoints.restore(manager, path)
   errors.check(path is not None, f"No checkpoint in {model_dir}/checkpoints to restore.")
   return gan, info, path
