@@ -18,6 +18,7 @@ from tfadvgan.gans import sampling
 from tfadvgan.metrics import classifiers
 from tfadvgan.metrics import domain_classifier as dc
 from tfadvgan.metrics import evaluation
+from tfadvgan.metrics import manifold
 from tfadvgan.metrics import sample_quality
 from tfadvgan.training import loop
 from helpers import parse, small_npz, TINY  # pylint: disable=g-bad-import-order
@@ -194,8 +195,8 @@ def test_reference_cache_reused_and_keyed_by_n_and_split(run_dir, clf_path, npz,
   computed = []
   original = sample_quality.load_or_compute_reference
 
-  def counting(cache_dir, key, compute_fn):
-    return original(cache_dir, key, lambda: computed.append(key["n"]) or compute_fn())
+  def counting(cache_dir, key, compute_fn, **kwargs):
+    return original(cache_dir, key, lambda: computed.append(key["n"]) or compute_fn(), **kwargs)
 
   monkeypatch.setattr(sample_quality, "load_or_compute_reference", counting)
   train_fields = {"dataset": "tiny", "split": "train"}
@@ -367,3 +368,57 @@ def test_train_cli_evaluates_during_training(npz, clf_path, tmp_path):
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert {(r["step"], r["metric"]) for r in _records(model_dir)} == {
       (2, m) for m in CLASSIFIER_NAMES}
+
+
+def test_manifold_metrics_and_per_class_fid_in_evaluate(run_dir, clf_path, npz, tmp_path):
+  gan, _, _ = loop.restore_run(run_dir)
+  clf = classifiers.get_classifier("domain", path=clf_path)
+  source = _real_source(npz)
+  got = evaluation.evaluate(gan, clf, source, {"dataset": "tiny", "split": "train"},
+                            num_samples=N, cache_dir=str(tmp_path),
+                            metrics="precision_recall,density_coverage")
+  assert list(got) == [f"precision_{NAME}", f"recall_{NAME}", f"density_{NAME}",
+                       f"coverage_{NAME}"]
+  samples, _ = evaluation.generate(gan, N, seed=0)
+  want = manifold.manifold_metrics(clf.features(source.images.take(N)), clf.features(samples))
+  assert got == {f"{m}_{NAME}": v for m, v in want.items()}
+  with pytest.raises(evaluation.ConfigError, match="class-conditional"):
+    evaluation.evaluate(gan, clf, source, {"dataset": "tiny", "split": "train"}, num_samples=N,
+                        cache_dir=str(tmp_path), metrics=("per_class_fid",))
+
+
+def test_per_class_fid_against_each_class_alone():
+  rng = np.random.default_rng(11)
+  real = rng.normal(size=(30, 3)) * [1.0, 2.0, 0.5]
+  fake = rng.normal(size=(24, 3)) + [0.5, 0.0, -1.0]
+  real_y, fake_y = rng.integers(0, 3, 30), np.arange(24) % 3
+  values, mean = evaluation.per_class_fid(real, real_y, fake, fake_y, 3)
+  for c in range(3):
+    assert values[c] == pytest.approx(
+        sample_quality.fid_from_activations(real[real_y == c], fake[fake_y == c]), rel=1e-9)
+  assert mean == pytest.approx(np.mean([values[c] for c in range(3)]), rel=1e-12)
+  assert len({round(v, 6) for v in values.values()}) == 3
+  assert evaluation.result_names("inception", ("fid", "per_class_fid"), 2) == [
+      "fid", "fid_class_mean", "fid_class_0", "fid_class_1"]
+  assert evaluation.result_names(NAME, ("per_class_fid",), 1) == [
+      f"fid_{NAME}_class_mean", f"fid_{NAME}_class_0"]
+  with pytest.raises(evaluation.ConfigError, match="class 2 .* 1 generated"):
+    evaluation.per_class_fid(real, real_y, fake[:5], fake_y[:5], 3)
+
+
+def test_reference_cache_keeps_labels(tmp_path):
+  rng = np.random.default_rng(12)
+  acts, labels = rng.normal(size=(6, 2)), np.array([2, 0, 1, 1, 0, 2])
+  key = sample_quality.make_reference_key("d", "train", "c", [4, 4], 6)
+  stats = sample_quality.load_or_compute_reference(
+      str(tmp_path), key, lambda: sample_quality.ActivationStats(acts, key, labels=labels))
+  again = sample_quality.load_or_compute_reference(str(tmp_path), key, lambda: 1 / 0,
+                                                   need_labels=True)
+  np.testing.assert_array_equal(again.labels, labels)
+  np.testing.assert_allclose(again.activations, stats.activations)
+  # A file without labels is recomputed when labels are needed.
+  sample_quality.ActivationStats(acts, key).save(sample_quality.reference_path(str(tmp_path), key))
+  redone = sample_quality.load_or_compute_reference(
+      str(tmp_path), key, lambda: sample_quality.ActivationStats(acts, key, labels=labels[::-1]),
+      need_labels=True)
+  np.testing.assert_array_equal(redone.labels, labels[::-1])
