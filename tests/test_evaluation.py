@@ -422,3 +422,33 @@ def test_reference_cache_keeps_labels(tmp_path):
       str(tmp_path), key, lambda: sample_quality.ActivationStats(acts, key, labels=labels[::-1]),
       need_labels=True)
   np.testing.assert_array_equal(redone.labels, labels[::-1])
+
+
+@pytest.mark.slow
+def test_sample_cli_truncation_and_interpolation_and_eval_cli_manifold_metrics(run_dir, clf_path,
+                                                                                tmp_path):
+  out = tmp_path / "s"
+  proc = subprocess.run(
+      [sys.executable, os.path.join(ROOT, "scripts", "sample.py"), f"--model_dir={run_dir}",
+       "--num=4", f"--out={out}", "--truncation=0.5", "--interpolate=3,5,8",
+       "--interpolation_steps=4"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  lines = proc.stdout.splitlines()
+  assert lines[-2].startswith("  interpolation sheet:"), lines
+  assert lines[-2].endswith(str(out / "interpolation.png")), lines
+  assert lines[-1].endswith(str(out / "interpolation.npz")), lines
+  with np.load(out / "interpolation.npz") as f:
+    z, images = f["z"], f["images"]
+  assert len(z) == 8 and len(images) == 8 and np.abs(z[[0, 3, 7]]).max() <= 0.5
+  gan, _, _ = loop.restore_run(run_dir)
+  np.testing.assert_allclose(images[0], evaluation.generate(gan, 1, seed=3, truncation=0.5)[0][0],
+                             rtol=1e-5, atol=1e-6)
+  proc = _eval_cli([f"--model_dir={_copy(run_dir, tmp_path)}", "--classifier=domain",
+                    f"--classifier_path={clf_path}", f"--num_samples={N}",
+                    "--metrics=precision_recall,density_coverage",
+                    f"--cache_dir={tmp_path / 'cache'}"])
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert f"coverage_{NAME}" in proc.stdout
+  proc = _eval_cli([f"--model_dir={run_dir}", "--classifier=domain", "--metrics=per_class_fid",
+                    f"--classifier_path={clf_path}"])
+  assert proc.returncode == 2 and "class-conditional" in proc.stderr

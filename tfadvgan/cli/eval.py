@@ -52,7 +52,9 @@ common.define_gin_flags()
 FLAGS = flags.FLAGS
 
 # Flags of scripts/sample.py that mean nothing here.
-_SAMPLE_ONLY = {"num": "--num_samples", "out": None, "label": None, "per_grid": None}
+_SAMPLE_ONLY = {"num": "--num_samples", "out": None, "label": None, "per_grid": None,
+                "truncation": None, "interpolate": None, "interpolation_steps": None,
+                "interpolation": None, "class_sheet": None, "per_class": None}
 
 
 def _step_of(path):
