@@ -452,3 +452,58 @@ def test_sample_cli_truncation_and_interpolation_and_eval_cli_manifold_metrics(r
   proc = _eval_cli([f"--model_dir={run_dir}", "--classifier=domain", "--metrics=per_class_fid",
                     f"--classifier_path={clf_path}"])
   assert proc.returncode == 2 and "class-conditional" in proc.stderr
+
+
+class _PixelClassifier(classifiers.Classifier):
+  """Features = the pixels, logits = their first 3 (enough for the per-class FID path)."""
+
+  def _preprocess(self, images):
+    return images
+
+  def _call(self, inputs):
+    flat = tf.reshape(inputs, [tf.shape(inputs)[0], -1])
+    return flat, flat[:, :3]
+
+
+class _CondG(tf.keras.Model):
+  """pixels = tanh(z W + class offset): 3 classes of 2x2x1 images."""
+
+  def __init__(self):
+    super().__init__(name="cond_g")
+    self.latent_dim, self.num_classes, self.output_shape_ = 4, 3, (2, 2, 1)
+    self.w = tf.constant(np.random.default_rng(5).normal(size=(4, 4)) * 0.3, tf.float32)
+
+  def call(self, z, labels=None, training=None):
+    offset = tf.cast(labels, tf.float32)[:, None] * tf.constant([0.3, -0.2, 0.1, 0.4])
+    return tf.reshape(tf.tanh(z @ self.w + offset), [-1, 2, 2, 1])
+
+
+class _CondGAN:
+  conditional = True
+
+  def __init__(self):
+    self.g = _CondG()
+
+  def sampler(self):
+    return self.g
+
+
+def test_per_class_fid_in_evaluate_groups_samples_and_reference_by_class(tmp_path):
+  gan, clf = _CondGAN(), _PixelClassifier("pixels", batch_size=8)
+  rng = np.random.default_rng(13)
+  labels = rng.integers(0, 3, 60).astype(np.int32)
+  real = np.tanh(rng.normal(size=(60, 2, 2, 1)) * 0.5 + labels[:, None, None, None] * 0.2)
+  source = data_lib.from_arrays(real.astype(np.float32), labels)
+  n = 30
+  got = evaluation.evaluate(gan, clf, source, {"dataset": "toy", "split": "train"},
+                            num_samples=n, cache_dir=str(tmp_path), metrics="fid,per_class_fid")
+  assert list(got) == ["fid_pixels", "fid_pixels_class_mean"] + [
+      f"fid_pixels_class_{c}" for c in range(3)]
+  samples, fake_y = evaluation.generate(gan, n, seed=0)
+  np.testing.assert_array_equal(fake_y, np.arange(n) % 3)
+  fake_f, real_f = samples.reshape(n, -1), real[:n].reshape(n, -1)
+  for c in range(3):
+    want = sample_quality.fid_from_activations(real_f[labels[:n] == c], fake_f[fake_y == c])
+    assert got[f"fid_pixels_class_{c}"] == pytest.approx(want, rel=1e-5)
+  assert got["fid_pixels_class_mean"] == pytest.approx(
+      np.mean([got[f"fid_pixels_class_{c}"] for c in range(3)]), rel=1e-12)
