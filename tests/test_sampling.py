@@ -99,3 +99,5 @@ def test_interpolation_sheet_rows_between_seed_codes():
   np.testing.assert_allclose(images[11], gan.g(z[11:], tf.constant([1])).numpy()[0], rtol=1e-6)
   _, fixed, _ = sampling.interpolation_sheet(gan, [4, 9], steps=2, label=2)
   np.testing.assert_array_equal(fixed, [2, 2])
+  with pytest.raises(ConfigError, match=r"\[0, 3\)"):
+    sampling.interpolation_sheet(gan, [4, 9], steps=2, label=3)

@@ -75,6 +75,8 @@ def interpolation_sheet(gan, seeds, steps=8, method="slerp", truncation=None, la
   seeds = [int(s) for s in seeds]
   errors.check(len(seeds) >= 2, f"An interpolation needs at least 2 seeds; got {seeds}.")
   errors.check(label is None or gan.conditional, "--label needs a class-conditional run.")
+  errors.check(label is None or 0 <= label < g.num_classes,
+               f"--label must be in [0, {g.num_classes}); got {label}.")
   ends = [latent_codes(g, 1, s, truncation).numpy()[0] for s in seeds]
   z = np.concatenate([latents.interpolate(a, b, steps, method) for a, b in zip(ends, ends[1:])])
   labels = None
