@@ -19,6 +19,7 @@ from tfadvgan.gans import sampling
 from tfadvgan.metrics import classifiers
 from tfadvgan.metrics import domain_classifier as dc
 from tfadvgan.metrics import evaluation
+from tfadvgan.metrics import manifold
 from tfadvgan.metrics import sample_quality
 from tfadvgan.training import loop
 from helpers import parse, small_npz, TINY  # pylint: disable=g-bad-import-order
@@ -195,8 +196,8 @@ def test_reference_cache_reused_and_keyed_by_n_and_split(run_dir, clf_path, npz,
   computed = []
   original = sample_quality.load_or_compute_reference
 
-  def counting(cache_dir, key, compute_fn):
-    return original(cache_dir, key, lambda: computed.append(key["n"]) or compute_fn())
+  def counting(cache_dir, key, compute_fn, **kwargs):
+    return original(cache_dir, key, lambda: computed.append(key["n"]) or compute_fn(), **kwargs)
 
   monkeypatch.setattr(sample_quality, "load_or_compute_reference", counting)
   train_fields = {"dataset": "tiny", "split": "train"}
@@ -408,3 +409,142 @@ def test_eval_continuous_beside_a_live_training_evaluates_its_checkpoints(npz, c
   assert set(steps) <= set(range(10, 61, 10)), steps
   assert "lease" not in os.listdir(model_dir)  # released by training at its end
   del out
+
+
+def test_manifold_metrics_and_per_class_fid_in_evaluate(run_dir, clf_path, npz, tmp_path):
+  gan, _, _ = loop.restore_run(run_dir)
+  clf = classifiers.get_classifier("domain", path=clf_path)
+  source = _real_source(npz)
+  got = evaluation.evaluate(gan, clf, source, {"dataset": "tiny", "split": "train"},
+                            num_samples=N, cache_dir=str(tmp_path),
+                            metrics="precision_recall,density_coverage")
+  assert list(got) == [f"precision_{NAME}", f"recall_{NAME}", f"density_{NAME}",
+                       f"coverage_{NAME}"]
+  samples, _ = evaluation.generate(gan, N, seed=0)
+  want = manifold.manifold_metrics(clf.features(source.images.take(N)), clf.features(samples))
+  assert got == {f"{m}_{NAME}": v for m, v in want.items()}
+  with pytest.raises(evaluation.ConfigError, match="class-conditional"):
+    evaluation.evaluate(gan, clf, source, {"dataset": "tiny", "split": "train"}, num_samples=N,
+                        cache_dir=str(tmp_path), metrics=("per_class_fid",))
+
+
+def test_per_class_fid_against_each_class_alone():
+  rng = np.random.default_rng(11)
+  real = rng.normal(size=(30, 3)) * [1.0, 2.0, 0.5]
+  fake = rng.normal(size=(24, 3)) + [0.5, 0.0, -1.0]
+  real_y, fake_y = rng.integers(0, 3, 30), np.arange(24) % 3
+  values, mean = evaluation.per_class_fid(real, real_y, fake, fake_y, 3)
+  for c in range(3):
+    assert values[c] == pytest.approx(
+        sample_quality.fid_from_activations(real[real_y == c], fake[fake_y == c]), rel=1e-9)
+  assert mean == pytest.approx(np.mean([values[c] for c in range(3)]), rel=1e-12)
+  assert len({round(v, 6) for v in values.values()}) == 3
+  assert evaluation.result_names("inception", ("fid", "per_class_fid"), 2) == [
+      "fid", "fid_class_mean", "fid_class_0", "fid_class_1"]
+  assert evaluation.result_names(NAME, ("per_class_fid",), 1) == [
+      f"fid_{NAME}_class_mean", f"fid_{NAME}_class_0"]
+  with pytest.raises(evaluation.ConfigError, match="class 2 .* 1 generated"):
+    evaluation.per_class_fid(real, real_y, fake[:5], fake_y[:5], 3)
+
+
+def test_reference_cache_keeps_labels(tmp_path):
+  rng = np.random.default_rng(12)
+  acts, labels = rng.normal(size=(6, 2)), np.array([2, 0, 1, 1, 0, 2])
+  key = sample_quality.make_reference_key("d", "train", "c", [4, 4], 6)
+  stats = sample_quality.load_or_compute_reference(
+      str(tmp_path), key, lambda: sample_quality.ActivationStats(acts, key, labels=labels))
+  again = sample_quality.load_or_compute_reference(str(tmp_path), key, lambda: 1 / 0,
+                                                   need_labels=True)
+  np.testing.assert_array_equal(again.labels, labels)
+  np.testing.assert_allclose(again.activations, stats.activations)
+  # A file without labels is recomputed when labels are needed.
+  sample_quality.ActivationStats(acts, key).save(sample_quality.reference_path(str(tmp_path), key))
+  redone = sample_quality.load_or_compute_reference(
+      str(tmp_path), key, lambda: sample_quality.ActivationStats(acts, key, labels=labels[::-1]),
+      need_labels=True)
+  np.testing.assert_array_equal(redone.labels, labels[::-1])
+
+
+@pytest.mark.slow
+def test_sample_cli_truncation_and_interpolation_and_eval_cli_manifold_metrics(run_dir, clf_path,
+                                                                                tmp_path):
+  out = tmp_path / "s"
+  proc = subprocess.run(
+      [sys.executable, os.path.join(ROOT, "scripts", "sample.py"), f"--model_dir={run_dir}",
+       "--num=4", f"--out={out}", "--truncation=0.5", "--interpolate=3,5,8",
+       "--interpolation_steps=4"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  lines = proc.stdout.splitlines()
+  assert lines[-2].startswith("  interpolation sheet:"), lines
+  assert lines[-2].endswith(str(out / "interpolation.png")), lines
+  assert lines[-1].endswith(str(out / "interpolation.npz")), lines
+  with np.load(out / "interpolation.npz") as f:
+    z, images = f["z"], f["images"]
+  assert len(z) == 8 and len(images) == 8 and np.abs(z[[0, 3, 7]]).max() <= 0.5
+  gan, _, _ = loop.restore_run(run_dir)
+  np.testing.assert_allclose(images[0], evaluation.generate(gan, 1, seed=3, truncation=0.5)[0][0],
+                             rtol=1e-5, atol=1e-6)
+  proc = _eval_cli([f"--model_dir={_copy(run_dir, tmp_path)}", "--classifier=domain",
+                    f"--classifier_path={clf_path}", f"--num_samples={N}",
+                    "--metrics=precision_recall,density_coverage",
+                    f"--cache_dir={tmp_path / 'cache'}"])
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert f"coverage_{NAME}" in proc.stdout
+  proc = _eval_cli([f"--model_dir={run_dir}", "--classifier=domain", "--metrics=per_class_fid",
+                    f"--classifier_path={clf_path}"])
+  assert proc.returncode == 2 and "class-conditional" in proc.stderr
+
+
+class _PixelClassifier(classifiers.Classifier):
+  """Features = the pixels, logits = their first 3 (enough for the per-class FID path)."""
+
+  def _preprocess(self, images):
+    return images
+
+  def _call(self, inputs):
+    flat = tf.reshape(inputs, [tf.shape(inputs)[0], -1])
+    return flat, flat[:, :3]
+
+
+class _CondG(tf.keras.Model):
+  """pixels = tanh(z W + class offset): 3 classes of 2x2x1 images."""
+
+  def __init__(self):
+    super().__init__(name="cond_g")
+    self.latent_dim, self.num_classes, self.output_shape_ = 4, 3, (2, 2, 1)
+    self.w = tf.constant(np.random.default_rng(5).normal(size=(4, 4)) * 0.3, tf.float32)
+
+  def call(self, z, labels=None, training=None):
+    offset = tf.cast(labels, tf.float32)[:, None] * tf.constant([0.3, -0.2, 0.1, 0.4])
+    return tf.reshape(tf.tanh(z @ self.w + offset), [-1, 2, 2, 1])
+
+
+class _CondGAN:
+  conditional = True
+
+  def __init__(self):
+    self.g = _CondG()
+
+  def sampler(self):
+    return self.g
+
+
+def test_per_class_fid_in_evaluate_groups_samples_and_reference_by_class(tmp_path):
+  gan, clf = _CondGAN(), _PixelClassifier("pixels", batch_size=8)
+  rng = np.random.default_rng(13)
+  labels = rng.integers(0, 3, 60).astype(np.int32)
+  real = np.tanh(rng.normal(size=(60, 2, 2, 1)) * 0.5 + labels[:, None, None, None] * 0.2)
+  source = data_lib.from_arrays(real.astype(np.float32), labels)
+  n = 30
+  got = evaluation.evaluate(gan, clf, source, {"dataset": "toy", "split": "train"},
+                            num_samples=n, cache_dir=str(tmp_path), metrics="fid,per_class_fid")
+  assert list(got) == ["fid_pixels", "fid_pixels_class_mean"] + [
+      f"fid_pixels_class_{c}" for c in range(3)]
+  samples, fake_y = evaluation.generate(gan, n, seed=0)
+  np.testing.assert_array_equal(fake_y, np.arange(n) % 3)
+  fake_f, real_f = samples.reshape(n, -1), real[:n].reshape(n, -1)
+  for c in range(3):
+    want = sample_quality.fid_from_activations(real_f[labels[:n] == c], fake_f[fake_y == c])
+    assert got[f"fid_pixels_class_{c}"] == pytest.approx(want, rel=1e-5)
+  assert got["fid_pixels_class_mean"] == pytest.approx(
+      np.mean([got[f"fid_pixels_class_{c}"] for c in range(3)]), rel=1e-12)

@@ -23,6 +23,7 @@ FINETUNE_FAKE_PGD = 302    # Eq. 10 fine-tuning: PGD on the fake batch
 # Second entry of a [base seed, salt] pair:
 FREE_AT_DELTA_INIT = 7919  # Fast-RobGAN's initial perturbation, [GAN.seed, 7919]
 SAMPLES_Z = 7              # sampling.generate's latent codes, [seed, 7]
+TRUNCATION_Z = 13          # latents.truncate's redrawn entries, [seed, 13]
 SAMPLE_GRID_OFFSET = 1234  # the training sample grid's seed is train.seed + 1234
 DIAGNOSTICS_Z = (7, 11)    # the latent codes of the periodic gradient diagnostics (a fixed seed)
 

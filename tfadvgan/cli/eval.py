@@ -1,10 +1,12 @@
-r"""Evaluates a run's checkpoints: FID, Inception Score and KID against the run's own dataset.
+r"""Evaluates a run's checkpoints: FID, IS, KID (and on request precision / recall, density /
+coverage, per-class FID) against the run's own dataset.
 
   python scripts/eval.py --model_dir=DIR [--step=N|best | --all | --continuous] \
       [--timeout_secs=3600] \
       --classifier=inception_hub|inception_local|keras_inception_v3|domain \
       [--classifier_path=...] [--num_samples=50000] [--reference_split=train|test] \
-      [--metrics=fid,is,kid] [--cache_dir=...] [--seed=0] [--gin_param=...]
+      [--metrics=fid,is,kid,precision_recall,density_coverage,per_class_fid] \
+      [--cache_dir=...] [--seed=0] [--gin_param=...]
 
 Which checkpoints: the latest by default; `--step=N` that one (`--step=best`: the best one kept
 by in-training evaluation, `checkpoints/best/`); `--all` every kept checkpoint that
@@ -43,7 +45,8 @@ flags.DEFINE_string("classifier_path", None, "Inception SavedModel / .tar.gz, Ke
                     "--classifier but inception_hub).")
 flags.DEFINE_integer("num_samples", 50000, "Generated samples (real: up to as many).")
 flags.DEFINE_string("reference_split", "train", "Split of the run's dataset to compare with.")
-flags.DEFINE_list("metrics", ["fid", "is", "kid"], "Metrics: any of fid, is, kid.")
+flags.DEFINE_list("metrics", ["fid", "is", "kid"], "Metrics: any of fid, is, kid, "
+                  "precision_recall, density_coverage, per_class_fid (class-conditional runs).")
 flags.DEFINE_string("cache_dir", None, "Reference activation cache (default "
                     "$TFADVGAN_CACHE_DIR/reference or ~/.cache/tfadvgan/reference).")
 flags.DEFINE_integer("batch_size", 256, "Generator batch size.")
@@ -53,7 +56,9 @@ for _name in ("model_dir", "step", "seed"):  # sample.py's flags that eval uses:
 FLAGS = flags.FLAGS
 
 # Flags of scripts/sample.py that mean nothing here.
-_SAMPLE_ONLY = {"num": "--num_samples", "out": None, "label": None, "per_grid": None}
+_SAMPLE_ONLY = {"num": "--num_samples", "out": None, "label": None, "per_grid": None,
+                "truncation": None, "interpolate": None, "interpolation_steps": None,
+                "interpolation": None, "class_sheet": None, "per_class": None}
 
 
 def _step_of(path):
@@ -208,7 +213,10 @@ def main(argv):
 
   if FLAGS.continuous:
     _wait_for_run(model_dir, FLAGS.timeout_secs)
-  loop.read_run_info(model_dir)  # A clear error if this is not a run directory.
+  info = loop.read_run_info(model_dir)  # A clear error if this is not a run directory.
+  num_classes = int(info.get("num_classes", 0)) if info.get("conditional") else 0
+  errors.check("per_class_fid" not in metrics or num_classes, "--metrics=per_class_fid needs a "
+               "class-conditional run; this run is unconditional.")
   _parse_run_config(model_dir)
 
   kept = _kept_checkpoints(model_dir)
@@ -224,9 +232,8 @@ def main(argv):
     hint = domain_classifier_hint(model_dir) if FLAGS.classifier != "domain" else ""
     raise errors.ConfigError(f"{e} {hint}".strip()) from None
   split = FLAGS.reference_split
-  needs_reference = "fid" in metrics or "kid" in metrics
   source, fields, n_reference = None, None, None
-  if needs_reference:
+  if evaluation.needs_reference(metrics):
     try:
       source = data_lib.load(split=split)
     except errors.ConfigError as e:
@@ -242,9 +249,9 @@ def main(argv):
       print(f"note: the {split!r} split has {n_reference} examples; the reference uses all of "
             f"them for {FLAGS.num_samples} samples.")
   extra = dict(reference_split=split, n_reference=n_reference)
-  names = evaluation.result_names(classifier.name, metrics)
+  names = evaluation.result_names(classifier.name, metrics, num_classes)
   cache_dir = FLAGS.cache_dir or evaluation.default_cache_dir()
-  table = _Table(names)
+  table = _Table([n for n in names if not re.search(r"_class_\d+$", n)])  # classes: results.json
   state = {"gan": None, "manager": None}
 
   def restore(step, path):

@@ -1,4 +1,5 @@
-"""Sample-quality evaluation of a GAN: FID / IS / KID of generated samples against real data.
+"""Sample-quality evaluation of a GAN: FID / IS / KID, precision / recall, density / coverage
+and per-class FID of generated samples against real data.
 
 * ``evaluate(gan, classifier, reference_source, reference_key_fields, ...)`` draws ``num_samples``
   images from the run's sampler (the EMA generator when the run has one) with
@@ -18,7 +19,10 @@
 Metric names carry the classifier: tf-gan's Inception (``Classifier.name == 'inception'``) gives
 ``fid``, ``is_mean``, ``is_std``, ``kid``, ``kid_std``; any other classifier NAME gives
 ``fid_NAME``, ``is_NAME_mean``, ``is_NAME_std``, ``kid_NAME``, ``kid_NAME_std``, so numbers from
-different feature extractors are never confused.
+different feature extractors are never confused. Likewise ``precision`` / ``precision_NAME`` (and
+recall, density, coverage: ``manifold.manifold_metrics`` on the FID features and reference) and
+``fid_class_mean``, ``fid_class_<c>`` / ``fid_NAME_class_mean``, ``fid_NAME_class_<c>`` (per-class
+FID: class c's samples against the reference examples labelled c).
 
 Samples: image ``i`` comes from ``generate(gan, chunk, seed + k * CHUNK_SEED_STRIDE)`` for chunk
 ``k = i // chunk_size``, so with ``num_samples <= chunk_size`` the samples are exactly
@@ -47,11 +51,17 @@ from tfadvgan.errors import check
 from tfadvgan.errors import ConfigError
 from tfadvgan import io
 from tfadvgan.metrics import classifiers as classifiers_lib
+from tfadvgan.metrics import manifold
 from tfadvgan.metrics import sample_quality
 
 from tfadvgan.gans.sampling import generate
 
-METRICS = ("fid", "is", "kid")
+METRICS = ("fid", "is", "kid")  # the default set
+# Every metric `evaluate` takes, in result order.
+ALL_METRICS = METRICS + ("precision_recall", "density_coverage", "per_class_fid")
+_PARTS = {"fid": ["fid"], "is": ["is_mean", "is_std"], "kid": ["kid", "kid_std"],
+          "precision_recall": ["precision", "recall"], "density_coverage": ["density", "coverage"],
+          "per_class_fid": ["fid_class_mean"]}
 RESULTS_DIR = "eval"
 RESULTS_FILE = "results.json"
 CHUNK_SEED_STRIDE = 1_000_003
@@ -66,29 +76,47 @@ def default_cache_dir():
   return io.cache_dir("reference")
 
 
-def metric_names(classifier_name):
-  """``{'fid': ..., 'is_mean': ..., 'is_std': ..., 'kid': ..., 'kid_std': ...}`` result names."""
-  if classifier_name == classifiers_lib.INCEPTION_NAME:
-    return dict(fid="fid", is_mean="is_mean", is_std="is_std", kid="kid", kid_std="kid_std")
+def metric_names(classifier_name, num_classes=0):
+  """``{'fid': ..., 'is_mean': ..., 'kid': ..., 'precision': ..., 'fid_class_mean': ...,
+  'fid_class_<c>': ...}`` result names (``fid_class_<c>`` for c < num_classes)."""
   n = classifier_name
-  return dict(fid=f"fid_{n}", is_mean=f"is_{n}_mean", is_std=f"is_{n}_std", kid=f"kid_{n}",
-              kid_std=f"kid_{n}_std")
+  if n == classifiers_lib.INCEPTION_NAME:
+    names = dict(fid="fid", is_mean="is_mean", is_std="is_std", kid="kid", kid_std="kid_std",
+                 fid_class_mean="fid_class_mean")
+    names.update({m: m for m in manifold.MANIFOLD_METRICS})
+    names.update({f"fid_class_{c}": f"fid_class_{c}" for c in range(num_classes)})
+    return names
+  names = dict(fid=f"fid_{n}", is_mean=f"is_{n}_mean", is_std=f"is_{n}_std", kid=f"kid_{n}",
+               kid_std=f"kid_{n}_std", fid_class_mean=f"fid_{n}_class_mean")
+  names.update({m: f"{m}_{n}" for m in manifold.MANIFOLD_METRICS})
+  names.update({f"fid_class_{c}": f"fid_{n}_class_{c}" for c in range(num_classes)})
+  return names
 
 
-def result_names(classifier_name, metrics=METRICS):
-  """The result keys ``evaluate`` returns for ``metrics``, in order."""
-  names = metric_names(classifier_name)
-  parts = {"fid": ["fid"], "is": ["is_mean", "is_std"], "kid": ["kid", "kid_std"]}
-  return [names[p] for m in _check_metrics(metrics) for p in parts[m]]
+def result_names(classifier_name, metrics=METRICS, num_classes=0):
+  """The result keys ``evaluate`` returns for ``metrics``, in order (``per_class_fid`` needs the
+  run's ``num_classes``: the mean, then one per class)."""
+  metrics = _check_metrics(metrics)
+  check("per_class_fid" not in metrics or num_classes >= 1,
+        "per_class_fid needs a class-conditional run (its classes label the samples).")
+  names = metric_names(classifier_name, num_classes)
+  parts = dict(_PARTS, per_class_fid=["fid_class_mean"]
+               + [f"fid_class_{c}" for c in range(num_classes)])
+  return [names[p] for m in metrics for p in parts[m]]
+
+
+def needs_reference(metrics):
+  """Whether ``metrics`` compare with real data (all but 'is')."""
+  return any(m != "is" for m in _check_metrics(metrics))
 
 
 def _check_metrics(metrics):
   if isinstance(metrics, str):
     metrics = [m.strip() for m in metrics.split(",") if m.strip()]
   metrics = tuple(metrics)
-  check(metrics and all(m in METRICS for m in metrics),
-        f"metrics must be a non-empty subset of {', '.join(METRICS)}; got {metrics!r}.")
-  return tuple(m for m in METRICS if m in metrics)
+  check(metrics and all(m in ALL_METRICS for m in metrics),
+        f"metrics must be a non-empty subset of {', '.join(ALL_METRICS)}; got {metrics!r}.")
+  return tuple(m for m in ALL_METRICS if m in metrics)
 
 
 def reference_size(source, num_samples):
@@ -138,25 +166,109 @@ def dataset_key_fields(source, split):
 
 
 def _sample_features(gan, classifier, num_samples, seed, batch_size, chunk_size):
-  """Features and logits of ``num_samples`` samples from the run's sampler."""
+  """Features, logits and labels (None if unconditional) of ``num_samples`` samples."""
   sampler = gan.sampler()
   if gan.conditional and getattr(sampler, "num_classes", 0):
     classes = int(sampler.num_classes)
     chunk_size = -(-chunk_size // classes) * classes
-  features, logits = [], []
+  features, logits, labels = [], [], []
   for k, start in enumerate(range(0, num_samples, chunk_size)):
     size = min(chunk_size, num_samples - start)
-    images, _ = generate(gan, size, seed=seed + k * CHUNK_SEED_STRIDE, batch_size=batch_size)
+    images, y = generate(gan, size, seed=seed + k * CHUNK_SEED_STRIDE, batch_size=batch_size)
     f, l = classifier.features_and_logits(images)
     features.append(f)
     logits.append(l)
-  return np.concatenate(features), np.concatenate(logits)
+    labels.append(y)
+  labels = None if labels[0] is None else np.concatenate(labels)
+  return np.concatenate(features), np.concatenate(logits), labels
+
+
+def _reference_stats(classifier, source, n, key):
+  """``ActivationStats`` of the first ``n`` examples: classifier features, and their labels when
+  the source has them (one pass over the data)."""
+  examples = source.images.take(n)
+  if not source.num_classes:
+    return sample_quality.ActivationStats(classifier.features(examples), key)
+  features, labels = [], []
+  for images, y in examples.batch(16 * classifier.batch_size):
+    features.append(classifier.features(images.numpy()))
+    labels.append(y.numpy())
+  return sample_quality.ActivationStats(np.concatenate(features), key,
+                                        labels=np.concatenate(labels))
+
+
+def _reference(classifier, source, fields, n, cache_dir, need_labels):
+  """The cached reference ``ActivationStats`` of the first ``n`` real examples."""
+  fields = dict(fields)
+  check("dataset" in fields and "split" in fields,
+        "reference_key_fields needs 'dataset' and 'split'.")
+  clash = sorted(set(fields) & {"classifier", "resolution", "n"})
+  check(not clash, f"reference_key_fields must not set {clash}; evaluate adds them.")
+  check(n >= 2, f"The reference split has {n} example(s); the metrics need at least 2.")
+  key = sample_quality.make_reference_key(
+      classifier=classifier.name, resolution=list(tuple(source.shape)[:2]), n=int(n), **fields)
+
+  def compute():
+    logging.info("Computing %d reference activations (%s).", n, key)
+    return _reference_stats(classifier, source, n, key)
+
+  return sample_quality.load_or_compute_reference(cache_dir or default_cache_dir(), key, compute,
+                                                  need_labels=need_labels)
+
+
+def per_class_fid(real_features, real_labels, fake_features, fake_labels, num_classes):
+  """``({class: FID}, mean over classes)``: FID between the reals and the fakes of each class.
+
+  Each class needs at least 2 real and 2 generated examples.
+  """
+  real_labels, fake_labels = np.asarray(real_labels), np.asarray(fake_labels)
+  values = {}
+  for c in range(num_classes):
+    real, fake = real_features[real_labels == c], fake_features[fake_labels == c]
+    check(len(real) >= 2 and len(fake) >= 2,
+          f"Per-class FID of class {c} needs at least 2 real and 2 generated examples; got "
+          f"{len(real)} real and {len(fake)} generated. Raise --num_samples.")
+    values[c] = sample_quality.fid_from_activations(real, fake)
+  return values, float(np.mean(list(values.values())))
+
+
+def _check_per_class(gan, source):
+  """The run's class count, checked against the reference data."""
+  check(gan.conditional, "per_class_fid needs a class-conditional run (its classes label the "
+        "samples); this run is unconditional.")
+  classes = int(gan.sampler().num_classes)
+  check(source.num_classes == classes, f"per_class_fid: the run has {classes} classes but the "
+        f"reference data {source.name!r} has {source.num_classes}.")
+  return classes
+
+
+def _reference_metrics(metrics, names, reference, features, labels, num_classes):
+  """The metrics of ``metrics`` that compare samples with ``reference`` (ActivationStats)."""
+  results = {}
+  if "fid" in metrics:
+    results[names["fid"]] = sample_quality.fid_from_activations(reference.activations, features)
+  if "kid" in metrics:
+    results[names["kid"]], results[names["kid_std"]] = sample_quality.kid_from_activations(
+        reference.activations, features)
+  wanted = [m for m, on in (("precision", "precision_recall"), ("recall", "precision_recall"),
+                            ("density", "density_coverage"), ("coverage", "density_coverage"))
+            if on in metrics]
+  if wanted:
+    values = manifold.manifold_metrics(reference.activations, features, metrics=wanted)
+    results.update({names[m]: v for m, v in values.items()})
+  if "per_class_fid" in metrics:
+    per_class, mean = per_class_fid(reference.activations, reference.labels, features, labels,
+                                    num_classes)
+    results[names["fid_class_mean"]] = mean
+    results.update({names[f"fid_class_{c}"]: v for c, v in per_class.items()})
+  return results
 
 
 def evaluate(gan, classifier, reference_source, reference_key_fields, num_samples=50000,
              cache_dir=None, metrics=METRICS, batch_size=256, seed=0, num_reference=None,
              chunk_size=DEFAULT_CHUNK_SIZE):
-  """FID / IS / KID of ``gan``'s samples, measured with ``classifier``.
+  """FID / IS / KID, precision / recall, density / coverage and per-class FID of ``gan``'s
+  samples, measured with ``classifier``.
 
   Args:
     gan: a trained ``GAN``; samples come from ``gan.sampler()`` (EMA G when enabled).
@@ -168,63 +280,50 @@ def evaluate(gan, classifier, reference_source, reference_key_fields, num_sample
       ``resolution`` and ``n`` are added here to form the reference cache key.
     num_samples: number of generated samples.
     cache_dir: reference activation cache (None: ``default_cache_dir()``).
-    metrics: subset of ``('fid', 'is', 'kid')`` (or a comma-separated string).
+    metrics: subset of ``ALL_METRICS`` (or a comma-separated string): 'fid', 'is', 'kid',
+      'precision_recall', 'density_coverage' (``manifold.manifold_metrics`` on the FID features),
+      'per_class_fid' (class-conditional runs: FID of each class's samples against the reference
+      examples of that class, and their mean).
     batch_size: generator batch size.
     seed: noise seed (same seed, same samples).
     num_reference: real examples to use; None means ``reference_size(source, num_samples)``.
     chunk_size: samples generated and classified at a time (bounds memory).
 
   Returns:
-    ``{name: float}`` with names from ``result_names(classifier.name, metrics)``; KID's std is NaN
-    with a single block (tf-gan convention).
+    ``{name: float}`` with names from ``result_names(classifier.name, metrics, num_classes)``;
+    KID's std is NaN with a single block (tf-gan convention).
   """
   metrics = _check_metrics(metrics)
   check(isinstance(num_samples, int) and num_samples >= 2,
         f"num_samples must be an integer >= 2, got {num_samples!r}.")
   sample_shape = tuple(gan.sampler().output_shape_)
-  check(len(sample_shape) == 3, f"FID/IS/KID need image data; the run generates points of shape "
-        f"{sample_shape}.")
-  needs_reference = "fid" in metrics or "kid" in metrics
-  check(reference_source is not None or not needs_reference,
-        "FID and KID need a reference_source (the real split).")
-  if needs_reference:
+  check(len(sample_shape) == 3, f"Sample-quality metrics need image data; the run generates "
+        f"points of shape {sample_shape}.")
+  with_reference = needs_reference(metrics)
+  check(reference_source is not None or not with_reference,
+        "Every metric but 'is' needs a reference_source (the real split).")
+  num_classes = 0
+  if with_reference:
     shape = tuple(reference_source.shape)
     check(sample_shape == shape,
           f"The run generates images of shape {sample_shape} but the reference dataset "
           f"{reference_source.name!r} has shape {shape}; evaluate against the run's own dataset.")
-  names = metric_names(classifier.name)
-  features, logits = _sample_features(gan, classifier, num_samples, seed, batch_size,
-                                      chunk_size)
+    if "per_class_fid" in metrics:
+      num_classes = _check_per_class(gan, reference_source)
+  names = metric_names(classifier.name, num_classes)
+  features, logits, labels = _sample_features(gan, classifier, num_samples, seed, batch_size,
+                                              chunk_size)
   results = {}
-  if needs_reference:
-    fields = dict(reference_key_fields)
-    check("dataset" in fields and "split" in fields,
-          "reference_key_fields needs 'dataset' and 'split'.")
-    clash = sorted(set(fields) & {"classifier", "resolution", "n"})
-    check(not clash, f"reference_key_fields must not set {clash}; evaluate adds them.")
+  if with_reference:
     if num_reference is None:
       num_reference = reference_size(reference_source, num_samples)
-    check(num_reference >= 2, f"The reference split has {num_reference} example(s); FID/KID "
-          f"need at least 2.")
-    key = sample_quality.make_reference_key(
-        classifier=classifier.name, resolution=list(shape[:2]), n=int(num_reference), **fields)
-
-    def compute():
-      logging.info("Computing %d reference activations (%s).", num_reference, key)
-      return classifier.features(reference_source.images.take(num_reference))
-
-    reference = sample_quality.load_or_compute_reference(cache_dir or default_cache_dir(), key,
-                                                         compute).activations
-    if "fid" in metrics:
-      results[names["fid"]] = sample_quality.fid_from_activations(reference, features)
+    reference = _reference(classifier, reference_source, reference_key_fields, num_reference,
+                           cache_dir, need_labels="per_class_fid" in metrics)
+    results = _reference_metrics(metrics, names, reference, features, labels, num_classes)
   if "is" in metrics:
     results[names["is_mean"]], results[names["is_std"]] = (
         sample_quality.inception_score_from_logits(logits))
-  if "kid" in metrics:
-    results[names["kid"]], results[names["kid_std"]] = sample_quality.kid_from_activations(
-        reference, features)
-  return {k: results[k] for k in result_names(classifier.name, metrics)}
-
+  return {k: results[k] for k in result_names(classifier.name, metrics, num_classes)}
 
 # ---------------------------------------------------------------------------------------------
 # results.json
@@ -369,7 +468,7 @@ def make_eval_fn(model_dir=None, classifier="auto", classifier_path=None, num_sa
       Inception otherwise), chosen when the shape is known (``data_shape``, or ``bind``).
     num_samples: generated samples per evaluation (reference: up to as many real ones).
     reference_split: split of the run's dataset (``dataset.*`` bindings) to compare with.
-    metrics: subset of ('fid', 'is', 'kid').
+    metrics: subset of ``ALL_METRICS`` (see ``evaluate``).
     cache_dir: reference cache (None: ``default_cache_dir()``).
     batch_size: generator batch size.
     seed: noise seed (the same samples' z at every evaluation).
@@ -378,7 +477,8 @@ def make_eval_fn(model_dir=None, classifier="auto", classifier_path=None, num_sa
 
   Returns:
     ``eval_fn``, with ``eval_fn.bind(model_dir, data_shape)`` (what ``train`` calls at start-up),
-    ``eval_fn.classifier`` (None until bound when 'auto') and ``eval_fn.result_names()``.
+    ``eval_fn.classifier`` (None until bound when 'auto') and
+    ``eval_fn.result_names(num_classes)``.
   """
   metrics = _check_metrics(metrics)
   state = {"model_dir": model_dir, "classifier": None}
@@ -430,7 +530,8 @@ def make_eval_fn(model_dir=None, classifier="auto", classifier_path=None, num_sa
 
   eval_fn.bind = bind
   eval_fn.classifier = None
-  eval_fn.result_names = lambda: result_names(state["classifier"].name, metrics)
+  eval_fn.result_names = lambda num_classes=0: result_names(state["classifier"].name, metrics,
+                                                            num_classes)
   eval_fn.record_fields = lambda: dict(reference_split=reference_split,
                                        n_reference=state.get("n_reference"))
   eval_fn.num_samples = num_samples
@@ -445,7 +546,7 @@ def _reference(state, reference_split, num_samples, metrics):
   """Loads the real split into ``state`` once (source, cache-key fields, n_reference)."""
   if "source" in state:
     return
-  if not ("fid" in metrics or "kid" in metrics):
+  if not needs_reference(metrics):
     state.update(source=None, fields=None, n_reference=None)
     return
   try:
@@ -459,7 +560,7 @@ def _reference(state, reference_split, num_samples, metrics):
   state.update(source=source, fields=fields, n_reference=reference_size(source, num_samples))
 
 
-__all__ = ["evaluate", "make_eval_fn", "append_results", "read_results", "evaluated_steps",
-           "set_best_record",
-           "metric_names", "result_names", "reference_size", "dataset_key_fields",
+__all__ = ["evaluate", "per_class_fid", "needs_reference", "make_eval_fn", "append_results",
+           "read_results", "evaluated_steps", "set_best_record", "metric_names", "result_names",
+           "reference_size", "dataset_key_fields",
            "classifier_fingerprint", "default_cache_dir", "generate"]

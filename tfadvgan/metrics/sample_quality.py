@@ -161,16 +161,25 @@ class ActivationStats:
   ``sigma`` ``[d, d]`` (float64, unbiased covariance), plus the key as a JSON string and a format
   version. ``np.load`` runs with ``allow_pickle=False``.
 
+  Labelled data also stores the class of each row (``labels``, for per-class FID); files without
+  them load with ``labels = None``.
+
   Attributes:
     activations: ``[n, d]`` float32 numpy array.
     key: the cache key dict (JSON-normalised).
+    labels: ``[n]`` int32 numpy array, or None.
   """
 
-  def __init__(self, activations, key):
+  def __init__(self, activations, key, labels=None):
     activations = np.asarray(activations, dtype=np.float32)
     check(activations.ndim == 2 and activations.shape[0] >= 2,
           f"Reference activations must be [n >= 2, d], got shape {activations.shape}.")
+    if labels is not None:
+      labels = np.asarray(labels, dtype=np.int32)
+      check(labels.shape == activations.shape[:1],
+            f"Reference labels must be [n] = [{activations.shape[0]}], got {labels.shape}.")
     self.activations = activations
+    self.labels = labels
     self.key = _normalize_key(key)
     self._mu = None
     self._sigma = None
@@ -191,9 +200,10 @@ class ActivationStats:
 
   def save(self, path):
     """Writes the ``.npz`` atomically (``tfadvgan.io.save_npz``), on any tf.io.gfile path."""
+    labels = {} if self.labels is None else {"labels": self.labels}
     io.save_npz(path, activations=self.activations, mu=self.mu, sigma=self.sigma,
                 key=np.array(json.dumps(self.key, sort_keys=True)),
-                format_version=np.array(CACHE_FORMAT_VERSION))
+                format_version=np.array(CACHE_FORMAT_VERSION), **labels)
 
   @classmethod
   def load(cls, path):
@@ -208,7 +218,8 @@ class ActivationStats:
         if version != CACHE_FORMAT_VERSION:
           raise ValueError(f"format version {version}, expected {CACHE_FORMAT_VERSION}")
         key = json.loads(str(data["key"]))
-        stats = cls(data["activations"], key)
+        stats = cls(data["activations"], key,
+                    labels=data["labels"] if "labels" in data.files else None)
         mu, sigma = data["mu"], data["sigma"]
     except ConfigError as e:
       raise ConfigError(f"Reference file {path} is corrupt ({e}); delete it.") from None
@@ -232,7 +243,7 @@ def reference_path(cache_dir, key):
   return io.join(cache_dir, f"reference_{slug}_{digest}.npz")
 
 
-def load_or_compute_reference(cache_dir, key, compute_fn):
+def load_or_compute_reference(cache_dir, key, compute_fn, need_labels=False):
   """Returns cached reference activations for ``key``, computing and caching them if needed.
 
   The file (``reference_path(cache_dir, key)``) is reused only if it loads and its stored key
@@ -243,7 +254,8 @@ def load_or_compute_reference(cache_dir, key, compute_fn):
     cache_dir: directory of cache files (created if missing).
     key: dict with at least ``REFERENCE_KEY_FIELDS`` (see ``make_reference_key``).
     compute_fn: zero-argument callable returning ``[n, d]`` activations (array or tensor) or an
-      ``ActivationStats``.
+      ``ActivationStats`` (which may carry labels).
+    need_labels: a cached file without labels is recomputed (``compute_fn`` must give them).
 
   Returns:
     An ``ActivationStats``.
@@ -253,15 +265,22 @@ def load_or_compute_reference(cache_dir, key, compute_fn):
   if io.exists(path):
     try:
       stats = ActivationStats.load(path)
-      if stats.key == key:
+      if stats.key == key and (stats.labels is not None or not need_labels):
         return stats
-      logging.warning("Reference cache %s has key %s, expected %s; recomputing.", path,
-                      stats.key, key)
+      if stats.key == key:
+        logging.info("Reference cache %s has no labels; recomputing with them.", path)
+      else:
+        logging.warning("Reference cache %s has key %s, expected %s; recomputing.", path,
+                        stats.key, key)
     except ConfigError as e:
       logging.warning("%s Recomputing.", e)
   result = compute_fn()
-  activations = result.activations if isinstance(result, ActivationStats) else np.asarray(result)
-  stats = ActivationStats(activations, key)
+  if isinstance(result, ActivationStats):
+    stats = ActivationStats(result.activations, key, labels=result.labels)
+  else:
+    stats = ActivationStats(np.asarray(result), key)
+  check(stats.labels is not None or not need_labels,
+        "compute_fn returned reference activations without the labels that were asked for.")
   if isinstance(key["n"], int):
     check(stats.activations.shape[0] == key["n"],
           f"compute_fn returned {stats.activations.shape[0]} reference activations but the cache "
