@@ -167,7 +167,7 @@ class GAN(keras.Model):
                seed=0,
                diffaugment=None,
                lecam_weight=0.0,
-               lecam_decay=0.99,
+               lecam_decay=0.9,
                lecam_start_step=0,
                lecam_one_sided=True,
                name="gan"):

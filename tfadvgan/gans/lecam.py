@@ -52,12 +52,12 @@ class LeCam(tf.Module):
 
   Args:
     weight: lambda, the multiplier of R_LC in D's loss (the release: 0.3 on CIFAR-10).
-    decay: the EMA decay of the anchors (the release: 0.99 in its StyleGAN2 code).
+    decay: the EMA decay of the anchors (the BigGAN release: 0.9; its StyleGAN2 code: 0.99).
     start_step: G step from which the EMA decays and the term applies.
     one_sided: the release's relu form (True) or the paper's squares (False).
   """
 
-  def __init__(self, weight, decay=0.99, start_step=0, one_sided=True):
+  def __init__(self, weight, decay=0.9, start_step=0, one_sided=True):
     super().__init__(name="lecam")
     self.weight = float(weight)
     self.decay = float(decay)
