@@ -257,7 +257,8 @@ def test_two_replicas_match_one_device_with_diffaugment_and_lecam(jit):
   log2 = engine.fit(two, ds, 2)
   assert two.distribute_strategy.num_replicas_in_sync == 2 and two.replica_jit == jit
   if jit:
-    assert {"diffaugment", "generator_gradients"} <= set(two._compiled_fns)  # pylint: disable=protected-access
+    compiled = set(two._compiled_fns)  # pylint: disable=protected-access
+    assert {"diffaugment", "generator_gradients"} <= compiled
   for a, b in zip(one.discriminator.weights + one.generator.weights,
                   two.discriminator.weights + two.generator.weights):
     np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-5, atol=1e-6)

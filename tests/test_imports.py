@@ -1,8 +1,8 @@
 """The package's import graph: every `import` of a tfadvgan module, at module level and inside
 functions, read from the source with `ast` (nothing is imported). The layers run one way (BUILD_NOTES,
 "Layers"): cli -> training -> metrics -> gans -> (losses, penalties, attacks, augment, models,
-data, distribute, optimizers) -> (errors, io, images, rng, ops, config). metrics never imports training;
-training imports metrics only for its periodic eval and diagnostics."""
+data, distribute, optimizers) -> (errors, io, images, rng, ops, config). metrics never imports
+training; training imports metrics only for its periodic eval and diagnostics."""
 
 import ast
 import os

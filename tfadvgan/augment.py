@@ -138,7 +138,7 @@ def diff_augment(x, policy, seed, replica_id=0, num_replicas=1):
     else:
       u = _draw(seeds, "cutout", rows, 2)
       size_h, size_w = height // 2, width // 2
-      # The official offsets: a centre in [0, H + (1 - size_h % 2)), the box from centre - size // 2.
+      # The official offsets: a centre in [0, H + 1 - size_h % 2), the box from centre - size // 2.
       top = _integers(u[0], 0, height - size_h % 2) - size_h // 2
       left = _integers(u[1], 0, width - size_w % 2) - size_w // 2
       x = cutout(x, top, left, size_h, size_w)

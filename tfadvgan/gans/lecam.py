@@ -39,7 +39,7 @@ def global_means(values):
 
 
 def term(real_logits, fake_logits, anchor_real, anchor_fake, one_sided=True):
-  """[B] per-example R_LC (module doc); reals pulled to the fake anchor and fakes to the real one."""
+  """[B] per-example R_LC (module doc): reals pulled to the fake anchor, fakes to the real one."""
   gap_real = tf.cast(real_logits, tf.float32) - anchor_fake
   gap_fake = anchor_real - tf.cast(fake_logits, tf.float32)
   if one_sided:
