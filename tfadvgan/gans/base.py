@@ -182,15 +182,6 @@ class GAN(keras.Model):
                                    high_inclusive=False, allow_none=True)
     ema_start_step = errors.check_int("GAN.ema_start_step", ema_start_step, low=0)
     seed = errors.check_int("GAN.seed", seed)
-    lecam_weight = errors.check_float("GAN.lecam_weight", lecam_weight, low=0)
-    lecam_decay = errors.check_float("GAN.lecam_decay", lecam_decay, low=0, high=1,
-                                     high_inclusive=False)
-    lecam_start_step = errors.check_int("GAN.lecam_start_step", lecam_start_step, low=0)
-    self.diffaugment = augment.parse_policy(diffaugment)
-    sample_shape = getattr(generator, "output_shape_", None)
-    errors.check(not self.diffaugment or sample_shape is None or len(sample_shape) == 3,
-                 f"GAN.diffaugment augments images; this run's samples have shape {sample_shape}: "
-                 "set GAN.diffaugment = None for non-image data.")
     errors.check(ema_decay is None or generator_factory is not None,
                  "GAN.ema_decay is set but no generator_factory was given to build the EMA copy.")
     self.generator = generator
@@ -223,13 +214,28 @@ class GAN(keras.Model):
       self.add_tracker(metric)
     if self.penalty_fn is not None:
       self.add_tracker("penalty")
+    self.add_regularisers(diffaugment, lecam_weight, lecam_decay, lecam_start_step,
+                          lecam_one_sided)
+    self.built = True
+
+  def add_regularisers(self, diffaugment, lecam_weight, lecam_decay, lecam_start_step,
+                       lecam_one_sided):
+    """Checks and sets DiffAugment's policy and LeCam's state (the `GAN` arguments)."""
+    self.diffaugment = augment.parse_policy(diffaugment)
+    sample_shape = getattr(self.generator, "output_shape_", None)
+    errors.check(not self.diffaugment or sample_shape is None or len(sample_shape) == 3,
+                 f"GAN.diffaugment augments images; this run's samples have shape {sample_shape}: "
+                 "set GAN.diffaugment = None for non-image data.")
+    lecam_weight = errors.check_float("GAN.lecam_weight", lecam_weight, low=0)
+    lecam_decay = errors.check_float("GAN.lecam_decay", lecam_decay, low=0, high=1,
+                                     high_inclusive=False)
+    lecam_start_step = errors.check_int("GAN.lecam_start_step", lecam_start_step, low=0)
     self.lecam = None
     if lecam_weight > 0:
       self.lecam = self.add_state(lecam_lib.LeCam(lecam_weight, lecam_decay, lecam_start_step,
                                                   lecam_one_sided))
       for metric in ("lecam", "lecam_anchor_real", "lecam_anchor_fake"):
         self.add_tracker(metric)
-    self.built = True
 
   # ----------------------------------------------------------------- bookkeeping
   def add_tracker(self, name):
