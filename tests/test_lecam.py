@@ -41,6 +41,23 @@ def test_anchors_follow_the_ema_after_start_step():
   assert float(fresh.active(5)) == 0.0  # no D output folded in yet
 
 
+def test_anchors_take_global_means_and_agree_on_every_replica():
+  """Replica r sees means (1 + 2r, -3r): the anchors are the global means on both replicas."""
+  strategy = distribute.make_strategy("mirrored", devices=["/cpu:0", "/cpu:1"])
+  with strategy.scope():
+    state = lecam.LeCam(weight=0.3, decay=0.75)
+
+  def step(real_mean, fake_mean):
+    rid = tf.cast(tf.distribute.get_replica_context().replica_id_in_sync_group, tf.float32)
+    return state.update(real_mean + 2.0 * rid, fake_mean - 3.0 * rid, 5)
+
+  strategy.run(tf.function(step), args=(1.0, 0.5))  # fresh: decay 0
+  strategy.run(tf.function(step), args=(-2.0, 4.0))
+  expected = 0.75 * np.array([2.0, -1.0]) + 0.25 * np.array([-1.0, 2.5])
+  for component in state.anchors.values:
+    np.testing.assert_allclose(component.numpy(), expected, rtol=1e-6)
+
+
 def make(strategy=None, lr=0.1, g_lr=0.07, **kwargs):
   strategy = strategy or tf.distribute.get_strategy()
   keras.utils.set_random_seed(3)
