@@ -1,7 +1,7 @@
 """The package's import graph: every `import` of a tfadvgan module, at module level and inside
 functions, read from the source with `ast` (nothing is imported). The layers run one way (BUILD_NOTES,
-"Layers"): cli -> training -> metrics -> gans -> (losses, penalties, attacks, models, data,
-distribute, optimizers) -> (errors, io, images, rng, ops, config). metrics never imports training;
+"Layers"): cli -> training -> metrics -> gans -> (losses, penalties, attacks, augment, models,
+data, distribute, optimizers) -> (errors, io, images, rng, ops, config). metrics never imports training;
 training imports metrics only for its periodic eval and diagnostics. The package's own `__init__`
 imports nothing at import time: its public names load on first use (the last test)."""
 
@@ -91,7 +91,7 @@ LAYERS = {
     "metrics": 4,
     "gans": 3,
     "losses": 2, "penalties": 2, "attacks": 2, "models": 2, "data": 2, "distribute": 2,
-    "optimizers": 2,
+    "optimizers": 2, "augment": 2,
     "errors": 1, "io": 1, "images": 1, "rng": 1, "ops": 1, "config": 1,
     "__init__": 0,
 }

@@ -20,6 +20,11 @@ AS_GAN_ATTACK = 101        # AS-GAN's attack on the reals (PGD random start, gau
 ROBGAN_PGD = 201           # Rob-GAN's PGD on the reals (random start)
 FINETUNE_REAL_PGD = 301    # Eq. 10 fine-tuning: PGD on the real batch
 FINETUNE_FAKE_PGD = 302    # Eq. 10 fine-tuning: PGD on the fake batch
+# Folded into the seed that all replicas share (GAN.step_seed(..., per_replica=False)):
+DIFFAUGMENT_REAL = 401     # DiffAugment of a D update's reals
+DIFFAUGMENT_FAKE = 402     # DiffAugment of the fakes (a D update's; the G update's)
+# The salt of the G update's step seed (the D updates use 0..n_dis-1):
+GENERATOR_STEP = 999
 # Second entry of a [base seed, salt] pair:
 FREE_AT_DELTA_INIT = 7919  # Fast-RobGAN's initial perturbation, [GAN.seed, 7919]
 SAMPLES_Z = 7              # sampling.generate's latent codes, [seed, 7]

@@ -188,13 +188,15 @@ def table(rows, seeds):
 def run_study(out, variants, seeds=(0, 1, 2), num_steps=2000, classifier_path=None,
               eval_num_samples=5000, diagnose_num=1000, fgsm_epsilon=1.0 / 255,
               diagnose_which=("accuracy", "gradients"), extra_params=(), curve_every_steps=0,
-              curve_num_samples=2000, diagnose_flags=(), finetunes=(), dry_run=False):
+              curve_num_samples=2000, diagnose_flags=(), eval_flags=(), finetunes=(),
+              dry_run=False):
   """Trains, evaluates and diagnoses every (seed, variant); returns the rows of the table.
 
   `finetunes` lists `(name, variant, gin params)`: after the variants of a seed, each fine-tunes
   that seed's `variant` run with scripts/finetune.py (Rob-GAN Eq. 10) into `OUT/<name>/seed<k>`
   and diagnoses it like the variants (no FID: G is unchanged). `diagnose_flags` are extra
-  diagnose.py flags (e.g. `--classifier_path=...`, `--class_epsilons=...`).
+  diagnose.py flags (e.g. `--classifier_path=...`, `--class_epsilons=...`); `eval_flags` extra
+  eval.py flags (e.g. `--reference_split=test`; a flag given twice takes the last value).
   """
   from tfadvgan import errors  # pylint: disable=g-import-not-at-top
   from tfadvgan import io  # pylint: disable=g-import-not-at-top
@@ -253,7 +255,8 @@ def run_study(out, variants, seeds=(0, 1, 2), num_steps=2000, classifier_path=No
           f"--gin_param={p}" for p in list(params) + list(extra_params) + curve]
       eval_cmd = _script("eval") + [f"--model_dir={run_dir}", "--classifier=domain",
                                     f"--classifier_path={classifier_path}",
-                                    f"--num_samples={eval_num_samples}", "--metrics=fid"]
+                                    f"--num_samples={eval_num_samples}", "--metrics=fid"] + list(
+                                        eval_flags)
       finish(name, run_dir, log, [train_cmd] + ([eval_cmd] if classifier_path else [])
              + [diagnose(run_dir)])
     for name, base, params in finetunes:

@@ -19,6 +19,11 @@ Methods are small subclasses. Each overrides one or two of these steps instead o
       on FGSM-perturbed reals; Fast-RobGAN replays the step M times on a persistent perturbation)
   generator_loss(fake_out, fake_labels)            -> per_example_loss
 
+D-regularising baselines that every method can add (BUILD_NOTES, "DiffAugment and LeCam"):
+`diffaugment` (DiffAugment on what D sees: `augment_pair` in each D update, `diffaugment_images`
+on the fakes in the G update) and `lecam_weight` (LeCam's term in `discriminator_loss`, its anchors
+updated in `discriminator_step`).
+
 `discriminator_step(batch, sources=...)` also returns the gradient of D's loss for each tensor in
 `sources` from the same tape as the weight gradient, i.e. at the weights *before* the update
 (AS-GAN's FGSM direction, Fast-RobGAN's delta gradient). Method state that checkpoints keep is
@@ -35,10 +40,13 @@ import gin
 import keras
 import tensorflow as tf
 
+from tfadvgan import augment
 from tfadvgan.data import batches as batches_lib
 from tfadvgan import errors
+from tfadvgan.gans import lecam as lecam_lib
 from tfadvgan import losses as losses_lib
 from tfadvgan import penalties as penalties_lib
+from tfadvgan import rng
 
 
 class DBatch(typing.NamedTuple):
@@ -140,6 +148,13 @@ class GAN(keras.Model):
     generator_factory: a no-argument callable that builds a second generator of G's
       architecture, for the EMA copy (with ema_decay; None: G's class from G's config).
     seed: base seed of the stateless randomness used inside the step (penalties, attacks).
+    diffaugment: None, or a DiffAugment policy, e.g. 'color,translation,cutout'
+      (`tfadvgan.augment`): D sees augmented reals and fakes in its updates (attacks and penalties
+      act on the augmented batch) and G's fakes through a fresh augmentation in the G update.
+    lecam_weight: LeCam regularisation's lambda (0: off; `gans.lecam`).
+    lecam_decay: the decay of LeCam's EMA anchors.
+    lecam_start_step: G step from which the anchors decay and the LeCam term applies.
+    lecam_one_sided: the release's relu form of the LeCam term (True) or the paper's squares.
   """
 
   method_name = "gan"       # build_gan.method's name for this class (gans.METHODS)
@@ -165,6 +180,11 @@ class GAN(keras.Model):
                ema_start_step=0,
                generator_factory=None,
                seed=0,
+               diffaugment=None,
+               lecam_weight=0.0,
+               lecam_decay=0.9,
+               lecam_start_step=0,
+               lecam_one_sided=True,
                name="gan"):
     super().__init__(name=name)
     n_dis = errors.check_int("GAN.n_dis", n_dis, low=1)
@@ -209,7 +229,28 @@ class GAN(keras.Model):
       self.add_tracker(metric)
     if self.penalty_fn is not None:
       self.add_tracker("penalty")
+    self.add_regularisers(diffaugment, lecam_weight, lecam_decay, lecam_start_step,
+                          lecam_one_sided)
     self.built = True
+
+  def add_regularisers(self, diffaugment, lecam_weight, lecam_decay, lecam_start_step,
+                       lecam_one_sided):
+    """Checks and sets DiffAugment's policy and LeCam's state (the `GAN` arguments)."""
+    self.diffaugment = augment.parse_policy(diffaugment)
+    sample_shape = getattr(self.generator, "output_shape_", None)
+    errors.check(not self.diffaugment or sample_shape is None or len(sample_shape) == 3,
+                 f"GAN.diffaugment augments images; this run's samples have shape {sample_shape}: "
+                 "set GAN.diffaugment = None for non-image data.")
+    lecam_weight = errors.check_float("GAN.lecam_weight", lecam_weight, low=0)
+    lecam_decay = errors.check_float("GAN.lecam_decay", lecam_decay, low=0, high=1,
+                                     high_inclusive=False)
+    lecam_start_step = errors.check_int("GAN.lecam_start_step", lecam_start_step, low=0)
+    self.lecam = None
+    if lecam_weight > 0:
+      self.lecam = self.add_state(lecam_lib.LeCam(lecam_weight, lecam_decay, lecam_start_step,
+                                                  lecam_one_sided))
+      for metric in ("lecam", "lecam_anchor_real", "lecam_anchor_fake"):
+        self.add_tracker(metric)
 
   # ----------------------------------------------------------------- bookkeeping
   def add_tracker(self, name):
@@ -219,7 +260,8 @@ class GAN(keras.Model):
     return self._trackers[name]
 
   def add_state(self, state):
-    """Registers method state that checkpoints keep (a `distribute.PerReplicaState`); returns it."""
+    """Registers method state that checkpoints keep (a `distribute.PerReplicaState`, or a
+    trackable of replicated variables such as `lecam.LeCam`); returns it."""
     self._states.append(state)
     return state
 
@@ -284,11 +326,14 @@ class GAN(keras.Model):
     """Number of completed train steps (G updates)."""
     return self.g_optimizer.iterations
 
-  def step_seed(self, salt):
-    """A stateless seed, distinct per step, per D update, per replica and per use (`salt`)."""
+  def step_seed(self, salt, per_replica=True):
+    """A stateless seed, distinct per step, per D update, per use (`salt`) and, unless
+    `per_replica` is False, per replica (False: the same on every replica, for a draw over the
+    global batch of which each replica takes its rows)."""
     base = tf.stack([tf.constant(self.seed, tf.int64),
                      tf.cast(self.d_optimizer.iterations, tf.int64) * 1000 + salt])
-    return tf.random.experimental.stateless_fold_in(tf.cast(base, tf.int32), _replica_id())
+    base = tf.cast(base, tf.int32)
+    return tf.random.experimental.stateless_fold_in(base, _replica_id()) if per_replica else base
 
   def state_variables(self):
     """The method state registered with `add_state`, in registration order (checkpointed)."""
@@ -388,6 +433,10 @@ class GAN(keras.Model):
       penalty = self.penalty_fn(self.d_logits_fn(labels), real, fake, seed=step_seed)
       per_example = per_example + self.penalty_weight * penalty
       logs["penalty"] = tf.reduce_mean(penalty)
+    if self.lecam is not None:
+      weighted, value = self.lecam.per_example(real_logits, fake_logits, self.global_step)
+      per_example = per_example + weighted
+      logs["lecam"] = tf.reduce_mean(value)
     logs["d_loss"] = tf.reduce_mean(per_example)
     return per_example, logs
 
@@ -504,6 +553,9 @@ class GAN(keras.Model):
     grads, source_grads, logs = self.discriminator_gradients(*batch, sources=sources,
                                                              make_real=make_real)
     self.track(d_grad_norm=self.apply_discriminator_gradients(grads), **logs)
+    if self.lecam is not None:  # after the gradient: its own means enter for the next update
+      anchors = self.lecam.update(logs["d_real"], logs["d_fake"], self.global_step)
+      self.track(lecam_anchor_real=anchors[0], lecam_anchor_fake=anchors[1])
     return source_grads
 
   def discriminator_batch(self, real, labels, z, fake_labels, index):
@@ -511,8 +563,28 @@ class GAN(keras.Model):
     `perturb_real`, and the update's seed."""
     step_seed = self.step_seed(index)
     fake = self.fakes(z, fake_labels)
+    real, fake = self.augment_pair(real, fake, index)
     real = self.replica_compiled("perturb_real", self.perturb_real)(real, labels, step_seed)
     return DBatch(real, labels, fake, fake_labels, step_seed)
+
+  def diffaugment_images(self, x, seed, replica_id):
+    """`x` through DiffAugment (identity when `diffaugment` is off). `seed` is the same on every
+    replica; each takes its rows of one draw over the global batch (`augment.diff_augment`)."""
+    if not self.diffaugment:
+      return x
+    return augment.diff_augment(x, self.diffaugment, seed, replica_id, _replica_count())
+
+  def augment_pair(self, real, fake, index):
+    """D update `index`'s reals and fakes through DiffAugment, independent draws (compiled per
+    replica under `replica_jit`); unchanged when `diffaugment` is off."""
+    if not self.diffaugment:
+      return real, fake
+    fold = tf.random.experimental.stateless_fold_in
+    def both(real, fake, seed, replica_id):
+      return (self.diffaugment_images(real, fold(seed, rng.DIFFAUGMENT_REAL), replica_id),
+              self.diffaugment_images(fake, fold(seed, rng.DIFFAUGMENT_FAKE), replica_id))
+    return self.replica_compiled("diffaugment", both)(
+        real, fake, self.step_seed(index, per_replica=False), _replica_id())
 
   def discriminator_update(self, real, labels, z, fake_labels, index):
     """One D update. `index` is k in 0..n_dis-1."""
@@ -525,11 +597,13 @@ class GAN(keras.Model):
     return self.loss_fn.g(fake_out["logits"])
 
   def generator_gradients(self, z, fake_labels):
-    """G's weight gradients (compiled per replica under `replica_jit`); tracks g_loss."""
-    def gradients(z, fake_labels):
+    """G's weight gradients (compiled per replica under `replica_jit`); tracks g_loss. D sees
+    the fakes through DiffAugment when it is on."""
+    def gradients(z, fake_labels, seed, replica_id):
       variables = self.generator.trainable_variables
       with tf.GradientTape() as tape:
         fake = self.generate(z, fake_labels, training=True)
+        fake = self.diffaugment_images(fake, seed, replica_id)
         fake_out = self.discriminate(fake, fake_labels)
         per_example = self.generator_loss(fake_out, fake_labels)
         loss = average(per_example)
@@ -538,7 +612,10 @@ class GAN(keras.Model):
         loss = scaled(loss, loss_scale(self.g_optimizer))  # float16: unscaled by the optimizer
       self.track(g_loss=tf.reduce_mean(per_example))
       return tape.gradient(loss, variables)
-    return self.replica_compiled("generator_gradients", gradients)(z, fake_labels)
+    seed = tf.random.experimental.stateless_fold_in(
+        self.step_seed(rng.GENERATOR_STEP, per_replica=False), rng.DIFFAUGMENT_FAKE)
+    return self.replica_compiled("generator_gradients", gradients)(z, fake_labels, seed,
+                                                                   _replica_id())
 
   def generator_update(self, z, fake_labels):
     grads = self.generator_gradients(z, fake_labels)

@@ -131,8 +131,10 @@ class FastRobGAN(ac.ACGAN):
 
   # ----------------------------------------------------------------- D side
   def discriminator_update(self, real, labels, z, fake_labels, index):
-    """One D step: M replays on the same real and fake batch, delta updated after each."""
+    """One D step: M replays on the same real and fake batch (augmented once, with DiffAugment
+    on), delta updated after each."""
     fake = self.fakes(z, fake_labels)
+    real, fake = self.augment_pair(real, fake, index)
     make_real = functools.partial(attacks.free_adversarial_input, real, clip=self.clip,
                                   gradient=self.delta_gradient)  # D sees make_real(delta)
     for _ in range(self.replays):
