@@ -252,6 +252,7 @@ def test_export_serves_the_ema_generator_in_float32_to_plain_tensorflow(bf16_run
 def test_export_replaces_an_earlier_export_only_when_complete(bf16_run, tmp_path):
   out = tmp_path / "exported"
   out.mkdir()
+  (out / "export.json").write_text("{}")
   (out / "stale.txt").write_text("old")
   export.export_run(bf16_run, str(out), step=1)
   assert sorted(os.listdir(out)) == ["export.json", "generator.keras", "saved_model"]
@@ -275,6 +276,11 @@ def test_export_bad_inputs_are_one_line_and_write_nothing(bf16_run, tmp_path):
     assert "\n" not in str(info.value)
     assert not out.exists()
   assert sorted(os.listdir(tmp_path)) == ["empty_run"]
+  # An --out that is not an earlier export (here a run directory) is never replaced.
+  before = sorted(os.listdir(empty))
+  with pytest.raises(errors.ConfigError, match="is not an earlier export"):
+    export.export_run(bf16_run, str(empty))
+  assert sorted(os.listdir(empty)) == before
 
 
 def test_export_script_exits_2_with_one_line(tmp_path):

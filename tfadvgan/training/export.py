@@ -9,7 +9,8 @@ The export directory (default `MODEL_DIR/export`) holds:
 The run is restored as sample.py and eval.py restore it (`loop.restore_run`), so the generator is
 float32 whatever `train.mixed_precision` the run trained with (checkpoints hold float32 weights).
 Everything is written into a temporary sibling directory that replaces `out` only once complete:
-a failed export leaves no partial output, and an earlier export at `out` stays until then.
+a failed export leaves no partial output, and an earlier export at `out` stays until then. An
+`out` that exists and is not an earlier export (a run directory, say) is refused.
 """
 
 import uuid
@@ -36,12 +37,22 @@ def _replace(tmp, out):
   """Moves the complete export `tmp` to `out`; an existing `out` is removed only after that."""
   old = None
   if io.exists(out):
-    errors.check(io.isdir(out), f"--out {out} is a file; choose a directory path.")
     old = f"{out}{io.TEMP_PREFIX}old-{uuid.uuid4().hex[:8]}"
     io.rename_dir(out, old)
   io.rename_dir(tmp, out)
   if old is not None:
     io.rmtree(old)
+
+
+def _check_out(out):
+  """`out` must be new, empty, or an earlier export (which is replaced): never a run directory
+  or anything else that replacing would delete."""
+  if not io.exists(out):
+    return
+  errors.check(io.isdir(out), f"--out {out} is a file; choose a directory path.")
+  errors.check(not io.listdir(out) or io.exists(io.join(out, INFO_FILE)),
+               f"--out {out} exists and is not an earlier export (no {INFO_FILE}); choose a new "
+               "directory (the default is MODEL_DIR/export).")
 
 
 def export_run(model_dir, out=None, step=None):
@@ -51,11 +62,13 @@ def export_run(model_dir, out=None, step=None):
     (checkpoint path, {"keras": path, "saved_model": path, "info": path}).
 
   Raises:
-    ConfigError: not a run directory, no checkpoint (at `step`), an unwritable `out`.
+    ConfigError: not a run directory, no checkpoint (at `step`), an `out` that is neither new,
+      empty nor an earlier export, an unwritable `out`.
   """
+  out = out or io.join(model_dir, "export")
+  _check_out(out)
   gan, info, path = loop.restore_run(model_dir, step)
   generator = gan.sampler()
-  out = out or io.join(model_dir, "export")
   parent = io.dirname(io.abspath(out))
   tmp = io.join(parent, f"{io.TEMP_PREFIX}{uuid.uuid4().hex[:12]}-{io.basename(out)}")
   description = dict(
