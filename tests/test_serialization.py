@@ -123,6 +123,11 @@ def test_every_network_round_trips_through_keras_in_a_fresh_process(tmp_path):
   assert proc.stdout.strip().splitlines()[-1] == f"OK {len(NETWORKS)}"
 
 
+def _policies(model):
+  """The dtype policy names of `model` and every layer inside it."""
+  return {l.dtype_policy.name for l in model._flatten_layers()}  # pylint: disable=protected-access
+
+
 def test_a_mixed_precision_network_loads_with_its_policy(tmp_path):
   with models.dtype_policy("bfloat16"):
     d = models.build_discriminator("resnet", (32, 32, 3), head="projection", num_classes=3,
@@ -132,7 +137,7 @@ def test_a_mixed_precision_network_loads_with_its_policy(tmp_path):
   d.save(path)
   assert keras.config.dtype_policy().name == "float32"
   loaded = keras.models.load_model(path)
-  policies = {l.dtype_policy.name for l in loaded._flatten_layers()}  # pylint: disable=protected-access
+  policies = _policies(loaded)
   assert policies == {"mixed_bfloat16"}, policies
   assert keras.config.dtype_policy().name == "float32"  # nothing leaked out of the load
   x, labels = _inputs(d, seed=8)
@@ -245,7 +250,7 @@ def test_export_serves_the_ema_generator_in_float32_to_plain_tensorflow(bf16_run
   assert proc.stdout.strip().splitlines()[-1] == "OK (7, 32, 32, 1)"
 
   loaded = keras.models.load_model(written["keras"])
-  assert {l.dtype_policy.name for l in loaded._flatten_layers()} == {"float32"}  # pylint: disable=protected-access
+  assert _policies(loaded) == {"float32"}
   np.testing.assert_allclose(loaded(z, labels, training=False), images, rtol=1e-5, atol=1e-8)
 
 
