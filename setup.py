@@ -41,6 +41,7 @@ setup(
             "tfadvgan-study=tfadvgan.cli.study:run",
             "tfadvgan-finetune=tfadvgan.cli.finetune:run",
             "tfadvgan-prepare-data=tfadvgan.cli.prepare_data:run",
+            "tfadvgan-export=tfadvgan.cli.export:run",
         ],
     },
 )

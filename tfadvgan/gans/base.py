@@ -321,6 +321,21 @@ class GAN(keras.Model):
     g_optimizer.build(self.generator.trainable_variables)
     super().compile(optimizer=g_optimizer, **kwargs)
 
+  # ----------------------------------------------------------------- saving
+  NOT_SAVED = ("A GAN is not saved as one .keras file (its method state, two optimizers and EMA "
+               "copy belong to training checkpoints): save a network, gan.sampler().save("
+               "'g.keras') or gan.discriminator.save('d.keras'), export a run's generator with "
+               "scripts/export.py, and for resuming use ModelCheckpoint(save_weights_only=True), "
+               "BackupAndRestore or the run's checkpoints.")
+
+  def save(self, filepath, *args, **kwargs):
+    """Refused with one ConfigError (`NOT_SAVED`), before any file is written."""
+    del filepath, args, kwargs
+    raise errors.ConfigError(self.NOT_SAVED)
+
+  def get_config(self):
+    raise errors.ConfigError(self.NOT_SAVED)
+
   @property
   def global_step(self):
     """Number of completed train steps (G updates)."""

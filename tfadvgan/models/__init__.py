@@ -1,8 +1,11 @@
 """Generator and discriminator architectures (DCGAN, ResNet, MLP) and their builders.
 
 Public API: ``build_generator``, ``build_discriminator`` and the registries ``GENERATORS``,
-``DISCRIMINATORS``, ``RESOLUTIONS``, ``HEADS``. See ``layers`` for the spectral-norm behaviour.
+``DISCRIMINATORS``, ``RESOLUTIONS``, ``HEADS``. See ``layers`` for the spectral-norm behaviour and
+for saving (every network saves as ``.keras``; importing this package registers the classes), and
+``export`` for a generator's SavedModel.
 """
+from tfadvgan.models import export
 from tfadvgan.models import layers
 from tfadvgan.models.base import MIXED_PRECISION
 from tfadvgan.models.base import Discriminator
@@ -22,5 +25,5 @@ from tfadvgan.models.layers import ConditionalBatchNorm
 __all__ = [
     "build_generator", "build_discriminator", "GENERATORS", "DISCRIMINATORS", "RESOLUTIONS",
     "HEADS", "CHANNELS", "check_shape", "Generator", "Discriminator", "ConditionalBatchNorm",
-    "layers", "MIXED_PRECISION", "check_mixed_precision", "dtype_policy",
+    "layers", "export", "MIXED_PRECISION", "check_mixed_precision", "dtype_policy",
 ]

@@ -1,9 +1,9 @@
 """``build_generator`` / ``build_discriminator``: validate the configuration, build, create weights.
 
 Sample shapes come from the caller (the dataset); everything else from gin. Both builders call the
-model once on zeros (``create_weights``, ``training=False``) so its weights exist before it is handed to an optimiser,
-a checkpoint or a distribution strategy (build under ``strategy.scope()`` to get mirrored
-variables). Spectral-norm layers are *not* normalised by that call; see ``layers``.
+model once on zeros (``create_weights``, ``training=False``) so its weights exist before it is
+handed to an optimiser, a checkpoint or a distribution strategy (build under ``strategy.scope()``
+to get mirrored variables). Spectral-norm layers are *not* normalised by that call; see ``layers``.
 """
 import gin
 

@@ -280,6 +280,7 @@ def check_labels(labels, num_classes, who):
 
 
 __all__ = [
-    "HEADS", "register", "keras_policy", "Serializable", "ConditionalBatchNorm", "GeneratorNorm", "DiscriminatorHead", "batch_norm",
+    "HEADS", "register", "keras_policy", "Serializable",
+    "ConditionalBatchNorm", "GeneratorNorm", "DiscriminatorHead", "batch_norm",
     "spectral_norm", "global_sum_pool", "dcgan_init", "glorot_init", "check_labels",
 ]
