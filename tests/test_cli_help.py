@@ -17,8 +17,9 @@ from tfadvgan.cli import gin_check
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(ROOT, "scripts", "*.py")))
-# sample reads only the run's config; study's and benchmark's gin files are --study, --config.
-GIN_FLAGS = {"sample": set(), "study": {"gin_param"}, "benchmark": {"gin_param"}}
+# sample and export read only the run's config; study's and benchmark's gin files are --study,
+# --config.
+GIN_FLAGS = {"sample": set(), "export": set(), "study": {"gin_param"}, "benchmark": {"gin_param"}}
 DEMO = os.path.join(ROOT, "gin_configs", "demo.gin")
 
 # Runs a script in-process under runpy and reports, after it exits, whether TensorFlow was

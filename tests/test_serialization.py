@@ -274,7 +274,8 @@ def test_export_bad_inputs_are_one_line_and_write_nothing(bf16_run, tmp_path):
       open(os.path.join(bf16_run, "operative_config.gin")).read())
   cases = [(str(tmp_path / "nowhere"), None, "is not a tfadvgan run directory"),
            (str(empty), None, "No checkpoint in"),
-           (bf16_run, 7, "No checkpoint for step 7")]
+           (bf16_run, 7, "No checkpoint for step 7"),
+           (bf16_run, "best", "No best checkpoint"), (bf16_run, "last", "--step must be")]
   for model_dir, step, message in cases:
     with pytest.raises(errors.ConfigError, match=message) as info:
       export.export_run(model_dir, str(out), step)

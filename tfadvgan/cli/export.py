@@ -1,6 +1,6 @@
 r"""Exports a trained run's generator (the EMA copy when the run keeps one) for use elsewhere.
 
-  python scripts/export.py --model_dir=DIR [--out=DIR/export] [--step=N]
+  python scripts/export.py --model_dir=DIR [--out=DIR/export] [--step=N|best]
 
 Writes `generator.keras` (load with `keras.models.load_model` after `import tfadvgan.models`),
 `saved_model/` (plain TensorFlow: `tf.saved_model.load(path).signatures["serving_default"](z=z)`,
@@ -8,15 +8,15 @@ plus `labels=` for conditional runs; `images` float32 in [-1, 1]) and `export.js
 is float32 for runs trained in bfloat16 or float16 too.
 """
 
-from absl import app
 from absl import flags
 
 from tfadvgan.cli import common
 
-flags.DEFINE_string("model_dir", None, "Run directory written by train.py.")
+flags.DEFINE_string("model_dir", None, "Run directory written by train.py (required).")
 flags.DEFINE_string("out", None, "Output directory (default MODEL_DIR/export); replaced when it "
                     "holds an earlier export.")
-flags.DEFINE_integer("step", None, "Checkpoint step (default: latest).")
+flags.DEFINE_string("step", None, "Checkpoint step, or 'best' (the best checkpoint kept by "
+                    "in-training evaluation); default: latest.")
 FLAGS = flags.FLAGS
 
 
@@ -33,7 +33,7 @@ def main(argv):
 
 
 def run():
-  app.run(main)
+  common.run(main, __name__)
 
 
 if __name__ == "__main__":

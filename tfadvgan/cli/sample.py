@@ -26,8 +26,10 @@ flags.DEFINE_string("step", None, "Checkpoint step, or 'best' (the best checkpoi
 flags.DEFINE_integer("label", None, "Class of every sample (conditional runs; default: cycle).")
 flags.DEFINE_integer("seed", 0, "Noise seed.")
 flags.DEFINE_integer("per_grid", 64, "Samples per PNG grid.")
-flags.DEFINE_float("truncation", None, "Truncation trick: redraw entries of z with |z| > t.")
-flags.DEFINE_list("interpolate", None, "Seeds (>= 2): an interpolation sheet between their codes.")
+flags.DEFINE_float("truncation", None, "Truncation trick: redraw entries of z with |z| > t "
+                   "(default: no truncation).")
+flags.DEFINE_list("interpolate", None, "Seeds (>= 2): an interpolation sheet between their codes "
+                  "(default: no sheet).")
 flags.DEFINE_integer("interpolation_steps", 8, "Images per interpolation row (endpoints included).")
 flags.DEFINE_enum("interpolation", "slerp", ["slerp", "lerp"], "Interpolation path of z.")
 flags.DEFINE_bool("class_sheet", False, "Conditional runs: a sheet with one row per class.")
