@@ -349,10 +349,24 @@ def _empty_dir(tmp_path):
       "'train'; set dataset.path to a directory with MNIST-style IDX files.")
 
 
-# 6-7 s each (a process). The file-naming cases stay quick; the messages of the other three are
+def _out_of_memory(tmp_path):
+  """A generator whose first layer TensorFlow cannot allocate (5 TB): ResourceExhaustedError at
+  build time, before the run dir exists."""
+  path = tmp_path / "data.npz"
+  np.savez(path, images=np.random.default_rng(23).integers(0, 256, (8, 32, 32, 1), np.uint8))
+  return ["dataset.source = 'npz'", f"dataset.path = '{path}'",
+          "build_generator.width = 100000"], (
+      "error: out of memory (a tensor of shape [4,4,200000,400000]): the batch, the networks' "
+      "width or the resolution is too large for this device; reduce train.batch_size, "
+      "build_generator.width / build_discriminator.width, or spread the batch over more "
+      "devices.")
+
+
+# 6-7 s each (a process). The file-naming cases stay quick; the messages of the other four are
 # checked in-process above and in test_validation, so their CLI runs are `-m slow`.
 @pytest.mark.parametrize("make_case", [_bad_idx_dir, _bad_folder] + [
-    pytest.param(f, marks=pytest.mark.slow) for f in (_cifar11, _missing_path, _empty_dir)],
+    pytest.param(f, marks=pytest.mark.slow)
+    for f in (_cifar11, _missing_path, _empty_dir, _out_of_memory)],
     ids=lambda f: f.__name__.strip("_"))
 def test_train_cli_bad_data_is_one_line_and_leaves_no_run_dir(tmp_path, make_case):
   params, expected = make_case(tmp_path)
@@ -470,3 +484,76 @@ def test_cifar_python_on_ram(ram, archive):
   raw = batches["test_batch"][b"data"].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
   np.testing.assert_array_equal(x, raw.astype(np.float32) / np.float32(127.5) - 1)
   np.testing.assert_array_equal(y, batches["test_batch"][b"labels"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Data that changed between two runs of one run dir
+
+
+def _npz_run(path, model_dir, num_steps, params=()):
+  gin.clear_config()
+  common.parse_gin([os.path.join(ROOT, "gin_configs", "base", "dcgan_fmnist.gin")],
+                   list(TINY) + ["dataset.source = 'npz'", f"dataset.path = '{path}'",
+                                 f"train.num_steps = {num_steps}"] + list(params))
+  return loop.train(model_dir)
+
+
+@pytest.mark.parametrize("change", ["channels", "labels"])
+def test_changed_data_in_one_run_dir_is_named_not_blamed_on_the_checkpoint(tmp_path, change):
+  """The same command on a file rewritten with other data: one line naming the saved and the new
+  shape and classes (before, the restore called the checkpoint corrupt), nothing written."""
+  rng = np.random.default_rng(21)
+  path, run = str(tmp_path / "data.npz"), str(tmp_path / "run")
+  np.savez(path, images=rng.integers(0, 256, (16, 32, 32, 3), dtype=np.uint8))
+  _npz_run(path, run, 1)
+  before = {p: os.path.getmtime(p) for p in glob_files(run)}
+  if change == "channels":
+    np.savez(path, images=rng.integers(0, 256, (16, 32, 32, 1), dtype=np.uint8))
+    now = "shape (32, 32, 1) with 0 classes"
+  else:
+    np.savez(path, images=rng.integers(0, 256, (16, 32, 32, 3), dtype=np.uint8),
+             labels=rng.integers(0, 4, 16))
+    now = "shape (32, 32, 3) with 4 classes"
+  with pytest.raises(ConfigError) as info:
+    _npz_run(path, run, 2)
+  assert _message(info) == (
+      f"The data changed since {run} was trained: it holds a run on npz of shape (32, 32, 3) with "
+      f"0 classes, and the data loaded now (npz) has {now}. Pass the run's data (dataset.* in its "
+      "operative_config.gin), or use a new --model_dir.")
+  assert {p: os.path.getmtime(p) for p in glob_files(run)} == before
+
+
+def glob_files(directory):
+  return sorted(os.path.join(d, f) for d, _, files in os.walk(directory) for f in files
+                if "lease" not in f)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sizes out of proportion with the data or the machine
+
+
+def test_a_batch_larger_than_the_dataset_is_one_line_before_any_run_dir(tmp_path):
+  path, run = str(tmp_path / "data.npz"), str(tmp_path / "run")
+  np.savez(path, images=np.random.default_rng(22).integers(0, 256, (6, 32, 32, 1), np.uint8))
+  with pytest.raises(ConfigError) as info:
+    _npz_run(path, run, 1, ["train.batch_size = 8"])
+  assert _message(info) == (
+      "train.batch_size = 8 is larger than the 6 examples of npz: every batch would repeat "
+      "examples. Set train.batch_size <= 6, or train on more data.")
+  assert not os.path.exists(run)
+  _npz_run(path, run, 1, ["train.batch_size = 6"])  # the whole dataset in one batch is fine
+
+
+def test_out_of_memory_is_one_line_naming_the_tensor():
+  error = tf.errors.ResourceExhaustedError(
+      None, None, "Exception encountered when calling Conv2DTranspose.call().\n\n{{function_node "
+      "x}} OOM when allocating tensor with shape[4,4,200000,400000] and type float on CPU:0")
+  assert common.out_of_memory_message(error) == (
+      "out of memory (a tensor of shape [4,4,200000,400000]): the batch, the networks' width or "
+      "the resolution is too large for this device; reduce train.batch_size, "
+      "build_generator.width / build_discriminator.width, or spread the batch over more devices.")
+  assert common.out_of_memory_message(ValueError("OOM when allocating tensor")) is None
+  assert common.out_of_memory_message(tf.errors.ResourceExhaustedError(None, None, "quota")) == (
+      "out of memory: the batch, the networks' width or the resolution is too large for this "
+      "device; reduce train.batch_size, build_generator.width / build_discriminator.width, or "
+      "spread the batch over more devices.")

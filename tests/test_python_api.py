@@ -94,6 +94,41 @@ def test_the_ema_copy_is_built_from_the_generator_config():
   assert any(np.abs(b.numpy() - s).max() > 1e-4 for b, s in zip(g.weights, before))
 
 
+def test_the_ac_methods_are_conditional_unless_told_otherwise():
+  gan = mlp_gan("RobGAN", classes=3)  # no conditional= argument
+  assert gan.conditional and not mlp_gan("ASGAN").conditional
+  with pytest.raises(errors.ConfigError, match="RobGAN is class-conditional: leave conditional"):
+    mlp_gan("RobGAN", classes=3, conditional=False)
+
+
+def test_predict_and_call_sample_the_ema_generator_and_evaluate_is_one_line():
+  """`gan(z)` and `gan.predict(z)` are the sampler's (EMA) outputs, not G's; a conditional GAN
+  takes (z, labels) or a dict; a missing label and `evaluate` are refused in one line."""
+  gan = mlp_gan("GAN", ema_decay=0.5)
+  points = np.random.default_rng(16).uniform(-0.9, 0.9, (8, 2)).astype(np.float32)
+  tfadvgan.fit(gan, tf.data.Dataset.from_tensor_slices(points).batch(8, drop_remainder=True),
+               verbose=0)
+  z = np.random.default_rng(17).normal(size=(5, 3)).astype(np.float32)
+  want = gan.generator_ema(z, training=False).numpy()
+  assert np.abs(want - gan.generator(z, training=False).numpy()).max() > 1e-4
+  np.testing.assert_allclose(gan.predict(z, batch_size=2, verbose=0), want, rtol=1e-6, atol=1e-7)
+  np.testing.assert_allclose(gan(z).numpy(), want, rtol=1e-6, atol=1e-7)
+  with pytest.raises(errors.ConfigError, match="no Keras evaluate") as info:
+    gan.evaluate(z)
+  assert "\n" not in str(info.value)
+  cond = mlp_gan("RobGAN", classes=3)
+  labels = np.array([2, 0, 1, 1, 0], np.int32)
+  want = cond.sampler()(z, labels, training=False).numpy()
+  assert np.abs(want - cond.sampler()(z, labels[::-1].copy(), training=False).numpy()).max() > 1e-4
+  for x in ((z, labels), {"z": z, "labels": labels}):
+    np.testing.assert_allclose(cond.predict(x, batch_size=2, verbose=0), want, rtol=1e-6,
+                               atol=1e-7)
+  with pytest.raises(errors.ConfigError, match="^This GAN is class-conditional: pass"):
+    cond.predict(z, verbose=0)
+  with pytest.raises(errors.ConfigError, match="z of shape \\[batch, 3\\]; got \\(5, 4\\)"):
+    gan.predict(np.zeros((5, 4), np.float32), verbose=0)
+
+
 def test_build_gan_gives_the_ac_methods_their_head_without_gin():
   import gin  # pylint: disable=g-import-not-at-top
   from tfadvgan.training import loop  # pylint: disable=g-import-not-at-top

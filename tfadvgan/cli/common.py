@@ -308,7 +308,27 @@ def main_wrapper(fn):
     except KeyboardInterrupt:  # Ctrl-C outside a training loop (which handles its own)
       print("interrupted", file=sys.stderr)
       sys.exit(130)
+    except Exception as e:  # pylint: disable=broad-except
+      message = out_of_memory_message(e)
+      if message is None:
+        raise
+      print(f"error: {message}", file=sys.stderr)
+      sys.exit(2)
   return wrapped
+
+
+def out_of_memory_message(error):
+  """One line for TensorFlow's ResourceExhaustedError (an allocation the device cannot hold: a
+  batch, a width or a resolution out of proportion with the machine), else None. The kernel's
+  OOM killer (SIGKILL, exit status 137) cannot be caught."""
+  tf = sys.modules.get("tensorflow")
+  if tf is None or not isinstance(error, tf.errors.ResourceExhaustedError):
+    return None
+  found = re.search(r"OOM when allocating tensor with shape\s*\[([^\]]*)\]", str(error))
+  what = f" (a tensor of shape [{found.group(1)}])" if found else ""
+  return (f"out of memory{what}: the batch, the networks' width or the resolution is too large "
+          "for this device; reduce train.batch_size, build_generator.width / "
+          "build_discriminator.width, or spread the batch over more devices.")
 
 
 

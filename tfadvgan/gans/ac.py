@@ -20,8 +20,8 @@ def check_ac_discriminator(gan, method):
                f"(build_discriminator(head='ac', num_classes=...); gin: "
                f"build_discriminator.head = 'ac'); this one has head={head!r}.")
   errors.check(gan.conditional,
-               f"{method} is class-conditional: set build_gan.conditional = True (the default for "
-               f"this method) and use a labelled dataset.")
+               f"{method} is class-conditional: leave conditional unset or True (gin: "
+               f"build_gan.conditional) and use a labelled dataset.")
 
 
 def class_accuracy(class_logits, labels):

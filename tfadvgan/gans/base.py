@@ -141,7 +141,8 @@ class GAN(keras.Model):
       real CE and fake BCE 0.5 : 0.5 : 1, i.e. 2.0 here with RobGAN.class_weight 1.0).
     clip_value: WGAN weight clipping of every D variable after each D update (None: off).
     n_dis: D updates per G update.
-    conditional: feed labels to G and D (needs a labelled dataset).
+    conditional: feed labels to G and D (needs a labelled dataset); None: the method's
+      `conditional_default` (True for the AC methods, Rob-GAN and Fast-RobGAN).
     ema_decay: None, or the decay of an exponential moving average of G's weights; sampling and
       eval then use the EMA copy.
     ema_start_step: before this G step the EMA copy just follows G.
@@ -158,7 +159,7 @@ class GAN(keras.Model):
   """
 
   method_name = "gan"       # build_gan.method's name for this class (gans.METHODS)
-  conditional_default = False  # build_gan.conditional when unset
+  conditional_default = False  # GAN(conditional=None) and build_gan.conditional when unset
   discriminator_head = None  # build_gan's build_discriminator.head when gin binds none
   targeted_attack = False   # DAT: periodic diagnostics also measure its attack's success
   # Set by the engine under Mirrored / MultiWorker with XLA: compile each replica's gradient
@@ -175,7 +176,7 @@ class GAN(keras.Model):
                fake_weight=1.0,
                clip_value=None,
                n_dis=1,
-               conditional=False,
+               conditional=None,
                ema_decay=None,
                ema_start_step=0,
                generator_factory=None,
@@ -215,7 +216,7 @@ class GAN(keras.Model):
     self.fake_weight = float(fake_weight)
     self.clip_value = clip_value
     self.n_dis = n_dis
-    self.conditional = bool(conditional)
+    self.conditional = bool(self.conditional_default if conditional is None else conditional)
     self.ema_decay = ema_decay
     self.ema_start_step = int(ema_start_step)
     self.seed = int(seed)
@@ -335,6 +336,50 @@ class GAN(keras.Model):
 
   def get_config(self):
     raise errors.ConfigError(self.NOT_SAVED)
+
+  # ----------------------------------------------------------------- inference
+  NO_EVALUATE = ("A GAN has no Keras evaluate (there is no labelled target): measure samples with "
+                 "tfadvgan.metrics.evaluation.evaluate (FID/IS/KID) or scripts/eval.py, and D "
+                 "with scripts/diagnose.py.")
+
+  def call(self, inputs, training=False):
+    """Samples of the sampling generator (the EMA copy when kept): `gan(z)`, `gan.predict(z)`.
+
+    `inputs` is z `[B, latent_dim]`, or for a conditional GAN `(z, labels)` (a tuple or list, or
+    a dict with "z" and "labels"); images come out in [-1, 1].
+    """
+    z, labels = self._sampling_inputs(inputs)
+    return self.sampler()(z, labels, training=training)
+
+  def predict_step(self, data):
+    """Keras's predict: `data` is z, `(z,)` or `((z, labels),)` as Keras batches `x`. Calls the
+    sampler directly, so that a wrong input is one line, not Keras's report of a failed call."""
+    if isinstance(data, tuple) and len(data) == 1:
+      data = data[0]
+    z, labels = self._sampling_inputs(data)
+    return self.sampler()(z, labels, training=False)
+
+  def _sampling_inputs(self, inputs):
+    """(z, labels or None) from what `call` takes, checked."""
+    if isinstance(inputs, dict):
+      z, labels = inputs.get("z"), inputs.get("labels")
+    elif isinstance(inputs, (tuple, list)):
+      errors.check(len(inputs) in (1, 2), f"A GAN takes z or (z, labels); got {len(inputs)} "
+                   "inputs.")
+      z, labels = inputs[0], inputs[1] if len(inputs) == 2 else None
+    else:
+      z, labels = inputs, None
+    errors.check(z is not None and len(z.shape) == 2 and z.shape[-1] == self.generator.latent_dim,
+                 f"A GAN's input is z of shape [batch, {self.generator.latent_dim}]; got "
+                 f"{None if z is None else tuple(z.shape)}.")
+    errors.check(labels is not None or not self.conditional,
+                 "This GAN is class-conditional: pass (z, labels), labels of shape [batch].")
+    return z, labels if self.conditional else None
+
+  def evaluate(self, *args, **kwargs):
+    """Refused in one line (`NO_EVALUATE`)."""
+    del args, kwargs
+    raise errors.ConfigError(self.NO_EVALUATE)
 
   @property
   def global_step(self):

@@ -146,6 +146,34 @@ def write_run_info(model_dir, source, gan, method):
   io.atomic_write(io.join(model_dir, RUN_FILE), json.dumps(info, indent=2))
 
 
+def check_batch_fits(source, batch_size):
+  """ConfigError when one batch is larger than the whole dataset (every batch would repeat
+  examples), where the example count is known without reading the data."""
+  count = source.num_examples
+  if count is None:
+    cardinality = int(source.images.cardinality())
+    count = cardinality if cardinality >= 0 else None
+  errors.check(count is None or batch_size <= count,
+               f"train.batch_size = {batch_size} is larger than the {count} examples of "
+               f"{source.name}: every batch would repeat examples. Set train.batch_size <= "
+               f"{count}, or train on more data.")
+
+
+def check_same_data(model_dir, source):
+  """ConfigError when `model_dir` holds a run trained on data of another shape or class count
+  (the data changed between two runs of one run dir), naming both."""
+  if not io.exists(io.join(model_dir, RUN_FILE)):
+    return
+  info = read_run_info(model_dir)
+  saved = (tuple(info.get("shape", ())), int(info.get("num_classes", 0)))
+  now = (tuple(source.shape), int(source.num_classes))
+  errors.check(saved == now,
+               f"The data changed since {model_dir} was trained: it holds a run on "
+               f"{info.get('dataset')} of shape {saved[0]} with {saved[1]} classes, and the data "
+               f"loaded now ({source.name}) has shape {now[0]} with {now[1]} classes. Pass the "
+               "run's data (dataset.* in its operative_config.gin), or use a new --model_dir.")
+
+
 def read_run_info(model_dir):
   path = io.join(model_dir, RUN_FILE)
   errors.check(io.exists(path),
@@ -302,6 +330,7 @@ def train(model_dir,
   lease = cluster.start(strategy_obj, model_dir, chief)
   try:
     source, fell_back = load_source(fallback_to_ring, with_fallback=True)
+    check_batch_fits(source, batch_size)
     gan = build_gan(source.shape, source.num_classes, strategy=strategy_obj,
                     mixed_precision=mixed_precision)
     gan.stopped_early = None  # a `cluster.StoppedEarly` when training stops before num_steps
@@ -321,6 +350,10 @@ def train(model_dir,
 
     with strategy_obj.scope():
       manager = checkpoints.make_manager(gan, model_dir, max_to_keep=keep_checkpoints)
+    if chief:  # before the restore, whose shape mismatch would read as a corrupt checkpoint
+      check_same_data(model_dir, source)
+      checkpoints.check_and_save_config(model_dir,
+                                        resuming=manager.latest_checkpoint is not None)
     resumed_from = checkpoints.restore(manager)
     temp_dir = None
     if not chief:  # TF's multi-worker pattern: save into a per-worker directory, then delete it
@@ -328,7 +361,6 @@ def train(model_dir,
       with strategy_obj.scope():
         manager = checkpoints.Manager(manager.checkpoint, temp_dir, max_to_keep=1)
     if chief:
-      checkpoints.check_and_save_config(model_dir, resuming=resumed_from is not None)
       write_run_info(model_dir, source, gan, gan.method_name)
     start = int(gan.global_step.numpy())
     if resumed_from and chief:
