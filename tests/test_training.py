@@ -465,7 +465,10 @@ def _finished_study_run(run):
       [{"step": 5, "metric": "fid_x", "value": 9.0, "n": 20},
        {"step": 10, "metric": "fid_x", "value": 7.0, "n": 20},
        {"step": 10, "metric": "fid_x", "value": 4.0, "n": 50},
-       {"step": 10, "metric": "is_x", "value": 2.0, "n": 50}]))
+       {"step": 10, "metric": "is_x", "value": 2.0, "n": 50},
+       {"step": 5, "metric": "precision_x", "value": 0.5, "n": 50},
+       {"step": 10, "metric": "precision_x", "value": 0.625, "n": 50},
+       {"step": 10, "metric": "recall_x", "value": 0.375, "n": 50}]))
   (run / "diagnostics" / "diagnostics_step9.json").write_text(json.dumps({"step": 9}))
   (run / "diagnostics" / "diagnostics_step10.json").write_text(json.dumps(
       {"step": 10, "accuracy": {"real": {"0": 0.75, "0.5": 0.25}},
@@ -492,6 +495,7 @@ def test_study_collects_fid_diagnostics_and_wdist_variance(tmp_path):
   _finished_study_run(run)
   got = study_cli.collect(str(run), "0.5", curve_num_samples=20)
   assert got["fid_x"] == 4.0 and "is_x" not in got and got["steps"] == 10  # step 10 > step 9
+  assert got["precision_x"] == 0.625 and got["recall_x"] == 0.375  # the last step's
   assert got["curve"] == [[5, 9.0], [10, 7.0]]
   assert "curve" not in study_cli.collect(str(run), "0.5")
   assert got["d_acc_real_clean"] == 0.75 and got["d_acc_real_fgsm_0.5"] == 0.25

@@ -116,21 +116,26 @@ def _latest(names, prefix):
   return steps[max(steps)] if steps else None
 
 
+FINAL_METRICS = ("fid", "precision", "recall", "density", "coverage")  # collected at the last step
+
+
 def collect(run_dir, eps_key, curve_num_samples=None):
   """The study's numbers of one finished run.
 
-  FID is the last record at the last step (eval.py's, written after training). With
+  FID (and precision, recall, density, coverage when `study.eval_flags` asks eval.py for them) is
+  the last record at the last step (eval.py's, written after training). With
   `curve_num_samples`, `curve` lists `[step, fid]` of the records with that many samples, the first
   per step (those training wrote).
   """
   out = {}
   from tfadvgan import io  # pylint: disable=g-import-not-at-top
   from tfadvgan.metrics import evaluation  # pylint: disable=g-import-not-at-top
-  records = [r for r in evaluation.read_results(run_dir) if r["metric"].startswith("fid")]
+  results = evaluation.read_results(run_dir)
+  records = [r for r in results if r["metric"].startswith("fid")]
   if records:
     last_step = max(r["step"] for r in records)
-    for r in records:
-      if r["step"] == last_step:
+    for r in results:
+      if r["step"] == last_step and r["metric"].split("_")[0] in FINAL_METRICS:
         out[r["metric"]] = r["value"]
     if curve_num_samples:
       curve = {}
