@@ -316,14 +316,26 @@ SURVIVOR_ERROR = (
     "calling /tensorflow.WorkerService/RecvBuf:")
 
 
+# What the other survivor (worker 1 of 3) got in another run: only the chief that relayed the abort.
+RELAYED_ERROR = (
+    "Collective ops is aborted by: Collective ops is aborted by: Cancelled\nAdditional GRPC error "
+    "information from remote target /job:worker/replica:0/task:0 while calling "
+    "/tensorflow.WorkerService/RecvBuf:")
+
+
 class _Resolver:
-  def __init__(self, task_type, task_id):
-    self.task_type, self.task_id = task_type, task_id
+  def __init__(self, task_type, task_id, spec=None):
+    self.task_type, self.task_id, self.spec = task_type, task_id, spec
+
+  def cluster_spec(self):
+    if self.spec is None:
+      raise ValueError("no cluster")
+    return tf.train.ClusterSpec(self.spec)
 
 
 class _Strategy:
-  def __init__(self, task_type, task_id):
-    self.cluster_resolver = _Resolver(task_type, task_id)
+  def __init__(self, task_type, task_id, spec=None):
+    self.cluster_resolver = _Resolver(task_type, task_id, spec)
 
 
 def test_the_unreachable_peer_is_named_from_the_collective_error():
@@ -332,6 +344,39 @@ def test_the_unreachable_peer_is_named_from_the_collective_error():
   assert cluster.unreachable_peer("deadline exceeded", _Strategy("worker", 0)) == "a peer"
   assert cluster.unreachable_peer("/job:chief/replica:0/task:0 reset",
                                   _Strategy("worker", 0)) == "chief"
+
+
+def test_the_unreachable_peer_is_the_one_whose_port_does_not_answer():
+  """A relayed abort names the chief; the probe of every other task's port names the dead one."""
+  spec = {"worker": ["127.0.0.1:1000", "127.0.0.1:1001", "127.0.0.1:1002", "127.0.0.1:1003"]}
+  asked = []
+
+  def alive(dead):
+    def probe(address):
+      asked.append(address)
+      return address not in dead
+    return probe
+
+  me = _Strategy("worker", 1, spec)
+  assert cluster.unreachable_peer(RELAYED_ERROR, me) != "worker 2"  # what the error alone says
+  assert cluster.unreachable_peer(RELAYED_ERROR, me, alive({"127.0.0.1:1002"})) == "worker 2"
+  assert sorted(asked) == ["127.0.0.1:1000", "127.0.0.1:1002", "127.0.0.1:1003"]  # not itself
+  assert cluster.unreachable_peer(RELAYED_ERROR, me, alive({"127.0.0.1:1003", "127.0.0.1:1000"})
+                                  ) == "workers 0, 3"
+  assert cluster.unreachable_peer(RELAYED_ERROR, me, alive(set())) == "worker 0"  # all answer
+  chief = _Strategy("worker", 0, {"chief": ["127.0.0.1:999"], "worker": ["127.0.0.1:1000"]})
+  assert cluster.unreachable_peer("", chief, alive({"127.0.0.1:999"})) == "chief"
+
+
+def test_the_port_probe_tells_a_listening_port_from_a_closed_one():
+  import socket  # pylint: disable=g-import-not-at-top
+  with socket.socket() as server:
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+    assert cluster._answers(f"127.0.0.1:{port}")  # pylint: disable=protected-access
+  assert not cluster._answers(f"127.0.0.1:{port}")  # pylint: disable=protected-access
+  assert not cluster._answers("no-such-host.invalid:80")  # pylint: disable=protected-access
 
 
 # ------------------------------------------------------------------------- multi-process

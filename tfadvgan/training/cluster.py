@@ -9,9 +9,11 @@ Exit statuses of scripts/train.py (README, "Running on a pod / cluster"):
                diverged run (TrainingDiverged is a ConfigError).
 """
 
+import concurrent.futures
 import dataclasses
 import hashlib
 import re
+import socket
 
 import gin
 import numpy as np
@@ -113,14 +115,68 @@ def start(strategy, model_dir, chief):
 
 # ----------------------------------------------------------------------- a dead peer
 
-def unreachable_peer(error, strategy):
-  """'worker 2' (or 'chief'): the first other task a collective error names, else 'a peer'."""
+PROBE_SECONDS = 2.0  # how long a survivor waits for each peer's gRPC port to answer
+
+
+def unreachable_peer(error, strategy, alive=None):
+  """'worker 2' (or 'chief', or 'workers 0, 2'): the peer(s) that are gone, else 'a peer'.
+
+  With 3 or more workers, a survivor's collective error may name only the peer that relayed the
+  abort (the chief, which saw the dead worker first), not the dead one. So the survivor asks
+  every other task's gRPC port (the cluster spec's addresses, in parallel, `PROBE_SECONDS`): the
+  tasks that do not answer are the ones named. When every peer answers (or the cluster spec is
+  unknown) the first other task the error names is, else 'a peer'. `alive(address) -> bool`
+  replaces the TCP probe (tests).
+  """
   resolver = getattr(strategy, "cluster_resolver", None)
   me = (getattr(resolver, "task_type", None), engine_lib.task_id(strategy))
+  gone = [task for task, up in _probe_peers(resolver, me, alive or _answers) if not up]
+  if gone:
+    return _task_names(gone)
   for job, task in re.findall(r"/job:(\w+)/replica:\d+/task:(\d+)", str(error)):
     if (job, int(task)) != me:
-      return job if job == "chief" else f"{job} {task}"
+      return _task_names([(job, int(task))])
   return "a peer"
+
+
+def _task_names(tasks):
+  """[('worker', 0), ('worker', 2)] -> 'workers 0, 2'; [('chief', 0)] -> 'chief'."""
+  names = []
+  for job in sorted({job for job, _ in tasks}):
+    ids = sorted(i for j, i in tasks if j == job)
+    if job == "chief":
+      names.append("chief")
+    else:
+      names.append(f"{job}{'s' if len(ids) > 1 else ''} {', '.join(map(str, ids))}")
+  return " and ".join(names)
+
+
+def _probe_peers(resolver, me, alive):
+  """[((job, index), answered)] for every other task of the cluster spec ([] if unknown)."""
+  try:
+    spec = resolver.cluster_spec().as_dict()
+  except Exception:  # pylint: disable=broad-except  # no resolver, or not a cluster
+    return []
+  tasks = []
+  for job, addresses in spec.items():
+    if isinstance(addresses, dict):  # sparse cluster specs map index -> address
+      addresses = [addresses[i] for i in sorted(addresses)]
+    tasks += [((job, i), address) for i, address in enumerate(addresses) if (job, i) != me]
+  if not tasks:
+    return []
+  with concurrent.futures.ThreadPoolExecutor(max_workers=min(len(tasks), 32)) as pool:
+    answers = list(pool.map(lambda item: alive(item[1]), tasks))
+  return [(task, up) for (task, _), up in zip(tasks, answers)]
+
+
+def _answers(address):
+  """Whether a TCP connection to `host:port` opens within PROBE_SECONDS."""
+  host, _, port = address.rpartition(":")
+  try:
+    with socket.create_connection((host.strip("[]"), int(port)), timeout=PROBE_SECONDS):
+      return True
+  except (OSError, ValueError):
+    return False
 
 
 def latest_checkpoint(model_dir):
@@ -136,6 +192,8 @@ def report_unreachable_peer(error, strategy, model_dir, step):
   checkpoint = latest_checkpoint(model_dir)
   resume = (f"the run resumes from {io.basename(checkpoint)}" if checkpoint
             else "the run starts over (no checkpoint yet)")
-  logging.error(f"{unreachable_peer(error, strategy)} is unreachable; restart all workers: "
+  peer = unreachable_peer(error, strategy)
+  verb = "are" if peer.startswith("workers") or " and " in peer else "is"
+  logging.error(f"{peer} {verb} unreachable; restart all workers: "
                 f"{resume}.")
   return StoppedEarly("unreachable_peer", step, checkpoint)
