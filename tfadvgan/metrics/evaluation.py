@@ -515,7 +515,7 @@ def make_eval_fn(model_dir=None, classifier="auto", classifier_path=None, num_sa
     check(state["model_dir"] or not write_results,
           "make_eval_fn needs the run directory for results.json: bind make_eval_fn.model_dir "
           "(or set make_eval_fn.write_results = False).")
-    _reference(state, reference_split, num_samples, metrics)
+    _load_reference_split(state, reference_split, num_samples, metrics)
     results = evaluate(gan, state["classifier"], state["source"], state["fields"],
                        num_samples=num_samples, cache_dir=cache_dir, metrics=metrics,
                        batch_size=batch_size, seed=seed, num_reference=state["n_reference"])
@@ -542,7 +542,7 @@ def make_eval_fn(model_dir=None, classifier="auto", classifier_path=None, num_sa
   return eval_fn
 
 
-def _reference(state, reference_split, num_samples, metrics):
+def _load_reference_split(state, reference_split, num_samples, metrics):
   """Loads the real split into ``state`` once (source, cache-key fields, n_reference)."""
   if "source" in state:
     return
