@@ -5,6 +5,7 @@ device each), training a small synchronized-BN DCGAN on a generated npz into one
 child is bounded in time and killed if it hangs.
 """
 
+import json
 import os
 import shutil
 import signal
@@ -239,3 +240,35 @@ def test_sigterm_on_one_process_checkpoints_and_exits_75(setup, tmp_path, signum
   assert step is not None and 0 < step < 1000
   assert f"interrupted at step {step}; saved {model_dir}/checkpoints/ckpt-{step}" in out
   assert "Traceback" not in out
+
+
+@pytest.mark.slow  # ~1-2 min on 2 cores
+def test_two_workers_evaluate_on_the_chief_and_keep_the_best_checkpoint(setup, tmp_path):
+  """train.eval_every_steps under MultiWorker: only the chief evaluates and writes results.json;
+  the best checkpoint (every worker saves a candidate, the chief promotes it) holds the weights of
+  the rotation's checkpoint at the best step; no worker scratch directory is left behind."""
+  from tfadvgan.metrics import evaluation  # pylint: disable=g-import-not-at-top
+  from tfadvgan.training import checkpoints  # pylint: disable=g-import-not-at-top
+  _, config = setup
+  model_dir = str(tmp_path / "run")
+  clf = os.path.join(ROOT, "classifiers", "fmnist_cnn.keras")
+  params = ["train.num_steps = 4", "train.checkpoint_every_steps = 2", "train.eval_every_steps = 2",
+            "make_eval_fn.num_samples = 64", "make_eval_fn.metrics = ['fid']",
+            f"make_eval_fn.classifier_path = '{clf}'",
+            f"make_eval_fn.cache_dir = '{tmp_path / 'cache'}'"]
+  codes = wait_all(start_cluster(config, model_dir, params))
+  assert codes == [0, 0], read_log(model_dir, 0)[-3000:] + read_log(model_dir, 1)[-3000:]
+  records = [r for r in evaluation.read_results(model_dir) if not r.get("best")]
+  assert [(r["step"], r["metric"]) for r in records] == [(2, "fid_fmnist_cnn"),
+                                                         (4, "fid_fmnist_cnn")], records
+  best = min(records, key=lambda r: r["value"])
+  with open(os.path.join(model_dir, "checkpoints", "best", "best.json")) as f:
+    best_json = json.load(f)
+  assert best_json["step"] == best["step"] and best_json["value"] == best["value"]
+  got = checkpoint_arrays(checkpoints.resolve_checkpoint(model_dir, "best"))
+  want = checkpoint_arrays(os.path.join(model_dir, "checkpoints", f"ckpt-{best['step']}"))
+  assert set(got) == set(want) and len(got) > 20
+  for key in want:
+    np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+  assert not [n for n in os.listdir(model_dir) if n.startswith("worker_")], os.listdir(model_dir)
+  assert "fid" not in read_log(model_dir, 1).lower()  # the worker neither evaluates nor reports
