@@ -389,7 +389,7 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
       proc.kill()
       proc.communicate()
   assert proc.returncode == 75, err[-3000:]  # stopped early with a checkpoint: rerun to continue
-  assert "interrupted at step" in out
+  assert "[tfadvgan] interrupted at step" in err  # the library's log lines go to stderr
   latest = tf.train.latest_checkpoint(str(model_dir / "checkpoints"))
   assert latest is not None and int(latest.rsplit("-", 1)[1]) > 0
   assert "Traceback" not in err

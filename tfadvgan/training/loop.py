@@ -477,9 +477,9 @@ def train(model_dir,
       if chief:
         logging.info(f"wall-time budget train.max_seconds={max_seconds} reached at step "
                      f"{budget.stopped_at}; checkpoint saved. Run the same command to continue.")
-    logging.info("trained %d steps in %.1fs", int(gan.global_step.numpy()) - start,
-                 time.time() - t0)
     if chief:
+      logging.info("trained %d steps in %.1fs", int(gan.global_step.numpy()) - start,
+                   time.time() - t0)
       logging.info(f"done: step {int(gan.global_step.numpy())} in {model_dir}\n"
             f"  checkpoint   {manager.latest_checkpoint}\n"
             + (f"  samples      {grid.last_path}\n" if grid is not None and grid.last_path else "")
