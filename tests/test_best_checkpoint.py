@@ -204,7 +204,7 @@ def test_scripts_read_the_best_checkpoint(tmp_path):
                     + [f"--model_dir={model_dir}", "--eval_every=1"])
   assert proc.returncode == 0, proc.stderr[-3000:]
   best = [r for r in _results(model_dir) if r.get("best")]
-  assert len(best) == 1 and "  best         " in proc.stdout, proc.stdout
+  assert len(best) == 1 and "  best         " in proc.stderr, proc.stderr  # train's log lines
   path = os.path.join(checkpoints.best_dir(model_dir), f"ckpt-{best[0]['step']}")
   out = tmp_path / "samples"
   proc = _script("sample", [f"--model_dir={model_dir}", "--step=best", "--num=4", f"--out={out}"])
