@@ -3,6 +3,7 @@ linear G/D pairs of the closed-form tests (plain and with an auxiliary-classifie
 NumPy references; tiny run configs and a small labelled .npz; clusters of `scripts/train.py`
 workers on 127.0.0.1."""
 
+import glob
 import json
 import logging
 import os
@@ -279,6 +280,16 @@ def checkpoint_arrays(path):
   reader = tf.train.load_checkpoint(path)
   return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
           if "save_counter" not in k and not k.startswith("_CHECKPOINTABLE")}
+
+
+def summary_events(directory):
+  """{tag: [(step, summary value)]} of every summary written under `directory`."""
+  tags = {}
+  for path in glob.glob(os.path.join(directory, "events.out.tfevents.*")):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for value in event.summary.value:
+        tags.setdefault(value.tag, []).append((event.step, value))
+  return tags
 
 
 def event_scalars(directory, tag):

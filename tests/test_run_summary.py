@@ -1,6 +1,5 @@
 """TensorBoard at the start of a run: the operative config as text, a grid of real images, the
 non-default bindings as hparams; and the last sample grid written once."""
-import glob
 import os
 
 import gin
@@ -11,17 +10,7 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 from tfadvgan import config
 from tfadvgan import images as images_lib
 from tfadvgan.training import loop
-from helpers import TINY, parse, small_npz  # pylint: disable=g-bad-import-order
-
-
-def _events(directory):
-  """{tag: [(step, value)]} of every summary written under `directory`."""
-  tags = {}
-  for path in glob.glob(os.path.join(directory, "events.out.tfevents.*")):
-    for event in tf.compat.v1.train.summary_iterator(path):
-      for value in event.summary.value:
-        tags.setdefault(value.tag, []).append((event.step, value))
-  return tags
+from helpers import TINY, parse, small_npz, summary_events  # pylint: disable=g-bad-import-order
 
 
 def test_config_real_images_hparams_and_one_final_grid(tmp_path):
@@ -31,7 +20,7 @@ def test_config_real_images_hparams_and_one_final_grid(tmp_path):
                 "train.sample_every_steps = 2", "train.seed = 7", "make_optimizer.beta_2 = 0.999"])
   model_dir = str(tmp_path / "run")
   loop.train(model_dir)
-  tags = _events(os.path.join(model_dir, "train"))
+  tags = summary_events(os.path.join(model_dir, "train"))
 
   [(step, text)] = tags["config/operative"]
   assert step == 0

@@ -18,7 +18,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from helpers import TINY, parse, small_npz  # pylint: disable=g-bad-import-order
+from helpers import TINY, parse, small_npz, summary_events  # pylint: disable=g-bad-import-order
 from tfadvgan import data as data_lib
 from tfadvgan import errors
 from tfadvgan import gans
@@ -314,22 +314,13 @@ def test_benchmark_reports_every_field(tmp_path):
   json.dumps(results)
 
 
-def _events(directory):
-  tags = {}
-  for path in glob.glob(os.path.join(directory, "events.out.tfevents.*")):
-    for event in tf.compat.v1.train.summary_iterator(path):
-      for value in event.summary.value:
-        tags.setdefault(value.tag, []).append((event.step, value))
-  return tags
-
-
 def test_tensorboard_logs_losses_lr_throughput_and_samples(tmp_path):
   model_dir = str(tmp_path / "run")
   _npz_run(tmp_path, ["train.num_steps = 4", "train.log_every_steps = 2",
                       "train.sample_every_steps = 2", "D/make_optimizer.learning_rate = 5e-5",
                       "train.diagnose_every_steps = 4"])
   loop.train(model_dir)
-  tags = _events(os.path.join(model_dir, "train"))
+  tags = summary_events(os.path.join(model_dir, "train"))
   for tag in ("diag/d_acc_real", "diag/d_acc_real_fgsm", "diag/grad_l1", "diag/wdist"):
     assert tag in tags and [s for s, _ in tags[tag]] == [4], (tag, sorted(tags))
   assert "diag/xi_fake" not in tags  # attack success is logged for DAT runs only
@@ -361,7 +352,7 @@ def test_periodic_eval_hook_and_steps_per_execution(tmp_path):
   assert calls == [2, 4]
   state = tf.train.get_checkpoint_state(os.path.join(model_dir, "checkpoints"))
   assert [os.path.basename(p) for p in state.all_model_checkpoint_paths] == ["ckpt-2", "ckpt-4"]
-  tags = _events(os.path.join(model_dir, "train"))
+  tags = summary_events(os.path.join(model_dir, "train"))
   assert [s for s, _ in tags["eval/answer"]] == [2, 4]
 
 
@@ -422,7 +413,7 @@ def test_dat_run_logs_attack_success(tmp_path):
   model_dir = str(tmp_path / "run")
   _npz_run(tmp_path, ["include 'common/dat.gin'", "train.diagnose_every_steps = 2"])
   loop.train(model_dir)
-  tags = _events(os.path.join(model_dir, "train"))
+  tags = summary_events(os.path.join(model_dir, "train"))
   for tag in ("diag/xi_fake", "diag/xi_real", "train/dat_adv_loss", "train/wdist"):
     assert tag in tags, (tag, sorted(tags))
   xi = tf.make_ndarray(tags["diag/xi_fake"][0][1].tensor)
