@@ -7,7 +7,7 @@ config in turn, so drifts of the machine's speed hit all of them alike. What is 
 the function training calls (`tfadvgan.training.engine.Engine.train_function`), synchronised after
 every call.
 
-Two references sit beside the configs (BUILD_NOTES, "Performance in CI"):
+Two references sit beside the configs (docs/results/performance.md, "Performance in CI"):
 - `reference_step`: a hand-written minimal XLA step (plain tapes, the loss written out, no hooks,
   trackers or distribution) on the first config's own networks, timed in the same rounds;
 - `compiled_convolutions`: how many convolutions XLA's optimized HLO of a config's step holds,
@@ -338,7 +338,7 @@ def _loop_split(profiler, steps):
           "profile_callbacks_ms_per_step": 1000.0 * callbacks / steps}
 
 
-# Gross-regression gates of `ci_check` (BUILD_NOTES, "Performance in CI").
+# Gross-regression gates of `ci_check` (docs/results/performance.md, "Performance in CI").
 # The method gate is taken against the method's own pass-count floor: DAT's floor (the
 # convolutions its step must run, 1.65x the baseline's for DCGAN) is above the 1.40 first named
 # as a ceiling, so a fixed ratio would fail on every machine.
