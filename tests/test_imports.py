@@ -1,9 +1,10 @@
 """The package's import graph: every `import` of a tfadvgan module, at module level and inside
-functions, read from the source with `ast` (nothing is imported). The layers run one way (BUILD_NOTES,
-"Layers"): cli -> training -> metrics -> gans -> (losses, penalties, attacks, augment, models,
-data, distribute, optimizers) -> (errors, io, images, rng, ops, config). metrics never imports training;
-training imports metrics only for its periodic eval and diagnostics. The package's own `__init__`
-imports nothing at import time: its public names load on first use (the last test)."""
+functions, read from the source with `ast` (nothing is imported). The layers run one way
+(docs/design.md, "Layers and imports"): cli -> training -> metrics -> gans -> (losses, penalties,
+attacks, augment, models, data, distribute, optimizers) -> (errors, io, images, rng, ops, config).
+metrics never imports training; training imports metrics only for its periodic eval and
+diagnostics. The package's own `__init__` imports nothing at import time: its public names load
+on first use (the last test)."""
 
 import ast
 import os
@@ -161,8 +162,8 @@ def test_no_private_framework_imports(module):
 
 def test_the_one_internal_tf_class_is_still_exported():
   """`distribute.PerReplicaState` subclasses `tf.__internal__.tracking.Trackable` (the one TF class
-  that lets an object write a tensor of its own making to a checkpoint; BUILD_NOTES, "Per-replica
-  state"). If a TensorFlow release moves it, this names what broke."""
+  that lets an object write a tensor of its own making to a checkpoint; docs/design.md, "Layers and
+  imports"). If a TensorFlow release moves it, this names what broke."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   trackable = getattr(getattr(getattr(tf, "__internal__", None), "tracking", None), "Trackable",
                       None)

@@ -432,7 +432,8 @@ def test_mirrored_strategy_build_and_synchronized_bn():
     # Runs in a fresh process: after other MirroredStrategy functions in the same process, TF can
     # pair synchronized-BN collectives of different functions under one instance key ("Shape
     # mismatch in the collective instance 100"). A training run has one strategy and one step
-    # function per process, so this only concerns the test process (BUILD_NOTES.md).
+    # function per process, so this only concerns the test process (docs/library.md, "The Python
+    # API").
     proc = subprocess.run(
         # `-m slow -n 0`: this test alone, in that process (pytest.ini's addopts deselect slow
         # tests and start two xdist workers).

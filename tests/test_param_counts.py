@@ -1,4 +1,6 @@
-"""Trainable G / D parameter counts of the configs at full width (BUILD_NOTES, "Parameter counts").
+"""Trainable G / D parameter counts of the configs at full width.
+
+The figures: docs/results/parameter_counts.md, "Parameter counts of the configs".
 
 One config stands for each group of configs with the same networks. The 64 px ResNet configs stay
 in the quick suite: `common/resnet.gin` used to force width 128 at every image size, which made them

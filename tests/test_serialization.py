@@ -168,7 +168,7 @@ def test_gan_save_is_refused_in_one_line_before_any_file(tmp_path):
     callback.on_epoch_end(0, {})
   assert os.listdir(tmp_path) == []
   # keras.saving.save_model(gan) gets the same error from get_config (Keras has opened its zip by
-  # then: BUILD_NOTES, "Saving and exporting").
+  # then: docs/library.md, "Saving and exporting").
   with pytest.raises(errors.ConfigError, match="scripts/export.py"):
     keras.saving.save_model(gan, str(tmp_path / "direct.keras"))
 

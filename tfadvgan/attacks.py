@@ -5,7 +5,7 @@ per-example loss the attack *increases*. Input gradients come from a tape on
 ``tf.reduce_sum(loss_fn(x))``, so each example's gradient is independent of the batch size (no
 ``1/B`` from a mean). Randomness only from explicit stateless ``seed`` tensors (``[2]`` int32).
 
-Choices (recorded for BUILD_NOTES.md):
+Choices (the papers' readings behind them are in docs/readings/):
 
 - The returned perturbation is a constant: ``x_adv = clip(x + tf.stop_gradient(delta))``; gradients
   still flow to ``x`` itself (identity, through the range clip).

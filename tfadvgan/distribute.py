@@ -125,7 +125,7 @@ def default_jit_compile(strategy):
   One device and TPU compile the whole train step. Under Mirrored / MultiWorker strategies each
   replica's gradient computations are compiled and the cross-replica reduction and optimizer apply
   run outside XLA (`GAN.replica_compiled`): Keras `fit` with `jit_compile=True` compiled the whole
-  `strategy.run` there and failed (a variable on another device; BUILD_NOTES.md).
+  `strategy.run` there and failed (a variable on another device; docs/design.md, "Decisions").
   """
   del strategy
   return True
@@ -166,7 +166,7 @@ def per_replica_batch(strategy, global_batch_size):
 # `_restore_from_tensors` let an object write a tensor of its own making to a checkpoint (a
 # SyncOnRead variable writes one aggregated value). It is reached through the exported
 # `tf.__internal__` namespace, not `tensorflow.python`; tests/test_imports.py fails by name if it
-# moves (BUILD_NOTES, "Per-replica state").
+# moves (docs/design.md, "Layers and imports").
 _Trackable = tf.__internal__.tracking.Trackable
 
 

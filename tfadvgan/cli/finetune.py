@@ -12,7 +12,7 @@ failed or interrupted fine-tune leaves nothing there. Check the result with
   python scripts/diagnose.py --model_dir=RUN_finetuned --which=class_pgd
 
 This module is flags and wiring; the fine-tuner, what it writes and its readings of the paper and
-the release are in tfadvgan/training/finetune.py (and BUILD_NOTES.md).
+the release are in tfadvgan/training/finetune.py (and docs/readings/robgan.md).
 """
 
 import sys

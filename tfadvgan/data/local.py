@@ -478,7 +478,8 @@ def check_images_decode(files, channels):
 
   A file that does not decode would otherwise stop training with a tf.data error that names no
   file, at whatever step first reaches it. The cost is one read and decode of the files (about
-  what one epoch of the input pipeline costs; measured figures are in BUILD_NOTES).
+  what one epoch of the input pipeline costs; measured figures are in
+  docs/reliability.md, "Folder sources").
 
   Raises:
     ConfigError: naming the first file (in listing order) that does not read or decode, and how

@@ -1,6 +1,6 @@
 """Training and evaluation input pipelines built from a `Source`.
 
-The training pipeline is infinite and yields one dict per global batch (see BUILD_NOTES.md,
+The training pipeline is infinite and yields one dict per global batch (see docs/design.md,
 "Data"): real examples grouped as `[B, n_dis, ...]` so that discriminator update k uses slice
 `[:, k]` on every replica, plus stateless noise derived from `(seed, batch index)`.
 """

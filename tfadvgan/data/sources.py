@@ -391,8 +391,8 @@ def from_arrays(images, labels=None, name="arrays", num_classes=None, resolution
     A `Source` sharded by example; uint8 data stays uint8 in memory (and in the pipeline's
     cache) and is converted by `finish` one batch at a time, after the cache (one op per batch
     rather than per example: the first epoch's pipeline cost 7 ms of CPU per batch of 64
-    converted per example, 1.6 ms in chunks; BUILD_NOTES, "End to end against the isolated
-    step").
+    converted per example, 1.6 ms in chunks; docs/results/performance.md, "End to end
+    against the isolated step").
   """
   images, kind = _check_images_array(images, name)
   n = images.shape[0]

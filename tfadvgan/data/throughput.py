@@ -111,7 +111,9 @@ def folder_startup_seconds(path, resolution=None):
 
 def input_benchmark(work_dir, shards=(1, 2, 4), ratio_images=512, speed_images=2048,
                     startup_images=20000, size=64):
-  """The input-path figures of BUILD_NOTES on generated folders under `work_dir`.
+  """The input-path figures on generated folders under `work_dir`.
+
+  The figures measured with it: docs/results/performance.md, "Input path figures".
 
   Returns:
     A dict: `decodes_per_trained[P]` (mean over the P pipelines), `images_per_s_one_core`

@@ -19,7 +19,8 @@ Methods are small subclasses. Each overrides one or two of these steps instead o
       on FGSM-perturbed reals; Fast-RobGAN replays the step M times on a persistent perturbation)
   generator_loss(fake_out, fake_labels)            -> per_example_loss
 
-D-regularising baselines that every method can add (BUILD_NOTES, "DiffAugment and LeCam"):
+D-regularising baselines that every method can add (docs/readings/diffaugment_lecam.md,
+"DiffAugment and LeCam"):
 `diffaugment` (DiffAugment on what D sees: `augment_pair` in each D update, `diffaugment_images`
 on the fakes in the G update) and `lecam_weight` (LeCam's term in `discriminator_loss`, its anchors
 updated in `discriminator_step`).
@@ -593,7 +594,7 @@ class GAN(keras.Model):
     variables = self.discriminator.trainable_variables
     scale = loss_scale(self.d_optimizer)
     # Norm of the gradient of this replica's mean loss (equals the full-batch gradient norm on one
-    # replica); see BUILD_NOTES.md "Reported values".
+    # replica); see docs/design.md, "Reported values".
     norm = unscaled_norm(grads, scale) * _replica_count()
     if scale is not None:
       self.track(d_loss_scale=scale)

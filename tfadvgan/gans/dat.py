@@ -5,7 +5,7 @@ D maximises (Eq. 8) lambda_1 * [g1(D(x_r)) + g2(D(x_f))] + lambda_2 * [g1(D(x_r 
 g2(D(x_f + d_f))], with one targeted step each (Eqs. 9-10), reals toward the fakes' batch mean and
 fakes toward the reals': d_r = -eps * step(grad_x |g1(D(x_r)) - mean g1(D(x_f))|), and d_f alike.
 
-Readings (BUILD_NOTES.md, "DAT ... readings and decisions", with a table of every difference from
+Readings (docs/readings/dat.md, "DAT: readings and decisions", with a table of every difference from
 the release): `objective` per_example (Eq. 9) | batch_mean (the release); `value` loss (g1/g2) |
 logit (the release); `step` sign | raw (Eq. 10; at eps 1 the release's clamp) | l2; `clip` both |
 fake (the release) | none. Batch means are over the *global* batch; under per-replica XLA each D
@@ -29,7 +29,8 @@ class DAT(base.GAN):
   """GAN whose D objective adds lambda_2-weighted terms on targeted-attacked reals and fakes.
 
   Args:
-    epsilon: L-inf radius on the [-1, 1] image scale (the paper gives no value; see BUILD_NOTES).
+    epsilon: L-inf radius on the [-1, 1] image scale (the paper gives no value; see
+      docs/readings/dat.md).
     step: "sign" (one-step PGD), "raw" (Eq. 10's -eps * grad, clipped to the ball) or "l2".
     lambda_clean: lambda_1 on the clean terms (0: the release, D trains on attacked samples only).
     lambda_adv: lambda_2 on the attacked terms (0 reproduces the baseline update exactly).
@@ -40,8 +41,8 @@ class DAT(base.GAN):
     value: the attacked value, "loss" (g1 on reals, g2 on fakes, Eq. 9) or "logit" (D's raw
       output, the release).
     reuse_clean_pass: take the attack gradients from the clean pass's tape (default) instead of
-      fresh forward/backward passes; the perturbations are the same (BUILD_NOTES, "DAT: the clean
-      pass reused").
+      fresh forward/backward passes; the perturbations are the same (docs/readings/dat.md, "DAT:
+      readings and decisions", the clean pass reused).
     **kwargs: `GAN` arguments (loss, penalty, n_dis = the paper's "It", ...).
   """
 

@@ -7,8 +7,8 @@ D's loss gains  weight * R_LC  with, per example,
   R_LC = (D(x_r) - alpha_F)^2 + (D(x_f) - alpha_R)^2             (the paper's Eq. 3)
 
 where alpha_R and alpha_F are exponential moving averages of D's mean logit on the real and on the
-fake batch of every D update: alpha <- decay * alpha + (1 - decay) * mean. Readings (BUILD_NOTES,
-"LeCam: readings and design"):
+fake batch of every D update: alpha <- decay * alpha + (1 - decay) * mean. Readings
+(docs/readings/diffaugment_lecam.md, "LeCam"):
 - The means are over the *global* batch (one all-reduce), so the anchors are the same on 1 or N
   replicas and on every replica; each replica keeps its own copy (a SyncOnRead variable that
   every replica updates alike), checkpointed once.

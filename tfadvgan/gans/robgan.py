@@ -20,7 +20,8 @@ L_C2 - L_S, with the non-saturating form of -L_S as in the release). `epsilon = 
 (the "new loss without adversarial training" curves of Fig. 7, and SNGAN(AC) with a hinge loss).
 
 The fine-tuning stage (Eq. 10) is `tfadvgan/training/finetune.py` (`scripts/finetune.py`).
-Readings (paper vs release) are in BUILD_NOTES.md, "Rob-GAN and Fast-RobGAN (issue 6)".
+Readings (paper vs release) are in docs/readings/robgan.md, "Rob-GAN and Fast-RobGAN: readings
+and decisions".
 """
 
 import gin

@@ -20,7 +20,7 @@ shape and traces once). Results are Python floats / numpy arrays.
 | ``wasserstein_estimate``        | DAT Figs. 4-7 (E D(x_r) - E D(x_f))                      |
 | ``batch_diagnostics``           | one-batch scalars for TensorBoard during training        |
 
-Readings and decisions (recorded for BUILD_NOTES.md):
+Readings and decisions (also in docs/evaluation.md, "Evaluation: decisions"):
 
 - **epsilon scale.** Every epsilon / step size is an L-inf distance on the library's [-1, 1] image
   scale, and attacked images are clipped to [-1, 1] (``clip=False`` for unbounded 2-D toy data). On

@@ -7,7 +7,7 @@ config in turn, so drifts of the machine's speed hit all of them alike. What is 
 the function training calls (`tfadvgan.training.engine.Engine.train_function`), synchronised after
 every call.
 
-Two references sit beside the configs (BUILD_NOTES, "Performance in CI"):
+Two references sit beside the configs (docs/results/performance.md, "Performance in CI"):
 - `reference_step`: a hand-written minimal XLA step (plain tapes, the loss written out, no hooks,
   trackers or distribution) on the first config's own networks, timed in the same rounds;
 - `compiled_convolutions`: how many convolutions XLA's optimized HLO of a config's step holds,
@@ -338,15 +338,15 @@ def _loop_split(profiler, steps):
           "profile_callbacks_ms_per_step": 1000.0 * callbacks / steps}
 
 
-# Gross-regression gates of `ci_check` (issue 14 part 4; BUILD_NOTES, "Performance in CI").
+# Gross-regression gates of `ci_check` (docs/results/performance.md, "Performance in CI").
 # The method gate is taken against the method's own pass-count floor: DAT's floor (the
-# convolutions its step must run, 1.65x the baseline's for DCGAN) is above the 1.40 the issue
-# first named as a ceiling, so a fixed ratio would fail on every machine.
+# convolutions its step must run, 1.65x the baseline's for DCGAN) is above the 1.40 first named
+# as a ceiling, so a fixed ratio would fail on every machine.
 GATES = {"framework_vs_reference": 1.15, "method_vs_floor": 1.15, "end_to_end_ratio": 1.25}
 
 
 def ci_check(baseline_files, method_files, params=(), steps=20, warmup=3, chunk=5, rounds=2):
-  """The CI benchmark: one process, the ratios of issue 14 and their gates.
+  """The CI benchmark: one process, the framework, method and end-to-end ratios and their gates.
 
   Times the baseline config, the method config and the hand-written reference step (on the
   baseline's networks) interleaved, counts each config's compiled convolutions, then trains the

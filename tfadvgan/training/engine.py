@@ -2,7 +2,7 @@
 
 Keras 3's `fit` cannot drive MultiWorkerMirroredStrategy (keras-team/keras#20585; reproduced here:
 dict batches fail with a PerReplica conversion error), so every run, one device included, goes
-through this one loop (one path to test; BUILD_NOTES "The engine"):
+through this one loop (one path to test; docs/design.md, "The engine"):
 
   train_function(iterator, stop) -> (logs, stop_any)
     k = steps_per_execution times: batch = next(iterator); strategy.run(replica_step, batch)

@@ -26,7 +26,7 @@ uniform, as G was asked for. PGD is L-inf, increases the CE of the class head on
 onto the eps-ball and [-1, 1] after every sign step; D runs in inference mode during the attack.
 Only D's variables that the class loss reaches are updated; the real/fake logit layer D^b (the
 head's `psi`, and the projection embedding if any) is never changed. Readings of the paper and of
-the authors' release are in the `ClassifierFinetuner` docstring (and BUILD_NOTES.md).
+the authors' release are in the `ClassifierFinetuner` docstring (and docs/readings/robgan.md).
 
 Fine-tuning runs on one device (the default strategy, as `restore_run` builds the model) and is not
 resumable: an interrupted run restarts from the source checkpoint.

@@ -13,8 +13,8 @@ a time budget, a dead peer, an error) removes the file, so a restart never waits
 
 Every access goes through tf.io.gfile (local disks, gs://, ram://). Acquiring is check, write,
 wait `settle_seconds`, read back: two writers that start together both write, and the one whose
-token is not read back refuses. What remains of the race on an object store is in BUILD_NOTES
-("The lease").
+token is not read back refuses. What remains of the race on an object store is in
+docs/operations.md, "Cluster operation".
 """
 
 import json
