@@ -30,7 +30,12 @@ FREE_AT_DELTA_INIT = 7919  # Fast-RobGAN's initial perturbation, [GAN.seed, 7919
 SAMPLES_Z = 7              # sampling.generate's latent codes, [seed, 7]
 TRUNCATION_Z = 13          # latents.truncate's redrawn entries, [seed, 13]
 SAMPLE_GRID_OFFSET = 1234  # the training sample grid's seed is train.seed + 1234
+SAMPLE_GRID_Z = 0          # ... and its latent codes are drawn from [that seed, 0]
 DIAGNOSTICS_Z = (7, 11)    # the latent codes of the periodic gradient diagnostics (a fixed seed)
+DIAGNOSE_Z = 11            # diagnose.py's latent codes, [--seed, 11]
+DIAGNOSTICS_PGD = 17       # the PGD random start of D's accuracy under attack, [seed, 17]
+DIAGNOSTICS_CLASS_PGD = 23  # the PGD of the class-head / classifier accuracy, [seed, 23]
+CLASSIFIER_EVAL_OFFSET = 1  # train_classifier's adversarial test accuracy uses seed + 1
 
 
 def _as_shape(shape):

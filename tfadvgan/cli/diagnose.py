@@ -148,7 +148,8 @@ def make_fakes(gan, num, labels, seed, batch_size):
   import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   g = gan.sampler()
-  z = tf.random.stateless_normal([num, g.latent_dim], seed=[seed, 11])
+  from tfadvgan import rng  # pylint: disable=g-import-not-at-top
+  z = tf.random.stateless_normal([num, g.latent_dim], seed=[seed, rng.DIAGNOSE_Z])
   fake_labels = None
   if gan.conditional:
     fake_labels = (labels[:num] if labels is not None and len(labels) >= num

@@ -115,7 +115,7 @@ class ASGAN(base.GAN):
       loss_fn = lambda x: self.loss_fn.d_real(d_logits(x))  # noqa: E731
     step_size = self.pgd_step_size
     if step_size is None:
-      step_size = 2.5 * epsilon / self.pgd_steps
+      step_size = attacks.default_pgd_step_size(epsilon, self.pgd_steps)
     return attacks.get(self.attack)(
         real, loss_fn, epsilon, grad=real_grad, clip=self.clip, num_steps=self.pgd_steps,
         step_size=step_size, random_start=self.pgd_random_start,

@@ -331,9 +331,10 @@ def d_accuracy(d_fn, images, labels=None, attack="fgsm", epsilons=DEFAULT_EPSILO
         clean_acc = _mean(_run_batched(clean, [x, y], batch_size)["correct"])
       results[eps] = clean_acc
       continue
-    alpha = 2.5 * eps / pgd_steps if step_size is None else float(step_size)
+    alpha = (attacks.default_pgd_step_size(eps, pgd_steps) if step_size is None
+             else float(step_size))
     extra = (tf.constant(eps, tf.float32), tf.constant(alpha, tf.float32),
-             tf.constant([seed, 17], tf.int32))
+             tf.constant([seed, rng.DIAGNOSTICS_PGD], tf.int32))
     results[eps] = _mean(_run_batched(correct, [x, y], batch_size, extra)["correct"])
   return results
 
@@ -394,7 +395,7 @@ def classifier_accuracy_under_pgd(class_logits_fn, images, labels, epsilons=ROBG
       continue
     alpha = eps / 5.0 if step_size is None else float(step_size)
     extra = (tf.constant(eps, tf.float32), tf.constant(alpha, tf.float32),
-             tf.constant([seed, 23], tf.int32))
+             tf.constant([seed, rng.DIAGNOSTICS_CLASS_PGD], tf.int32))
     results[eps] = _mean(_run_batched(correct, [x, y], batch_size, extra)["correct"])
   return results
 

@@ -23,6 +23,7 @@ import tensorflow as tf
 from tfadvgan import attacks
 from tfadvgan import io
 from tfadvgan import losses as losses_lib
+from tfadvgan import rng
 from tfadvgan.errors import ConfigError
 from tfadvgan.errors import check
 
@@ -78,7 +79,8 @@ def make_pgd_fn(model, epsilon, pgd_steps, step_size=None, attack_fn=None):
   check(epsilon > 0 and pgd_steps >= 1, f"PGD needs epsilon > 0 and pgd_steps >= 1, got "
         f"epsilon={epsilon}, pgd_steps={pgd_steps}.")
   attack_fn = attack_fn or attacks.pgd
-  step_size = 2.5 * epsilon / pgd_steps if step_size is None else step_size
+  if step_size is None:
+    step_size = attacks.default_pgd_step_size(epsilon, pgd_steps)
 
   def attack(images, labels, seed):
     def loss_fn(x):
@@ -215,7 +217,7 @@ def train_domain_classifier(train_ds, test_ds, epochs, adversarial=False, epsilo
   if adversarial and test_ds is not None and eval_pgd_steps:
     history["test_adv_accuracy"] = evaluate_domain_classifier(
         model, test_ds, epsilon=epsilon, pgd_steps=eval_pgd_steps, attack_fn=attack_fn,
-        seed=seed + 1)
+        seed=seed + rng.CLASSIFIER_EVAL_OFFSET)
   return model, history
 
 

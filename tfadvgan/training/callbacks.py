@@ -209,7 +209,7 @@ class SampleGrid(PeriodicCallback):
     self.writer, self.every, self.out_dir, self.guard = writer, every, out_dir, guard
     self.last_path = None
     generator = gan.generator
-    self.z = tf.random.stateless_normal([num, generator.latent_dim], seed=[seed, 0])
+    self.z = tf.random.stateless_normal([num, generator.latent_dim], seed=[seed, rng.SAMPLE_GRID_Z])
     self.labels = None
     if gan.conditional:
       self.labels = tf.range(num, dtype=tf.int32) % generator.num_classes
