@@ -159,13 +159,13 @@ def fgsm(x, loss_fn, epsilon, clip_min=-1.0, clip_max=1.0, clip=True, grad=None)
   return _finish(x, x + delta, clip, clip_min, clip_max)
 
 
-@gin.configurable("attack_pgd")
 def default_pgd_step_size(epsilon, num_steps):
   """The PGD step size when none is given: ``2.5 * epsilon / num_steps`` (Madry et al., 2018),
   so that the steps can cross the epsilon ball and back. `epsilon` may be a tensor."""
   return 2.5 * epsilon / num_steps
 
 
+@gin.configurable("attack_pgd")
 def pgd(x, loss_fn, epsilon, num_steps, step_size, random_start=False, seed=None, clip=True,
         norm="linf", clip_min=-1.0, clip_max=1.0):
   """Projected gradient ascent on ``sum(loss_fn(x_adv))`` within the epsilon-ball around ``x``.
