@@ -240,10 +240,8 @@ def main(argv):
       raise errors.ConfigError(
           f"Reference data ({split!r} split of the run's dataset) is unavailable: {e} Point to "
           "it with --gin_param=\"dataset.path = '...'\" or choose --reference_split.") from None
-    fields = evaluation.dataset_key_fields(source, split)
-    fingerprint = evaluation.classifier_fingerprint(FLAGS.classifier, FLAGS.classifier_path)
-    if fingerprint:
-      fields["classifier_sha1"] = fingerprint
+    fields = evaluation.reference_fields(
+        source, split, evaluation.classifier_fingerprint(FLAGS.classifier, FLAGS.classifier_path))
     n_reference = evaluation.reference_size(source, FLAGS.num_samples)
     if n_reference < FLAGS.num_samples:
       print(f"note: the {split!r} split has {n_reference} examples; the reference uses all of "

@@ -353,12 +353,12 @@ class GAN(keras.Model):
     return self.sampler()(z, labels, training=training)
 
   def predict_step(self, data):
-    """Keras's predict: `data` is z, `(z,)` or `((z, labels),)` as Keras batches `x`. Calls the
-    sampler directly, so that a wrong input is one line, not Keras's report of a failed call."""
+    """Keras's predict: `data` is z, `(z,)` or `((z, labels),)` as Keras batches `x`. Runs `call`
+    itself, not `self(...)`, so that a wrong input is one line, not Keras's report of a failed
+    call."""
     if isinstance(data, tuple) and len(data) == 1:
       data = data[0]
-    z, labels = self._sampling_inputs(data)
-    return self.sampler()(z, labels, training=False)
+    return self.call(data, training=False)
 
   def _sampling_inputs(self, inputs):
     """(z, labels or None) from what `call` takes, checked."""

@@ -542,6 +542,15 @@ def make_eval_fn(model_dir=None, classifier="auto", classifier_path=None, num_sa
   return eval_fn
 
 
+def reference_fields(source, split, fingerprint):
+  """The cache-key fields of the real reference: the dataset's (`dataset_key_fields`) and, for a
+  classifier read from a file, its content hash."""
+  fields = dataset_key_fields(source, split)
+  if fingerprint:
+    fields["classifier_sha1"] = fingerprint
+  return fields
+
+
 def _load_reference_split(state, reference_split, num_samples, metrics):
   """Loads the real split into ``state`` once (source, cache-key fields, n_reference)."""
   if "source" in state:
@@ -554,13 +563,11 @@ def _load_reference_split(state, reference_split, num_samples, metrics):
   except ConfigError as e:
     raise ConfigError(f"Reference data ({reference_split!r} split) for make_eval_fn is "
                       f"unavailable: {e}") from None
-  fields = dataset_key_fields(source, reference_split)
-  if state["fingerprint"]:
-    fields["classifier_sha1"] = state["fingerprint"]
+  fields = reference_fields(source, reference_split, state["fingerprint"])
   state.update(source=source, fields=fields, n_reference=reference_size(source, num_samples))
 
 
 __all__ = ["evaluate", "per_class_fid", "needs_reference", "make_eval_fn", "append_results",
            "read_results", "evaluated_steps", "set_best_record", "metric_names", "result_names",
-           "reference_size", "dataset_key_fields",
+           "reference_size", "dataset_key_fields", "reference_fields",
            "classifier_fingerprint", "default_cache_dir", "generate"]

@@ -58,6 +58,17 @@ def result_key(name, keys):
   return found[0] if found else None
 
 
+def check_metric(metric, mode, names):
+  """At start-up: the in-training eval's result keys `names` must hold `train.best_metric`, and its
+  direction must be known (`direction`)."""
+  key = result_key(metric, names)
+  errors.check(key is not None,
+               f"train.best_metric = {metric!r} is not among the in-training eval results "
+               f"({', '.join(names)}): set train.best_metric to one of them, or None to keep no "
+               "best checkpoint.")
+  direction(key, mode)
+
+
 def direction(key, mode="auto"):
   """'min' or 'max': how `key` improves. 'auto' knows FID/KID (min), IS and precision, recall,
   density, coverage (max); another metric needs `train.best_mode`."""
@@ -122,13 +133,6 @@ class BestCheckpoint:
       return None
     return saved
 
-  def check_names(self, names):
-    """At start-up: `names` (the eval's result keys) must hold the metric."""
-    errors.check(result_key(self.metric, names) is not None,
-                 f"train.best_metric = {self.metric!r} is not among the eval results "
-                 f"({', '.join(names)}): set train.best_metric to one of them, or None to keep no "
-                 "best checkpoint.")
-    direction(result_key(self.metric, names), self.mode)
 
   def save_candidate(self, step):
     """Every worker, at every evaluation step, before the chief evaluates."""

@@ -225,12 +225,7 @@ def start_evaluation(eval_every_steps, eval_fn, model_dir, source, fell_back, be
   if builtin:
     eval_fn.bind(model_dir, tuple(source.shape))
     if best_metric is not None:
-      names = eval_fn.result_names(source.num_classes)
-      errors.check(best_lib.result_key(best_metric, names) is not None,
-                   f"train.best_metric = {best_metric!r} is not among the in-training eval "
-                   f"results ({', '.join(names)}): set train.best_metric to one of them, or "
-                   "None to keep no best checkpoint.")
-      best_lib.direction(best_lib.result_key(best_metric, names), best_mode)
+      best_lib.check_metric(best_metric, best_mode, eval_fn.result_names(source.num_classes))
   return eval_fn
 
 
