@@ -4,6 +4,8 @@ The training pipeline is infinite and yields one dict per global batch (see docs
 "Data"): real examples grouped as `[B, n_dis, ...]` so that discriminator update k uses slice
 `[:, k]` on every replica, plus stateless noise derived from `(seed, batch index)`.
 """
+import dataclasses
+import functools
 import os
 
 from absl import logging
@@ -19,44 +21,18 @@ AUTOTUNE = tf.data.AUTOTUNE
 _Z_D, _Z_G, _Y_D, _Y_G = range(4)
 
 
-def _positive_int(value, name):
-  errors.check(isinstance(value, int) and not isinstance(value, bool) and value > 0,
-               f"{name} must be a positive integer, got {value!r}.")
-
-
 @gin.configurable
-def make_train_dataset(source,
-                       batch_size,
-                       n_dis=1,
-                       latent_dim=100,
-                       num_classes=None,
-                       seed=0,
-                       conditional=False,
-                       shuffle_buffer=10000,
-                       cache="auto",
-                       cache_memory_limit=None,
-                       method=None,
-                       input_context=None,
+def make_train_dataset(source, batch_size, n_dis=1, latent_dim=100, num_classes=None, seed=0,
+                       conditional=False, shuffle_buffer=10000, cache="auto",
+                       cache_memory_limit=None, method=None, input_context=None,
                        input_shards=None):
   """Builds the infinite training pipeline consumed by `GAN.train_step`.
 
   Order: read this pipeline's shard of the records, decode, cache (the stored form: uint8 for
   8-bit data), shuffle (seeded, reshuffled each epoch), repeat, group `n_dis` consecutive
   examples, batch (both with `drop_remainder=True`), finish (to float32 in [-1, 1], one op per
-  batch), add noise, split per replica, prefetch.
-
-  Input sharding (multi-worker, TPU pods). With `input_context` (a `tf.distribute.InputContext`,
-  from `strategy.distribute_datasets_from_function`), input pipeline i of P reads and decodes
-  only its shard of the source: files i, i + P, ... of a file-backed source (TFDS, `tfrecord`,
-  the files of a `folder`), whose file order it shuffles with the seed each epoch, or every P-th
-  example of an in-memory one (`Source.records`). It shuffles its shard and yields the rows
-  `[i * B/P, (i + 1) * B/P)` of each global batch, split into one element per local replica (the
-  strategy hands consecutive elements to consecutive local replicas). The noise is drawn for the
-  whole global batch from `(seed, batch index)` and sliced, so z and fake labels never depend on P
-  or on the replica count. With one pipeline (one host, any number of devices) the global batches
-  are exactly those of a one-device run. With P pipelines the real examples of step s are those of
-  shard-wise shuffles; `input_shards = P` reproduces that order in a single process (the global
-  batch is then the concatenation of the P shards' rows).
+  batch), add noise, split per replica, prefetch. Which shard each pipeline reads and which rows
+  of the global batch it yields: `_Layout` (input sharding, multi-worker and TPU pods).
 
   Args:
     source: A `tfadvgan.data.Source`.
@@ -76,7 +52,7 @@ def make_train_dataset(source,
       `cache='auto'`; None means a quarter of this host's physical memory.
     method: Optional method name, only used in error messages.
     input_context: Optional `tf.distribute.InputContext`: build only this input pipeline's part
-      (see above); elements are then per-replica batches.
+      (see `_Layout`); elements are then per-replica batches.
     input_shards: Optional P for a single-process pipeline that reproduces the data order of P
       input pipelines (global batches; ignored with `input_context`).
 
@@ -91,70 +67,120 @@ def make_train_dataset(source,
   Raises:
     ConfigError: bad sizes, or `conditional` on a source without labels.
   """
-  _positive_int(batch_size, "batch_size")
-  _positive_int(n_dis, "n_dis")
-  _positive_int(latent_dim, "latent_dim")
-  _positive_int(shuffle_buffer, "shuffle_buffer")
-  errors.check(isinstance(seed, int), f"seed must be an integer, got {seed!r}.")
+  batch_size = errors.check_int("batch_size", batch_size, low=1)
+  n_dis = errors.check_int("n_dis", n_dis, low=1)
+  latent_dim = errors.check_int("latent_dim", latent_dim, low=1)
+  shuffle_buffer = errors.check_int("shuffle_buffer", shuffle_buffer, low=1)
+  seed = errors.check_int("seed", seed)
+  _check_cache(cache, cache_memory_limit)
+  _check_classes(source, conditional, num_classes, method)
+  layout = _layout(batch_size, input_context, input_shards)
+  ds = _real_batches(source, layout, n_dis, seed, shuffle_buffer, cache, cache_memory_limit)
+  noise = functools.partial(draw_noise, seed, batch_size=batch_size, n_dis=n_dis,
+                            latent_dim=latent_dim,
+                            num_classes=source.num_classes if conditional else 0)
+  has_labels = source.num_classes > 0
+  ds = ds.enumerate().map(lambda index, batch: _add_noise(has_labels, noise, layout, index, batch),
+                          num_parallel_calls=AUTOTUNE)
+  return _split_per_replica(ds, layout).prefetch(AUTOTUNE)
+
+
+def _check_cache(cache, cache_memory_limit):
   errors.check(cache in (True, False, "auto") or (isinstance(cache, str) and cache),
                f"make_train_dataset.cache must be 'auto', True, False or a file prefix; got "
                f"{cache!r}.")
-  errors.check(cache_memory_limit is None or (isinstance(cache_memory_limit, int)
-                                              and cache_memory_limit >= 0),
-               "make_train_dataset.cache_memory_limit must be None or a number of bytes >= 0; "
-               f"got {cache_memory_limit!r}.")
-  has_labels = source.num_classes > 0
+  errors.check_int("make_train_dataset.cache_memory_limit", cache_memory_limit, low=0,
+                   allow_none=True)
+
+
+def _check_classes(source, conditional, num_classes, method):
+  """Fake labels need a labelled source, with the class count the user may have set."""
   if conditional:
-    errors.require_labels(has_labels, method or "(conditional=True)", source.name)
+    errors.require_labels(source.num_classes > 0, method or "(conditional=True)", source.name)
     errors.check(
         not num_classes or num_classes == source.num_classes,
         f"num_classes={num_classes} does not match dataset {source.name!r}, which has "
         f"{source.num_classes} classes; unset num_classes or set it to {source.num_classes}.")
-  num_classes = source.num_classes
+
+
+@dataclasses.dataclass(frozen=True)
+class _Layout:
+  """Which shards one input pipeline reads, and which rows of each global batch it yields.
+
+  Input sharding (multi-worker, TPU pods). With an `input_context` (a `tf.distribute.InputContext`,
+  from `strategy.distribute_datasets_from_function`), input pipeline i of P reads and decodes
+  only its shard of the source: files i, i + P, ... of a file-backed source (TFDS, `tfrecord`,
+  the files of a `folder`), whose file order it shuffles with the seed each epoch, or every P-th
+  example of an in-memory one (`Source.records`). It shuffles its shard and yields the rows
+  `[i * B/P, (i + 1) * B/P)` of each global batch, split into one element per local replica (the
+  strategy hands consecutive elements to consecutive local replicas). The noise is drawn for the
+  whole global batch from `(seed, batch index)` and sliced, so z and fake labels never depend on P
+  or on the replica count. With one pipeline (one host, any number of devices) the global batches
+  are exactly those of a one-device run. With P pipelines the real examples of step s are those of
+  shard-wise shuffles; `input_shards = P` reproduces that order in a single process (the global
+  batch is then the concatenation of the P shards' rows).
+  """
+  shards: int  # P
+  shard: object  # this pipeline's shard; None: it builds whole global batches from all P shards
+  local_replicas: int  # replicas this pipeline feeds (consecutive elements)
+  rows: int  # rows of each global batch that one shard provides
+  first_row: int  # this pipeline's rows of the global batch: [first_row, first_row + noise_rows)
+  noise_rows: int
+
+
+def _layout(batch_size, input_context, input_shards):
   local_replicas = 1
   if input_context is not None:
     local_replicas = input_context.num_replicas_in_sync // input_context.num_input_pipelines
   if input_context is not None and input_context.num_input_pipelines > 1:
     shards, shard = input_context.num_input_pipelines, input_context.input_pipeline_id
   else:  # this pipeline builds whole global batches (from `input_shards` shards, if set)
-    shards, shard = input_shards or 1, None
-  errors.check(isinstance(shards, int) and shards >= 1
-               and batch_size % (shards * local_replicas) == 0,
+    shards = errors.check_int("make_train_dataset.input_shards", input_shards or 1, low=1)
+    shard = None
+  errors.check(batch_size % (shards * local_replicas) == 0,
                f"train.batch_size={batch_size} must divide by the {shards} input shard(s) x "
                f"{local_replicas} replica(s) per input pipeline.")
-  rows = batch_size // shards  # rows of each global batch that one shard provides
+  rows = batch_size // shards
+  first_row, noise_rows = (0, batch_size) if shard is None else (shard * rows, rows)
+  return _Layout(shards, shard, local_replicas, rows, first_row, noise_rows)
+
+
+def _real_batches(source, layout, n_dis, seed, shuffle_buffer, cache, cache_memory_limit):
+  """This pipeline's batches of real examples, `[rows, n_dis, ...]` (labels alongside)."""
 
   def shard_batches(index):
-    ds = source.stored(shards, index, seed)
-    ds = _cache(ds, source, shards, index, cache, cache_memory_limit)
+    ds = source.stored(layout.shards, index, seed)
+    ds = _cache(ds, source, layout.shards, index, cache, cache_memory_limit)
     ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat()
-    ds = ds.batch(n_dis, drop_remainder=True).batch(rows, drop_remainder=True)
+    ds = ds.batch(n_dis, drop_remainder=True).batch(layout.rows, drop_remainder=True)
     return ds.map(lambda *batch: _finish(source, batch), num_parallel_calls=AUTOTUNE)
 
-  if shard is not None:
-    ds = shard_batches(shard)
-  else:  # the global batch: the P shards' rows, concatenated in shard order
-    ds = tf.data.Dataset.zip(tuple(shard_batches(i) for i in range(shards)))
-    ds = ds.map(lambda *parts: tf.nest.map_structure(lambda *p: tf.concat(p, 0), *parts))
-  first_row, noise_rows = (0, batch_size) if shard is None else (shard * rows, rows)
+  if layout.shard is not None:
+    return shard_batches(layout.shard)
+  # the global batch: the P shards' rows, concatenated in shard order
+  ds = tf.data.Dataset.zip(tuple(shard_batches(i) for i in range(layout.shards)))
+  return ds.map(lambda *parts: tf.nest.map_structure(lambda *p: tf.concat(p, 0), *parts))
 
-  def add_noise(index, batch):
-    if has_labels:
-      images, labels = batch
-      out = {"images": images, "labels": tf.cast(labels, tf.int32)}
-    else:
-      out = {"images": batch}
-    noise = draw_noise(seed, index, batch_size, n_dis, latent_dim,
-                       num_classes if conditional else 0)
-    out.update({k: v[first_row:first_row + noise_rows] for k, v in noise.items()})
-    return out
 
-  ds = ds.enumerate().map(add_noise, num_parallel_calls=AUTOTUNE)
-  if local_replicas > 1:
-    per_replica = noise_rows // local_replicas
-    ds = ds.flat_map(lambda b: tf.data.Dataset.from_tensor_slices(tf.nest.map_structure(
-        lambda v: tf.reshape(v, [local_replicas, per_replica] + v.shape[1:].as_list()), b)))
-  return ds.prefetch(AUTOTUNE)
+def _add_noise(has_labels, noise, layout, index, batch):
+  """The element dict of batch `index`: reals, labels, and this pipeline's rows of the noise."""
+  if has_labels:
+    images, labels = batch
+    out = {"images": images, "labels": tf.cast(labels, tf.int32)}
+  else:
+    out = {"images": batch}
+  rows = slice(layout.first_row, layout.first_row + layout.noise_rows)
+  out.update({k: v[rows] for k, v in noise(index).items()})
+  return out
+
+
+def _split_per_replica(ds, layout):
+  """One element per local replica (consecutive rows), when the pipeline feeds several."""
+  if layout.local_replicas <= 1:
+    return ds
+  per_replica = layout.noise_rows // layout.local_replicas
+  return ds.flat_map(lambda b: tf.data.Dataset.from_tensor_slices(tf.nest.map_structure(
+      lambda v: tf.reshape(v, [layout.local_replicas, per_replica] + v.shape[1:].as_list()), b)))
 
 
 def draw_noise(seed, index, batch_size, n_dis, latent_dim, num_classes=0):
@@ -244,7 +270,7 @@ def make_eval_dataset(source, batch_size):
     A finite `tf.data.Dataset` of dicts `{"images": [b, *shape]}` plus `"labels"` int32 `[b]`
     when the source has labels (`b <= batch_size`; the batch dimension is not static).
   """
-  _positive_int(batch_size, "batch_size")
+  batch_size = errors.check_int("batch_size", batch_size, low=1)
   ds = source.stored().batch(batch_size, drop_remainder=False).map(
       source.finish_batch, num_parallel_calls=AUTOTUNE)
   if source.num_classes > 0:
