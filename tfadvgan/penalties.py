@@ -106,6 +106,16 @@ def _interpolates(real, fake, seed):
   return real + u * (fake - real)
 
 
+def _interpolate_grad_norm(name, d_fn, real, fake, seed, target):
+  """WGAN-GP's and WGAN-LP's common part: ``(||grad_x D(x_hat)||_2, target)`` at random
+  interpolates ``x_hat``, after checking the penalty ``name``'s target and seed."""
+  _check_target(f"penalty_{name}", target)
+  seed = _require_seed(seed, name)
+  x_hat = _interpolates(real, fake, seed)
+  norm = _safe_norm(_input_grad(d_fn, x_hat))
+  return norm, tf.cast(target, norm.dtype)
+
+
 @gin.configurable("penalty_wgan_gp")
 def wgan_gp(d_fn, real, fake, *, seed=None, target=1.0):
   """WGAN-GP: ``(||grad_x D(x_hat)||_2 - target)^2`` at random interpolates.
@@ -120,11 +130,8 @@ def wgan_gp(d_fn, real, fake, *, seed=None, target=1.0):
   Returns:
     ``[B]`` penalties.
   """
-  _check_target("penalty_wgan_gp", target)
-  seed = _require_seed(seed, "wgan_gp")
-  x_hat = _interpolates(real, fake, seed)
-  norm = _safe_norm(_input_grad(d_fn, x_hat))
-  return tf.square(norm - tf.cast(target, norm.dtype))
+  norm, target = _interpolate_grad_norm("wgan_gp", d_fn, real, fake, seed, target)
+  return tf.square(norm - target)
 
 
 @gin.configurable("penalty_wgan_lp")
@@ -141,11 +148,8 @@ def wgan_lp(d_fn, real, fake, *, seed=None, target=1.0):
   Returns:
     ``[B]`` penalties.
   """
-  _check_target("penalty_wgan_lp", target)
-  seed = _require_seed(seed, "wgan_lp")
-  x_hat = _interpolates(real, fake, seed)
-  norm = _safe_norm(_input_grad(d_fn, x_hat))
-  return tf.square(tf.nn.relu(norm - tf.cast(target, norm.dtype)))
+  norm, target = _interpolate_grad_norm("wgan_lp", d_fn, real, fake, seed, target)
+  return tf.square(tf.nn.relu(norm - target))
 
 
 def r1(d_fn, real, fake=None, *, seed=None):
