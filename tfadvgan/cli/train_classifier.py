@@ -56,8 +56,8 @@ def default_name(dataset, dataset_path, adversarial):
 
 
 def _has_test_split(dataset):
-  from tfadvgan.data import sources  # pylint: disable=g-import-not-at-top
-  spec = sources._SPECS.get(dataset)  # pylint: disable=protected-access
+  from tfadvgan.data import registry  # pylint: disable=g-import-not-at-top
+  spec = registry._SPECS.get(dataset)  # pylint: disable=protected-access
   return spec is None or "test" in spec.splits or "test" in spec.split_aliases
 
 

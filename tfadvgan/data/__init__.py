@@ -17,9 +17,9 @@ from tfadvgan.data.pipeline import make_eval_dataset
 from tfadvgan.data.pipeline import make_train_dataset
 from tfadvgan.data.records import write_records
 from tfadvgan.data.sources import from_arrays
-from tfadvgan.data.sources import load
+from tfadvgan.data.registry import load
 from tfadvgan.data.sources import Source
-from tfadvgan.data.sources import SOURCES
+from tfadvgan.data.registry import SOURCES
 from tfadvgan.data.synthetic import grid_centres
 from tfadvgan.data.synthetic import MODE_STD
 from tfadvgan.data.synthetic import mode_centres

@@ -25,6 +25,7 @@ import tensorflow as tf
 
 from tfadvgan import errors
 from tfadvgan import io
+from tfadvgan.data import registry
 from tfadvgan.data import sources
 from tfadvgan.data import transforms
 
@@ -199,7 +200,7 @@ def idx_num_examples(path=None, split="train"):
   return read_idx_header(images)[1][0]
 
 
-@sources.register("idx", splits=("train", "test"), options=("path", "resolution", "pad"))
+@registry.register("idx", splits=("train", "test"), options=("path", "resolution", "pad"))
 def load_idx(split, path, resolution, pad):
   """MNIST-style IDX directory (default: the system Fashion-MNIST copy).
 
@@ -228,7 +229,7 @@ def load_idx(split, path, resolution, pad):
   return source
 
 
-sources.alias("fashion_mnist_idx", "idx")
+registry.alias("fashion_mnist_idx", "idx")
 
 # The only dataset bindings under which `train.fallback_to_ring` may replace the data with the ring:
 # the idx source at its built-in default path, with nothing else about the dataset set.
@@ -255,8 +256,8 @@ def load_with_ring_fallback(fallback_to_ring):
                     "apt-get install dataset-fashion-mnist), so this demo trains on the 2-D ring "
                     "of 8 Gaussians with MLP networks instead. Set dataset.source / dataset.path "
                     "to train on other data.")
-    return sources.load(source="ring"), True
-  return sources.load(), False
+    return registry.load(source="ring"), True
+  return registry.load(), False
 
 # ---------------------------------------------------------------------------------------------
 # CIFAR python pickles
@@ -377,7 +378,7 @@ def read_cifar_python(path, split):
           num_classes)
 
 
-@sources.register("cifar_python", splits=("train", "test"), options=("path", "resolution"))
+@registry.register("cifar_python", splits=("train", "test"), options=("path", "resolution"))
 def load_cifar_python(split, path, resolution):
   """CIFAR-10/100 from the python pickle archive (labels: CIFAR-10 classes or CIFAR-100 fine)."""
   path = _require_path(path, "cifar_python",
@@ -392,7 +393,7 @@ def load_cifar_python(split, path, resolution):
 # npz
 
 
-@sources.register("npz", splits=("train",), options=("path", "resolution"))
+@registry.register("npz", splits=("train",), options=("path", "resolution"))
 def load_npz(split, path, resolution):
   """A `.npz` file with `images` and optional `labels` (and optional scalar `num_classes`).
 
@@ -592,7 +593,7 @@ def _file_records(files, labels=None):
   return records
 
 
-@sources.register("folder", splits=("train",), options=("path", "resolution"))
+@registry.register("folder", splits=("train",), options=("path", "resolution"))
 def load_folder(split, path, resolution):
   """A folder of png/jpg/bmp images, optionally with one subfolder per class.
 

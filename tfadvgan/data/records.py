@@ -21,6 +21,7 @@ import tensorflow as tf
 
 from tfadvgan import errors
 from tfadvgan import io
+from tfadvgan.data import registry
 from tfadvgan.data import sources
 from tfadvgan.data import transforms
 
@@ -188,7 +189,7 @@ def _decoder(meta):
   return decode
 
 
-@sources.register("tfrecord", splits=("train",), options=("path",))
+@registry.register("tfrecord", splits=("train",), options=("path",))
 def load_tfrecord(split, path):
   """Prepared data (`scripts/prepare_data.py`): one split per directory, read by file.
 

@@ -6,6 +6,7 @@ the mode centres and default standard deviations are exposed for mode-coverage m
 import numpy as np
 
 from tfadvgan import errors
+from tfadvgan.data import registry
 from tfadvgan.data import sources
 
 DEFAULT_NUM_POINTS = 100000
@@ -75,13 +76,13 @@ def _load(name, split, std, num_examples, seed):
 _OPTIONS = ("std", "num_examples", "seed")
 
 
-@sources.register("ring", splits=("train", "test"), options=_OPTIONS)
+@registry.register("ring", splits=("train", "test"), options=_OPTIONS)
 def load_ring(split, std, num_examples, seed):
   """8 Gaussians (std 0.02) on a circle of radius 2; unlabelled `[2]` points."""
   return _load("ring", split, std, num_examples, seed)
 
 
-@sources.register("grid", splits=("train", "test"), options=_OPTIONS)
+@registry.register("grid", splits=("train", "test"), options=_OPTIONS)
 def load_grid(split, std, num_examples, seed):
   """25 Gaussians (std 0.05) on a 5x5 grid at -4..4 step 2; unlabelled `[2]` points."""
   return _load("grid", split, std, num_examples, seed)

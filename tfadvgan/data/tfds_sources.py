@@ -7,6 +7,7 @@ from absl import logging
 import tensorflow as tf
 
 from tfadvgan import errors
+from tfadvgan.data import registry
 from tfadvgan.data import sources
 from tfadvgan.data import transforms
 
@@ -129,19 +130,19 @@ def _cifar(tfds_name, split, data_dir, download, resolution):
       finish=lambda x: transforms.maybe_resize(transforms.to_unit_range(x), resolution))
 
 
-@sources.register("cifar10", splits=("train", "test"), options=_TFDS_OPTIONS, tfds_slicing=True)
+@registry.register("cifar10", splits=("train", "test"), options=_TFDS_OPTIONS, tfds_slicing=True)
 def load_cifar10(split, data_dir, download, resolution):
   """CIFAR-10 from TFDS: 32x32x3, 10 classes (`resolution` resizes)."""
   return _cifar("cifar10", split, data_dir, download, resolution)
 
 
-@sources.register("cifar100", splits=("train", "test"), options=_TFDS_OPTIONS, tfds_slicing=True)
+@registry.register("cifar100", splits=("train", "test"), options=_TFDS_OPTIONS, tfds_slicing=True)
 def load_cifar100(split, data_dir, download, resolution):
   """CIFAR-100 from TFDS: 32x32x3, 100 fine classes (`resolution` resizes)."""
   return _cifar("cifar100", split, data_dir, download, resolution)
 
 
-@sources.register("celeb_a", splits=("train", "validation", "test"), options=_TFDS_OPTIONS,
+@registry.register("celeb_a", splits=("train", "validation", "test"), options=_TFDS_OPTIONS,
                   tfds_slicing=True)
 def load_celeb_a(split, data_dir, download, resolution):
   """CelebA from TFDS, unlabelled: central 140x140 crop, resized to `resolution` (default 64)."""
@@ -153,7 +154,7 @@ def load_celeb_a(split, data_dir, download, resolution):
       finish=transforms.to_unit_range, num_classes=0)
 
 
-@sources.register("lsun_bedroom", splits=("train", "validation"), options=_TFDS_OPTIONS,
+@registry.register("lsun_bedroom", splits=("train", "validation"), options=_TFDS_OPTIONS,
                   split_aliases={"test": "validation"}, tfds_slicing=True)
 def load_lsun_bedroom(split, data_dir, download, resolution):
   """LSUN bedrooms (TFDS `lsun/bedroom`), unlabelled: shorter side resized to `resolution`
@@ -165,7 +166,7 @@ def load_lsun_bedroom(split, data_dir, download, resolution):
       finish=transforms.to_unit_range)
 
 
-@sources.register("imagenet143", splits=("train", "validation"), options=_TFDS_OPTIONS,
+@registry.register("imagenet143", splits=("train", "validation"), options=_TFDS_OPTIONS,
                   split_aliases={"test": "validation"}, tfds_slicing=True)
 def load_imagenet143(split, data_dir, download, resolution):
   """ImageNet classes 151..293 (TFDS `imagenet2012` ids), relabelled 0..142.
@@ -200,14 +201,14 @@ def _small(tfds_name, split, data_dir, download, resolution, pad):
       finish=lambda x: transforms.pad_or_resize_28(transforms.to_unit_range(x), pad, resolution))
 
 
-@sources.register("mnist", splits=("train", "test"), options=_TFDS_OPTIONS + ("pad",),
+@registry.register("mnist", splits=("train", "test"), options=_TFDS_OPTIONS + ("pad",),
                   tfds_slicing=True)
 def load_mnist(split, data_dir, download, resolution, pad):
   """MNIST from TFDS: 28x28x1 padded with -1 to 32x32 (or resized with pad=False)."""
   return _small("mnist", split, data_dir, download, resolution, pad)
 
 
-@sources.register("fashion_mnist", splits=("train", "test"), options=_TFDS_OPTIONS + ("pad",),
+@registry.register("fashion_mnist", splits=("train", "test"), options=_TFDS_OPTIONS + ("pad",),
                   tfds_slicing=True)
 def load_fashion_mnist(split, data_dir, download, resolution, pad):
   """Fashion-MNIST from TFDS: 28x28x1 padded with -1 to 32x32 (or resized with pad=False)."""

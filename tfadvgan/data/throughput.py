@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfadvgan.data import pipeline
-from tfadvgan.data import sources
+from tfadvgan.data import registry
 
 
 class DecodeCounter:
@@ -99,7 +99,7 @@ def folder_startup_seconds(path, resolution=None):
     times = []
     for _ in range(2):
       start = time.perf_counter()
-      sources.load(source="folder", path=path, resolution=resolution)
+      registry.load(source="folder", path=path, resolution=resolution)
       times.append(time.perf_counter() - start)
   finally:
     if saved is None:
@@ -123,7 +123,7 @@ def input_benchmark(work_dir, shards=(1, 2, 4), ratio_images=512, speed_images=2
   ratio_dir = os.path.join(work_dir, f"ratio_{ratio_images}")
   if not tf.io.gfile.exists(ratio_dir):
     write_image_folder(ratio_dir, ratio_images, size, "png", seed=1)
-  source = sources.load(source="folder", path=ratio_dir)
+  source = registry.load(source="folder", path=ratio_dir)
   for p in shards:
     out["decodes_per_trained"][p] = float(np.mean(decodes_per_trained_image(source, p)))
   for image_format in ("png", "jpeg"):
@@ -131,7 +131,7 @@ def input_benchmark(work_dir, shards=(1, 2, 4), ratio_images=512, speed_images=2
     if not tf.io.gfile.exists(path):
       write_image_folder(path, speed_images, size, image_format, seed=2)
     out["images_per_s_one_core"][image_format] = images_per_second_one_core(
-        sources.load(source="folder", path=path), speed_images)
+        registry.load(source="folder", path=path), speed_images)
   if startup_images:
     path = os.path.join(work_dir, f"startup_{startup_images}")
     if not tf.io.gfile.exists(path):
