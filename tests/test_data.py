@@ -11,7 +11,7 @@ import tensorflow as tf
 
 import helpers  # pylint: disable=g-bad-import-order
 from tfadvgan import data
-from tfadvgan.data import local
+from tfadvgan.data import idx as local
 from tfadvgan.data import sources
 from tfadvgan.data import transforms
 from tfadvgan.data import synthetic

@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from tfadvgan import data
 from tfadvgan.cli import common
-from tfadvgan.data import local
+from tfadvgan.data import idx as local
 from tfadvgan.errors import ConfigError
 from tfadvgan.training import loop
 

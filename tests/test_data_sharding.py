@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 from tfadvgan import data
-from tfadvgan.data import local
+from tfadvgan.data import folder as local
 from tfadvgan.data import pipeline
 from tfadvgan.data import records as records_lib
 from tfadvgan.data.throughput import DecodeCounter

@@ -48,10 +48,10 @@ _FMNIST_SOURCES = ("idx", "fashion_mnist_idx", "fashion_mnist")
 def default_name(dataset, dataset_path, adversarial):
   """`fmnist_cnn` for Fashion-MNIST (idx at its default path), else `<dataset>_cnn`; + `_madry`."""
   from tfadvgan import io  # pylint: disable=g-import-not-at-top
-  from tfadvgan.data import local  # pylint: disable=g-import-not-at-top
+  from tfadvgan.data import idx  # pylint: disable=g-import-not-at-top
   is_fmnist = dataset == "fashion_mnist" or (
       dataset in _FMNIST_SOURCES and (dataset_path is None or io.abspath(dataset_path)
-                                      == io.abspath(local.DEFAULT_IDX_PATH)))
+                                      == io.abspath(idx.DEFAULT_IDX_PATH)))
   return ("fmnist" if is_fmnist else dataset) + "_cnn" + ("_madry" if adversarial else "")
 
 
