@@ -14,8 +14,6 @@
   as FGSM, ``delta = epsilon * sign(n)``, ``n ~ N(0, I)`` (``n >= 0`` maps to ``+epsilon``), so
   ``|delta| = epsilon`` exactly on every pixel before the range clip.
 """
-import numbers
-
 import gin
 import tensorflow as tf
 
@@ -69,13 +67,14 @@ def default_pgd_step_size(epsilon, num_steps):
 
 
 def _check_pgd(loss_fn, epsilon, num_steps, step_size, norm, clip_min, clip_max):
+  """Checks PGD's static knobs; returns `num_steps` as an int."""
   common.check_epsilon(epsilon, attack="attack_pgd")
   common.check_epsilon(step_size, "step_size", "attack_pgd")
   common.check_range("attack_pgd", clip_min, clip_max)
-  errors.check(isinstance(num_steps, numbers.Integral) and not isinstance(num_steps, bool)
-               and num_steps >= 1, f"pgd num_steps must be an int >= 1; got {num_steps!r}.")
+  num_steps = errors.check_int("attack_pgd.num_steps", num_steps, low=1)
   errors.check(norm in NORMS, f"pgd norm must be one of {', '.join(NORMS)}; got {norm!r}.")
   errors.check(loss_fn is not None, "pgd needs a loss_fn.")
+  return num_steps
 
 
 def _random_start(x, eps, seed, norm):
@@ -112,7 +111,7 @@ def pgd(x, loss_fn, epsilon, num_steps, step_size, random_start=False, seed=None
   Returns:
     ``[B, ...]`` adversarial inputs (perturbation is a constant).
   """
-  _check_pgd(loss_fn, epsilon, num_steps, step_size, norm, clip_min, clip_max)
+  num_steps = _check_pgd(loss_fn, epsilon, num_steps, step_size, norm, clip_min, clip_max)
   x_in = tf.convert_to_tensor(x)
   x = tf.stop_gradient(x_in)
   eps = tf.cast(epsilon, x.dtype)

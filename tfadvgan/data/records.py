@@ -88,8 +88,7 @@ def write_records(source, out_dir, num_files=None, encoding="png"):
                f"{source.shape}, not images: 2-D toy data is generated at load time, train on it "
                "directly.")
   errors.choose("encoding", encoding, dict.fromkeys(ENCODINGS))
-  errors.check(num_files is None or (isinstance(num_files, int) and num_files >= 1),
-               f"num_files must be an integer >= 1 or None; got {num_files!r}.")
+  num_files = errors.check_int("num_files", num_files, low=1, allow_none=True)
   errors.check(not io.exists(out_dir) or not io.listdir(out_dir),
                f"{out_dir} already exists and is not empty; choose a new --out directory (or "
                "delete it).")

@@ -164,10 +164,8 @@ def _load_registered(name, split, given):
     logging.warning("Dataset %r does not use option(s) %s; ignoring them (options it uses: "
                     "%s).", name, ", ".join(unused), ", ".join(sorted(spec.options)) or "none")
   split = _resolve_split(name, spec, split)
-  resolution = given["resolution"]
-  errors.check(
-      resolution is None or (isinstance(resolution, int) and resolution > 0),
-      f"dataset.resolution must be a positive integer or None, got {resolution!r}.")
+  given = dict(given, resolution=errors.check_int("dataset.resolution", given["resolution"],
+                                                  low=1, allow_none=True))
   result = spec.fn(split=split, **{k: given[k] for k in spec.options})
   return result, given["num_examples"] is not None and "num_examples" not in spec.options
 
@@ -178,8 +176,7 @@ def _select(source, classes, num_examples, require_labels):
   if classes is not None:
     source = select_classes(source, classes)
   if num_examples is not None:
-    errors.check(isinstance(num_examples, int) and num_examples > 0,
-                 f"dataset.num_examples must be a positive integer, got {num_examples!r}.")
+    num_examples = errors.check_int("dataset.num_examples", num_examples, low=1)
     source = truncate_source(source, num_examples)
   errors.check(
       not require_labels or source.num_classes > 0,

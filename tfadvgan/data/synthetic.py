@@ -66,8 +66,7 @@ def _load(name, split, std, num_examples, seed):
   errors.check(isinstance(std, (int, float)) and std > 0,
                f"dataset.std must be a positive number for {name!r}, got {std!r}.")
   num_examples = DEFAULT_NUM_POINTS if num_examples is None else num_examples
-  errors.check(isinstance(num_examples, int) and num_examples > 0,
-               f"dataset.num_examples must be a positive integer, got {num_examples!r}.")
+  num_examples = errors.check_int("dataset.num_examples", num_examples, low=1)
   points, _ = sample_mixture(mode_centres(name), num_examples, float(std), seed,
                              _SPLIT_STREAM[split])
   return sources.from_arrays(points, name=name)
