@@ -77,10 +77,8 @@ def make_train_dataset(source, batch_size, n_dis=1, latent_dim=100, num_classes=
   layout = _layout(batch_size, input_context, input_shards)
   ds = _real_batches(source, layout, n_dis, seed, shuffle_buffer, cache, cache_memory_limit)
   noise = functools.partial(draw_noise, seed, batch_size=batch_size, n_dis=n_dis,
-                            latent_dim=latent_dim,
-                            num_classes=source.num_classes if conditional else 0)
-  has_labels = source.num_classes > 0
-  ds = ds.enumerate().map(lambda index, batch: _add_noise(has_labels, noise, layout, index, batch),
+                            latent_dim=latent_dim, num_classes=conditional and source.num_classes)
+  ds = ds.enumerate().map(lambda i, b: _add_noise(source.num_classes > 0, noise, layout, i, b),
                           num_parallel_calls=AUTOTUNE)
   return _split_per_replica(ds, layout).prefetch(AUTOTUNE)
 
