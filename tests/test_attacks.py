@@ -99,6 +99,27 @@ def test_pgd_random_start_is_seed_deterministic():
     attacks.pgd(X, loss_fn, 0.1, 2, 0.01, random_start=True)
 
 
+def test_pgd_random_start_draws_match_the_documented_formula():
+  """With a zero gradient PGD stays at its random start: ``x + epsilon * U(-1, 1)`` per pixel
+  (linf), and ``x + epsilon * r * d / ||d||_2`` (l2) with ``d ~ N(0, I)`` from the first half of
+  the split seed and the per-example radius ``r ~ U[0, 1)`` from the second (NumPy norms)."""
+  rng = np.random.default_rng(21)
+  x = rng.uniform(-0.5, 0.5, (3, 4, 2, 1)).astype(np.float32)
+  flat = lambda v: 0.0 * tf.reduce_sum(v, axis=[1, 2, 3])
+  eps = 0.37
+  linf = attacks.pgd(x, flat, eps, 1, 0.1, random_start=True, seed=SEED, clip=False).numpy()
+  u = attacks.uniform(x.shape, SEED, tf.float32, -1.0, 1.0).numpy()
+  np.testing.assert_allclose(linf, x + eps * u, rtol=0, atol=1e-6)
+  l2 = attacks.pgd(x, flat, eps, 2, 0.1, random_start=True, seed=SEED, clip=False,
+                   norm="l2").numpy()
+  seeds = attacks.split_seed(SEED)
+  d = attacks.normal(x.shape, seeds[0]).numpy()
+  r = attacks.uniform([3, 1, 1, 1], seeds[1]).numpy()
+  d_unit = d / np.sqrt((d.astype(np.float64) ** 2).sum(axis=(1, 2, 3), keepdims=True))
+  np.testing.assert_allclose(l2, x + eps * r * d_unit, rtol=0, atol=1e-6)
+  assert len(set(np.round(np.linalg.norm((l2 - x).reshape(3, -1), axis=1), 5))) == 3
+
+
 def test_pgd_l2_ball():
   loss_fn = _sq_dist_loss(np.zeros(SHAPE, np.float32))
   out = attacks.pgd(X, loss_fn, 0.3, 4, 0.2, norm="l2", random_start=True, seed=SEED).numpy()
