@@ -557,3 +557,30 @@ def test_out_of_memory_is_one_line_naming_the_tensor():
       "out of memory: the batch, the networks' width or the resolution is too large for this "
       "device; reduce train.batch_size, build_generator.width / build_discriminator.width, or "
       "spread the batch over more devices.")
+
+
+@pytest.mark.parametrize("build, expected", [
+    (lambda ring: data.make_train_dataset(ring, 0), "batch_size must be an integer >= 1; got 0."),
+    (lambda ring: data.make_train_dataset(ring, 4, n_dis=1.5),
+     "n_dis must be an integer >= 1; got 1.5."),
+    (lambda ring: data.make_train_dataset(ring, 4, seed="7"), "seed must be an integer; got '7'."),
+    (lambda ring: data.make_train_dataset(ring, 4, cache_memory_limit=-1),
+     "make_train_dataset.cache_memory_limit must be an integer >= 0 or None; got -1."),
+    (lambda ring: data.make_train_dataset(ring, 4, input_shards=-2),
+     "make_train_dataset.input_shards must be an integer >= 1; got -2."),
+    (lambda ring: data.make_train_dataset(ring, 6, input_shards=4),
+     "train.batch_size=6 must divide by the 4 input shard(s) x 1 replica(s) per input pipeline."),
+    (lambda ring: data.load(ring, num_examples=0), "dataset.num_examples must be an integer >= 1; "
+     "got 0."),
+    (lambda ring: data.load("ring", num_examples=2.5),
+     "dataset.num_examples must be an integer >= 1; got 2.5."),
+    (lambda ring: data.load("ring", resolution=-3),
+     "dataset.resolution must be an integer >= 1 or None; got -3."),
+])
+def test_pipeline_and_load_sizes_are_checked_in_one_line(build, expected):
+  """The input pipeline's and `load`'s integer knobs go through errors.check_int: one line that
+  names the knob, the allowed range and the value."""
+  ring = data.load("ring", num_examples=12)
+  with pytest.raises(ConfigError) as excinfo:
+    build(ring)
+  assert _message(excinfo) == expected
