@@ -140,9 +140,15 @@ def load(source=None, split="train", data_dir=None, path=None, resolution=None, 
   return _select(result, classes, num_examples if truncate else None, require_labels)
 
 
+def _unused_options(given, used=frozenset()):
+  """The options set to other than their default (`num_examples` aside) that are not `used`."""
+  return [k for k, v in given.items()
+          if k not in used and k != "num_examples" and v != _OPTION_DEFAULTS[k]]
+
+
 def _warn_unused_by_built(source, given):
   """The options that an already built Source ignores, in one warning line."""
-  unused = [k for k, v in given.items() if k != "num_examples" and v != _OPTION_DEFAULTS[k]]
+  unused = _unused_options(given)
   if unused:
     logging.warning("dataset option(s) %s ignored: %r is an already built Source (only "
                     "classes, num_examples and require_labels apply).", ", ".join(unused),
@@ -158,8 +164,7 @@ def _load_registered(name, split, given):
   """
   errors.choose("dataset source", name, SOURCES)
   spec = _SPECS[name]
-  unused = [k for k, v in given.items()
-            if k not in spec.options and k != "num_examples" and v != _OPTION_DEFAULTS[k]]
+  unused = _unused_options(given, spec.options)
   if unused:  # A warning, not an error: gin files and flags often set them globally.
     logging.warning("Dataset %r does not use option(s) %s; ignoring them (options it uses: "
                     "%s).", name, ", ".join(unused), ", ".join(sorted(spec.options)) or "none")

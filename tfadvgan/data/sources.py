@@ -15,6 +15,7 @@ from tfadvgan.data import transforms
 
 AUTOTUNE = tf.data.AUTOTUNE
 
+
 def _identity(x):
   return x
 
