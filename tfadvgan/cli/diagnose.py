@@ -8,8 +8,8 @@ Restores the run (`loop.restore_run`), loads `--num` real examples of `--split` 
 own gin config (`dataset.*` from its operative_config.gin, then `--gin_file` and `--gin_param`:
 `--gin_param "dataset.path = '...'"` points at moved data), draws as many fakes from the run's
 sampler (EMA G when enabled), runs the chosen diagnostics (`tfadvgan.metrics.diagnostics.suite`;
-`tfadvgan.metrics.diagnostics` documents every definition), prints their headline numbers and writes `diagnostics_step<N>.json`
-plus, for `gradients` on image data, `gradient_grid_step<N>.png` (AS-GAN Fig. 2),
+`tfadvgan.metrics.diagnostics` documents every definition), prints their headline numbers and
+writes `diagnostics_step<N>.json` plus, for `gradients` on image data, `gradient_grid_step<N>.png` (AS-GAN Fig. 2),
 `gradient_inputs_step<N>.png` (the matching real images) and `gradient_histogram_step<N>.png` (bar
 heights log(1 + count); the counts are in the JSON).
 
@@ -203,7 +203,7 @@ def _mode_std():
 
 
 def _write_outputs(out_dir, step, figures, arrays):
-  """The figures' PNGs and the arrays' npz files, as ``NAME_step<N>.png`` / ``.npz``; their paths."""
+  """Writes the figures' PNGs and the arrays' npz files (``NAME_step<N>``); returns their paths."""
   from tfadvgan import images as images_lib  # pylint: disable=g-import-not-at-top
   from tfadvgan import io  # pylint: disable=g-import-not-at-top
   written = []

@@ -6,18 +6,18 @@ one from a ``GAN`` (inference mode by default: ``training`` is a parameter there
 numpy arrays or tensors, run in fixed-size batches (``batching``). Results are Python floats /
 numpy arrays.
 
-| function                        | module       | reproduces                                     |
-| ------------------------------- | ------------ | ---------------------------------------------- |
-| ``d_accuracy``                  | robustness   | AS-GAN Table 2 (accuracy on reals under FGSM)   |
-| ``classifier_accuracy_under_pgd`` | robustness | Rob-GAN Table 1 (AC-head accuracy under PGD)   |
-| ``confidence_real_vs_adversarial`` | robustness | AS-GAN Fig. 10a (sigma(D(x)) vs sigma(D(x_adv))) |
-| ``local_lipschitz``             | robustness   | Rob-GAN Fig. 1 right (``||grad_x CE||_2``)      |
-| ``dat_attack_success``          | dat          | DAT Eq. 1 / Fig. 1 (xi_fake, xi_real)          |
-| ``dat_first_order``             | dat          | DAT Eqs. 11-13 (does the expansion hold?)      |
-| ``wasserstein_estimate``        | dat          | DAT Figs. 4-7 (E D(x_r) - E D(x_f))            |
-| ``input_gradient_stats``        | gradients    | AS-GAN Fig. 9 (histogram, L1 norm, sparsity)   |
-| ``gradient_grid``               | gradients    | AS-GAN Fig. 2 (gradient maps)                  |
-| ``batch_diagnostics``           | batch        | one-batch scalars for TensorBoard in training  |
+| function                           | module     | reproduces                                |
+| ---------------------------------- | ---------- | ----------------------------------------- |
+| ``d_accuracy``                     | robustness | AS-GAN Table 2 (D accuracy under FGSM)    |
+| ``classifier_accuracy_under_pgd``  | robustness | Rob-GAN Table 1 (AC head under PGD)       |
+| ``confidence_real_vs_adversarial`` | robustness | AS-GAN Fig. 10a (sigma(D), x / x_adv)     |
+| ``local_lipschitz``                | robustness | Rob-GAN Fig. 1 right (||grad_x CE||_2)    |
+| ``dat_attack_success``             | dat        | DAT Eq. 1 / Fig. 1 (xi_fake, xi_real)     |
+| ``dat_first_order``                | dat        | DAT Eqs. 11-13 (does the expansion hold?) |
+| ``wasserstein_estimate``           | dat        | DAT Figs. 4-7 (E D(x_r) - E D(x_f))       |
+| ``input_gradient_stats``           | gradients  | AS-GAN Fig. 9 (histogram, L1, sparsity)   |
+| ``gradient_grid``                  | gradients  | AS-GAN Fig. 2 (gradient maps)             |
+| ``batch_diagnostics``              | batch      | one-batch scalars for TensorBoard         |
 
 ``suite`` runs a chosen set of them on a restored run (``scripts/diagnose.py``). Each module's
 docstring holds its readings and decisions (also in docs/evaluation.md, "Evaluation: decisions").

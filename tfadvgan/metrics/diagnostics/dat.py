@@ -117,6 +117,10 @@ def _summarize(steps, max_iters):
           float(np.mean(steps[ok])) if ok.any() else float("nan"))
 
 
+def _mean_value(value_t, logits):
+  return float(np.mean(value_t(tf.constant(logits)).numpy()))
+
+
 def _checked_sets(real, fake, real_labels, fake_labels):
   xr = batching.check_images(real, "real")
   xf = batching.check_images(fake, "fake")
@@ -165,12 +169,12 @@ def dat_attack_success(d_fn, real, fake, loss=None, tolerance=0.02, max_iters=10
   xr, xf, yr, yf = _checked_sets(real, fake, real_labels, fake_labels)
   value_real = _dat_value(value, loss, real=True)
   value_fake = _dat_value(value, loss, real=False)
-  t_real = batching.logits(d_fn, xr, yr, batch_size)
-  t_fake = batching.logits(d_fn, xf, yf, batch_size)
   # Eq. 9's pairing: reals move towards mean g1(D(x_f)), fakes towards mean g2(D(x_r)); for
   # "logit" / "probability" both functions are the same.
-  target_for_real = float(np.mean(value_real(tf.constant(t_fake)).numpy()))
-  target_for_fake = float(np.mean(value_fake(tf.constant(t_real)).numpy()))
+  t_real = batching.logits(d_fn, xr, yr, batch_size)
+  t_fake = batching.logits(d_fn, xf, yf, batch_size)
+  target_for_real = _mean_value(value_real, t_fake)
+  target_for_fake = _mean_value(value_fake, t_real)
 
   def steps_to_success(is_real, x, y, target):
     settings = (value, loss if value == "loss" else None, float(tolerance), max_iters,
@@ -182,8 +186,8 @@ def dat_attack_success(d_fn, real, fake, loss=None, tolerance=0.02, max_iters=10
 
   steps_fake = steps_to_success(False, xf, yf, target_for_fake)
   steps_real = steps_to_success(True, xr, yr, target_for_real)
-  xi_f, fail_f, xi_fs = _summarize(steps_fake, max_iters)
-  xi_r, fail_r, xi_rs = _summarize(steps_real, max_iters)
+  (xi_f, fail_f, xi_fs), (xi_r, fail_r, xi_rs) = (_summarize(steps_fake, max_iters),
+                                                    _summarize(steps_real, max_iters))
   out = {"xi_fake": xi_f, "xi_real": xi_r, "fail_fake": fail_f, "fail_real": fail_r,
          "xi_fake_successful": xi_fs, "xi_real_successful": xi_rs,
          "target_fake": target_for_fake, "target_real": target_for_real,
