@@ -551,8 +551,9 @@ def test_metrics_decides_which_diagnostics_apply_to_a_method():
 
 
 def test_suite_settings_defaults_are_diagnose_flag_defaults():
-  """One value per knob: the suite's defaults and diagnose.py's flag defaults agree (in a child
-  process: the CLI module defines flags that other CLI modules define too)."""
+  """One value per knob: the suite's defaults and diagnose.py's flag defaults agree, and so do the
+  diagnostics' names (in a child process: the CLI module defines flags that other CLI modules
+  define too)."""
   code = ("import dataclasses, json\nfrom absl import flags\nfrom tfadvgan.cli import diagnose\n"
           "from tfadvgan.metrics.diagnostics import suite\nF = flags.FLAGS\nout = {}\n"
           "for f in dataclasses.fields(suite.Settings):\n"
@@ -560,6 +561,7 @@ def test_suite_settings_defaults_are_diagnose_flag_defaults():
           "  if f.name.endswith('epsilons'):\n"
           "    flag = [float(v) for v in flag.split(',')]\n"
           "  out[f.name] = [list(f.default) if isinstance(f.default, tuple) else f.default, flag]\n"
+          "assert diagnose.WHICH == suite.WHICH, (diagnose.WHICH, suite.WHICH)\n"
           "print(json.dumps(out))\n")
   proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                         env=dict(os.environ, PYTHONPATH=ROOT), timeout=120, check=True)
