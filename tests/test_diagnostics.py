@@ -484,3 +484,88 @@ def test_diagnose_generalization_compares_train_and_test(run_dir, tmp_path):
                                       "0.04": pytest.approx(acc[0.04])}
   assert got["llv_gap"] == pytest.approx(got["test"]["llv_mean"] - got["train"]["llv_mean"])
   assert got["train"]["llv_mean"] != got["test"]["llv_mean"]  # two different splits were read
+
+
+def test_under_attack_runs_clean_once_and_each_epsilon_with_its_step_and_seed():
+  """The one harness: epsilon 0 is the clean score (computed once per call), every other epsilon
+  gets the attack with its step size and seed, and scores are means over the padded batches."""
+  rng = np.random.default_rng(21)
+  x = rng.uniform(-1, 1, (7, 3)).astype(np.float32)
+  w = np.array([0.5, -2.0, 1.25], np.float32)
+
+  def model(v, labels=None):
+    del labels
+    return tf.reduce_sum(v * w, axis=1)
+
+  def shift(f, xb, yb, eps, alpha, seed):  # x + eps * alpha + seed[1] / 100, a known move
+    del f, yb
+    return xb + eps * alpha + tf.cast(seed[1], tf.float32) / 100.0
+
+  def score(f, xb, yb, x_clean):
+    del yb
+    return {"t": f(xb), "gap": f(xb) - f(x_clean)}
+
+  got = diag.under_attack(model, x, None, [0.0, 0.5, 0.0, 2.0], shift, score,
+                          lambda eps: 3.0 * eps, seed=(1, 7), batch_size=4)
+  t = x.astype(np.float64) @ w.astype(np.float64)
+  for eps in (0.5, 2.0):
+    move = eps * 3.0 * eps + 0.07
+    assert got[eps]["t"] == pytest.approx(np.mean(t + move * w.sum()), rel=1e-5)
+    assert got[eps]["gap"] == pytest.approx(move * w.sum(), rel=1e-5)
+  assert got[0.0] == {"t": pytest.approx(np.mean(t), rel=1e-6), "gap": 0.0}
+  # Without zero_is_clean, epsilon 0 is an attack of size 0 (the seed still moves it).
+  unclean = diag.under_attack(model, x, None, [0.0], shift, score, lambda eps: 1.0,
+                              seed=(1, 7), zero_is_clean=False)[0.0]
+  assert unclean["gap"] == pytest.approx(0.07 * w.sum(), rel=1e-5)
+  # attack None: every epsilon gives the clean scores.
+  assert diag.under_attack(model, x, None, [0.3], None, score, lambda eps: 1.0)[0.3] == got[0.0]
+  with pytest.raises(errors.ConfigError, match="epsilons"):
+    diag.under_attack(model, x, None, [-1.0], shift, score, lambda eps: 1.0)
+  with pytest.raises(errors.ConfigError, match="my_metric needs the true labels"):
+    diag.under_attack(model, x, None, [0.1], shift, score, lambda eps: 1.0, labels_for="my_metric")
+
+
+def test_metrics_decides_which_diagnostics_apply_to_a_method():
+  """DAT runs (by class, subclasses too) get xi in the periodic diagnostics and their own attack
+  in the first-order check; other methods get neither."""
+  from tfadvgan import gans  # pylint: disable=g-import-not-at-top
+  from tfadvgan.metrics.diagnostics import dat  # pylint: disable=g-import-not-at-top
+  from tfadvgan.metrics.diagnostics import suite  # pylint: disable=g-import-not-at-top
+
+  class MyDAT(gans.DAT):  # pylint: disable=abstract-method
+    pass
+
+  run = object.__new__(MyDAT)  # the class decides: no networks needed
+  object.__setattr__(run, "epsilon", 0.03)
+  object.__setattr__(run, "step", "l2")
+  assert diag.measures_attack_success(run) and dat.first_order_attack(run) == (0.03, "l2")
+  for cls in (gans.GAN, gans.ASGAN, gans.RobGAN):
+    other = object.__new__(cls)
+    assert not diag.measures_attack_success(other)
+    assert dat.first_order_attack(other) == (0.01, "sign")
+  assert not hasattr(gans.GAN, "targeted_attack")  # the GAN classes do not carry the decision
+  assert suite.default_which(False) == ["accuracy", "pgd_accuracy", "dat", "gradients",
+                                        "confidence", "wdist"]
+  assert suite.default_which(True, dataset="ring") == [
+      "accuracy", "pgd_accuracy", "class_pgd", "dat", "gradients", "confidence", "wdist", "modes"]
+
+
+def test_suite_settings_defaults_are_diagnose_flag_defaults():
+  """One value per knob: the suite's defaults and diagnose.py's flag defaults agree, and so do the
+  diagnostics' names (in a child process: the CLI module defines flags that other CLI modules
+  define too)."""
+  code = ("import dataclasses, json\nfrom absl import flags\nfrom tfadvgan.cli import diagnose\n"
+          "from tfadvgan.metrics.diagnostics import suite\nF = flags.FLAGS\nout = {}\n"
+          "for f in dataclasses.fields(suite.Settings):\n"
+          "  flag = F[f.name].default\n"
+          "  if f.name.endswith('epsilons'):\n"
+          "    flag = [float(v) for v in flag.split(',')]\n"
+          "  out[f.name] = [list(f.default) if isinstance(f.default, tuple) else f.default, flag]\n"
+          "assert diagnose.WHICH == suite.WHICH, (diagnose.WHICH, suite.WHICH)\n"
+          "print(json.dumps(out))\n")
+  proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                        env=dict(os.environ, PYTHONPATH=ROOT), timeout=120, check=True)
+  pairs = json.loads(proc.stdout.splitlines()[-1])
+  assert len(pairs) == 17
+  for name, (default, flag) in pairs.items():
+    assert default == pytest.approx(flag), name

@@ -15,6 +15,7 @@ import pytest
 import tensorflow as tf
 
 from tfadvgan import data as data_lib
+from tfadvgan import rng
 from tfadvgan.gans import sampling
 from tfadvgan.metrics import classifiers
 from tfadvgan.metrics import domain_classifier as dc
@@ -258,7 +259,7 @@ def test_samples_are_generated_in_seeded_chunks(run_dir, clf_path, npz, tmp_path
   got = evaluation.evaluate(gan, clf, source, {"dataset": "tiny", "split": "train"},
                             num_samples=N, cache_dir=str(tmp_path), metrics=("fid",),
                             chunk_size=8)[f"fid_{NAME}"]
-  stride = evaluation.CHUNK_SEED_STRIDE
+  stride = rng.EVAL_CHUNK_STRIDE
   samples = np.concatenate([evaluation.generate(gan, size, seed=k * stride)[0]
                             for k, size in enumerate([8, 8, 4])])
   want = sample_quality.fid_from_activations(clf.features(source.images.take(N)),

@@ -36,6 +36,8 @@ DIAGNOSE_Z = 11            # diagnose.py's latent codes, [--seed, 11]
 DIAGNOSTICS_PGD = 17       # the PGD random start of D's accuracy under attack, [seed, 17]
 DIAGNOSTICS_CLASS_PGD = 23  # the PGD of the class-head / classifier accuracy, [seed, 23]
 CLASSIFIER_EVAL_OFFSET = 1  # train_classifier's adversarial test accuracy uses seed + 1
+BATCH_DIAGNOSTICS_SEED = 4242  # batch_diagnostics' fakes' noise: split from [seed, 4242]
+EVAL_CHUNK_STRIDE = 1_000_003  # evaluate's k-th chunk of samples uses seed + k * EVAL_CHUNK_STRIDE
 
 
 def _as_shape(shape):

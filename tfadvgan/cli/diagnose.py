@@ -7,9 +7,9 @@ r"""Robustness and gradient diagnostics of a trained run's discriminator.
 Restores the run (`loop.restore_run`), loads `--num` real examples of `--split` through the run's
 own gin config (`dataset.*` from its operative_config.gin, then `--gin_file` and `--gin_param`:
 `--gin_param "dataset.path = '...'"` points at moved data), draws as many fakes from the run's
-sampler (EMA G when enabled), runs the chosen diagnostics (`tfadvgan.metrics.diagnostics`, which
-documents every definition), prints their headline numbers and writes `diagnostics_step<N>.json`
-plus, for `gradients` on image data, `gradient_grid_step<N>.png` (AS-GAN Fig. 2),
+sampler (EMA G when enabled), runs the chosen diagnostics (`tfadvgan.metrics.diagnostics.suite`;
+`tfadvgan.metrics.diagnostics` documents every definition), prints their headline numbers and
+writes `diagnostics_step<N>.json` plus, for `gradients` on image data, `gradient_grid_step<N>.png` (AS-GAN Fig. 2),
 `gradient_inputs_step<N>.png` (the matching real images) and `gradient_histogram_step<N>.png` (bar
 heights log(1 + count); the counts are in the JSON).
 
@@ -30,16 +30,15 @@ The discriminator runs in inference mode unless `--training_mode` (Keras then up
 statistics and spectral-norm kernels in memory on every call; nothing is saved).
 """
 
-import functools
+import dataclasses
 
 from absl import flags
 
 from tfadvgan.cli import common
 
+# The suite's diagnostics (tfadvgan.metrics.diagnostics.suite.WHICH: --help must not import it).
 WHICH = ("accuracy", "pgd_accuracy", "class_pgd", "dat", "gradients", "confidence", "wdist",
          "modes", "generalization")
-NEEDS_CLASSES = ("class_pgd", "generalization")  # an AC head or --classifier_path
-MIXTURES = ("ring", "grid")
 
 flags.DEFINE_string("model_dir", None, "Run directory written by train.py (required).")
 flags.DEFINE_string("step", None, "Checkpoint step, or 'best' (the best checkpoint kept by "
@@ -91,17 +90,17 @@ def _floats(text, name):
 
 def _which(text, has_ac_head, head, has_classifier=False, dataset=None):
   from tfadvgan import errors  # pylint: disable=g-import-not-at-top
-  if text is None:  # generalization loads a second split: only on request
-    return [w for w in WHICH if (w not in NEEDS_CLASSES or has_ac_head or has_classifier)
-            and (w != "modes" or dataset in MIXTURES) and w != "generalization"]
+  from tfadvgan.metrics.diagnostics import suite  # pylint: disable=g-import-not-at-top
+  if text is None:
+    return suite.default_which(has_ac_head, has_classifier, dataset)
   chosen = [w.strip() for w in text.split(",") if w.strip()]
   errors.check(chosen, "--which is empty.")
   for w in chosen:
     errors.choose("diagnostic (--which)", w, {k: k for k in WHICH})
-  errors.check("modes" not in chosen or dataset in MIXTURES,
-               f"--which=modes needs a run on a 2-D mixture ({', '.join(MIXTURES)}); this run's "
-               f"dataset is {dataset!r}. Drop modes from --which.")
-  for w in NEEDS_CLASSES:
+  errors.check("modes" not in chosen or dataset in suite.MIXTURES,
+               f"--which=modes needs a run on a 2-D mixture ({', '.join(suite.MIXTURES)}); this "
+               f"run's dataset is {dataset!r}. Drop modes from --which.")
+  for w in suite.NEEDS_CLASSES:
     errors.check(w not in chosen or has_ac_head or has_classifier,
                  f"--which={w} needs a discriminator with an auxiliary-classifier head "
                  f"(build_discriminator.head = 'ac', as in Rob-GAN runs) or --classifier_path; "
@@ -119,6 +118,7 @@ def _binds_source():
 def load_real(info, split, num, split_given):
   """``num`` real examples of the run's dataset: (images [n, ...] float32, labels [n] or None)."""
   import numpy as np  # pylint: disable=g-import-not-at-top
+  from absl import logging  # pylint: disable=g-import-not-at-top
   from tfadvgan import errors  # pylint: disable=g-import-not-at-top
   from tfadvgan.training import loop  # pylint: disable=g-import-not-at-top
   use_run_source = not _binds_source()
@@ -127,7 +127,7 @@ def load_real(info, split, num, split_given):
   except errors.ConfigError as e:
     if split_given or "Unknown split" not in str(e):
       raise
-    print(f"[tfadvgan] dataset has no {split!r} split; using 'train'.")
+    logging.info("dataset has no %r split; using 'train'.", split)
     split = "train"
     source = loop.load_run_source(info, split, use_run_source)
   xs, ys = [], []
@@ -141,24 +141,6 @@ def load_real(info, split, num, split_given):
   images = np.concatenate(xs).astype(np.float32)
   labels = np.concatenate(ys).astype(np.int32) if ys else None
   return images, labels, split, source.name
-
-
-def make_fakes(gan, num, labels, seed, batch_size):
-  """``num`` samples of the run's sampler (inference mode) and their labels (or None)."""
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  g = gan.sampler()
-  from tfadvgan import rng  # pylint: disable=g-import-not-at-top
-  z = tf.random.stateless_normal([num, g.latent_dim], seed=[seed, rng.DIAGNOSE_Z])
-  fake_labels = None
-  if gan.conditional:
-    fake_labels = (labels[:num] if labels is not None and len(labels) >= num
-                   else (np.arange(num) % g.num_classes)).astype(np.int32)
-  out = []
-  for i in range(0, num, batch_size):
-    lab = fake_labels[i:i + batch_size] if fake_labels is not None else None
-    out.append(g(z[i:i + batch_size], lab, training=False).numpy())
-  return np.concatenate(out).astype(np.float32), fake_labels
 
 
 def _jsonable(value):
@@ -178,164 +160,60 @@ def _jsonable(value):
   return value
 
 
-def run_diagnostics(gan, images, labels, which, out_dir, step, dataset=None):
-  """Runs the chosen diagnostics, writing PNGs to `out_dir`; returns (results, PNG paths)."""
-  from tfadvgan import io  # pylint: disable=g-import-not-at-top
-  from tfadvgan.metrics import diagnostics as diag  # pylint: disable=g-import-not-at-top
-  from tfadvgan import images as images_lib  # pylint: disable=g-import-not-at-top
-  bs = FLAGS.batch_size
-  is_image = images.ndim == 4
-  d_fn = diag.discriminator_fn(gan, training=FLAGS.training_mode)
-  y = labels if gan.conditional else None
-  needs_fakes = any(w in which for w in ("accuracy", "pgd_accuracy", "dat", "wdist"))
-  fakes, fake_labels = (make_fakes(gan, len(images), labels, FLAGS.seed, bs) if needs_fakes
-                        else (None, None))
-  eps = _floats(FLAGS.epsilons, "epsilons")
-  results = {}
-  written = []
-  for attack, key in (("fgsm", "accuracy"), ("pgd", "pgd_accuracy")):
-    if key in which:
-      kw = dict(attack=attack, epsilons=eps, pgd_steps=FLAGS.pgd_steps, clip=is_image,
-                batch_size=bs)
-      results[key] = {
-          "attack": attack, "loss": "bce",
-          "real": diag.d_accuracy(d_fn, images, y, real=True, **kw),
-          "fake": diag.d_accuracy(d_fn, fakes, fake_labels, real=False, **kw)}
-      if attack == "pgd":
-        results[key].update(steps=FLAGS.pgd_steps, step_size="2.5 * eps / steps")
-  if "class_pgd" in which:
-    from tfadvgan import errors  # pylint: disable=g-import-not-at-top
-    errors.check(labels is not None, "class_pgd needs a labelled dataset.")
-    class_kw = dict(epsilons=_floats(FLAGS.class_epsilons, "class_epsilons"),
-                    steps=FLAGS.class_pgd_steps, clip=is_image, batch_size=bs)
-    if getattr(gan.discriminator, "head", None) == "ac":
-      results["class_pgd"] = {
-          "steps": FLAGS.class_pgd_steps, "step_size": "eps / 5",
-          "accuracy": diag.classifier_accuracy_under_pgd(d_fn, images, labels, **class_kw)}
-    if FLAGS.classifier_path:
-      model, meta = _load_classifier(FLAGS.classifier_path)
-      errors.check(tuple(model.input_shape[1:]) == tuple(images.shape[1:]),
-                   f"--classifier_path {FLAGS.classifier_path} takes inputs of shape "
-                   f"{tuple(model.input_shape[1:])}, the run's data has "
-                   f"{tuple(images.shape[1:])}; use a classifier trained on this dataset.")
-      results["class_pgd_classifier"] = {
-          "name": meta.get("name"), "path": io.abspath(FLAGS.classifier_path),
-          "metadata": meta, "steps": FLAGS.class_pgd_steps, "step_size": "eps / 5",
-          "accuracy": diag.classifier_accuracy_under_pgd(
-              lambda x, labels=None: model(x, training=False), images, labels, **class_kw)}
-  if "dat" in which:
-    results["dat"] = diag.dat_attack_success(
-        d_fn, images, fakes, loss=gan.loss_fn, tolerance=FLAGS.dat_tolerance,
-        max_iters=FLAGS.dat_max_iters, step_size=FLAGS.dat_step_size, value=FLAGS.dat_value,
-        real_labels=y, fake_labels=fake_labels, clip=is_image, batch_size=bs)
-    # Eqs. 11-13: does the first-order expansion hold for the run's own attack (DAT's eps and
-    # step; eps 0.01 and sign steps for other runs)?
-    is_dat = gan.targeted_attack
-    kw = dict(epsilon=gan.epsilon if is_dat else 0.01, step=gan.step if is_dat else "sign",
-              value=FLAGS.dat_value, loss=gan.loss_fn, clip=is_image, batch_size=bs)
-    results["dat"]["first_order"] = {
-        "real": diag.dat_first_order(d_fn, images, results["dat"]["target_real"], real=True,
-                                     labels=y, **kw),
-        "fake": diag.dat_first_order(d_fn, fakes, results["dat"]["target_fake"], real=False,
-                                     labels=fake_labels, **kw)}
-  if "gradients" in which:
-    stats = diag.input_gradient_stats(d_fn, images, y, bins=FLAGS.bins, batch_size=bs)
-    results["gradients"] = stats
-    if is_image:
-      n = min(FLAGS.grid_num, len(images))
-      paths = {name: io.join(out_dir, f"{name}_step{step}.png")
-               for name in ("gradient_grid", "gradient_inputs", "gradient_histogram")}
-      images_lib.write_png(paths["gradient_grid"], diag.gradient_grid(
-          d_fn, images[:n], y[:n] if y is not None else None, batch_size=bs))
-      images_lib.write_png(paths["gradient_inputs"], images_lib.grid(images[:n]))
-      images_lib.write_png(paths["gradient_histogram"],
-                           diag.histogram_image(stats["histogram"]["counts"]))
-      written += list(paths.values())
-  if "confidence" in which:
-    results["confidence"] = diag.confidence_real_vs_adversarial(
-        d_fn, images, FLAGS.confidence_epsilon, y, clip=is_image, batch_size=bs)
-  if "wdist" in which:
-    results["wdist"] = diag.wasserstein_estimate(d_fn, images, fakes, y, fake_labels, bs)
+def _settings(which):
+  """The suite's settings from the flags (class budgets and mode samples checked when used)."""
+  from tfadvgan import errors  # pylint: disable=g-import-not-at-top
+  from tfadvgan.metrics.diagnostics import suite  # pylint: disable=g-import-not-at-top
+  class_epsilons = suite.Settings.class_epsilons
+  if any(w in which for w in suite.NEEDS_CLASSES):
+    class_epsilons = tuple(_floats(FLAGS.class_epsilons, "class_epsilons"))
   if "modes" in which:
-    results["modes"], path = _modes(gan, dataset, out_dir, step)
-    written.append(path)
-  return results, written
+    errors.check(FLAGS.mode_samples >= 1,
+                 f"--mode_samples must be >= 1; got {FLAGS.mode_samples}.")
+  given = {f.name: FLAGS[f.name].value for f in dataclasses.fields(suite.Settings)
+           if f.name not in ("epsilons", "class_epsilons")}
+  return suite.Settings(epsilons=tuple(_floats(FLAGS.epsilons, "epsilons")),
+                        class_epsilons=class_epsilons, **given)
 
 
-@functools.lru_cache(maxsize=None)
-def _load_classifier(path):
-  """--classifier_path's model and metadata, loaded once (class_pgd and generalization use it)."""
-  from tfadvgan.metrics import domain_classifier  # pylint: disable=g-import-not-at-top
-  return domain_classifier.load_domain_classifier(path)
-
-
-def _classifiers(gan, d_fn):
-  """[(name, class_logits_fn)]: the AC head and the --classifier_path model, where present."""
-  out = []
-  if getattr(gan.discriminator, "head", None) == "ac":
-    out.append(("discriminator", d_fn))
-  if FLAGS.classifier_path:
-    model, _ = _load_classifier(FLAGS.classifier_path)
-    out.append(("classifier", lambda x, labels=None: model(x, training=False)))
-  return out
-
-
-def generalization(gan, splits):
-  """Rob-GAN Fig. 1: local Lipschitz value and accuracy under PGD on train vs test reals.
-
-  `splits` maps "train" / "test" to (images, labels). For each classifier (AC head, and the
-  --classifier_path model): per split the mean LLV ||grad_x CE||_2 and the accuracy under
-  --class_epsilons PGD (as class_pgd), and the gaps test - train (LLV) and train - test (accuracy).
-  """
-  from tfadvgan import errors  # pylint: disable=g-import-not-at-top
-  from tfadvgan.metrics import diagnostics as diag  # pylint: disable=g-import-not-at-top
-  d_fn = diag.discriminator_fn(gan, training=FLAGS.training_mode)
-  kw = dict(epsilons=_floats(FLAGS.class_epsilons, "class_epsilons"),
-            steps=FLAGS.class_pgd_steps, batch_size=FLAGS.batch_size)
-  results = {}
-  for name, fn in _classifiers(gan, d_fn):
-    per_split = {}
-    for split, (images, labels) in splits.items():
-      errors.check(labels is not None, f"generalization needs labels; split {split!r} has none.")
-      per_split[split] = {
-          "llv_mean": diag.local_lipschitz(fn, images, labels, FLAGS.batch_size)["mean"],
-          "accuracy": diag.classifier_accuracy_under_pgd(fn, images, labels, clip=True, **kw)}
-    train, test = per_split["train"], per_split["test"]
-    results[name] = {**per_split, "llv_gap": test["llv_mean"] - train["llv_mean"],
-                     "accuracy_gap": {e: train["accuracy"][e] - test["accuracy"][e]
-                                      for e in train["accuracy"]}}
-  results.update(definition="llv = ||grad_x CE(f(x), y)||_2 at the data point (Rob-GAN Fig. 1), "
-                 "mean over examples; accuracy under L-inf PGD on the cross entropy "
-                 f"({FLAGS.class_pgd_steps} steps of eps / 5); gaps: llv test - train, "
-                 "accuracy train - test", steps=FLAGS.class_pgd_steps)
-  return results
-
-
-def _modes(gan, name, out_dir, step):
-  """Mode coverage of `--mode_samples` fakes; their samples go to an npz beside the JSON."""
-  import io as py_io  # pylint: disable=g-import-not-at-top
-  import gin  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  from tfadvgan import data as data_lib  # pylint: disable=g-import-not-at-top
+def _classifier(which, data_shape):
+  """(model, record) of --classifier_path when class_pgd or generalization runs, else None."""
   from tfadvgan import errors  # pylint: disable=g-import-not-at-top
   from tfadvgan import io  # pylint: disable=g-import-not-at-top
-  from tfadvgan.metrics import mode_coverage  # pylint: disable=g-import-not-at-top
-  errors.check(FLAGS.mode_samples >= 1, f"--mode_samples must be >= 1; got {FLAGS.mode_samples}.")
+  from tfadvgan.metrics import domain_classifier  # pylint: disable=g-import-not-at-top
+  from tfadvgan.metrics.diagnostics import suite  # pylint: disable=g-import-not-at-top
+  if not FLAGS.classifier_path or not any(w in which for w in suite.NEEDS_CLASSES):
+    return None
+  model, meta = domain_classifier.load_domain_classifier(FLAGS.classifier_path)
+  errors.check(tuple(model.input_shape[1:]) == tuple(data_shape),
+               f"--classifier_path {FLAGS.classifier_path} takes inputs of shape "
+               f"{tuple(model.input_shape[1:])}, the run's data has "
+               f"{tuple(data_shape)}; use a classifier trained on this dataset.")
+  return model, {"name": meta.get("name"), "path": io.abspath(FLAGS.classifier_path),
+                 "metadata": meta}
+
+
+def _mode_std():
+  """dataset.std as bound in gin (None: unbound)."""
+  import gin  # pylint: disable=g-import-not-at-top
   try:
-    std = gin.query_parameter("dataset.std")
+    return gin.query_parameter("dataset.std")
   except ValueError:
-    std = None
-  std = data_lib.MODE_STD[name] if std is None else float(std)
-  centres = data_lib.mode_centres(name)
-  samples, _ = make_fakes(gan, FLAGS.mode_samples, None, FLAGS.seed, FLAGS.batch_size)
-  result = mode_coverage.mode_coverage(samples, centres, std, FLAGS.mode_num_std,
-                                       FLAGS.mode_min_count)
-  result.update(dataset=name, seed=FLAGS.seed)
-  buf = py_io.BytesIO()
-  np.savez(buf, samples=samples, centres=centres, std=np.float32(std))
-  path = io.join(out_dir, f"mode_samples_step{step}.npz")
-  io.atomic_write(path, buf.getvalue())
-  return result, path
+    return None
+
+
+def _write_outputs(out_dir, step, figures, arrays):
+  """Writes the figures' PNGs and the arrays' npz files (``NAME_step<N>``); returns their paths."""
+  from tfadvgan import images as images_lib  # pylint: disable=g-import-not-at-top
+  from tfadvgan import io  # pylint: disable=g-import-not-at-top
+  written = []
+  for name, image in figures.items():
+    written.append(io.join(out_dir, f"{name}_step{step}.png"))
+    images_lib.write_png(written[-1], image)
+  for name, values in arrays.items():
+    written.append(io.join(out_dir, f"{name}_step{step}.npz"))
+    io.save_npz(written[-1], **values)
+  return written
 
 
 def _by_eps(accuracies):
@@ -382,48 +260,68 @@ def headline(results):
   return [f"  {label + ':':<{width}}  {value}" for label, value in lines]
 
 
-@common.main_wrapper
-def main(argv):
-  import json  # pylint: disable=g-import-not-at-top
-  import gin  # pylint: disable=g-import-not-at-top
+def _check_flags(argv):
   from tfadvgan import errors  # pylint: disable=g-import-not-at-top
-  from tfadvgan import io  # pylint: disable=g-import-not-at-top
-  from tfadvgan.training import loop  # pylint: disable=g-import-not-at-top
   errors.check(len(argv) == 1, f"Unexpected arguments: {' '.join(argv[1:])}")
   errors.check(FLAGS.model_dir, "--model_dir is required.")
   errors.check(FLAGS.num >= 1, f"--num must be >= 1; got {FLAGS.num}.")
   errors.check(FLAGS.batch_size >= 1, f"--batch_size must be >= 1; got {FLAGS.batch_size}.")
   _floats(FLAGS.epsilons, "epsilons")
-  gan, info, ckpt = loop.restore_run(FLAGS.model_dir, FLAGS.step)
-  head = getattr(gan.discriminator, "head", "plain")
-  which = _which(FLAGS.which, head == "ac", head, has_classifier=bool(FLAGS.classifier_path),
-                 dataset=info.get("dataset"))
+
+
+def _load(info):
+  """The real examples of --split, after the --gin_file / --gin_param overrides."""
+  import gin  # pylint: disable=g-import-not-at-top
   if FLAGS.gin_param or FLAGS.gin_file:
     with gin.unlock_config():
       common.parse_gin(FLAGS.gin_file, FLAGS.gin_param, finalize=False)
-  images, labels, split, name = load_real(info, FLAGS.split or "test", FLAGS.num,
-                                          split_given=FLAGS.split is not None)
-  errors.check(labels is not None or not gan.conditional,
-               "This run is class-conditional but the loaded data has no labels.")
-  step = int(gan.global_step.numpy())
-  out_dir = FLAGS.out or io.join(FLAGS.model_dir, "diagnostics")
-  io.makedirs(out_dir)
-  results, written = run_diagnostics(gan, images, labels, which, out_dir, step, dataset=name)
-  if "generalization" in which:
-    errors.check(split != "train", "--which=generalization compares the train split with "
-                 "--split (default test): pick another --split.")
-    train_images, train_labels, _, _ = load_real(info, "train", FLAGS.num, split_given=True)
-    results["generalization"] = generalization(
-        gan, {"train": (train_images, train_labels), "test": (images, labels)})
-    results["generalization"]["test_split"] = split
-  meta = {"model_dir": io.abspath(FLAGS.model_dir), "checkpoint": ckpt, "step": step,
+  return load_real(info, FLAGS.split or "test", FLAGS.num, split_given=FLAGS.split is not None)
+
+
+def _meta(info, ckpt, step, name, split, images, head, which):
+  from tfadvgan import io  # pylint: disable=g-import-not-at-top
+  return {"model_dir": io.abspath(FLAGS.model_dir), "checkpoint": ckpt, "step": step,
           "method": info.get("method"), "dataset": name, "split": split, "num": int(len(images)),
           "discriminator_head": head, "training_mode": bool(FLAGS.training_mode),
           "epsilon_scale": ("L-inf on the [-1, 1] image scale (1/255 = half an 8-bit level)"
                             if images.ndim == 4 else "L-inf in data units, no range clip"),
           "which": which}
+
+
+@common.main_wrapper
+def main(argv):
+  import json  # pylint: disable=g-import-not-at-top
+  from tfadvgan import errors  # pylint: disable=g-import-not-at-top
+  from tfadvgan import io  # pylint: disable=g-import-not-at-top
+  from tfadvgan.metrics.diagnostics import suite  # pylint: disable=g-import-not-at-top
+  from tfadvgan.training import loop  # pylint: disable=g-import-not-at-top
+  _check_flags(argv)
+  gan, info, ckpt = loop.restore_run(FLAGS.model_dir, FLAGS.step)
+  head = getattr(gan.discriminator, "head", "plain")
+  which = _which(FLAGS.which, head == "ac", head, has_classifier=bool(FLAGS.classifier_path),
+                 dataset=info.get("dataset"))
+  images, labels, split, name = _load(info)
+  errors.check(labels is not None or not gan.conditional,
+               "This run is class-conditional but the loaded data has no labels.")
+  errors.check("generalization" not in which or split != "train", "--which=generalization "
+               "compares the train split with --split (default test): pick another --split.")
+  settings, classifier = _settings(which), _classifier(which, images.shape[1:])
+  step = int(gan.global_step.numpy())
+  out_dir = FLAGS.out or io.join(FLAGS.model_dir, "diagnostics")
+  io.makedirs(out_dir)
+  results, figures, arrays = suite.run_diagnostics(
+      gan, images, labels, [w for w in which if w != "generalization"], settings, classifier,
+      dataset=name, mode_std=_mode_std())
+  written = _write_outputs(out_dir, step, figures, arrays)
+  if "generalization" in which:
+    train_images, train_labels, _, _ = load_real(info, "train", FLAGS.num, split_given=True)
+    results["generalization"] = suite.generalization(
+        gan, {"train": (train_images, train_labels), "test": (images, labels)}, settings,
+        classifier)
+    results["generalization"]["test_split"] = split
   path = io.join(out_dir, f"diagnostics_step{step}.json")
-  io.atomic_write(path, json.dumps(_jsonable({**meta, **results}), indent=2))
+  io.atomic_write(path, json.dumps(_jsonable(
+      {**_meta(info, ckpt, step, name, split, images, head, which), **results}), indent=2))
   print(f"diagnostics of step {step} on {len(images)} {split} reals (and as many fakes):")
   print("\n".join(headline(results)))
   common.print_outputs(f"restored {ckpt}; diagnostics of step {step}",

@@ -188,15 +188,10 @@ def domain_classifier_hint(model_dir):
           f"scripts/train_classifier.py).")
 
 
-@common.main_wrapper
-def main(argv):
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from tfadvgan import data as data_lib  # pylint: disable=g-import-not-at-top
+def _check_flags(argv):
+  """The flags' one-line errors; returns the checked --metrics."""
   from tfadvgan import errors  # pylint: disable=g-import-not-at-top
-  from tfadvgan.metrics import classifiers  # pylint: disable=g-import-not-at-top
-  from tfadvgan.metrics import evaluation  # pylint: disable=g-import-not-at-top
-  from tfadvgan.training import checkpoints, loop  # pylint: disable=g-import-not-at-top
-
+  from tfadvgan.metrics import metric_names  # pylint: disable=g-import-not-at-top
   errors.check(len(argv) == 1, f"Unexpected arguments: {' '.join(argv[1:])}")
   errors.check(FLAGS.model_dir, "--model_dir is required.")
   for name, instead in _SAMPLE_ONLY.items():
@@ -208,104 +203,160 @@ def main(argv):
                f"{', '.join(modes)}.")
   errors.check(FLAGS.num_samples >= 2, f"--num_samples must be >= 2, got {FLAGS.num_samples}.")
   errors.check(not FLAGS.continuous or FLAGS.timeout_secs > 0, "--timeout_secs must be > 0.")
-  metrics = evaluation._check_metrics(FLAGS.metrics)  # pylint: disable=protected-access
-  model_dir = FLAGS.model_dir
+  return metric_names.check_metrics(FLAGS.metrics)
 
-  if FLAGS.continuous:
-    _wait_for_run(model_dir, FLAGS.timeout_secs)
-  info = loop.read_run_info(model_dir)  # A clear error if this is not a run directory.
+
+def _classifier(model_dir):
+  """--classifier, or one ConfigError with the shipped domain classifier's command as a hint."""
+  from tfadvgan import errors  # pylint: disable=g-import-not-at-top
+  from tfadvgan.metrics import classifiers  # pylint: disable=g-import-not-at-top
+  try:
+    return classifiers.get_classifier(FLAGS.classifier, path=FLAGS.classifier_path)
+  except errors.ConfigError as e:
+    hint = domain_classifier_hint(model_dir) if FLAGS.classifier != "domain" else ""
+    raise errors.ConfigError(f"{e} {hint}".strip()) from None
+
+
+def _reference(metrics):
+  """(source, cache-key fields, n_reference) of --reference_split; all None for IS alone."""
+  from tfadvgan import data as data_lib  # pylint: disable=g-import-not-at-top
+  from tfadvgan import errors  # pylint: disable=g-import-not-at-top
+  from tfadvgan.metrics import evaluation  # pylint: disable=g-import-not-at-top
+  split = FLAGS.reference_split
+  if not evaluation.needs_reference(metrics):
+    return None, None, None
+  try:
+    source = data_lib.load(split=split)
+  except errors.ConfigError as e:
+    raise errors.ConfigError(
+        f"Reference data ({split!r} split of the run's dataset) is unavailable: {e} Point to "
+        "it with --gin_param=\"dataset.path = '...'\" or choose --reference_split.") from None
+  fields = evaluation.reference_fields(
+      source, split, evaluation.classifier_fingerprint(FLAGS.classifier, FLAGS.classifier_path))
+  n_reference = evaluation.reference_size(source, FLAGS.num_samples)
+  if n_reference < FLAGS.num_samples:
+    print(f"note: the {split!r} split has {n_reference} examples; the reference uses all of "
+          f"them for {FLAGS.num_samples} samples.")
+  return source, fields, n_reference
+
+
+class _Evaluator:
+  """Restores checkpoints of one run (the model once, then only weights), evaluates each, appends
+  the results to results.json and prints a table row."""
+
+  def __init__(self, model_dir, classifier, metrics, num_classes, reference):
+    from tfadvgan.metrics import evaluation  # pylint: disable=g-import-not-at-top
+    self.model_dir, self.classifier, self.metrics = model_dir, classifier, metrics
+    self.source, self.fields, n_reference = reference
+    self.n_reference = n_reference
+    self.extra = dict(reference_split=FLAGS.reference_split, n_reference=n_reference)
+    self.names = evaluation.result_names(classifier.name, metrics, num_classes)
+    self.cache_dir = FLAGS.cache_dir or evaluation.default_cache_dir()
+    # One column per metric; the per-class FIDs only in results.json.
+    self.table = _Table([n for n in self.names if not re.search(r"_class_\d+$", n)])
+    self.gan, self.manager = None, None
+
+  def _restore(self, step, path):
+    from tfadvgan.training import checkpoints, loop  # pylint: disable=g-import-not-at-top
+    if self.gan is None:
+      self.gan, _, restored = loop.restore_run(self.model_dir, step)
+      _apply_overrides()  # restore_run re-parsed the run's config alone.
+      self.manager = checkpoints.make_manager(self.gan, self.model_dir)
+      return restored
+    return checkpoints.restore(self.manager, path)
+
+  def run_one(self, step, path):
+    """Evaluates checkpoint ``path`` (of ``step``); returns the restored step."""
+    from tfadvgan.metrics import evaluation  # pylint: disable=g-import-not-at-top
+    from tfadvgan.training import checkpoints  # pylint: disable=g-import-not-at-top
+    restored = self._restore(step, path)
+    step = int(self.gan.global_step.numpy())
+    results = evaluation.evaluate(
+        self.gan, self.classifier, self.source, self.fields, num_samples=FLAGS.num_samples,
+        cache_dir=self.cache_dir, metrics=self.metrics, batch_size=FLAGS.batch_size,
+        seed=FLAGS.seed, num_reference=self.n_reference)
+    name = os.path.basename(restored)
+    if os.path.basename(os.path.dirname(restored)) == checkpoints.BEST_DIR:
+      name = f"{checkpoints.BEST_DIR}/{name}"
+    evaluation.append_results(self.model_dir, step, results, self.classifier.name,
+                              FLAGS.num_samples, checkpoint=name, extra=self.extra)
+    self.table.row(step, name, results)
+    return step
+
+  def done(self):
+    """The steps results.json already holds (this classifier, num_samples and reference)."""
+    from tfadvgan.metrics import evaluation  # pylint: disable=g-import-not-at-top
+    return set(evaluation.evaluated_steps(self.model_dir, self.classifier.name,
+                                          FLAGS.num_samples, self.names, self.extra))
+
+
+def _continuous(evaluator):
+  """Evaluates new checkpoints as they arrive, until train.num_steps or --timeout_secs."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from tfadvgan import errors  # pylint: disable=g-import-not-at-top
+  evaluated = []
+  directory = os.path.join(evaluator.model_dir, "checkpoints")
+  print(f"waiting for checkpoints in {directory} (timeout {FLAGS.timeout_secs}s)", flush=True)
+  for path in tf.train.checkpoints_iterator(directory, timeout=FLAGS.timeout_secs):
+    step = _step_of(path)
+    if step is not None and step not in evaluator.done():
+      try:
+        evaluated.append(evaluator.run_one(step, path))
+      except errors.ConfigError as e:  # e.g. deleted by the manager's max_to_keep meanwhile.
+        print(f"warning: skipped {path}: {e}", flush=True)
+        continue
+    target = _target_steps(evaluator.model_dir)
+    if step is not None and target and step >= target:
+      break
+  return evaluated
+
+
+def _all_kept(evaluator, kept):
+  """Evaluates every kept checkpoint results.json does not hold yet."""
+  from tfadvgan.metrics import evaluation  # pylint: disable=g-import-not-at-top
+  already = evaluator.done()
+  todo = [(s, p) for s, p in kept if s not in already]
+  if not todo:
+    print(f"Every kept checkpoint ({', '.join(f'ckpt-{s}' for s, _ in kept)}) is already in "
+          f"{evaluation.results_path(evaluator.model_dir)}.")
+  return [evaluator.run_one(step, path) for step, path in todo]
+
+
+def _num_classes(info, metrics):
+  from tfadvgan import errors  # pylint: disable=g-import-not-at-top
   num_classes = int(info.get("num_classes", 0)) if info.get("conditional") else 0
   errors.check("per_class_fid" not in metrics or num_classes, "--metrics=per_class_fid needs a "
                "class-conditional run; this run is unconditional.")
-  _parse_run_config(model_dir)
+  return num_classes
 
+
+@common.main_wrapper
+def main(argv):
+  from tfadvgan import errors  # pylint: disable=g-import-not-at-top
+  from tfadvgan.metrics import evaluation  # pylint: disable=g-import-not-at-top
+  from tfadvgan.training import checkpoints, loop  # pylint: disable=g-import-not-at-top
+  metrics = _check_flags(argv)
+  model_dir = FLAGS.model_dir
+  if FLAGS.continuous:
+    _wait_for_run(model_dir, FLAGS.timeout_secs)
+  info = loop.read_run_info(model_dir)  # A clear error if this is not a run directory.
+  num_classes = _num_classes(info, metrics)
+  _parse_run_config(model_dir)
   kept = _kept_checkpoints(model_dir)
   if not FLAGS.continuous:
     errors.check(kept, f"No checkpoints in {os.path.join(model_dir, 'checkpoints')}; train the "
                  "run first (or use --continuous to wait for them).")
   if FLAGS.step is not None:
     checkpoints.resolve_checkpoint(model_dir, FLAGS.step)  # Lists the kept steps if missing.
-
-  try:
-    classifier = classifiers.get_classifier(FLAGS.classifier, path=FLAGS.classifier_path)
-  except errors.ConfigError as e:
-    hint = domain_classifier_hint(model_dir) if FLAGS.classifier != "domain" else ""
-    raise errors.ConfigError(f"{e} {hint}".strip()) from None
-  split = FLAGS.reference_split
-  source, fields, n_reference = None, None, None
-  if evaluation.needs_reference(metrics):
-    try:
-      source = data_lib.load(split=split)
-    except errors.ConfigError as e:
-      raise errors.ConfigError(
-          f"Reference data ({split!r} split of the run's dataset) is unavailable: {e} Point to "
-          "it with --gin_param=\"dataset.path = '...'\" or choose --reference_split.") from None
-    fields = evaluation.reference_fields(
-        source, split, evaluation.classifier_fingerprint(FLAGS.classifier, FLAGS.classifier_path))
-    n_reference = evaluation.reference_size(source, FLAGS.num_samples)
-    if n_reference < FLAGS.num_samples:
-      print(f"note: the {split!r} split has {n_reference} examples; the reference uses all of "
-            f"them for {FLAGS.num_samples} samples.")
-  extra = dict(reference_split=split, n_reference=n_reference)
-  names = evaluation.result_names(classifier.name, metrics, num_classes)
-  cache_dir = FLAGS.cache_dir or evaluation.default_cache_dir()
-  table = _Table([n for n in names if not re.search(r"_class_\d+$", n)])  # classes: results.json
-  state = {"gan": None, "manager": None}
-
-  def restore(step, path):
-    if state["gan"] is None:
-      gan, _, restored = loop.restore_run(model_dir, step)
-      _apply_overrides()  # restore_run re-parsed the run's config alone.
-      state["gan"] = gan
-      state["manager"] = checkpoints.make_manager(gan, model_dir)
-      return restored
-    return checkpoints.restore(state["manager"], path)
-
-  def run_one(step, path):
-    restored = restore(step, path)
-    step = int(state["gan"].global_step.numpy())
-    results = evaluation.evaluate(
-        state["gan"], classifier, source, fields, num_samples=FLAGS.num_samples,
-        cache_dir=cache_dir, metrics=metrics, batch_size=FLAGS.batch_size, seed=FLAGS.seed,
-        num_reference=n_reference)
-    name = os.path.basename(restored)
-    if os.path.basename(os.path.dirname(restored)) == checkpoints.BEST_DIR:
-      name = f"{checkpoints.BEST_DIR}/{name}"
-    evaluation.append_results(model_dir, step, results, classifier.name, FLAGS.num_samples,
-                              checkpoint=name, extra=extra)
-    table.row(step, name, results)
-    return step
-
-  def done():
-    return set(evaluation.evaluated_steps(model_dir, classifier.name, FLAGS.num_samples, names,
-                                          extra))
-
-  evaluated = []
+  classifier = _classifier(model_dir)
+  evaluator = _Evaluator(model_dir, classifier, metrics, num_classes, _reference(metrics))
   if FLAGS.continuous:
-    directory = os.path.join(model_dir, "checkpoints")
-    print(f"waiting for checkpoints in {directory} (timeout {FLAGS.timeout_secs}s)", flush=True)
-    for path in tf.train.checkpoints_iterator(directory, timeout=FLAGS.timeout_secs):
-      step = _step_of(path)
-      if step is not None and step not in done():
-        try:
-          evaluated.append(run_one(step, path))
-        except errors.ConfigError as e:  # e.g. deleted by the manager's max_to_keep meanwhile.
-          print(f"warning: skipped {path}: {e}", flush=True)
-          continue
-      target = _target_steps(model_dir)
-      if step is not None and target and step >= target:
-        break
+    evaluated = _continuous(evaluator)
   elif FLAGS.all:
-    already = done()
-    todo = [(s, p) for s, p in kept if s not in already]
-    if not todo:
-      print(f"Every kept checkpoint ({', '.join(f'ckpt-{s}' for s, _ in kept)}) is already in "
-            f"{evaluation.results_path(model_dir)}.")
-    for step, path in todo:
-      evaluated.append(run_one(step, path))
+    evaluated = _all_kept(evaluator, kept)
   else:
     step = FLAGS.step if FLAGS.step is not None else kept[-1][0]
-    evaluated.append(run_one(step, checkpoints.resolve_checkpoint(model_dir, step)))
+    evaluated = [evaluator.run_one(step, checkpoints.resolve_checkpoint(model_dir, step))]
   if not evaluated:
     print("no new checkpoint evaluated.")
   else:

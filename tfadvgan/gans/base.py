@@ -162,7 +162,6 @@ class GAN(keras.Model):
   method_name = "gan"       # build_gan.method's name for this class (gans.METHODS)
   conditional_default = False  # GAN(conditional=None) and build_gan.conditional when unset
   discriminator_head = None  # build_gan's build_discriminator.head when gin binds none
-  targeted_attack = False   # DAT: periodic diagnostics also measure its attack's success
   # Set by the engine under Mirrored / MultiWorker with XLA: compile each replica's gradient
   # computations (`replica_compiled`), keep the cross-replica reduction and optimizer applies outside.
   replica_jit = False

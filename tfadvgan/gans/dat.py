@@ -47,7 +47,6 @@ class DAT(base.GAN):
   """
 
   method_name = "dat"
-  targeted_attack = True
 
   def __init__(self, generator, discriminator, epsilon=0.01, step="sign", lambda_clean=1.0,
                lambda_adv=1.0, clip="both", objective="per_example", value="loss",

@@ -4,6 +4,9 @@
 loaded by ``tfgan_eval.load_tfgan_eval``); ``classifiers`` the feature extractors (tf-gan
 Inception from TF-Hub or a local path, Keras InceptionV3, or our domain classifier);
 ``domain_classifier`` the domain CNN, its (adversarial) training and its save format.
+``evaluation`` evaluates a run (``evaluate``, ``make_eval_fn``) from its parts ``metric_names``,
+``reference`` and ``results_file``; ``diagnostics`` (a package) holds the discriminator
+diagnostics, ``diagnostics.suite`` the set scripts/diagnose.py runs.
 """
 from tfadvgan.metrics.classifiers import CLASSIFIER_KINDS
 from tfadvgan.metrics.classifiers import Classifier

@@ -72,7 +72,7 @@ def make_pgd_fn(model, epsilon, pgd_steps, step_size=None, attack_fn=None):
     model: maps images to logits.
     epsilon: L-inf radius, in the [-1, 1] pixel scale.
     pgd_steps: number of PGD steps.
-    step_size: per-step size; None means ``2.5 * epsilon / pgd_steps`` (Madry et al.).
+    step_size: per-step size; None means ``attacks.default_pgd_step_size`` (Madry et al.).
     attack_fn: PGD with the ``tfadvgan.attacks.pgd`` signature
       ``(x, loss_fn, epsilon, num_steps, step_size, random_start, seed, clip)``; None imports it.
   """
@@ -101,7 +101,7 @@ def evaluate_domain_classifier(model, dataset, epsilon=None, pgd_steps=20, step_
     dataset: iterable of ``(images [B, H, W, C], labels [B])`` batches.
     epsilon: None for clean accuracy, else the PGD radius.
     pgd_steps: PGD steps for the attack.
-    step_size: PGD step size (None: ``2.5 * epsilon / pgd_steps``).
+    step_size: PGD step size (None: ``attacks.default_pgd_step_size``).
     attack_fn: PGD implementation (None: ``tfadvgan.attacks.pgd``).
     seed: int seed of the random start.
 
@@ -151,7 +151,7 @@ def train_domain_classifier(train_ds, test_ds, epochs, adversarial=False, epsilo
     epsilon: L-inf radius in the [-1, 1] pixel scale (0.1 here is 0.05 = 12.75/255 in [0, 1]
       units).
     pgd_steps: PGD steps during training.
-    step_size: PGD step size; None means ``2.5 * epsilon / pgd_steps``.
+    step_size: PGD step size; None means ``attacks.default_pgd_step_size``.
     learning_rate: Adam learning rate.
     model: a model mapping images to logits; None builds ``build_domain_cnn`` from the first batch.
     num_classes: needed when ``model`` is None.
@@ -171,16 +171,41 @@ def train_domain_classifier(train_ds, test_ds, epochs, adversarial=False, epsilo
   """
   check(epochs >= 1, f"epochs must be >= 1, got {epochs}.")
   if model is None:
-    check(num_classes is not None, "train_domain_classifier needs num_classes to build a model.")
-    first = next(iter(train_ds), None)
-    check(first is not None, "The training dataset is empty.")
-    images, _ = _split(first)
-    keras.utils.set_random_seed(seed)
-    model = build_domain_cnn(tuple(images.shape[1:]), num_classes, width=width,
-                             feature_dim=feature_dim)
+    model = _first_batch_model(train_ds, num_classes, width, feature_dim, seed)
   optimizer = keras.optimizers.Adam(learning_rate)
   attack = make_pgd_fn(model, epsilon, pgd_steps, step_size, attack_fn) if adversarial else None
+  train_step = _make_train_step(model, optimizer, attack)
+  history = {"loss": [], "accuracy": [], "test_accuracy": []}
+  step = 0
+  for epoch in range(epochs):
+    loss, acc, step = _train_epoch(train_step, train_ds, seed, step)
+    history["loss"].append(loss)
+    history["accuracy"].append(acc)
+    if test_ds is not None:
+      history["test_accuracy"].append(evaluate_domain_classifier(model, test_ds))
+    if log_fn is not None:
+      log_fn(epoch, {k: v[-1] for k, v in history.items() if v})
+  if adversarial and test_ds is not None and eval_pgd_steps:
+    history["test_adv_accuracy"] = evaluate_domain_classifier(
+        model, test_ds, epsilon=epsilon, pgd_steps=eval_pgd_steps, attack_fn=attack_fn,
+        seed=seed + rng.CLASSIFIER_EVAL_OFFSET)
+  return model, history
 
+
+def _first_batch_model(train_ds, num_classes, width, feature_dim, seed):
+  """``build_domain_cnn`` for the shape of the first training batch (initialised from ``seed``)."""
+  check(num_classes is not None, "train_domain_classifier needs num_classes to build a model.")
+  first = next(iter(train_ds), None)
+  check(first is not None, "The training dataset is empty.")
+  images, _ = _split(first)
+  keras.utils.set_random_seed(seed)
+  return build_domain_cnn(tuple(images.shape[1:]), num_classes, width=width,
+                          feature_dim=feature_dim)
+
+
+def _make_train_step(model, optimizer, attack):
+  """A compiled ``train_step(images, labels, seed) -> (mean loss, accuracy)``: one Adam step on
+  the cross entropy of the batch (of its PGD examples when ``attack`` is given)."""
   @tf.function
   def train_step(images, labels, step_seed):
     images = tf.convert_to_tensor(images, tf.float32)
@@ -195,30 +220,23 @@ def train_domain_classifier(train_ds, test_ds, epochs, adversarial=False, epsilo
     pred = tf.argmax(logits, axis=-1, output_type=tf.int32)
     acc = tf.reduce_mean(tf.cast(tf.equal(pred, tf.cast(labels, tf.int32)), tf.float32))
     return tf.reduce_mean(per_example), acc
+  return train_step
 
-  history = {"loss": [], "accuracy": [], "test_accuracy": []}
-  step = 0
-  for epoch in range(epochs):
-    losses, accs, sizes = [], [], []
-    for batch in train_ds:
-      images, labels = _split(batch)
-      loss, acc = train_step(images, labels, tf.constant([seed, step], tf.int32))
-      losses.append(float(loss))
-      accs.append(float(acc))
-      sizes.append(int(np.shape(labels)[0]))
-      step += 1
-    check(sizes, "The training dataset is empty.")
-    history["loss"].append(float(np.average(losses, weights=sizes)))
-    history["accuracy"].append(float(np.average(accs, weights=sizes)))
-    if test_ds is not None:
-      history["test_accuracy"].append(evaluate_domain_classifier(model, test_ds))
-    if log_fn is not None:
-      log_fn(epoch, {k: v[-1] for k, v in history.items() if v})
-  if adversarial and test_ds is not None and eval_pgd_steps:
-    history["test_adv_accuracy"] = evaluate_domain_classifier(
-        model, test_ds, epsilon=epsilon, pgd_steps=eval_pgd_steps, attack_fn=attack_fn,
-        seed=seed + rng.CLASSIFIER_EVAL_OFFSET)
-  return model, history
+
+def _train_epoch(train_step, train_ds, seed, step):
+  """One pass over ``train_ds``: (example-weighted mean loss, accuracy, the next step number).
+  Step ``i``'s PGD random start uses the stateless seed ``[seed, i]``."""
+  losses, accs, sizes = [], [], []
+  for batch in train_ds:
+    images, labels = _split(batch)
+    loss, acc = train_step(images, labels, tf.constant([seed, step], tf.int32))
+    losses.append(float(loss))
+    accs.append(float(acc))
+    sizes.append(int(np.shape(labels)[0]))
+    step += 1
+  check(sizes, "The training dataset is empty.")
+  return (float(np.average(losses, weights=sizes)), float(np.average(accs, weights=sizes)),
+          step)
 
 
 def sidecar_path(path):

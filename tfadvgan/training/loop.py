@@ -31,6 +31,7 @@ from tfadvgan import distribute
 from tfadvgan import errors
 from tfadvgan import gans
 from tfadvgan import io
+from tfadvgan.metrics import diagnostics
 from tfadvgan.metrics import evaluation  # noqa: F401  (registers make_eval_fn for train.eval_fn)
 from tfadvgan import models
 from tfadvgan import rng
@@ -404,7 +405,7 @@ def train(model_dir,
       if diagnose_every_steps:
         first = next(iter(data_lib.make_eval_dataset(source, 64)))
         if diagnose_attack_success is None:
-          diagnose_attack_success = gan.targeted_attack
+          diagnose_attack_success = diagnostics.measures_attack_success(gan)
         cbs.append(callbacks_lib.Diagnostics(
             gan, writer, diagnose_every_steps, first["images"],
             first.get("labels") if gan.conditional else None, epsilon=diagnose_epsilon,
