@@ -152,7 +152,7 @@ def test_replays_update_d_then_delta_like_numpy(loss, kl_direction, kl_weight, d
     track(**values)
 
   gan.track = recording_track
-  gan.discriminator_update(real=tf.constant(data["images"][:, 0]),
+  gan.discriminator_round(real=tf.constant(data["images"][:, 0]),
                            labels=tf.constant(data["labels"][:, 0]),
                            z=tf.constant(data["z_d"][:, 0]),
                            fake_labels=tf.constant(data["y_d"][:, 0]), index=0)

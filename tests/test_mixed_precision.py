@@ -132,7 +132,7 @@ def test_linear_d_step_in_bfloat16_matches_the_float32_numpy_reference():
   grad_bias = np.array([g_r.sum() + g_f.sum()])
   deltas = {}
   for name, gan in (("f32", f32), ("bf16", bf16)):
-    gan.discriminator_update(tf.constant(real), None, tf.constant(z), None, 0)
+    gan.discriminator_round(tf.constant(real), None, tf.constant(z), None, 0)
     new_kernel, new_bias = [v.numpy() for v in gan.discriminator.trainable_variables]
     deltas[name] = np.concatenate([(kernel - new_kernel).ravel(), bias - new_bias]) / 0.5
   reference = np.concatenate([grad_kernel.ravel(), grad_bias])
@@ -208,7 +208,7 @@ def test_float16_loss_scaling_keeps_an_underflowing_update_alive():
       weights = [w.numpy() for w in gan.weights]
     for w, value in zip(gan.weights, weights):
       w.assign(value)
-    gan.discriminator_update(real, None, z, None, 0)
+    gan.discriminator_round(real, None, z, None, 0)
     deltas[name] = np.concatenate([(a - w.numpy()).ravel() for a, w in zip(
         weights[-len(gan.discriminator.weights):], gan.discriminator.weights)])
   assert np.all(deltas["unscaled"] == 0.0)  # flushed to zero in float16

@@ -231,7 +231,7 @@ def run_diagnostics(gan, images, labels, which, out_dir, step, dataset=None):
     # Eqs. 11-13: does the first-order expansion hold for the run's own attack (DAT's eps and
     # step; eps 0.01 and sign steps for other runs)?
     is_dat = gan.targeted_attack
-    kw = dict(epsilon=gan.epsilon if is_dat else 0.01, step=gan.step if is_dat else "sign",
+    kw = dict(epsilon=gan.epsilon if is_dat else 0.01, step=gan.direction if is_dat else "sign",
               value=FLAGS.dat_value, loss=gan.loss_fn, clip=is_image, batch_size=bs)
     results["dat"]["first_order"] = {
         "real": diag.dat_first_order(d_fn, images, results["dat"]["target_real"], real=True,

@@ -1,21 +1,22 @@
 """The GAN training step shared by every method.
 
 `GAN` is a `keras.Model` that owns a generator, a discriminator and their two optimizers. One call
-of `train_step` runs `n_dis` discriminator updates and then one generator update, all inside the one
-compiled function that `fit` builds (optionally with XLA).
+of `train_step` runs `n_dis` discriminator rounds and then one generator update, all inside the one
+compiled function that `fit` builds (optionally with XLA). A D round is one D step (one update of
+D's weights, `discriminator_step`) in the baseline, two in AS-GAN, M in Fast-RobGAN.
 
 Batch layout (see `tfadvgan.data.make_train_dataset`): every batch row carries `n_dis` real samples
-(`images[:, k]`), their labels, `n_dis` noise vectors for the D updates (`z_d[:, k]`) and one for the
-G update (`z_g`). D update `k` takes slice `k` of every row. A strategy splits rows across replicas,
-so which examples meet in update `k` does not depend on the replica count.
+(`images[:, k]`), their labels, `n_dis` noise vectors for the D rounds (`z_d[:, k]`) and one for the
+G update (`z_g`). D round `k` takes slice `k` of every row. A strategy splits rows across replicas,
+so which examples meet in round `k` does not depend on the replica count.
 
 Methods are small subclasses. Each overrides one or two of these steps instead of copying the loop:
 
   perturb_real(real, labels, step_seed)            -> real'   (Rob-GAN: PGD)
   discriminator_terms(batch, real_out, fake_out)   -> per-example D terms; here the loss on the
       clean real and fake batch (DAT adds its attacked terms; the AC methods their class terms)
-  discriminator_update(real, labels, z, fake_labels, index)
-      one D update: `discriminator_batch`, then `discriminator_step` (AS-GAN adds a second update
+  discriminator_round(real, labels, z, fake_labels, index)
+      one D round: `discriminator_batch`, then one `discriminator_step` (AS-GAN adds a second step
       on FGSM-perturbed reals; Fast-RobGAN replays the step M times on a persistent perturbation)
   generator_loss(fake_out, fake_labels)            -> per_example_loss
 
@@ -72,16 +73,6 @@ def _replica_id():
   return tf.cast(ctx.replica_id_in_sync_group, tf.int32)
 
 
-def global_mean(values):
-  """Mean of `values` over the *global* batch (all replicas): sum all-reduced / global count."""
-  ctx = tf.distribute.get_replica_context()
-  total = tf.reduce_sum(values)
-  count = tf.cast(tf.size(values), values.dtype)
-  if ctx is not None and ctx.num_replicas_in_sync > 1:
-    total, count = ctx.all_reduce(tf.distribute.ReduceOp.SUM, [total, count])
-  return total / count
-
-
 def average(per_example):
   """Mean over the global batch, for gradients (a partial sum on each replica)."""
   return tf.nn.compute_average_loss(per_example)
@@ -127,6 +118,23 @@ def same_architecture(generator):
   return factory
 
 
+# The checked knobs of `GAN` (set as attributes of the same name) and of its LeCam term.
+KNOBS = (
+    errors.Knob("n_dis", int, low=1),
+    errors.Knob("penalty_weight", float, low=0, allow_none=True),
+    errors.Knob("fake_weight", float, low=0),
+    errors.Knob("clip_value", float, low=0, low_inclusive=False, allow_none=True),
+    errors.Knob("ema_decay", float, low=0, high=1, high_inclusive=False, allow_none=True),
+    errors.Knob("ema_start_step", int, low=0),
+    errors.Knob("seed", int),
+)
+LECAM_KNOBS = (
+    errors.Knob("lecam_weight", float, low=0),
+    errors.Knob("lecam_decay", float, low=0, high=1, high_inclusive=False),
+    errors.Knob("lecam_start_step", int, low=0),
+)
+
+
 @gin.configurable
 class GAN(keras.Model):
   """Baseline GAN: loss, penalty, clipping and EMA come from gin; no adversarial training.
@@ -141,7 +149,7 @@ class GAN(keras.Model):
     fake_weight: multiplier of D's loss on the fakes (1.0; Rob-GAN's release weighs real BCE,
       real CE and fake BCE 0.5 : 0.5 : 1, i.e. 2.0 here with RobGAN.class_weight 1.0).
     clip_value: WGAN weight clipping of every D variable after each D update (None: off).
-    n_dis: D updates per G update.
+    n_dis: D rounds per G update (`discriminator_round`).
     conditional: feed labels to G and D (needs a labelled dataset); None: the method's
       `conditional_default` (True for the AC methods, Rob-GAN and Fast-RobGAN).
     ema_decay: None, or the decay of an exponential moving average of G's weights; sampling and
@@ -189,16 +197,8 @@ class GAN(keras.Model):
                lecam_one_sided=True,
                name="gan"):
     super().__init__(name=name)
-    n_dis = errors.check_int("GAN.n_dis", n_dis, low=1)
-    penalty_weight = errors.check_float("GAN.penalty_weight", penalty_weight, low=0,
-                                        allow_none=True)
-    fake_weight = errors.check_float("GAN.fake_weight", fake_weight, low=0)
-    clip_value = errors.check_float("GAN.clip_value", clip_value, low=0, low_inclusive=False,
-                                    allow_none=True)
-    ema_decay = errors.check_float("GAN.ema_decay", ema_decay, low=0, high=1,
-                                   high_inclusive=False, allow_none=True)
-    ema_start_step = errors.check_int("GAN.ema_start_step", ema_start_step, low=0)
-    seed = errors.check_int("GAN.seed", seed)
+    errors.set_knobs(self, "GAN", KNOBS, locals())
+    self.penalty_weight = float(self.penalty_weight or 0.0)
     if ema_decay is not None and generator_factory is None:
       generator_factory = same_architecture(generator)
     self.generator = generator
@@ -213,14 +213,7 @@ class GAN(keras.Model):
     if self.penalty_fn is penalties_lib.none:
       self.penalty_fn = None
     penalties_lib.check_bindings(self.penalty_fn)
-    self.penalty_weight = float(penalty_weight or 0.0)
-    self.fake_weight = float(fake_weight)
-    self.clip_value = clip_value
-    self.n_dis = n_dis
     self.conditional = bool(self.conditional_default if conditional is None else conditional)
-    self.ema_decay = ema_decay
-    self.ema_start_step = int(ema_start_step)
-    self.seed = int(seed)
     if self.conditional:
       errors.check(getattr(generator, "num_classes", 0) > 0,
                    "conditional=True but the generator has num_classes=0: set "
@@ -243,14 +236,11 @@ class GAN(keras.Model):
     errors.check(not self.diffaugment or sample_shape is None or len(sample_shape) == 3,
                  f"GAN.diffaugment augments images; this run's samples have shape {sample_shape}: "
                  "set GAN.diffaugment = None for non-image data.")
-    lecam_weight = errors.check_float("GAN.lecam_weight", lecam_weight, low=0)
-    lecam_decay = errors.check_float("GAN.lecam_decay", lecam_decay, low=0, high=1,
-                                     high_inclusive=False)
-    lecam_start_step = errors.check_int("GAN.lecam_start_step", lecam_start_step, low=0)
+    lecam = errors.check_knobs("GAN", LECAM_KNOBS, locals())
     self.lecam = None
-    if lecam_weight > 0:
-      self.lecam = self.add_state(lecam_lib.LeCam(lecam_weight, lecam_decay, lecam_start_step,
-                                                  lecam_one_sided))
+    if lecam["lecam_weight"] > 0:
+      self.lecam = self.add_state(lecam_lib.LeCam(
+          lecam["lecam_weight"], lecam["lecam_decay"], lecam["lecam_start_step"], lecam_one_sided))
       for metric in ("lecam", "lecam_anchor_real", "lecam_anchor_fake"):
         self.add_tracker(metric)
 
@@ -451,7 +441,7 @@ class GAN(keras.Model):
     if self.conditional:
       errors.require_labels(labels is not None, self.method_name)
     for k in range(self.n_dis):
-      self.discriminator_update(
+      self.discriminator_round(
           real=images[:, k],
           labels=labels[:, k] if labels is not None else None,
           z=data["z_d"][:, k],
@@ -505,48 +495,9 @@ class GAN(keras.Model):
                               make_real=None):
     """`_discriminator_gradients`, compiled per replica under `replica_jit`. A loss that needs a
     cross-replica value (DAT's global-batch targets) overrides this with
-    `gradients_with_global_means`: an all-reduce cannot sit inside the compiled function."""
+    `global_means.GlobalMeans`: an all-reduce cannot sit inside the compiled function."""
     return self.replica_compiled("discriminator_gradients", self._discriminator_gradients)(
         real, labels, fake, fake_labels, step_seed, sources=sources, make_real=make_real)
-
-  _given_means = None  # inside the second piece of `gradients_with_global_means`
-
-  def given_means(self):
-    """The global means `gradients_with_global_means` hands its gradient piece; None elsewhere
-    (the loss then takes them with `global_mean`)."""
-    return self._given_means
-
-  def gradients_with_global_means(self, names, sums_fn, real, labels, fake, fake_labels,
-                                  step_seed):
-    """`_discriminator_gradients` under per-replica XLA for a D loss that uses means over the
-    global batch: `sums_fn(real, labels, fake, fake_labels)` gives this replica's [sums...,
-    counts...] (compiled as `names[0]`); one all-reduce outside; then the gradients (compiled as
-    `names[1]`), while the loss reads the means with `given_means()`."""
-    sums = self.replica_compiled(names[0], sums_fn)(real, labels, fake, fake_labels)
-    sums = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, sums)
-    half = int(sums.shape[0]) // 2
-    means = sums[:half] / sums[half:]
-
-    def gradients(real, labels, fake, fake_labels, step_seed, means):
-      object.__setattr__(self, "_given_means", means)
-      try:
-        return self._discriminator_gradients(real, labels, fake, fake_labels, step_seed)
-      finally:
-        object.__setattr__(self, "_given_means", None)
-    return self.replica_compiled(names[1], gradients)(real, labels, fake, fake_labels, step_seed,
-                                                      means)
-
-  def keeping_d_state(self, fn):
-    """`fn()` (D passes), then D's non-trainable state (BN moving statistics) put back as it was:
-    for a pass that the loss runs again, so that the state moves once per update."""
-    state = self.discriminator.non_trainable_variables
-    saved = [tf.identity(v.value) for v in state]
-    with tf.control_dependencies(saved):
-      out = fn()
-    with tf.control_dependencies(tf.nest.flatten(out)):
-      for variable, value in zip(state, saved):
-        variable.assign(value)
-    return tf.nest.map_structure(tf.identity, out)
 
   def _discriminator_gradients(self, real, labels, fake, fake_labels, step_seed, sources=None,
                                make_real=None):
@@ -609,8 +560,8 @@ class GAN(keras.Model):
         z, fake_labels)
 
   def discriminator_step(self, batch, sources=None, make_real=None):
-    """D's gradients on one `DBatch`, applied and logged; returns the gradients for `sources`
-    (see `_discriminator_gradients`)."""
+    """One D step: D's gradients on one `DBatch`, applied and logged; returns the gradients for
+    `sources` (see `_discriminator_gradients`)."""
     grads, source_grads, logs = self.discriminator_gradients(*batch, sources=sources,
                                                              make_real=make_real)
     self.track(d_grad_norm=self.apply_discriminator_gradients(grads), **logs)
@@ -620,8 +571,8 @@ class GAN(keras.Model):
     return source_grads
 
   def discriminator_batch(self, real, labels, z, fake_labels, index):
-    """The `DBatch` of D update `index` (k in 0..n_dis-1): G's fakes, the reals through
-    `perturb_real`, and the update's seed."""
+    """The `DBatch` of D round `index` (k in 0..n_dis-1): G's fakes, the reals through
+    `perturb_real`, and the step's seed."""
     step_seed = self.step_seed(index)
     fake = self.fakes(z, fake_labels)
     real, fake = self.augment_pair(real, fake, index)
@@ -636,7 +587,7 @@ class GAN(keras.Model):
     return augment.diff_augment(x, self.diffaugment, seed, replica_id, _replica_count())
 
   def augment_pair(self, real, fake, index):
-    """D update `index`'s reals and fakes through DiffAugment, independent draws (compiled per
+    """D round `index`'s reals and fakes through DiffAugment, independent draws (compiled per
     replica under `replica_jit`); unchanged when `diffaugment` is off."""
     if not self.diffaugment:
       return real, fake
@@ -647,8 +598,8 @@ class GAN(keras.Model):
     return self.replica_compiled("diffaugment", both)(
         real, fake, self.step_seed(index, per_replica=False), _replica_id())
 
-  def discriminator_update(self, real, labels, z, fake_labels, index):
-    """One D update. `index` is k in 0..n_dis-1."""
+  def discriminator_round(self, real, labels, z, fake_labels, index):
+    """D round `index` (k in 0..n_dis-1): here one D step on the round's `DBatch`."""
     self.discriminator_step(self.discriminator_batch(real, labels, z, fake_labels, index))
 
   # ----------------------------------------------------------------- G side
