@@ -17,6 +17,7 @@ from tfadvgan import losses as losses_lib
 from tfadvgan import models
 from tfadvgan.cli import common
 from tfadvgan.gans import base
+from tfadvgan.gans import gradients as gradients_lib
 from tfadvgan.training import benchmark
 from tfadvgan.training import checkpoints
 from tfadvgan.training import engine
@@ -227,7 +228,7 @@ def test_float16_skipped_update_still_counts_and_unscaled_input_gradient_is_zero
   fake = gan.generator(tf.constant(rng.normal(size=(8, 4)).astype("f4")), None)
   seed = tf.constant([1, 2])
   grads, (real_grad,), _ = gan._discriminator_gradients(real, None, fake, None, seed, sources=[real])  # pylint: disable=protected-access
-  assert not base.all_finite(grads)
+  assert not gradients_lib.all_finite(grads)
   np.testing.assert_array_equal(real_grad.numpy(), 0.0)  # no inf/NaN reaches the attack
   norm = gan.apply_discriminator_gradients(grads)
   assert float(norm) == 0.0

@@ -25,6 +25,7 @@ import tensorflow as tf
 from tfadvgan import attacks
 from tfadvgan import errors
 from tfadvgan.gans import base
+from tfadvgan.gans import gradients as gradients_lib
 from tfadvgan import rng
 
 ATTACKS = ("fgsm", "pgd", "gaussian")
@@ -139,7 +140,8 @@ class ASGAN(base.GAN):
         fake_logits = self.discriminate(fake, fake_labels)["logits"]
         per_example = per_example + self.loss_fn.d_fake(fake_logits)
       # float16: the loss-scaled loss (apply_discriminator_gradients' optimizer unscales).
-      loss = base.scaled(base.average(per_example), base.loss_scale(self.d_optimizer))
+      loss = gradients_lib.scaled(gradients_lib.average(per_example),
+                                  gradients_lib.loss_scale(self.d_optimizer))
     self.track(as_d_loss=tf.reduce_mean(per_example), d_adv=tf.reduce_mean(adv_out["logits"]),
                epsilon=epsilon)
     return tape.gradient(loss, variables)

@@ -35,7 +35,7 @@ KNOBS = (
 
 
 @gin.configurable
-class DAT(global_means.GlobalMeans, base.GAN):
+class DAT(base.GAN, global_means.GlobalMeans):
   """GAN whose D objective adds lambda_2-weighted terms on targeted-attacked reals and fakes.
 
   Args:

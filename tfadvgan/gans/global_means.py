@@ -4,8 +4,8 @@ Under Mirrored / MultiWorker with XLA, each replica's gradient computation is on
 (`GAN.replica_compiled`), and an all-reduce cannot sit inside it. A loss that needs a mean over the
 global batch (DAT's targets, the other side's batch mean) therefore runs each D update in two
 compiled pieces: this replica's sums and counts, one all-reduce outside, then the gradients with
-the means handed in (docs/design.md, "Decisions"). `GlobalMeans` is the mixin a method puts before
-`base.GAN` in its bases to get this; it holds no variables (checkpoints are unchanged).
+the means handed in (docs/design.md, "Decisions"). `GlobalMeans` is a mixin a method lists after
+`base.GAN` among its bases (it overrides nothing there); it holds no variables.
 """
 
 import tensorflow as tf
