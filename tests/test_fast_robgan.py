@@ -483,6 +483,8 @@ def test_batch_size_mismatch_and_the_train_batch_size_default():
   assert loop.build_gan((32, 32, 1), CLASSES, method="fast_robgan", batch_size=B).batch_size == B
   with pytest.raises(errors.ConfigError, match="global batch size"):
     FastRobGAN(LinearACG(), LinearACD(), conditional=True)  # from Python: pass batch_size
+  gin.bind_parameter("FastRobGAN.batch_size", None)  # as older operative configs hold it
+  assert loop.build_gan((32, 32, 1), CLASSES, method="fast_robgan").batch_size == 2 * B
   gin.bind_parameter("FastRobGAN.batch_size", 3 * B)  # the method's own binding wins
   gan = loop.build_gan((32, 32, 1), CLASSES, method="fast_robgan", batch_size=B)
   assert gan.batch_size == 3 * B

@@ -149,9 +149,9 @@ def _method_head(method_cls):
 
 def _method_batch_size(method_cls, batch_size):
   """{"batch_size": the run's global batch} for a method that takes one (Fast-RobGAN), unless gin
-  binds the method's own."""
+  binds the method's own to a value (a run's operative config may hold `batch_size = None`)."""
   takes = "batch_size" in inspect.signature(method_cls.__init__).parameters
-  if not takes or "batch_size" in gin.get_bindings(method_cls):
+  if not takes or gin.get_bindings(method_cls).get("batch_size") is not None:
     return {}
   return {"batch_size": run_batch_size() if batch_size is None else batch_size}
 
