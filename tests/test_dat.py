@@ -76,7 +76,7 @@ def numpy_dat(real, fake, w, eps, lam1=1.0, lam2=1.0, lr=0.1, local=False):
 
 def test_perturbations_match_eq9_and_move_toward_the_other_class():
   arrays, ds = data()
-  gan = make(epsilon=0.05, lambda_clean=LAM_CLEAN, lambda_adv=LAM_ADV)
+  gan = make(epsilon=0.05, clean_weight=LAM_CLEAN, adv_weight=LAM_ADV)
   real = arrays["images"][:, 0]
   fake = arrays["z_d"][:, 0] @ gan.generator.weights[0].numpy()
   w = gan.discriminator.weights[0].numpy()[:, 0]
@@ -95,7 +95,7 @@ def test_perturbations_match_eq9_and_move_toward_the_other_class():
 def test_linf_bound_holds_for_every_step_mode(step):
   arrays, ds = data()
   eps = 0.05
-  gan = make(epsilon=eps, step=step, clip=False)
+  gan = make(epsilon=eps, direction=step, clip=False)
   gan.discriminator.weights[0].assign([[40.0], [-7.0]])  # large raw gradients
   engine.fit(gan, ds, 1)
   real = arrays["images"][:, 0]
@@ -105,9 +105,9 @@ def test_linf_bound_holds_for_every_step_mode(step):
     np.testing.assert_allclose(np.linalg.norm(delta, axis=1), eps, rtol=1e-5)
 
 
-def test_lambda_adv_zero_reproduces_the_baseline_exactly():
+def test_adv_weight_zero_reproduces_the_baseline_exactly():
   _, ds = data()
-  dat = make(cls=DAT, lambda_adv=0.0, epsilon=0.05, n_dis=1, penalty="wgan_gp")
+  dat = make(cls=DAT, adv_weight=0.0, epsilon=0.05, n_dis=1, penalty="wgan_gp")
   baseline = make(cls=GAN, n_dis=1, penalty="wgan_gp")
   for a, b in zip(dat.weights, baseline.weights):
     b.assign(a.numpy())
@@ -119,7 +119,7 @@ def test_lambda_adv_zero_reproduces_the_baseline_exactly():
 
 def test_batch_means_are_global_across_replicas():
   arrays, ds = data()
-  kwargs = dict(epsilon=0.05, lambda_clean=LAM_CLEAN, lambda_adv=LAM_ADV)
+  kwargs = dict(epsilon=0.05, clean_weight=LAM_CLEAN, adv_weight=LAM_ADV)
   one = make(**kwargs)
   two = make(strategy=distribute.make_strategy("mirrored", devices=["/cpu:0", "/cpu:1"]),
              **kwargs)
@@ -142,7 +142,7 @@ def test_batch_means_are_global_across_replicas_under_per_replica_xla():
   compiled pieces, so D's update is the global-means one (each replica's own means would give
   `w_local`, which the data sets apart)."""
   arrays, ds = data()
-  kwargs = dict(epsilon=0.05, lambda_clean=LAM_CLEAN, lambda_adv=LAM_ADV)
+  kwargs = dict(epsilon=0.05, clean_weight=LAM_CLEAN, adv_weight=LAM_ADV)
   two = make(cls=DAT, strategy=distribute.make_strategy("mirrored", devices=["/cpu:0", "/cpu:1"]),
              jit_compile=True, **kwargs)
   real = arrays["images"][:, 0]
@@ -158,8 +158,8 @@ def test_batch_means_are_global_across_replicas_under_per_replica_xla():
 
 @pytest.mark.parametrize("kwargs, message", [
     (dict(epsilon=-0.1), "epsilon"),
-    (dict(step="pgd"), "sign"),
-    (dict(lambda_adv=-1.0), "lambda"),
+    (dict(direction="pgd"), "sign"),
+    (dict(adv_weight=-1.0), "adv_weight"),
 ])
 def test_bad_knobs(kwargs, message):
   with pytest.raises(errors.ConfigError, match=message):
@@ -198,7 +198,7 @@ def test_clean_pass_reuse_gives_the_same_perturbations_exactly(loss, penalty, st
     gan = CapturingDAT(models.build_generator(output_shape=(32, 32, 1), latent_dim=4, width=8),
                        models.build_discriminator(input_shape=(32, 32, 1), width=8),
                        loss=loss, penalty=penalty, penalty_weight=10.0 if penalty else 0.0,
-                       epsilon=0.05, step=step, reuse_clean_pass=reuse)
+                       epsilon=0.05, direction=step, reuse_clean_pass=reuse)
     gan.captured = []
     gan.compile(keras.optimizers.SGD(0.1), keras.optimizers.SGD(0.1), jit_compile=False)
     gans.append(gan)

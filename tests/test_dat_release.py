@@ -13,8 +13,8 @@ from tfadvgan import errors
 from tfadvgan.gans.dat import DAT
 from tfadvgan.training import engine
 
-RELEASE = dict(objective="batch_mean", value="logit", step="raw", epsilon=1.0, lambda_clean=0.0,
-               lambda_adv=1.0, clip="fake")
+RELEASE = dict(objective="batch_mean", value="logit", direction="raw", epsilon=1.0, clean_weight=0.0,
+               adv_weight=1.0, clip="fake")
 
 
 def softplus(t):
@@ -133,7 +133,7 @@ def test_value_loss_attacks_g1_g2_and_clip_both_clips_reals():
     (dict(objective="mean"), "DAT.objective 'mean'. Choose one of: batch_mean, per_example"),
     (dict(value="probability"), "DAT.value 'probability'. Choose one of: logit, loss"),
     (dict(clip="reals"), "DAT.clip 'reals'. Choose one of: both, fake, none"),
-    (dict(lambda_clean=-1.0), "DAT.lambda_clean must be >= 0"),
+    (dict(clean_weight=-1.0), "DAT.clean_weight must be >= 0"),
 ])
 def test_bad_release_knobs(kwargs, message):
   with pytest.raises(errors.ConfigError, match=message):

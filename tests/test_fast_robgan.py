@@ -152,7 +152,7 @@ def test_replays_update_d_then_delta_like_numpy(loss, kl_direction, kl_weight, d
     track(**values)
 
   gan.track = recording_track
-  gan.discriminator_update(real=tf.constant(data["images"][:, 0]),
+  gan.discriminator_round(real=tf.constant(data["images"][:, 0]),
                            labels=tf.constant(data["labels"][:, 0]),
                            z=tf.constant(data["z_d"][:, 0]),
                            fake_labels=tf.constant(data["y_d"][:, 0]), index=0)
@@ -478,8 +478,16 @@ def test_batch_size_mismatch_and_the_train_batch_size_default():
   with pytest.raises(errors.ConfigError,
                      match="made for 16 examples .* has 8.*FastRobGAN.batch_size"):
     engine.fit(gan, dataset(arrays()), 1)
-  gin.bind_parameter("train.batch_size", 2 * B)
-  assert FastRobGAN(LinearACG(), LinearACD(), conditional=True).batch_size == 2 * B
+  gin.bind_parameter("train.batch_size", 2 * B)  # build_gan passes the run's batch size in
+  assert loop.build_gan((32, 32, 1), CLASSES, method="fast_robgan").batch_size == 2 * B
+  assert loop.build_gan((32, 32, 1), CLASSES, method="fast_robgan", batch_size=B).batch_size == B
+  with pytest.raises(errors.ConfigError, match="global batch size"):
+    FastRobGAN(LinearACG(), LinearACD(), conditional=True)  # from Python: pass batch_size
+  gin.bind_parameter("FastRobGAN.batch_size", None)  # as older operative configs hold it
+  assert loop.build_gan((32, 32, 1), CLASSES, method="fast_robgan").batch_size == 2 * B
+  gin.bind_parameter("FastRobGAN.batch_size", 3 * B)  # the method's own binding wins
+  gan = loop.build_gan((32, 32, 1), CLASSES, method="fast_robgan", batch_size=B)
+  assert gan.batch_size == 3 * B
   data = arrays()
   del data["labels"]
   with pytest.raises(errors.ConfigError, match="no labels"):

@@ -172,7 +172,7 @@ class RecordsInputGradient(GAN):
     super().__init__(*args, **kwargs)
     self.seen = tf.Variable(tf.zeros([8, DIM]), trainable=False)
 
-  def discriminator_update(self, real, labels, z, fake_labels, index):
+  def discriminator_round(self, real, labels, z, fake_labels, index):
     batch = self.discriminator_batch(real, labels, z, fake_labels, index)
     (real_grad,) = self.discriminator_step(batch, sources=[batch.real])
     self.seen.assign(real_grad)

@@ -175,7 +175,7 @@ def test_a_whole_run_on_ram_leaves_nothing_on_local_disk(tmp_path, monkeypatch, 
   gan, info, ckpt = loop.restore_run(model_dir)
   assert ckpt == f"{model_dir}/checkpoints/ckpt-3" and info["shape"] == [32, 32, 1]
   samples, labels = sampling.generate(gan, 10)
-  npz, grids = sampling.write_samples(io.join(model_dir, "sample_out"), samples, labels)
+  npz, grids = images.write_samples(io.join(model_dir, "sample_out"), samples, labels)
   assert io.load_npz(npz)["images"].shape == (10, 32, 32, 1)
 
   # eval with the shipped domain classifier (what scripts/eval.py calls)

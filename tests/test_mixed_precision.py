@@ -17,6 +17,7 @@ from tfadvgan import losses as losses_lib
 from tfadvgan import models
 from tfadvgan.cli import common
 from tfadvgan.gans import base
+from tfadvgan.gans import gradients as gradients_lib
 from tfadvgan.training import benchmark
 from tfadvgan.training import checkpoints
 from tfadvgan.training import engine
@@ -132,7 +133,7 @@ def test_linear_d_step_in_bfloat16_matches_the_float32_numpy_reference():
   grad_bias = np.array([g_r.sum() + g_f.sum()])
   deltas = {}
   for name, gan in (("f32", f32), ("bf16", bf16)):
-    gan.discriminator_update(tf.constant(real), None, tf.constant(z), None, 0)
+    gan.discriminator_round(tf.constant(real), None, tf.constant(z), None, 0)
     new_kernel, new_bias = [v.numpy() for v in gan.discriminator.trainable_variables]
     deltas[name] = np.concatenate([(kernel - new_kernel).ravel(), bias - new_bias]) / 0.5
   reference = np.concatenate([grad_kernel.ravel(), grad_bias])
@@ -208,7 +209,7 @@ def test_float16_loss_scaling_keeps_an_underflowing_update_alive():
       weights = [w.numpy() for w in gan.weights]
     for w, value in zip(gan.weights, weights):
       w.assign(value)
-    gan.discriminator_update(real, None, z, None, 0)
+    gan.discriminator_round(real, None, z, None, 0)
     deltas[name] = np.concatenate([(a - w.numpy()).ravel() for a, w in zip(
         weights[-len(gan.discriminator.weights):], gan.discriminator.weights)])
   assert np.all(deltas["unscaled"] == 0.0)  # flushed to zero in float16
@@ -227,7 +228,7 @@ def test_float16_skipped_update_still_counts_and_unscaled_input_gradient_is_zero
   fake = gan.generator(tf.constant(rng.normal(size=(8, 4)).astype("f4")), None)
   seed = tf.constant([1, 2])
   grads, (real_grad,), _ = gan._discriminator_gradients(real, None, fake, None, seed, sources=[real])  # pylint: disable=protected-access
-  assert not base.all_finite(grads)
+  assert not gradients_lib.all_finite(grads)
   np.testing.assert_array_equal(real_grad.numpy(), 0.0)  # no inf/NaN reaches the attack
   norm = gan.apply_discriminator_gradients(grads)
   assert float(norm) == 0.0

@@ -189,7 +189,7 @@ def test_plain_batches_train_as_the_dict_batches_conditional():
       (np.concatenate([b["images"][:, 0] for b in batches]),
        np.concatenate([b["labels"][:, 0] for b in batches]))).batch(6, drop_remainder=True)
   kwargs = dict(shape=(4,), classes=3, seed=9, conditional=True, epsilon=0.05, pgd_steps=2,
-                pgd_step_size=0.03)
+                step_size=0.03)
   reference = mlp_gan("RobGAN", **kwargs)
   tfadvgan.fit(reference, as_dataset(batches), verbose=0)
   gan = mlp_gan("RobGAN", **kwargs)

@@ -25,7 +25,7 @@ METHODS = {
     **helpers.METHOD_BINDINGS,
     "gan": ["GAN.loss = 'non_saturating'"],
     "as_gan_pgd": ["build_gan.method = 'as_gan'", "ASGAN.epsilon = 0.05", "ASGAN.attack = 'pgd'",
-                   "ASGAN.pgd_steps = 2", "ASGAN.pgd_random_start = False"],
+                   "ASGAN.pgd_steps = 2", "ASGAN.random_start = False"],
 }
 
 

@@ -50,7 +50,7 @@ def test_pgd_stays_in_the_ball_and_range_and_increases_the_attacked_loss():
   data = arrays()
   x, y = data["images"][:, 0], data["labels"][:, 0]
   eps = 0.25
-  gan = make(epsilon=eps, pgd_step_size=0.1, attack_adv_weight=ADV_W, attack_class_weight=CLS_W)
+  gan = make(epsilon=eps, step_size=0.1, attack_adv_weight=ADV_W, attack_class_weight=CLS_W)
   params = d_params(gan)
   seed = tf.constant([1, 2], tf.int32)
   # The attacked loss is convex in x for a linear D, so every projected sign step is an ascent
@@ -123,7 +123,7 @@ def test_one_train_step_matches_the_closed_form(class_loss, epsilon):
   lr, g_lr, cw, gcw = 0.1, 0.05, 0.7, 1.3
   data = arrays()
   gan = make(lr=lr, g_lr=g_lr, loss="non_saturating", class_loss=class_loss, class_weight=cw,
-             g_class_weight=gcw, epsilon=epsilon, pgd_steps=2, pgd_step_size=0.1,
+             g_class_weight=gcw, epsilon=epsilon, pgd_steps=2, step_size=0.1,
              attack_adv_weight=ADV_W, attack_class_weight=CLS_W)
   w, c, v, b = d_params(gan)
   k, bg = [p.numpy().astype(np.float64) for p in gan.generator.weights]
@@ -188,7 +188,7 @@ def test_finetune_step_is_eq10(lam):
   k, bg = [p.numpy().astype(np.float64) for p in gan.generator.weights]
   x, y = data["images"][:, 0].astype(np.float64), data["labels"][:, 0]
   z, y_f = data["z_g"], data["y_g"]
-  trainer = finetune.ClassifierFinetuner(gan, lam=lam, epsilon=0.0, optimizer="sgd",
+  trainer = finetune.ClassifierFinetuner(gan, fake_weight=lam, epsilon=0.0, optimizer="sgd",
                                          learning_rate=lr, momentum=0.0, weight_decay=0.0,
                                          stage_steps=(1,))
   logs = trainer.step(tf.constant(x, tf.float32), tf.constant(y), tf.constant(z),
@@ -208,7 +208,7 @@ def test_finetune_logs_and_divergence_check_stay_on_the_device():
   data = arrays()
   args = [tf.constant(data["images"][:, 0]), tf.constant(data["labels"][:, 0]),
           tf.constant(data["z_g"]), tf.constant(data["y_g"])]
-  kwargs = dict(lam=0.3, epsilon=0.0, optimizer="sgd", momentum=0.0, stage_steps=(10,))
+  kwargs = dict(fake_weight=0.3, epsilon=0.0, optimizer="sgd", momentum=0.0, stage_steps=(10,))
   host = finetune.ClassifierFinetuner(make(), learning_rate=0.1, **kwargs)
   device = finetune.ClassifierFinetuner(make(), learning_rate=0.1, **kwargs)
   want = [host.step(*args, tf.constant([0, i])) for i in range(3)]
@@ -243,7 +243,7 @@ def test_finetune_defaults_are_the_release_eq10_version():
   assert isinstance(trainer.optimizer, keras.optimizers.Adam)
   assert trainer.weight_decay == 0.0 and trainer.base_learning_rate == 1e-3
   assert [s / min(trainer.stage_steps) for s in trainer.stage_steps] == [2, 2, 1, 1]
-  assert trainer.lam == 0.5
+  assert trainer.fake_weight == 0.5
 
 
 def test_finetune_stage_schedule_and_bad_knobs():
@@ -259,7 +259,7 @@ def test_finetune_stage_schedule_and_bad_knobs():
     finetune.ClassifierFinetuner(_plain_gan())
   for knob, value, message in [
       ("learning_rate", float("inf"), "learning_rate must be > 0 (a finite number); got inf"),
-      ("momentum", 1.0, "momentum must be in [0, 1) (a finite number); got 1"), ("lam", float("nan"), "lam must be"),
+      ("momentum", 1.0, "momentum must be in [0, 1) (a finite number); got 1"), ("fake_weight", float("nan"), "fake_weight must be"),
       ("stage_decay", 0.0, "stage_decay must be > 0")]:
     with pytest.raises(errors.ConfigError, match=re.escape(message)):
       finetune.ClassifierFinetuner(gan, **{knob: value})
@@ -291,8 +291,8 @@ def test_finetune_writes_a_run_that_restores_and_diagnoses(tmp_path):
                                   ["finetune_classifier.stage_steps = (2, 1)",
                                    "finetune_classifier.batch_size = 4",
                                    "finetune_classifier.pgd_steps = 2",
-                                   "finetune_classifier.lam = 0.5"])
-  assert summary["steps"] == 3 and summary["lam"] == 0.5
+                                   "finetune_classifier.fake_weight = 0.5"])
+  assert summary["steps"] == 3 and summary["fake_weight"] == 0.5
   with open(os.path.join(out_dir, "finetune.json")) as f:
     assert json.load(f)["source_checkpoint"].endswith("ckpt-2")
   gan, info, path = loop.restore_run(out_dir)

@@ -521,7 +521,7 @@ def test_study_resumes_a_finished_finetune_without_rerunning_it(tmp_path, monkey
   (out / "ft" / "seed0" / "finetune.json").write_text("{}")
   rows, commands = study_cli.run_study(
       str(out), [("gan", ["x.gin"], [])], seeds=[0, 1],
-      finetunes=[("ft", "gan", ["finetune_classifier.lam = 0.0"])])
+      finetunes=[("ft", "gan", ["finetune_classifier.fake_weight = 0.0"])])
   model_dir = lambda cmd: next(a for a in cmd if a.startswith("--model_dir=")).split("/")[-2]  # noqa: E731
   scripts = [os.path.basename(cmd[1]) + ":" + model_dir(cmd) for cmd in ran]
   assert scripts == ["diagnose.py:ft",  # seed 0: training done, fine-tune done, diagnose not
@@ -562,14 +562,14 @@ def test_study_runs_seeds_outer_and_skips_fid_without_a_classifier(tmp_path):
   _, commands = study_cli.study(str(tmp_path), variants=variants, seeds=[0, 1],
                                 classifier_path=None, diagnose_which=["class_pgd"],
                                 diagnose_flags=["--class_epsilons=0,0.1"],
-                                finetunes=[("ft", "b", ["finetune_classifier.lam = 0.0"])],
+                                finetunes=[("ft", "b", ["finetune_classifier.fake_weight = 0.0"])],
                                 dry_run=True)
   finetune = [c for c in commands if "finetune.py" in c]
   assert len(finetune) == 2 and commands.index(finetune[0]) < commands.index(
       next(c for c in commands if "seed1" in c))
   assert f"--model_dir={tmp_path}/b/seed1" in finetune[1]
   assert f"--out_dir={tmp_path}/ft/seed1" in finetune[1]
-  assert "'--gin_param=finetune_classifier.lam = 0.0'" in finetune[1]
+  assert "'--gin_param=finetune_classifier.fake_weight = 0.0'" in finetune[1]
   assert all("--class_epsilons=0,0.1" in c for c in commands if "diagnose.py" in c)
   # A resumed study skips finished runs but still lists their commands (study.md's record).
   for variant in ("a", "b"):

@@ -73,6 +73,52 @@ def test_check_int_messages():
           == "ASGAN.ramp_steps must be an integer >= 0; got nan, which is not a number.")
 
 
+def test_knob_spec_checks_converts_and_names_the_binding():
+  knobs = (errors.Knob("rate", float, low=0, low_inclusive=False),
+           errors.Knob("size", float, low=0, allow_none=True, hint="(None: rate / 5)"),
+           errors.Knob("steps", int, low=1),
+           errors.Knob("mode", ("sign", "raw", "l2")),
+           errors.Knob("on", bool))
+  values = {"rate": np.float32(0.25), "size": None, "steps": 3e0, "mode": "raw", "on": 0,
+            "other": object()}
+  checked = errors.check_knobs("Thing", knobs, values)
+  assert checked == {"rate": 0.25, "size": None, "steps": 3, "mode": "raw", "on": False}
+  assert [type(v) for v in checked.values()] == [float, type(None), int, str, bool]
+  bad = [("rate", 0.0, "Thing.rate must be > 0 (a finite number); got 0."),
+         ("size", -1.0, "Thing.size must be >= 0 (a finite number) or None; got -1. (None: rate "
+                        "/ 5)"),
+         ("steps", 1.5, "Thing.steps must be an integer >= 1; got 1.5."),
+         ("mode", "pgd", "Unknown Thing.mode 'pgd'. Choose one of: sign, raw, l2."),
+         ("mode", ["sign"], "Unknown Thing.mode ['sign']. Choose one of: sign, raw, l2.")]
+  for name, value, message in bad:
+    assert _message(lambda n=name, v=value: errors.check_knobs(
+        "Thing", knobs, dict(values, **{n: v}))) == message
+  # The first bad knob in the table's order is the one reported.
+  assert _message(lambda: errors.check_knobs("Thing", knobs, dict(values, rate=-1, steps=0))
+                  ).startswith("Thing.rate")
+
+  class Holder:
+    pass
+  holder = Holder()
+  assert errors.set_knobs(holder, "Thing", knobs, values) == checked
+  assert vars(holder) == checked
+
+
+def test_every_method_knob_table_names_constructor_arguments():
+  """A Knob whose name is not an argument of its constructor would fail with a KeyError."""
+  import inspect  # pylint: disable=g-import-not-at-top
+  from tfadvgan.gans import as_gan, base, dat, fast_robgan, robgan  # pylint: disable=g-import-not-at-top
+  from tfadvgan.training import finetune  # pylint: disable=g-import-not-at-top
+  for cls, tables in ((GAN, (base.KNOBS, base.LECAM_KNOBS)), (ASGAN, (as_gan.KNOBS,)),
+                      (DAT, (dat.KNOBS,)), (RobGAN, (robgan.KNOBS,)),
+                      (FastRobGAN, (fast_robgan.KNOBS,)),
+                      (finetune.ClassifierFinetuner, (finetune.KNOBS,))):
+    params = inspect.signature(cls.__init__).parameters
+    for table in tables:
+      missing = [k.name for k in table if k.name not in params and cls is not GAN]
+      assert not missing, (cls, missing)
+
+
 # ----------------------------------------------------------------- the methods
 def _gan(cls=GAN, **kwargs):
   return cls(LinearG(), LinearD(), **kwargs)
@@ -89,14 +135,12 @@ FLOAT_KNOBS = [
     (_gan, "clip_value", "GAN.clip_value", "> 0", 0.0, "0"),
     (_gan, "ema_decay", "GAN.ema_decay", "in [0, 1)", 1.5, "1.5"),
     (lambda **k: _gan(ASGAN, **k), "epsilon", "ASGAN.epsilon", ">= 0", -0.1, "-0.1"),
-    (lambda **k: _gan(ASGAN, **k), "pgd_step_size", "ASGAN.pgd_step_size", ">= 0", -0.01,
-     "-0.01"),
+    (lambda **k: _gan(ASGAN, **k), "step_size", "ASGAN.step_size", ">= 0", -0.01, "-0.01"),
     (lambda **k: _gan(DAT, **k), "epsilon", "DAT.epsilon", ">= 0", -0.2, "-0.2"),
-    (lambda **k: _gan(DAT, **k), "lambda_clean", "DAT.lambda_clean", ">= 0", -3.0, "-3"),
-    (lambda **k: _gan(DAT, **k), "lambda_adv", "DAT.lambda_adv", ">= 0", -1.0, "-1"),
+    (lambda **k: _gan(DAT, **k), "clean_weight", "DAT.clean_weight", ">= 0", -3.0, "-3"),
+    (lambda **k: _gan(DAT, **k), "adv_weight", "DAT.adv_weight", ">= 0", -1.0, "-1"),
     (lambda **k: _ac(RobGAN, **k), "epsilon", "RobGAN.epsilon", ">= 0", -0.5, "-0.5"),
-    (lambda **k: _ac(RobGAN, **k), "pgd_step_size", "RobGAN.pgd_step_size", ">= 0", -0.25,
-     "-0.25"),
+    (lambda **k: _ac(RobGAN, **k), "step_size", "RobGAN.step_size", ">= 0", -0.25, "-0.25"),
     (lambda **k: _ac(RobGAN, **k), "attack_adv_weight", "RobGAN.attack_adv_weight", ">= 0", -2.0,
      "-2"),
     (lambda **k: _ac(RobGAN, **k), "attack_class_weight", "RobGAN.attack_class_weight", ">= 0",
@@ -151,11 +195,11 @@ def test_inf_epsilon_is_refused_before_training():
           == "ASGAN.epsilon must be >= 0 (a finite number); got inf, which is not finite.")
 
 
-def test_dat_lambda_message_names_the_one_and_its_value():
-  assert (_message(lambda: _gan(DAT, lambda_clean=1.0, lambda_adv=-0.5))
-          == "DAT.lambda_adv must be >= 0 (a finite number); got -0.5.")
-  assert (_message(lambda: _gan(DAT, lambda_clean=-2.0, lambda_adv=1.0))
-          == "DAT.lambda_clean must be >= 0 (a finite number); got -2.")
+def test_dat_weight_message_names_the_one_and_its_value():
+  assert (_message(lambda: _gan(DAT, clean_weight=1.0, adv_weight=-0.5))
+          == "DAT.adv_weight must be >= 0 (a finite number); got -0.5.")
+  assert (_message(lambda: _gan(DAT, clean_weight=-2.0, adv_weight=1.0))
+          == "DAT.clean_weight must be >= 0 (a finite number); got -2.")
 
 
 def test_robgan_both_attack_weights_zero():
@@ -167,7 +211,7 @@ def test_valid_values_still_construct():
   gan = _gan(ASGAN, epsilon=0.0, warmup_steps=1e3, pgd_steps=2, penalty_weight=None,
              clip_value=0.01)
   assert (gan.epsilon, gan.warmup_steps, gan.pgd_steps, gan.clip_value) == (0.0, 1000, 2, 0.01)
-  assert _gan(DAT, lambda_clean=0.0, lambda_adv=2.0).lambda_adv == 2.0
+  assert _gan(DAT, clean_weight=0.0, adv_weight=2.0).adv_weight == 2.0
 
 
 # ----------------------------------------------------------------- penalties
@@ -320,17 +364,60 @@ def test_typo_through_kwargs_is_caught_at_parse_time():
   assert gin.query_parameter("ASGAN.n_dis") == 2
 
 
+RENAMED = [  # (old binding, its configurable's new name for the same knob)
+    ("ASGAN.pgd_step_size = 0.01", "ASGAN.step_size"),
+    ("ASGAN.pgd_random_start = False", "ASGAN.random_start"),
+    ("RobGAN.pgd_step_size = 0.01", "RobGAN.step_size"),
+    ("DAT.step = 'raw'", "DAT.direction"),
+    ("DAT.lambda_clean = 0.0", "DAT.clean_weight"),
+    ("DAT.lambda_adv = 2.0", "DAT.adv_weight"),
+    ("finetune_classifier.lam = 0.3", "finetune_classifier.fake_weight"),
+    ("finetune_classifier.pgd_step_size = 0.01", "finetune_classifier.step_size"),
+]
+
+
+@pytest.mark.parametrize("binding,new", RENAMED, ids=[r[0].split(" ")[0] for r in RENAMED])
+def test_a_renamed_knob_suggests_its_new_name(binding, new):
+  from tfadvgan.training import finetune  # noqa: F401  pylint: disable=unused-import
+  old = binding.split(" ")[0]
+  selector, param = old.split(".")
+  message = _parse_error([binding])
+  assert message.startswith(f"Unknown gin binding {old}"), message
+  assert message.endswith(f"{selector} has no parameter {param!r}; did you mean {new}?"), message
+  assert new.split(".")[1] in inspect_parameters(selector)  # the suggestion is a real knob
+  gin.clear_config()
+  common.parse_gin([], [f"{new} = {binding.split(' = ')[1]}"])  # and the new name parses
+
+
+def test_a_renamed_knob_suggests_its_new_name_in_scopes_and_before_import():
+  """The scoped form, and the check of scripts/gin_check.py that runs before TF is imported."""
+  from tfadvgan.cli import gin_check  # pylint: disable=g-import-not-at-top
+  assert _parse_error(["s/DAT.lambda_adv = 2.0"]).endswith(
+      "DAT has no parameter 'lambda_adv'; did you mean s/DAT.adv_weight?")
+  with pytest.raises(errors.ConfigError) as info:
+    gin_check.check([], ["ASGAN.pgd_random_start = False"])
+  assert str(info.value).endswith(
+      "ASGAN has no parameter 'pgd_random_start'; did you mean ASGAN.random_start?"), info.value
+
+
+def inspect_parameters(selector):
+  """The parameters gin's registered `selector` accepts (through **kwargs up its bases)."""
+  from tfadvgan import config  # pylint: disable=g-import-not-at-top
+  configurable = gin.config._REGISTRY.get_match(selector)  # pylint: disable=protected-access
+  return config._accepted_parameters(configurable)  # pylint: disable=protected-access
+
+
 def test_nan_and_inf_literals(tmp_path):
   assert (_parse_error(["ASGAN.epsilon = nan"])
           == "Bad gin value 'nan' in --gin_param 'ASGAN.epsilon = nan': gin has no nan/inf "
              "literal, and hyperparameters must be finite. Write a finite number, e.g. "
              "ASGAN.epsilon = 0.01.")
-  assert "gin has no nan/inf literal" in _parse_error(["DAT.lambda_adv = inf"])
+  assert "gin has no nan/inf literal" in _parse_error(["DAT.adv_weight = inf"])
   path = tmp_path / "bad.gin"
-  path.write_text("DAT.epsilon = 0.01\nDAT.lambda_adv = -inf\n")
+  path.write_text("DAT.epsilon = 0.01\nDAT.adv_weight = -inf\n")
   assert (_parse_error([], [str(path)])
           == f"Bad gin value '-inf' in {path} line 2: gin has no nan/inf literal, and "
-             "hyperparameters must be finite. Write a finite number, e.g. DAT.lambda_adv = 0.01.")
+             "hyperparameters must be finite. Write a finite number, e.g. DAT.adv_weight = 0.01.")
   assert "<ast.Name object" not in _parse_error(["ASGAN.epsilon = nan"])
 
 

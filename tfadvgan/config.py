@@ -1,8 +1,8 @@
 """Gin plumbing shared by the library and the scripts: parsing config files and bindings with
-one-line errors (unknown names with a "did you mean"), and the run's batch size as gin binds it.
+one-line errors (unknown names with a "did you mean"; a renamed knob's old name with its new one).
 
-Library code (`training.benchmark`, the Fast-RobGAN perturbation, the fine-tuner) reads gin through
-here, so nothing below the CLI imports `tfadvgan.cli`.
+Library code (`training.benchmark`, the fine-tuner) parses gin through here, so nothing below the
+CLI imports `tfadvgan.cli`.
 """
 
 import difflib
@@ -15,16 +15,18 @@ import gin
 
 from tfadvgan import errors
 
-# `train.batch_size` when gin does not bind it (the default of `training.loop.train`).
-DEFAULT_BATCH_SIZE = 64
-
-
-def train_batch_size():
-  """The global batch size of the run: `train.batch_size` as bound in gin, else its default."""
-  try:
-    return gin.query_parameter("train.batch_size")
-  except ValueError:
-    return DEFAULT_BATCH_SIZE
+# Knobs renamed so that one idea has one name across the methods: {"configurable.old": "new"}. An
+# old name is refused like any unknown binding, with its new name as the suggestion.
+RENAMED = {
+    "ASGAN.pgd_step_size": "step_size",
+    "ASGAN.pgd_random_start": "random_start",
+    "RobGAN.pgd_step_size": "step_size",
+    "DAT.step": "direction",
+    "DAT.lambda_clean": "clean_weight",
+    "DAT.lambda_adv": "adv_weight",
+    "finetune_classifier.lam": "fake_weight",
+    "finetune_classifier.pgd_step_size": "step_size",
+}
 
 
 def search_paths(path):
@@ -120,7 +122,8 @@ def _did_you_mean(word, candidates):
 
 
 def _suggest_parameter(scope, selector, param, accepted=None):
-  """' (did you mean scope/selector.x?)' for a parameter `param` the configurable does not have.
+  """'; did you mean scope/selector.x?' for a parameter `param` the configurable does not have:
+  its new name when it was renamed (`RENAMED`), else the closest accepted name.
 
   `accepted`: the configurable's parameter names; by default those of the registered one.
   """
@@ -128,6 +131,9 @@ def _suggest_parameter(scope, selector, param, accepted=None):
     configurable = gin.config._REGISTRY.get_match(selector)  # pylint: disable=protected-access
     accepted = _accepted_parameters(configurable) if configurable is not None else None
   prefix = f"{scope}/" if scope else ""
+  renamed = RENAMED.get(f"{selector.split('.')[-1]}.{param}")
+  if renamed is not None:
+    return f"; did you mean {prefix}{selector}.{renamed}?"
   if not accepted:
     return "."
   matches = difflib.get_close_matches(param, sorted(accepted), n=1, cutoff=0.6)

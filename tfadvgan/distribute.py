@@ -13,7 +13,6 @@ import os
 import gin
 import tensorflow as tf
 
-from tfadvgan import config
 from tfadvgan import errors
 
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
@@ -256,10 +255,8 @@ class PerReplicaState(_Trackable):
 def per_replica_state(global_batch_size, sample_shape, variable_name, name,
                       setting="train.batch_size"):
   """A zero `PerReplicaState` of [global_batch_size / replicas, *sample_shape] per replica of the
-  current strategy (one ON_READ variable, never aggregated on write). `global_batch_size` None
-  reads `train.batch_size`; `setting` names the knob in errors."""
-  if global_batch_size is None:
-    global_batch_size = config.train_batch_size()
+  current strategy (one ON_READ variable, never aggregated on write). `setting` names the knob
+  that sets `global_batch_size`, in errors."""
   errors.check(isinstance(global_batch_size, int) and global_batch_size >= 1,
                f"{name} needs the global batch size as an integer ({setting}); got "
                f"{global_batch_size!r}.")

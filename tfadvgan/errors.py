@@ -8,11 +8,15 @@ Hyperparameters are checked at construction with ``check_float`` / ``check_int``
 binding to change (``ASGAN.epsilon``), the value given and the allowed range, in one format:
 
     ASGAN.epsilon must be >= 0 (a finite number); got inf, which is not finite.
-    DAT.lambda_adv must be >= 0 (a finite number); got -1.
+    DAT.adv_weight must be >= 0 (a finite number); got -1.
+
+A constructor declares its knobs as a table of ``Knob`` (name, type, range) and checks them all in
+one call, ``set_knobs`` (or ``check_knobs``), which gives the same messages.
 """
 
 import math
 import numbers
+import typing
 
 
 class ConfigError(ValueError):
@@ -156,3 +160,51 @@ def bound_kwargs(fn):
   except (ValueError, KeyError):  # not a registered configurable
     pass
   return kwargs
+
+
+class Knob(typing.NamedTuple):
+  """One hyperparameter of a constructor: its name, its type and the values allowed.
+
+  `kind` is `float` or `int` (checked by `check_float` / `check_int` with `low`, `high`, the
+  inclusive flags, `allow_none` and `hint`), `bool` (any value, converted with `bool`), `object`
+  (taken as given) or a tuple of choices (the value must be one of them; the message lists them in
+  the tuple's order).
+  """
+  name: str
+  kind: typing.Any
+  low: typing.Optional[float] = None
+  high: typing.Optional[float] = None
+  low_inclusive: bool = True
+  high_inclusive: bool = True
+  allow_none: bool = False
+  hint: str = ""
+
+  def check(self, owner, value):
+    """The checked (and converted) value of `owner.name`, or a ConfigError naming it."""
+    binding = f"{owner}.{self.name}"
+    if self.kind is float:
+      return check_float(binding, value, self.low, self.high, self.low_inclusive,
+                         self.high_inclusive, self.allow_none, self.hint)
+    if self.kind is int:
+      return check_int(binding, value, self.low, self.high, self.allow_none, self.hint)
+    if self.kind is bool:
+      return bool(value)
+    if isinstance(self.kind, tuple):
+      check(value in self.kind,
+            f"Unknown {binding} {value!r}. Choose one of: {', '.join(self.kind)}.")
+    return value
+
+
+def check_knobs(owner, knobs, values):
+  """{name: checked value} for each `Knob` of `knobs`, in order, read from the mapping `values`
+  (e.g. a constructor's `locals()`). `owner` is the gin name of the configurable (``"ASGAN"``)."""
+  return {knob.name: knob.check(owner, values[knob.name]) for knob in knobs}
+
+
+def set_knobs(obj, owner, knobs, values):
+  """`check_knobs`, then each checked value set as the attribute of the same name on `obj`;
+  returns the checked values."""
+  checked = check_knobs(owner, knobs, values)
+  for name, value in checked.items():
+    setattr(obj, name, value)
+  return checked

@@ -1,10 +1,12 @@
-"""Image grids and PNG files (tf.io.encode_png; no imaging library needed)."""
+"""Image grids and PNG files (tf.io.encode_png; no imaging library needed), and the files of a set
+of samples (`write_samples`: PNG grids and samples.npz)."""
 
 import math
 
 import numpy as np
 import tensorflow as tf
 
+from tfadvgan import errors
 from tfadvgan import io
 
 
@@ -32,3 +34,24 @@ def write_png(path, image_uint8):
   """Writes an [H, W, C] uint8 image atomically."""
   data = tf.io.encode_png(tf.convert_to_tensor(image_uint8)).numpy()
   io.atomic_write(path, data)
+
+
+def write_samples(out_dir, samples, labels=None, per_grid=64):
+  """Writes `samples.npz` (`images`, and `labels` when given) and, for images, PNG grids of
+  `per_grid` samples (`grid_000.png`, ...) to `out_dir` (any tf.io.gfile path).
+
+  Returns:
+    (npz path, [PNG paths]).
+  """
+  errors.check(per_grid >= 1, f"--per_grid must be >= 1; got {per_grid}.")
+  io.makedirs(out_dir)
+  written = []
+  if samples.ndim == 4:
+    for j, i in enumerate(range(0, len(samples), per_grid)):
+      path = io.join(out_dir, f"grid_{j:03d}.png")
+      write_png(path, grid(samples[i:i + per_grid]))
+      written.append(path)
+  arrays = {"images": samples} if labels is None else {"images": samples, "labels": labels}
+  npz = io.join(out_dir, "samples.npz")
+  io.save_npz(npz, **arrays)
+  return npz, written

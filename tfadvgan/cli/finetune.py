@@ -2,12 +2,13 @@ r"""Rob-GAN step 2: fine-tunes the discriminator's auxiliary classifier (Eq. 10)
 
   python scripts/finetune.py --model_dir=RUN --out_dir=RUN_finetuned \
       [--gin_file=FILE] [--gin_param='finetune_classifier.stage_steps = (4000, 2000, 2000, 1000)'] \
-      [--gin_param='finetune_classifier.lam = 0.5'] [--gin_param="dataset.path = '/moved/data'"]
+      [--gin_param='finetune_classifier.fake_weight = 0.5'] \
+      [--gin_param="dataset.path = '/moved/data'"]
 
 Restores the trained run in --model_dir, fine-tunes D's classifier head on the run's own training
-data (Eq. 10: CE on PGD-attacked reals + lam * CE on PGD-attacked fakes of the frozen G) and writes
---out_dir (new or empty, never --model_dir) as a run directory that train.py's tools restore; a
-failed or interrupted fine-tune leaves nothing there. Check the result with
+data (Eq. 10: CE on PGD-attacked reals + fake_weight * CE on PGD-attacked fakes of the frozen G)
+and writes --out_dir (new or empty, never --model_dir) as a run directory that train.py's tools
+restore; a failed or interrupted fine-tune leaves nothing there. Check the result with
 
   python scripts/diagnose.py --model_dir=RUN_finetuned --which=class_pgd
 

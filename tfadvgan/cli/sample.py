@@ -40,6 +40,7 @@ FLAGS = flags.FLAGS
 @common.main_wrapper
 def main(argv):
   from tfadvgan import errors  # pylint: disable=g-import-not-at-top
+  from tfadvgan import images as images_lib  # pylint: disable=g-import-not-at-top
   from tfadvgan import io  # pylint: disable=g-import-not-at-top
   from tfadvgan.training import loop  # pylint: disable=g-import-not-at-top
   from tfadvgan.gans import sampling  # pylint: disable=g-import-not-at-top
@@ -49,7 +50,7 @@ def main(argv):
   samples, labels = sampling.generate(gan, FLAGS.num, FLAGS.seed, FLAGS.label,
                                       truncation=FLAGS.truncation)
   out = FLAGS.out or io.join(FLAGS.model_dir, "sample_out")
-  npz, written = sampling.write_samples(out, samples, labels, FLAGS.per_grid)
+  npz, written = images_lib.write_samples(out, samples, labels, FLAGS.per_grid)
   outputs = [("PNG grid" if len(written) == 1 else f"PNG grid {i + 1}/{len(written)}", p)
              for i, p in enumerate(written)] + [("npz", npz)]
   if FLAGS.interpolate:

@@ -25,10 +25,24 @@ import tensorflow as tf
 from tfadvgan import attacks
 from tfadvgan import errors
 from tfadvgan.gans import base
+from tfadvgan.gans import gradients as gradients_lib
 from tfadvgan import rng
 
 ATTACKS = ("fgsm", "pgd", "gaussian")
 SECOND_UPDATE = ("real", "real_fake")
+KNOBS = (
+    errors.Knob("epsilon", float, low=0),
+    errors.Knob("warmup_steps", int, low=0),
+    errors.Knob("ramp_steps", int, low=0),
+    errors.Knob("epoch_warmup_steps", int, low=0),
+    errors.Knob("steps_per_epoch", int, low=1, allow_none=True),
+    errors.Knob("attack", ATTACKS),
+    errors.Knob("second_update", SECOND_UPDATE),
+    errors.Knob("pgd_steps", int, low=1),
+    errors.Knob("step_size", float, low=0, allow_none=True),
+    errors.Knob("random_start", bool),
+    errors.Knob("clip", bool),
+)
 
 
 @gin.configurable
@@ -47,7 +61,8 @@ class ASGAN(base.GAN):
     clip: clip x_hat to [-1, 1].
     second_update: "real" (released code: real term only) or "real_fake" (Eq. 10).
     attack: "fgsm" (default), "pgd" or "gaussian".
-    pgd_steps, pgd_step_size, pgd_random_start: PGD settings (step size default eps / 4 * 2.5).
+    pgd_steps, step_size, random_start: the settings of the `pgd` attack (its steps, the size of
+      each step, default eps / 4 * 2.5, and whether it starts from a random point of the ball).
     **kwargs: `GAN` arguments (loss, penalty, n_dis, ...).
   """
 
@@ -55,41 +70,18 @@ class ASGAN(base.GAN):
 
   def __init__(self, generator, discriminator, epsilon=1.0 / 255.0, warmup_steps=0,
                ramp_steps=0, epoch_warmup_steps=0, steps_per_epoch=None, clip=True,
-               second_update="real", attack="fgsm", pgd_steps=5, pgd_step_size=None,
-               pgd_random_start=True, **kwargs):
+               second_update="real", attack="fgsm", pgd_steps=5, step_size=None,
+               random_start=True, **kwargs):
     super().__init__(generator, discriminator, **kwargs)
-    epsilon = errors.check_float("ASGAN.epsilon", epsilon, low=0)
-    warmup_steps = errors.check_int("ASGAN.warmup_steps", warmup_steps, low=0)
-    ramp_steps = errors.check_int("ASGAN.ramp_steps", ramp_steps, low=0)
-    epoch_warmup_steps = errors.check_int("ASGAN.epoch_warmup_steps", epoch_warmup_steps, low=0)
-    steps_per_epoch = errors.check_int("ASGAN.steps_per_epoch", steps_per_epoch, low=1,
-                                       allow_none=True)
+    errors.set_knobs(self, "ASGAN", KNOBS, locals())
+    epoch_warmup_steps, steps_per_epoch = self.epoch_warmup_steps, self.steps_per_epoch
     errors.check(epoch_warmup_steps == 0 or steps_per_epoch,
                  "ASGAN.epoch_warmup_steps needs ASGAN.steps_per_epoch (the dataset size // "
                  "train.batch_size); set it in the config.")
     errors.check(epoch_warmup_steps == 0 or epoch_warmup_steps < steps_per_epoch,
                  f"ASGAN.epoch_warmup_steps ({epoch_warmup_steps}) must be below "
                  f"ASGAN.steps_per_epoch ({steps_per_epoch}): eps would stay 0 all along.")
-    errors.check(attack in ATTACKS,
-                 f"Unknown ASGAN.attack {attack!r}. Choose one of: {', '.join(ATTACKS)}.")
-    errors.check(second_update in SECOND_UPDATE,
-                 f"Unknown ASGAN.second_update {second_update!r}. Choose one of: "
-                 f"{', '.join(SECOND_UPDATE)}.")
-    pgd_steps = errors.check_int("ASGAN.pgd_steps", pgd_steps, low=1)
-    pgd_step_size = errors.check_float("ASGAN.pgd_step_size", pgd_step_size, low=0,
-                                       allow_none=True)
     attacks.check_bindings(attack)
-    self.epsilon = float(epsilon)
-    self.warmup_steps = int(warmup_steps)
-    self.ramp_steps = int(ramp_steps)
-    self.epoch_warmup_steps = epoch_warmup_steps
-    self.steps_per_epoch = steps_per_epoch
-    self.clip = bool(clip)
-    self.second_update = second_update
-    self.attack = attack
-    self.pgd_steps = int(pgd_steps)
-    self.pgd_step_size = pgd_step_size
-    self.pgd_random_start = bool(pgd_random_start)
     for name in ("as_d_loss", "d_adv", "epsilon"):
       self.add_tracker(name)
 
@@ -113,17 +105,18 @@ class ASGAN(base.GAN):
     if self.attack == "pgd":  # the only attack here that needs fresh passes
       d_logits = self.d_logits_fn(labels, training=True)
       loss_fn = lambda x: self.loss_fn.d_real(d_logits(x))  # noqa: E731
-    step_size = self.pgd_step_size
+    step_size = self.step_size
     if step_size is None:
       step_size = attacks.default_pgd_step_size(epsilon, self.pgd_steps)
     return attacks.get(self.attack)(
         real, loss_fn, epsilon, grad=real_grad, clip=self.clip, num_steps=self.pgd_steps,
-        step_size=step_size, random_start=self.pgd_random_start,
+        step_size=step_size, random_start=self.random_start,
         seed=tf.random.experimental.stateless_fold_in(step_seed, rng.AS_GAN_ATTACK))
 
-  def discriminator_update(self, real, labels, z, fake_labels, index):
-    """The normal D update, then the second one on x_hat. FGSM takes its direction from the
-    first update's tape (the input gradient at the weights before it); other attacks need none."""
+  def discriminator_round(self, real, labels, z, fake_labels, index):
+    """One D round of two D steps: the normal one, then the second on x_hat. FGSM takes its
+    direction from the first step's tape (the input gradient at the weights before it); other
+    attacks need none."""
     batch = self.discriminator_batch(real, labels, z, fake_labels, index)
     fgsm = self.attack == "fgsm"  # D's loss reads the real batch from the source it watches
     source_grads = self.discriminator_step(batch, sources=[batch.real] if fgsm else [],
@@ -147,7 +140,8 @@ class ASGAN(base.GAN):
         fake_logits = self.discriminate(fake, fake_labels)["logits"]
         per_example = per_example + self.loss_fn.d_fake(fake_logits)
       # float16: the loss-scaled loss (apply_discriminator_gradients' optimizer unscales).
-      loss = base.scaled(base.average(per_example), base.loss_scale(self.d_optimizer))
+      loss = gradients_lib.scaled(gradients_lib.average(per_example),
+                                  gradients_lib.loss_scale(self.d_optimizer))
     self.track(as_d_loss=tf.reduce_mean(per_example), d_adv=tf.reduce_mean(adv_out["logits"]),
                epsilon=epsilon)
     return tape.gradient(loss, variables)

@@ -1,21 +1,22 @@
 """The GAN training step shared by every method.
 
 `GAN` is a `keras.Model` that owns a generator, a discriminator and their two optimizers. One call
-of `train_step` runs `n_dis` discriminator updates and then one generator update, all inside the one
-compiled function that `fit` builds (optionally with XLA).
+of `train_step` runs `n_dis` discriminator rounds and then one generator update, all inside the one
+compiled function that `fit` builds (optionally with XLA). A D round is one D step (one update of
+D's weights, `discriminator_step`) in the baseline, two in AS-GAN, M in Fast-RobGAN.
 
 Batch layout (see `tfadvgan.data.make_train_dataset`): every batch row carries `n_dis` real samples
-(`images[:, k]`), their labels, `n_dis` noise vectors for the D updates (`z_d[:, k]`) and one for the
-G update (`z_g`). D update `k` takes slice `k` of every row. A strategy splits rows across replicas,
-so which examples meet in update `k` does not depend on the replica count.
+(`images[:, k]`), their labels, `n_dis` noise vectors for the D rounds (`z_d[:, k]`) and one for the
+G update (`z_g`). D round `k` takes slice `k` of every row. A strategy splits rows across replicas,
+so which examples meet in round `k` does not depend on the replica count.
 
 Methods are small subclasses. Each overrides one or two of these steps instead of copying the loop:
 
   perturb_real(real, labels, step_seed)            -> real'   (Rob-GAN: PGD)
   discriminator_terms(batch, real_out, fake_out)   -> per-example D terms; here the loss on the
       clean real and fake batch (DAT adds its attacked terms; the AC methods their class terms)
-  discriminator_update(real, labels, z, fake_labels, index)
-      one D update: `discriminator_batch`, then `discriminator_step` (AS-GAN adds a second update
+  discriminator_round(real, labels, z, fake_labels, index)
+      one D round: `discriminator_batch`, then one `discriminator_step` (AS-GAN adds a second step
       on FGSM-perturbed reals; Fast-RobGAN replays the step M times on a persistent perturbation)
   generator_loss(fake_out, fake_labels)            -> per_example_loss
 
@@ -30,21 +31,20 @@ updated in `discriminator_step`).
 (AS-GAN's FGSM direction, Fast-RobGAN's delta gradient). Method state that checkpoints keep is
 registered with `add_state` (a `distribute.PerReplicaState`).
 
-Reporting: steps log with `self.track(name=value)` (a tracker registered with `add_tracker`);
-every value logged goes through a `keras.metrics.Mean` tracker and is the plain per-replica mean
-(never the replica-scaled partial sum that `tf.nn.compute_average_loss` returns).
+Reporting: steps log with `self.track(name=value)` (`model.GANModel`).
 """
 
 import typing
 
 import gin
-import keras
 import tensorflow as tf
 
 from tfadvgan import augment
-from tfadvgan.data import batches as batches_lib
 from tfadvgan import errors
+from tfadvgan.gans import ema as ema_lib
+from tfadvgan.gans import gradients as gradients_lib
 from tfadvgan.gans import lecam as lecam_lib
+from tfadvgan.gans import model as model_lib
 from tfadvgan import losses as losses_lib
 from tfadvgan import penalties as penalties_lib
 from tfadvgan import rng
@@ -60,75 +60,25 @@ class DBatch(typing.NamedTuple):
   step_seed: tf.Tensor
 
 
-def _replica_count():
-  ctx = tf.distribute.get_replica_context()
-  return ctx.num_replicas_in_sync if ctx is not None else 1
-
-
-def _replica_id():
-  ctx = tf.distribute.get_replica_context()
-  if ctx is None:
-    return tf.constant(0, tf.int32)
-  return tf.cast(ctx.replica_id_in_sync_group, tf.int32)
-
-
-def global_mean(values):
-  """Mean of `values` over the *global* batch (all replicas): sum all-reduced / global count."""
-  ctx = tf.distribute.get_replica_context()
-  total = tf.reduce_sum(values)
-  count = tf.cast(tf.size(values), values.dtype)
-  if ctx is not None and ctx.num_replicas_in_sync > 1:
-    total, count = ctx.all_reduce(tf.distribute.ReduceOp.SUM, [total, count])
-  return total / count
-
-
-def average(per_example):
-  """Mean over the global batch, for gradients (a partial sum on each replica)."""
-  return tf.nn.compute_average_loss(per_example)
-
-
-def loss_scale(optimizer):
-  """The current dynamic loss scale of a `keras.optimizers.LossScaleOptimizer` (float16 mixed
-  precision), as a float32 tensor; None for any other optimizer."""
-  if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
-    return tf.cast(tf.convert_to_tensor(optimizer.dynamic_scale), tf.float32)
-  return None
-
-
-def scaled(loss, scale):
-  """`loss * scale` (the loss the tape differentiates under float16), or `loss` when no scale."""
-  return loss if scale is None else loss * scale
-
-
-def all_finite(grads):
-  """True iff every gradient is finite: what a LossScaleOptimizer checks before applying."""
-  return tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads if g is not None])
-
-
-def unscaled_norm(grads, scale):
-  """Global norm of the gradients as applied: unscaled, and 0 for an update the loss-scale
-  optimizer skips (non-finite scaled gradients), so that logs stay finite."""
-  norm = tf.linalg.global_norm(grads)
-  if scale is None:
-    return norm
-  return tf.where(all_finite(grads), norm / scale, 0.0)
-
-
-def same_architecture(generator):
-  """A no-argument factory of new generators with `generator`'s config (the default EMA copy)."""
-  errors.check(hasattr(generator, "create_weights"),
-               "GAN.ema_decay is set but no generator_factory was given to build the EMA copy "
-               f"(a {type(generator).__name__} cannot be rebuilt from its config).")
-
-  def factory():
-    copy = type(generator).from_config(generator.get_config())
-    copy.create_weights()
-    return copy
-  return factory
+# The checked knobs of `GAN` (set as attributes of the same name) and of its LeCam term.
+KNOBS = (
+    errors.Knob("n_dis", int, low=1),
+    errors.Knob("penalty_weight", float, low=0, allow_none=True),
+    errors.Knob("fake_weight", float, low=0),
+    errors.Knob("clip_value", float, low=0, low_inclusive=False, allow_none=True),
+    errors.Knob("ema_decay", float, low=0, high=1, high_inclusive=False, allow_none=True),
+    errors.Knob("ema_start_step", int, low=0),
+    errors.Knob("seed", int),
+)
+LECAM_KNOBS = (
+    errors.Knob("lecam_weight", float, low=0),
+    errors.Knob("lecam_decay", float, low=0, high=1, high_inclusive=False),
+    errors.Knob("lecam_start_step", int, low=0),
+)
 
 
 @gin.configurable
-class GAN(keras.Model):
+class GAN(model_lib.GANModel):
   """Baseline GAN: loss, penalty, clipping and EMA come from gin; no adversarial training.
 
   Args:
@@ -141,7 +91,7 @@ class GAN(keras.Model):
     fake_weight: multiplier of D's loss on the fakes (1.0; Rob-GAN's release weighs real BCE,
       real CE and fake BCE 0.5 : 0.5 : 1, i.e. 2.0 here with RobGAN.class_weight 1.0).
     clip_value: WGAN weight clipping of every D variable after each D update (None: off).
-    n_dis: D updates per G update.
+    n_dis: D rounds per G update (`discriminator_round`).
     conditional: feed labels to G and D (needs a labelled dataset); None: the method's
       `conditional_default` (True for the AC methods, Rob-GAN and Fast-RobGAN).
     ema_decay: None, or the decay of an exponential moving average of G's weights; sampling and
@@ -162,10 +112,6 @@ class GAN(keras.Model):
   method_name = "gan"       # build_gan.method's name for this class (gans.METHODS)
   conditional_default = False  # GAN(conditional=None) and build_gan.conditional when unset
   discriminator_head = None  # build_gan's build_discriminator.head when gin binds none
-  # Set by the engine under Mirrored / MultiWorker with XLA: compile each replica's gradient
-  # computations (`replica_compiled`), keep the cross-replica reduction and optimizer applies outside.
-  replica_jit = False
-  _collecting = None
 
   def __init__(self,
                generator,
@@ -188,18 +134,10 @@ class GAN(keras.Model):
                lecam_one_sided=True,
                name="gan"):
     super().__init__(name=name)
-    n_dis = errors.check_int("GAN.n_dis", n_dis, low=1)
-    penalty_weight = errors.check_float("GAN.penalty_weight", penalty_weight, low=0,
-                                        allow_none=True)
-    fake_weight = errors.check_float("GAN.fake_weight", fake_weight, low=0)
-    clip_value = errors.check_float("GAN.clip_value", clip_value, low=0, low_inclusive=False,
-                                    allow_none=True)
-    ema_decay = errors.check_float("GAN.ema_decay", ema_decay, low=0, high=1,
-                                   high_inclusive=False, allow_none=True)
-    ema_start_step = errors.check_int("GAN.ema_start_step", ema_start_step, low=0)
-    seed = errors.check_int("GAN.seed", seed)
+    errors.set_knobs(self, "GAN", KNOBS, locals())
+    self.penalty_weight = float(self.penalty_weight or 0.0)
     if ema_decay is not None and generator_factory is None:
-      generator_factory = same_architecture(generator)
+      generator_factory = ema_lib.same_architecture(generator)
     self.generator = generator
     self.discriminator = discriminator
     self.generator_ema = None
@@ -212,20 +150,11 @@ class GAN(keras.Model):
     if self.penalty_fn is penalties_lib.none:
       self.penalty_fn = None
     penalties_lib.check_bindings(self.penalty_fn)
-    self.penalty_weight = float(penalty_weight or 0.0)
-    self.fake_weight = float(fake_weight)
-    self.clip_value = clip_value
-    self.n_dis = n_dis
     self.conditional = bool(self.conditional_default if conditional is None else conditional)
-    self.ema_decay = ema_decay
-    self.ema_start_step = int(ema_start_step)
-    self.seed = int(seed)
     if self.conditional:
       errors.check(getattr(generator, "num_classes", 0) > 0,
                    "conditional=True but the generator has num_classes=0: set "
                    "build_generator.num_classes (train.py does this from the dataset).")
-    self._trackers = {}
-    self._states = []
     for metric in ("d_loss", "g_loss", "d_real", "d_fake", "wdist", "d_grad_norm", "g_grad_norm"):
       self.add_tracker(metric)
     if self.penalty_fn is not None:
@@ -242,150 +171,15 @@ class GAN(keras.Model):
     errors.check(not self.diffaugment or sample_shape is None or len(sample_shape) == 3,
                  f"GAN.diffaugment augments images; this run's samples have shape {sample_shape}: "
                  "set GAN.diffaugment = None for non-image data.")
-    lecam_weight = errors.check_float("GAN.lecam_weight", lecam_weight, low=0)
-    lecam_decay = errors.check_float("GAN.lecam_decay", lecam_decay, low=0, high=1,
-                                     high_inclusive=False)
-    lecam_start_step = errors.check_int("GAN.lecam_start_step", lecam_start_step, low=0)
+    lecam = errors.check_knobs("GAN", LECAM_KNOBS, locals())
     self.lecam = None
-    if lecam_weight > 0:
-      self.lecam = self.add_state(lecam_lib.LeCam(lecam_weight, lecam_decay, lecam_start_step,
-                                                  lecam_one_sided))
+    if lecam["lecam_weight"] > 0:
+      self.lecam = self.add_state(lecam_lib.LeCam(
+          lecam["lecam_weight"], lecam["lecam_decay"], lecam["lecam_start_step"], lecam_one_sided))
       for metric in ("lecam", "lecam_anchor_real", "lecam_anchor_fake"):
         self.add_tracker(metric)
 
-  # ----------------------------------------------------------------- bookkeeping
-  def add_tracker(self, name):
-    """Registers a `keras.metrics.Mean` that `fit` reports under `name`."""
-    if name not in self._trackers:
-      self._trackers[name] = keras.metrics.Mean(name=name)
-    return self._trackers[name]
-
-  def add_state(self, state):
-    """Registers method state that checkpoints keep (a `distribute.PerReplicaState`, or a
-    trackable of replicated variables such as `lecam.LeCam`); returns it."""
-    self._states.append(state)
-    return state
-
-  def track(self, **values):
-    if self._collecting is not None:  # inside a `replica_compiled` function: tracked after it returns
-      for key, value in values.items():
-        self._collecting.setdefault(key, []).append(value)
-      return
-    for key, value in values.items():
-      self._trackers[key].update_state(value)
-
-  def replica_compiled(self, name, fn):
-    """`fn`, XLA-compiled per replica when `replica_jit` is set; else `fn` itself.
-
-    Under Mirrored / MultiWorker strategies XLA cannot compile the cross-replica gradient
-    reduction or the optimizer's apply (a variable on another device), so the step compiles the
-    computations between them: fakes, attacks and every forward/backward. Values `fn` passes to
-    `track()` are returned from the compiled function and tracked outside it.
-    """
-    if not self.replica_jit:
-      return fn
-    cache = self.__dict__.setdefault("_compiled_fns", {})
-    if name not in cache:
-      def collecting(*args, **kwargs):
-        object.__setattr__(self, "_collecting", {})
-        try:
-          return fn(*args, **kwargs), dict(self._collecting)
-        finally:
-          object.__setattr__(self, "_collecting", None)
-      jitted = tf.function(collecting, jit_compile=True)
-
-      def call(*args, **kwargs):
-        out, collected = jitted(*args, **kwargs)
-        for key, values in collected.items():
-          for value in values:
-            self._trackers[key].update_state(value)
-        return out
-      call.jitted = jitted
-      cache[name] = call
-    return cache[name]
-
-  @property
-  def metrics(self):
-    return list(self._trackers.values())
-
-  def compile(self, d_optimizer, g_optimizer, **kwargs):
-    """Takes the two optimizers; `kwargs` (jit_compile, steps_per_execution) go to Keras."""
-    self.d_optimizer = d_optimizer
-    self.g_optimizer = g_optimizer
-    if any(isinstance(o, keras.optimizers.LossScaleOptimizer)
-           for o in (d_optimizer, g_optimizer)):
-      self.add_tracker("d_loss_scale")  # float16: the dynamic loss scales (they halve on a skip)
-      self.add_tracker("g_loss_scale")
-    # Built now, on their own variables, so that checkpoints restore into them and Keras does not
-    # build an optimizer over all of G and D.
-    d_optimizer.build(self.discriminator.trainable_variables)
-    g_optimizer.build(self.generator.trainable_variables)
-    super().compile(optimizer=g_optimizer, **kwargs)
-
-  # ----------------------------------------------------------------- saving
-  NOT_SAVED = ("A GAN is not saved as one .keras file (its method state, two optimizers and EMA "
-               "copy belong to training checkpoints): save a network, gan.sampler().save("
-               "'g.keras') or gan.discriminator.save('d.keras'), export a run's generator with "
-               "scripts/export.py, and for resuming use ModelCheckpoint(save_weights_only=True), "
-               "BackupAndRestore or the run's checkpoints.")
-
-  def save(self, filepath, *args, **kwargs):
-    """Refused with one ConfigError (`NOT_SAVED`), before any file is written."""
-    del filepath, args, kwargs
-    raise errors.ConfigError(self.NOT_SAVED)
-
-  def get_config(self):
-    raise errors.ConfigError(self.NOT_SAVED)
-
-  # ----------------------------------------------------------------- inference
-  NO_EVALUATE = ("A GAN has no Keras evaluate (there is no labelled target): measure samples with "
-                 "tfadvgan.metrics.evaluation.evaluate (FID/IS/KID) or scripts/eval.py, and D "
-                 "with scripts/diagnose.py.")
-
-  def call(self, inputs, training=False):
-    """Samples of the sampling generator (the EMA copy when kept): `gan(z)`, `gan.predict(z)`.
-
-    `inputs` is z `[B, latent_dim]`, or for a conditional GAN `(z, labels)` (a tuple or list, or
-    a dict with "z" and "labels"); images come out in [-1, 1].
-    """
-    z, labels = self._sampling_inputs(inputs)
-    return self.sampler()(z, labels, training=training)
-
-  def predict_step(self, data):
-    """Keras's predict: `data` is z, `(z,)` or `((z, labels),)` as Keras batches `x`. Runs `call`
-    itself, not `self(...)`, so that a wrong input is one line, not Keras's report of a failed
-    call."""
-    if isinstance(data, tuple) and len(data) == 1:
-      data = data[0]
-    return self.call(data, training=False)
-
-  def _sampling_inputs(self, inputs):
-    """(z, labels or None) from what `call` takes, checked."""
-    if isinstance(inputs, dict):
-      z, labels = inputs.get("z"), inputs.get("labels")
-    elif isinstance(inputs, (tuple, list)):
-      errors.check(len(inputs) in (1, 2), f"A GAN takes z or (z, labels); got {len(inputs)} "
-                   "inputs.")
-      z, labels = inputs[0], inputs[1] if len(inputs) == 2 else None
-    else:
-      z, labels = inputs, None
-    errors.check(z is not None and len(z.shape) == 2 and z.shape[-1] == self.generator.latent_dim,
-                 f"A GAN's input is z of shape [batch, {self.generator.latent_dim}]; got "
-                 f"{None if z is None else tuple(z.shape)}.")
-    errors.check(labels is not None or not self.conditional,
-                 "This GAN is class-conditional: pass (z, labels), labels of shape [batch].")
-    return z, labels if self.conditional else None
-
-  def evaluate(self, *args, **kwargs):
-    """Refused in one line (`NO_EVALUATE`)."""
-    del args, kwargs
-    raise errors.ConfigError(self.NO_EVALUATE)
-
-  @property
-  def global_step(self):
-    """Number of completed train steps (G updates)."""
-    return self.g_optimizer.iterations
-
+  # ----------------------------------------------------------------- the step
   def step_seed(self, salt, per_replica=True):
     """A stateless seed, distinct per step, per D update, per use (`salt`) and, unless
     `per_replica` is False, per replica (False: the same on every replica, for a draw over the
@@ -393,53 +187,9 @@ class GAN(keras.Model):
     base = tf.stack([tf.constant(self.seed, tf.int64),
                      tf.cast(self.d_optimizer.iterations, tf.int64) * 1000 + salt])
     base = tf.cast(base, tf.int32)
-    return tf.random.experimental.stateless_fold_in(base, _replica_id()) if per_replica else base
-
-  def state_variables(self):
-    """The method state registered with `add_state`, in registration order (checkpointed)."""
-    return list(self._states)
-
-  def sampler(self):
-    """The generator used for samples and evaluation: the EMA copy when enabled."""
-    return self.generator_ema if self.generator_ema is not None else self.generator
-
-  # ----------------------------------------------------------------- networks as functions
-  def discriminate(self, x, labels, training=True):
-    """D's outputs on `x`: a dict with "logits" [B] (and "class_logits" [B, K] for AC heads)."""
-    return self.discriminator(x, labels if self.conditional else None, training=training)
-
-  def d_logits_fn(self, labels, training=True):
-    """x -> [B] logits: the closure penalties and attacks take."""
-    return lambda x: self.discriminate(x, labels, training)["logits"]
-
-  def generate(self, z, labels=None, training=True):
-    return self.generator(z, labels if self.conditional else None, training=training)
-
-  # ----------------------------------------------------------------- the step
-  def train_batches(self, dataset):
-    """`tfadvgan.data.train_batches` for this GAN: `dataset` (plain image batches, `(images,
-    labels)` or dict batches) repeated, with the noise of step s drawn from `(seed, s)` as
-    `make_train_dataset(seed=seed)` draws it for batch s of a fresh run; s counts on from the
-    current global step. Returns (batches, train steps in one pass over `dataset` or None)."""
-    return batches_lib.train_batches(
-        dataset, self.n_dis, self.generator.output_shape_, self.conditional,
-        latent_dim=self.generator.latent_dim, num_classes=self.generator.num_classes,
-        seed=self.seed, first_index=int(self.global_step.numpy()))
-
-  def fit(self, x=None, *args, **kwargs):
-    """Keras's `fit`, on any dataset `train_batches` takes; `steps_per_epoch` defaults to one
-    pass. One device and Mirrored only: `tfadvgan.fit` runs the project's engine under every
-    strategy (MultiWorker included)."""
-    errors.check(not isinstance(self.distribute_strategy,
-                                tf.distribute.MultiWorkerMirroredStrategy),
-                 "Keras's fit cannot train under MultiWorkerMirroredStrategy: use "
-                 "tfadvgan.fit(gan, dataset, ...), which takes the same arguments.")
-    if isinstance(x, tf.data.Dataset):
-      x, per_pass = self.train_batches(x)
-      steps = kwargs.get("steps_per_epoch") or batches_lib.steps_per_epoch(None, per_pass)
-      kwargs["steps_per_epoch"] = steps
-      kwargs.setdefault("shuffle", False)  # a dataset is shuffled by its own pipeline
-    return super().fit(x, *args, **kwargs)
+    if not per_replica:
+      return base
+    return tf.random.experimental.stateless_fold_in(base, gradients_lib.replica_id())
 
   def train_step(self, data):
     errors.check(isinstance(data, dict) and "images" in data,
@@ -450,7 +200,7 @@ class GAN(keras.Model):
     if self.conditional:
       errors.require_labels(labels is not None, self.method_name)
     for k in range(self.n_dis):
-      self.discriminator_update(
+      self.discriminator_round(
           real=images[:, k],
           labels=labels[:, k] if labels is not None else None,
           z=data["z_d"][:, k],
@@ -504,48 +254,9 @@ class GAN(keras.Model):
                               make_real=None):
     """`_discriminator_gradients`, compiled per replica under `replica_jit`. A loss that needs a
     cross-replica value (DAT's global-batch targets) overrides this with
-    `gradients_with_global_means`: an all-reduce cannot sit inside the compiled function."""
+    `global_means.GlobalMeans`: an all-reduce cannot sit inside the compiled function."""
     return self.replica_compiled("discriminator_gradients", self._discriminator_gradients)(
         real, labels, fake, fake_labels, step_seed, sources=sources, make_real=make_real)
-
-  _given_means = None  # inside the second piece of `gradients_with_global_means`
-
-  def given_means(self):
-    """The global means `gradients_with_global_means` hands its gradient piece; None elsewhere
-    (the loss then takes them with `global_mean`)."""
-    return self._given_means
-
-  def gradients_with_global_means(self, names, sums_fn, real, labels, fake, fake_labels,
-                                  step_seed):
-    """`_discriminator_gradients` under per-replica XLA for a D loss that uses means over the
-    global batch: `sums_fn(real, labels, fake, fake_labels)` gives this replica's [sums...,
-    counts...] (compiled as `names[0]`); one all-reduce outside; then the gradients (compiled as
-    `names[1]`), while the loss reads the means with `given_means()`."""
-    sums = self.replica_compiled(names[0], sums_fn)(real, labels, fake, fake_labels)
-    sums = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, sums)
-    half = int(sums.shape[0]) // 2
-    means = sums[:half] / sums[half:]
-
-    def gradients(real, labels, fake, fake_labels, step_seed, means):
-      object.__setattr__(self, "_given_means", means)
-      try:
-        return self._discriminator_gradients(real, labels, fake, fake_labels, step_seed)
-      finally:
-        object.__setattr__(self, "_given_means", None)
-    return self.replica_compiled(names[1], gradients)(real, labels, fake, fake_labels, step_seed,
-                                                      means)
-
-  def keeping_d_state(self, fn):
-    """`fn()` (D passes), then D's non-trainable state (BN moving statistics) put back as it was:
-    for a pass that the loss runs again, so that the state moves once per update."""
-    state = self.discriminator.non_trainable_variables
-    saved = [tf.identity(v.value) for v in state]
-    with tf.control_dependencies(saved):
-      out = fn()
-    with tf.control_dependencies(tf.nest.flatten(out)):
-      for variable, value in zip(state, saved):
-        variable.assign(value)
-    return tf.nest.map_structure(tf.identity, out)
 
   def _discriminator_gradients(self, real, labels, fake, fake_labels, step_seed, sources=None,
                                make_real=None):
@@ -572,11 +283,11 @@ class GAN(keras.Model):
       if make_real is not None:
         real = make_real(*sources)
       per_example, logs = self.discriminator_loss(real, labels, fake, fake_labels, step_seed)
-      loss = average(per_example)
+      loss = gradients_lib.average(per_example)
       if self.discriminator.losses:
-        loss += tf.add_n(self.discriminator.losses) / _replica_count()
-      scale = loss_scale(self.d_optimizer)
-      loss = scaled(loss, scale)
+        loss += tf.add_n(self.discriminator.losses) / gradients_lib.replica_count()
+      scale = gradients_lib.loss_scale(self.d_optimizer)
+      loss = gradients_lib.scaled(loss, scale)
     grads = tape.gradient(loss, variables + list(sources))
     weight_grads, source_grads = grads[:len(variables)], grads[len(variables):]
     errors.check(all(g is not None for g in source_grads),
@@ -584,17 +295,17 @@ class GAN(keras.Model):
                  "from the sources with make_real (a source passed as `real` too is a separate "
                  "input under per-replica XLA).")
     if scale is not None and source_grads:
-      finite = all_finite(weight_grads + source_grads)
+      finite = gradients_lib.all_finite(weight_grads + source_grads)
       source_grads = [tf.where(finite, g / scale, tf.zeros_like(g)) for g in source_grads]
     return weight_grads, source_grads, logs
 
   def apply_discriminator_gradients(self, grads):
     """Applies D's (loss-scaled, under float16) gradients; returns their unscaled norm."""
     variables = self.discriminator.trainable_variables
-    scale = loss_scale(self.d_optimizer)
+    scale = gradients_lib.loss_scale(self.d_optimizer)
     # Norm of the gradient of this replica's mean loss (equals the full-batch gradient norm on one
     # replica); see docs/design.md, "Reported values".
-    norm = unscaled_norm(grads, scale) * _replica_count()
+    norm = gradients_lib.unscaled_norm(grads, scale) * gradients_lib.replica_count()
     if scale is not None:
       self.track(d_loss_scale=scale)
     self.d_optimizer.apply_gradients(zip(grads, variables))
@@ -604,12 +315,13 @@ class GAN(keras.Model):
 
   def fakes(self, z, fake_labels):
     """G's samples for a D update (training mode, no gradient), compiled under `replica_jit`."""
-    return self.replica_compiled("fakes", lambda z, y: tf.stop_gradient(self.generate(z, y, training=True)))(
-        z, fake_labels)
+    def fakes(z, fake_labels):
+      return tf.stop_gradient(self.generate(z, fake_labels, training=True))
+    return self.replica_compiled("fakes", fakes)(z, fake_labels)
 
   def discriminator_step(self, batch, sources=None, make_real=None):
-    """D's gradients on one `DBatch`, applied and logged; returns the gradients for `sources`
-    (see `_discriminator_gradients`)."""
+    """One D step: D's gradients on one `DBatch`, applied and logged; returns the gradients for
+    `sources` (see `_discriminator_gradients`)."""
     grads, source_grads, logs = self.discriminator_gradients(*batch, sources=sources,
                                                              make_real=make_real)
     self.track(d_grad_norm=self.apply_discriminator_gradients(grads), **logs)
@@ -619,8 +331,8 @@ class GAN(keras.Model):
     return source_grads
 
   def discriminator_batch(self, real, labels, z, fake_labels, index):
-    """The `DBatch` of D update `index` (k in 0..n_dis-1): G's fakes, the reals through
-    `perturb_real`, and the update's seed."""
+    """The `DBatch` of D round `index` (k in 0..n_dis-1): G's fakes, the reals through
+    `perturb_real`, and the step's seed."""
     step_seed = self.step_seed(index)
     fake = self.fakes(z, fake_labels)
     real, fake = self.augment_pair(real, fake, index)
@@ -632,10 +344,11 @@ class GAN(keras.Model):
     replica; each takes its rows of one draw over the global batch (`augment.diff_augment`)."""
     if not self.diffaugment:
       return x
-    return augment.diff_augment(x, self.diffaugment, seed, replica_id, _replica_count())
+    return augment.diff_augment(x, self.diffaugment, seed, replica_id,
+                                gradients_lib.replica_count())
 
   def augment_pair(self, real, fake, index):
-    """D update `index`'s reals and fakes through DiffAugment, independent draws (compiled per
+    """D round `index`'s reals and fakes through DiffAugment, independent draws (compiled per
     replica under `replica_jit`); unchanged when `diffaugment` is off."""
     if not self.diffaugment:
       return real, fake
@@ -644,10 +357,10 @@ class GAN(keras.Model):
       return (self.diffaugment_images(real, fold(seed, rng.DIFFAUGMENT_REAL), replica_id),
               self.diffaugment_images(fake, fold(seed, rng.DIFFAUGMENT_FAKE), replica_id))
     return self.replica_compiled("diffaugment", both)(
-        real, fake, self.step_seed(index, per_replica=False), _replica_id())
+        real, fake, self.step_seed(index, per_replica=False), gradients_lib.replica_id())
 
-  def discriminator_update(self, real, labels, z, fake_labels, index):
-    """One D update. `index` is k in 0..n_dis-1."""
+  def discriminator_round(self, real, labels, z, fake_labels, index):
+    """D round `index` (k in 0..n_dis-1): here one D step on the round's `DBatch`."""
     self.discriminator_step(self.discriminator_batch(real, labels, z, fake_labels, index))
 
   # ----------------------------------------------------------------- G side
@@ -666,33 +379,28 @@ class GAN(keras.Model):
         fake = self.diffaugment_images(fake, seed, replica_id)
         fake_out = self.discriminate(fake, fake_labels)
         per_example = self.generator_loss(fake_out, fake_labels)
-        loss = average(per_example)
+        loss = gradients_lib.average(per_example)
         if self.generator.losses:
-          loss += tf.add_n(self.generator.losses) / _replica_count()
-        loss = scaled(loss, loss_scale(self.g_optimizer))  # float16: unscaled by the optimizer
+          loss += tf.add_n(self.generator.losses) / gradients_lib.replica_count()
+        # float16: the loss-scaled loss (the optimizer unscales the gradients).
+        loss = gradients_lib.scaled(loss, gradients_lib.loss_scale(self.g_optimizer))
       self.track(g_loss=tf.reduce_mean(per_example))
       return tape.gradient(loss, variables)
     seed = tf.random.experimental.stateless_fold_in(
         self.step_seed(rng.GENERATOR_STEP, per_replica=False), rng.DIFFAUGMENT_FAKE)
     return self.replica_compiled("generator_gradients", gradients)(z, fake_labels, seed,
-                                                                   _replica_id())
+                                                                   gradients_lib.replica_id())
 
   def generator_update(self, z, fake_labels):
     grads = self.generator_gradients(z, fake_labels)
-    scale = loss_scale(self.g_optimizer)
-    norm = unscaled_norm(grads, scale) * _replica_count()
+    scale = gradients_lib.loss_scale(self.g_optimizer)
+    norm = gradients_lib.unscaled_norm(grads, scale) * gradients_lib.replica_count()
     if scale is not None:
       self.track(g_loss_scale=scale)
     self.g_optimizer.apply_gradients(zip(grads, self.generator.trainable_variables))
     self.track(g_grad_norm=norm)
 
   def update_ema(self):
-    """EMA of G's trainable weights; non-trainable state (BN statistics) is copied."""
-    step = tf.cast(self.global_step, tf.float32)
-    decay = tf.where(step > float(self.ema_start_step), self.ema_decay, 0.0)
-    trainable = {id(v) for v in self.generator.trainable_variables}
-    for src, dst in zip(self.generator.weights, self.generator_ema.weights):
-      if id(src) in trainable:
-        dst.assign(decay * dst + (1.0 - decay) * src)
-      else:
-        dst.assign(src)
+    """EMA of G's trainable weights (`ema.update`)."""
+    ema_lib.update(self.generator, self.generator_ema, self.global_step, self.ema_decay,
+                   self.ema_start_step)

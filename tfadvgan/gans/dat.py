@@ -7,9 +7,9 @@ fakes toward the reals': d_r = -eps * step(grad_x |g1(D(x_r)) - mean g1(D(x_f))|
 
 Readings (docs/readings/dat.md, "DAT: readings and decisions", with a table of every difference from
 the release): `objective` per_example (Eq. 9) | batch_mean (the release); `value` loss (g1/g2) |
-logit (the release); `step` sign | raw (Eq. 10; at eps 1 the release's clamp) | l2; `clip` both |
-fake (the release) | none. Batch means are over the *global* batch; under per-replica XLA each D
-update runs in two compiled pieces around their all-reduce (`GAN.gradients_with_global_means`).
+logit (the release); `direction` sign | raw (Eq. 10; at eps 1 the release's clamp) | l2; `clip`
+both | fake (the release) | none. Batch means are over the *global* batch; under per-replica XLA
+each D update runs in two compiled pieces around their all-reduce (`global_means.GlobalMeans`).
 Penalties apply on top, as in the baselines. The attack gradients come from the clean pass's tape.
 """
 
@@ -19,21 +19,33 @@ import tensorflow as tf
 from tfadvgan import attacks
 from tfadvgan import errors
 from tfadvgan.gans import base
+from tfadvgan.gans import global_means
 
 CLIPS = {"both": (True, True), "fake": (False, True), "none": (False, False)}  # (reals, fakes)
 VALUES = ("loss", "logit")
+KNOBS = (
+    errors.Knob("epsilon", float, low=0),
+    errors.Knob("direction", attacks.STEPS),
+    errors.Knob("clean_weight", float, low=0),
+    errors.Knob("adv_weight", float, low=0),
+    errors.Knob("objective", tuple(sorted(attacks.OBJECTIVES))),
+    errors.Knob("value", tuple(sorted(VALUES))),
+    errors.Knob("reuse_clean_pass", bool),
+)
 
 
 @gin.configurable
-class DAT(base.GAN):
+class DAT(base.GAN, global_means.GlobalMeans):
   """GAN whose D objective adds lambda_2-weighted terms on targeted-attacked reals and fakes.
 
   Args:
     epsilon: L-inf radius on the [-1, 1] image scale (the paper gives no value; see
       docs/readings/dat.md).
-    step: "sign" (one-step PGD), "raw" (Eq. 10's -eps * grad, clipped to the ball) or "l2".
-    lambda_clean: lambda_1 on the clean terms (0: the release, D trains on attacked samples only).
-    lambda_adv: lambda_2 on the attacked terms (0 reproduces the baseline update exactly).
+    direction: the attack's direction from the gradient: "sign" (one-step PGD), "raw" (Eq. 10's
+      -eps * grad, clipped to the ball) or "l2" (the gradient scaled to L2 norm eps).
+    clean_weight: lambda_1 on the clean terms (0: the release, D trains on attacked samples
+      only).
+    adv_weight: lambda_2 on the attacked terms (0 reproduces the baseline update exactly).
     clip: which attacked images are clipped to [-1, 1] before D sees them: "both" (True), "fake"
       (the release) or "none" (False; the 2-D toy data).
     objective: "per_example" (Eq. 9: |v(x_i) - m| per example) or "batch_mean" (the release:
@@ -48,28 +60,15 @@ class DAT(base.GAN):
 
   method_name = "dat"
 
-  def __init__(self, generator, discriminator, epsilon=0.01, step="sign", lambda_clean=1.0,
-               lambda_adv=1.0, clip="both", objective="per_example", value="loss",
+  def __init__(self, generator, discriminator, epsilon=0.01, direction="sign", clean_weight=1.0,
+               adv_weight=1.0, clip="both", objective="per_example", value="loss",
                reuse_clean_pass=True, **kwargs):
     super().__init__(generator, discriminator, **kwargs)
-    epsilon = errors.check_float("DAT.epsilon", epsilon, low=0)
-    errors.check(step in attacks.STEPS,
-                 f"Unknown DAT.step {step!r}. Choose one of: {', '.join(attacks.STEPS)}.")
-    lambda_clean = errors.check_float("DAT.lambda_clean", lambda_clean, low=0)
-    lambda_adv = errors.check_float("DAT.lambda_adv", lambda_adv, low=0)
+    errors.set_knobs(self, "DAT", KNOBS, locals())
     clip = {True: "both", False: "none"}[clip] if isinstance(clip, bool) else clip
     self.clip_real, self.clip_fake = errors.choose("DAT.clip", clip, CLIPS)
     self.clip = self.clip_real or self.clip_fake  # clips anything (training's 2-D data check)
-    errors.choose("DAT.objective", objective, dict.fromkeys(attacks.OBJECTIVES))
-    errors.choose("DAT.value", value, dict.fromkeys(VALUES))
     attacks.check_bindings("targeted_one_step")
-    self.epsilon = float(epsilon)
-    self.step = step
-    self.lambda_clean = float(lambda_clean)
-    self.lambda_adv = float(lambda_adv)
-    self.objective = objective
-    self.value = value
-    self.reuse_clean_pass = bool(reuse_clean_pass)
     for name in ("dat_adv_loss", "dat_target_real", "dat_target_fake"):
       self.add_tracker(name)
 
@@ -110,7 +109,7 @@ class DAT(base.GAN):
     v_r, v_f = self.values()
     target_real, target_fake, mean_real, mean_fake = self.means(real_logits, fake_logits)
     grad_real, grad_fake = grads or (None, None)
-    common = dict(epsilon=self.epsilon, step=self.step, objective=self.objective)
+    common = dict(epsilon=self.epsilon, step=self.direction, objective=self.objective)
     real_adv = attacks.targeted_one_step(
         real, lambda x: v_r(self.discriminate(x, labels)["logits"]), target_real,
         clip=self.clip_real, grad=grad_real, mean=mean_real, **common)
@@ -126,7 +125,7 @@ class DAT(base.GAN):
     same ops as a fresh pass (D in training mode on the same batch), without the fresh forward.
     The perturbations ride along in `real_out["dat"]`.
     """
-    if self.lambda_adv == 0.0 or not self.reuse_clean_pass:
+    if self.adv_weight == 0.0 or not self.reuse_clean_pass:
       return super().clean_outputs(batch)
     real, labels, fake, fake_labels, _ = batch
     v_r, v_f = self.values()
@@ -145,9 +144,9 @@ class DAT(base.GAN):
   def discriminator_terms(self, batch, real_out, fake_out):
     """lambda_1 * (the clean terms) + lambda_2 * (the terms on the attacked reals and fakes)."""
     clean = 0.0  # lambda_1 = 0 (the release): no clean terms, no backward through them
-    if self.lambda_clean:
-      clean = self.lambda_clean * super().discriminator_terms(batch, real_out, fake_out)
-    if self.lambda_adv == 0.0:
+    if self.clean_weight:
+      clean = self.clean_weight * super().discriminator_terms(batch, real_out, fake_out)
+    if self.adv_weight == 0.0:
       return clean
     real, labels, fake, fake_labels, _ = batch
     real_adv, fake_adv, target_real, target_fake = real_out.get("dat") or self.perturbations(
@@ -156,7 +155,7 @@ class DAT(base.GAN):
            + self.loss_fn.d_fake(self.discriminate(fake_adv, fake_labels)["logits"]))
     self.track(dat_adv_loss=tf.reduce_mean(adv), dat_target_real=target_real,
                dat_target_fake=target_fake)
-    return clean + self.lambda_adv * adv
+    return clean + self.adv_weight * adv
 
   # ----------------------------------------------------------------- per-replica XLA
   def target_sums(self, real, labels, fake, fake_labels):
@@ -167,7 +166,7 @@ class DAT(base.GAN):
 
   def discriminator_gradients(self, real, labels, fake, fake_labels, step_seed, sources=None,
                               make_real=None):
-    if not self.replica_jit or self.lambda_adv == 0.0:
+    if not self.replica_jit or self.adv_weight == 0.0:
       return super().discriminator_gradients(real, labels, fake, fake_labels, step_seed,
                                              sources=sources, make_real=make_real)
     errors.check(sources is None and make_real is None,

@@ -37,6 +37,20 @@ from tfadvgan import losses as losses_lib
 from tfadvgan import optimizers
 from tfadvgan import rng
 
+KNOBS = (
+    errors.Knob("epsilon", float, low=0),
+    errors.Knob("step_size", float, low=0, allow_none=True),
+    errors.Knob("replays", int, low=1),
+    errors.Knob("delta_init", attacks.FREE_DELTA_INITS),
+    errors.Knob("delta_gradient", attacks.FREE_DELTA_GRADIENTS),
+    errors.Knob("kl_direction", losses_lib.KL_DIRECTIONS),
+    errors.Knob("class_weight", float, low=0),
+    errors.Knob("kl_weight", float, low=0),
+    errors.Knob("g_class_weight", float, low=0),
+    errors.Knob("clip", bool),
+    errors.Knob("anneal_per_train_step", bool),
+)
+
 
 @gin.configurable
 class FastRobGAN(ac.ACGAN):
@@ -49,7 +63,8 @@ class FastRobGAN(ac.ACGAN):
     replays: M, updates per D step on the same real and fake batch (Table 4.1: 2).
     delta_init: "uniform" (U(-eps, eps), Algorithm 2 line 1), "clamped_normal" (clip(N(0, 1),
       -eps, eps), the release) or "zeros".
-    batch_size: global batch size the perturbation is made for; None reads `train.batch_size`.
+    batch_size: global batch size the perturbation is made for (`train.batch_size`, which
+      `build_gan` passes in when this is not bound).
     sample_shape: shape of one sample; None takes the generator's `output_shape_`.
     clip: D sees clip(x_r + delta, -1, 1) (turn off only for unbounded data).
     delta_gradient: "straight_through" (the release: grad_delta is the gradient at the clipped
@@ -70,30 +85,8 @@ class FastRobGAN(ac.ACGAN):
                kl_direction="uniform_to_p", g_class_weight=1.0, anneal_per_train_step=True,
                **kwargs):
     super().__init__(generator, discriminator, **kwargs)
-    epsilon = errors.check_float("FastRobGAN.epsilon", epsilon, low=0)
-    step_size = errors.check_float("FastRobGAN.step_size", step_size, low=0, allow_none=True)
-    step_size = epsilon if step_size is None else step_size
-    replays = errors.check_int("FastRobGAN.replays", replays, low=1)
-    for knob, value, choices in (("delta_init", delta_init, attacks.FREE_DELTA_INITS),
-                                 ("delta_gradient", delta_gradient, attacks.FREE_DELTA_GRADIENTS),
-                                 ("kl_direction", kl_direction, losses_lib.KL_DIRECTIONS)):
-      errors.check(value in choices, f"Unknown FastRobGAN.{knob} {value!r}. Choose one of: "
-                   f"{', '.join(choices)}.")
-    class_weight = errors.check_float("FastRobGAN.class_weight", class_weight, low=0)
-    kl_weight = errors.check_float("FastRobGAN.kl_weight", kl_weight, low=0)
-    g_class_weight = errors.check_float("FastRobGAN.g_class_weight", g_class_weight, low=0)
-    self.epsilon = float(epsilon)
-    self.step_size = float(step_size)
-    self.replays = int(replays)
-    self.delta_init = delta_init
-    self.clip = bool(clip)
-    self.delta_gradient = delta_gradient
-    self.class_weight = float(class_weight)
-    self.kl_weight = float(kl_weight)
-    self.kl_direction = kl_direction
-    self.g_class_weight = float(g_class_weight)
-    self.anneal_per_train_step = bool(anneal_per_train_step)
-
+    errors.set_knobs(self, "FastRobGAN", KNOBS, locals())
+    self.step_size = self.epsilon if self.step_size is None else self.step_size
     if sample_shape is None:
       sample_shape = getattr(generator, "output_shape_", None)
     errors.check(sample_shape is not None,
@@ -130,9 +123,9 @@ class FastRobGAN(ac.ACGAN):
     super().compile(d_optimizer, g_optimizer, **kwargs)
 
   # ----------------------------------------------------------------- D side
-  def discriminator_update(self, real, labels, z, fake_labels, index):
-    """One D step: M replays on the same real and fake batch (augmented once, with DiffAugment
-    on), delta updated after each."""
+  def discriminator_round(self, real, labels, z, fake_labels, index):
+    """One D round: M D steps (replays) on the same real and fake batch (augmented once, with
+    DiffAugment on), delta updated after each."""
     fake = self.fakes(z, fake_labels)
     real, fake = self.augment_pair(real, fake, index)
     make_real = functools.partial(attacks.free_adversarial_input, real, clip=self.clip,

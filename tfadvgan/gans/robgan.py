@@ -6,7 +6,7 @@ Class-conditional: G uses conditional BN, D has a real/fake logit D^b and a clas
 (`build_discriminator.head = 'ac'`). Each of the `n_dis` D updates:
 
   1. attacks the real batch with L-inf PGD (`perturb_real`): `pgd_steps` sign steps of
-     `pgd_step_size` that increase  attack_adv_weight * BCE(D^b(x), real)
+     `step_size` that increase  attack_adv_weight * BCE(D^b(x), real)
      + attack_class_weight * CE(D^c(x), y)  (the release: 0.5 / 0.5), each followed by projection
      onto the eps-ball and onto [-1, 1]; no random start by default; D in inference mode during the
      attack (BN running statistics, no spectral-norm power iteration) unless `attack_training`;
@@ -34,6 +34,19 @@ from tfadvgan import losses as losses_lib
 from tfadvgan import rng
 
 CLASS_LOSSES = ("split", "acgan")
+KNOBS = (
+    errors.Knob("epsilon", float, low=0),
+    errors.Knob("pgd_steps", int, low=1),
+    errors.Knob("step_size", float, low=0),
+    errors.Knob("attack_adv_weight", float, low=0),
+    errors.Knob("attack_class_weight", float, low=0),
+    errors.Knob("class_loss", CLASS_LOSSES),
+    errors.Knob("class_weight", float, low=0),
+    errors.Knob("g_class_weight", float, low=0),
+    errors.Knob("random_start", bool),
+    errors.Knob("attack_training", bool),
+    errors.Knob("clip", bool),
+)
 
 
 @gin.configurable
@@ -44,7 +57,7 @@ class RobGAN(ac.ACGAN):
     epsilon: L-inf radius on the [-1, 1] scale (release: 0.03125 at 64 px, 0.0625 at 128 px);
       0 turns the attack off.
     pgd_steps: PGD steps K (release: 5).
-    pgd_step_size: size of each sign step (release: 0.0078, whatever epsilon).
+    step_size: size of each sign step (release: 0.0078, whatever epsilon).
     random_start: start PGD from a uniform point in the ball (release: no).
     attack_training: run D in training mode during the attack (release: inference mode).
     attack_adv_weight: weight of BCE(D^b(x), real) = softplus(-D^b(x)) in the attacked loss.
@@ -58,37 +71,16 @@ class RobGAN(ac.ACGAN):
 
   method_name = "robgan"
 
-  def __init__(self, generator, discriminator, epsilon=0.03125, pgd_steps=5, pgd_step_size=0.0078,
+  def __init__(self, generator, discriminator, epsilon=0.03125, pgd_steps=5, step_size=0.0078,
                random_start=False, attack_training=False, attack_adv_weight=0.5,
                attack_class_weight=0.5, class_loss="split", class_weight=1.0, g_class_weight=1.0,
                clip=True, **kwargs):
     super().__init__(generator, discriminator, **kwargs)
-    epsilon = errors.check_float("RobGAN.epsilon", epsilon, low=0)
-    pgd_steps = errors.check_int("RobGAN.pgd_steps", pgd_steps, low=1)
-    pgd_step_size = errors.check_float("RobGAN.pgd_step_size", pgd_step_size, low=0)
-    attack_adv_weight = errors.check_float("RobGAN.attack_adv_weight", attack_adv_weight, low=0)
-    attack_class_weight = errors.check_float("RobGAN.attack_class_weight", attack_class_weight,
-                                             low=0)
-    errors.check(attack_adv_weight + attack_class_weight > 0,
+    errors.set_knobs(self, "RobGAN", KNOBS, locals())
+    errors.check(self.attack_adv_weight + self.attack_class_weight > 0,
                  "RobGAN.attack_adv_weight and RobGAN.attack_class_weight are both 0; set at "
                  "least one > 0 (or RobGAN.epsilon = 0 to turn the attack off).")
-    errors.check(class_loss in CLASS_LOSSES,
-                 f"Unknown RobGAN.class_loss {class_loss!r}. Choose one of: "
-                 f"{', '.join(CLASS_LOSSES)}.")
-    class_weight = errors.check_float("RobGAN.class_weight", class_weight, low=0)
-    g_class_weight = errors.check_float("RobGAN.g_class_weight", g_class_weight, low=0)
     attacks.check_bindings("pgd")
-    self.epsilon = float(epsilon)
-    self.pgd_steps = int(pgd_steps)
-    self.pgd_step_size = float(pgd_step_size)
-    self.random_start = bool(random_start)
-    self.attack_training = bool(attack_training)
-    self.attack_adv_weight = float(attack_adv_weight)
-    self.attack_class_weight = float(attack_class_weight)
-    self.class_loss = class_loss
-    self.class_weight = float(class_weight)
-    self.g_class_weight = float(g_class_weight)
-    self.clip = bool(clip)
     if class_loss == "acgan":
       self.add_tracker("class_fake")
 
@@ -112,7 +104,7 @@ class RobGAN(ac.ACGAN):
       return real
     seed = tf.random.experimental.stateless_fold_in(step_seed, rng.ROBGAN_PGD)
     return tf.stop_gradient(attacks.pgd(
-        real, self.attack_loss_fn(labels), self.epsilon, self.pgd_steps, self.pgd_step_size,
+        real, self.attack_loss_fn(labels), self.epsilon, self.pgd_steps, self.step_size,
         random_start=self.random_start, seed=seed, clip=self.clip))
 
   def perturb_real(self, real, labels, step_seed):

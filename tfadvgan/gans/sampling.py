@@ -1,4 +1,5 @@
-"""Sampling from a trained GAN (the EMA generator when the run has one)."""
+"""Sampling from a trained GAN (the EMA generator when the run has one): arrays in memory;
+`images.write_samples` writes them to files."""
 
 import weakref
 
@@ -6,7 +7,6 @@ import numpy as np
 import tensorflow as tf
 
 from tfadvgan import errors
-from tfadvgan import io
 from tfadvgan import rng
 from tfadvgan.gans import latents
 
@@ -110,25 +110,3 @@ def _compiled(g):
     fn = tf.function(lambda z, labels: g_ref()(z, labels, training=False))
     _COMPILED[g] = fn
   return fn
-
-
-def write_samples(out_dir, samples, labels=None, per_grid=64):
-  """Writes `samples.npz` (`images`, and `labels` when given) and, for images, PNG grids of
-  `per_grid` samples (`grid_000.png`, ...) to `out_dir` (any tf.io.gfile path).
-
-  Returns:
-    (npz path, [PNG paths]).
-  """
-  from tfadvgan import images  # pylint: disable=g-import-not-at-top
-  errors.check(per_grid >= 1, f"--per_grid must be >= 1; got {per_grid}.")
-  io.makedirs(out_dir)
-  written = []
-  if samples.ndim == 4:
-    for j, i in enumerate(range(0, len(samples), per_grid)):
-      path = io.join(out_dir, f"grid_{j:03d}.png")
-      images.write_png(path, images.grid(samples[i:i + per_grid]))
-      written.append(path)
-  arrays = {"images": samples} if labels is None else {"images": samples, "labels": labels}
-  npz = io.join(out_dir, "samples.npz")
-  io.save_npz(npz, **arrays)
-  return npz, written

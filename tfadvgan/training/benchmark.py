@@ -154,7 +154,7 @@ def prepare(config_files, params, shape=None, batch_size=None, strategy="default
     labels = np.arange(n) % 10
     source = data_lib.from_arrays(images, labels)
   gan = loop.build_gan(source.shape, source.num_classes, strategy=strategy_obj,
-                       mixed_precision=configured_mixed_precision())
+                       mixed_precision=configured_mixed_precision(), batch_size=b)
   ds = data_lib.make_train_dataset(source, batch_size=b, n_dis=gan.n_dis,
                                    latent_dim=gan.generator.latent_dim,
                                    conditional=gan.conditional, seed=0)

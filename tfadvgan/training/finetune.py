@@ -19,7 +19,7 @@ partial run. Check the result with
 
 Every step minimises (Eq. 10)
 
-  CE(f(PGD(x_r)), y_r) + lam * CE(f(PGD(x_f)), y_f),   x_f = G(z, y_f)
+  CE(f(PGD(x_r)), y_r) + fake_weight * CE(f(PGD(x_f)), y_f),   x_f = G(z, y_f)
 
 with G frozen in inference mode (the run's sampler: the EMA copy when the run has one) and y_f
 uniform, as G was asked for. PGD is L-inf, increases the CE of the class head only, and projects
@@ -57,6 +57,23 @@ from tfadvgan.training import loop
 FINETUNE_FILE = "finetune.json"
 FINETUNE_CONFIG_FILE = "finetune_operative_config.gin"
 OPTIMIZERS = ("sgd", "adam")
+KNOBS = (  # of finetune_classifier (ClassifierFinetuner); stage_steps and clip are checked apart
+    errors.Knob("fake_weight", float, low=0),
+    errors.Knob("epsilon", float, low=0),
+    errors.Knob("pgd_steps", int, low=1),
+    errors.Knob("step_size", float, low=0, allow_none=True, hint="(None: epsilon / 5)"),
+    errors.Knob("optimizer", OPTIMIZERS),
+    errors.Knob("learning_rate", float, low=0, low_inclusive=False),
+    errors.Knob("momentum", float, low=0, high=1, high_inclusive=False),
+    errors.Knob("weight_decay", float, low=0),
+    errors.Knob("stage_decay", float, low=0, low_inclusive=False),
+    errors.Knob("batch_size", int, low=1, allow_none=True),
+    errors.Knob("seed", int),
+    errors.Knob("log_every_steps", int, low=1),
+    errors.Knob("random_start", bool),
+    errors.Knob("update_training", bool),
+    errors.Knob("jit_compile", bool),
+)
 
 
 def _frozen_layers(discriminator):
@@ -72,14 +89,15 @@ class ClassifierFinetuner:
 
   `step(x_real, y_real, z, y_fake, seed)` is one update (compiled with `tf.function`) on
 
-    mean CE(D^c(PGD(x_r)), y_r) + lam * mean CE(D^c(PGD(G(z, y_f))), y_f)
+    mean CE(D^c(PGD(x_r)), y_r) + fake_weight * mean CE(D^c(PGD(G(z, y_f))), y_f)
 
   Readings (paper Sec. 3.3 / the authors' release xuanqing94/RobGAN, finetune.py, finetune.sh,
   miscs/pgd.py `attack_label_Linf_PGD`):
 
-  * lam: 0.5. The paper gives no value; the release README says "typically 0.3~0.8" (its scripts
-    use 0, 0.3 and 1). `lam = 0` skips the fakes (no G call), as the release does.
-  * Attack: `pgd_steps` (release `--steps 5`) L-inf sign steps of `pgd_step_size` (default
+  * fake_weight (the paper's lambda): 0.5. The paper gives no value; the release README says
+    "typically 0.3~0.8" (its scripts use 0, 0.3 and 1). `fake_weight = 0` skips the fakes (no G
+    call), as the release does.
+  * Attack: `pgd_steps` (release `--steps 5`) L-inf sign steps of `step_size` (default
     epsilon / 5, the release's `Linf_SGD(lr=epsilon / 5)`) on the class CE alone, no random start,
     projection to the eps-ball and [-1, 1] after every step; epsilon 0.03125 on the [-1, 1] scale
     (the release's 64 px and 128 px value, also `RobGAN.epsilon`'s default). The reals and the
@@ -113,10 +131,10 @@ class ClassifierFinetuner:
 
   Args:
     gan: a trained conditional GAN whose D has an auxiliary-classifier head (`head = 'ac'`).
-    lam: weight of the fake-image term (>= 0).
+    fake_weight: weight of the fake-image term (>= 0).
     epsilon: L-inf radius of the attack on the [-1, 1] scale; 0 turns the attack off.
     pgd_steps: PGD steps (int >= 1).
-    pgd_step_size: size of each sign step; None means epsilon / 5.
+    step_size: size of each PGD sign step; None means epsilon / 5.
     random_start: start PGD from a uniform point of the ball (release: no).
     clip: keep attacked inputs in [-1, 1]; None means yes for images, no for 2-D points.
     optimizer: 'adam' (the release's Eq. 10 version) or 'sgd' (its first commit).
@@ -132,7 +150,7 @@ class ClassifierFinetuner:
     jit_compile: compile the step with XLA.
   """
 
-  def __init__(self, gan, lam=0.5, epsilon=0.03125, pgd_steps=5, pgd_step_size=None,
+  def __init__(self, gan, fake_weight=0.5, epsilon=0.03125, pgd_steps=5, step_size=None,
                random_start=False, clip=None, optimizer="adam", learning_rate=1e-3, momentum=0.9,
                weight_decay=0.0, stage_steps=(2000, 2000, 1000, 1000), stage_decay=0.1,
                update_training=False, batch_size=None, seed=0, log_every_steps=100,
@@ -144,47 +162,17 @@ class ClassifierFinetuner:
                  f"{name}.stage_steps must be a non-empty sequence of integers >= 1 (steps per "
                  f"learning-rate stage), e.g. (4000, 2000, 2000, 1000); got {stage_steps!r}.")
     ac.check_ac_discriminator(gan, "Classifier fine-tuning (Rob-GAN Eq. 10)")
-    lam = errors.check_float(f"{name}.lam", lam, low=0)
-    epsilon = errors.check_float(f"{name}.epsilon", epsilon, low=0)
-    errors.check(isinstance(pgd_steps, int) and not isinstance(pgd_steps, bool) and pgd_steps >= 1,
-                 f"{name}.pgd_steps must be an integer >= 1; got {pgd_steps!r}.")
-    pgd_step_size = errors.check_float(f"{name}.pgd_step_size", pgd_step_size, low=0,
-                                       allow_none=True, hint="(None: epsilon / 5)")
-    errors.check(optimizer in OPTIMIZERS,
-                 f"Unknown {name}.optimizer {optimizer!r}. Choose one of: {', '.join(OPTIMIZERS)}.")
-    learning_rate = errors.check_float(f"{name}.learning_rate", learning_rate, low=0,
-                                       low_inclusive=False)
-    momentum = errors.check_float(f"{name}.momentum", momentum, low=0, high=1,
-                                  high_inclusive=False)
-    weight_decay = errors.check_float(f"{name}.weight_decay", weight_decay, low=0)
-    stage_decay = errors.check_float(f"{name}.stage_decay", stage_decay, low=0,
-                                     low_inclusive=False)
-    errors.check(batch_size is None or (isinstance(batch_size, int) and batch_size >= 1),
-                 f"{name}.batch_size must be an integer >= 1 or None; got {batch_size!r}.")
-    errors.check(isinstance(seed, int), f"{name}.seed must be an integer; got {seed!r}.")
-    errors.check(isinstance(log_every_steps, int) and log_every_steps >= 1,
-                 f"{name}.log_every_steps must be an integer >= 1; got {log_every_steps!r}.")
+    checked = errors.check_knobs(name, KNOBS, locals())
+    self.optimizer_name = checked.pop("optimizer")  # `optimizer` is the Keras optimizer below
+    self.base_learning_rate = checked.pop("learning_rate")  # `learning_rate(step)`: the schedule
+    vars(self).update(checked)
     self.gan = gan
     self.generator = gan.sampler()
-    self.lam = float(lam)
-    self.epsilon = float(epsilon)
-    self.pgd_steps = int(pgd_steps)
-    self.pgd_step_size = float(epsilon / 5.0 if pgd_step_size is None else pgd_step_size)
-    self.random_start = bool(random_start)
+    self.step_size = float(self.epsilon / 5.0 if self.step_size is None else self.step_size)
     if clip is None:
       clip = len(getattr(gan.discriminator, "input_shape_", (0, 0, 0))) >= 3
     self.clip = bool(clip)
-    self.optimizer_name = optimizer
-    self.base_learning_rate = float(learning_rate)
-    self.momentum = float(momentum)
-    self.weight_decay = float(weight_decay)
     self.stage_steps = stages
-    self.stage_decay = float(stage_decay)
-    self.update_training = bool(update_training)
-    self.batch_size = batch_size
-    self.seed = int(seed)
-    self.log_every_steps = int(log_every_steps)
-    self.jit_compile = bool(jit_compile)
 
     values = [self.base_learning_rate * self.stage_decay ** i for i in range(len(stages))]
     if len(stages) == 1:
@@ -214,7 +202,7 @@ class ClassifierFinetuner:
                                       autograph=False, reduce_retracing=True)
     # The run loop's bookkeeping stays on the device: window sums of the logs and the first
     # non-finite one, read by the host only at log intervals (`read_window`).
-    self.log_keys = (["ce_real", "acc_real"] + (["ce_fake", "acc_fake"] if self.lam > 0 else [])
+    self.log_keys = (["ce_real", "acc_real"] + (["ce_fake", "acc_fake"] if self.fake_weight > 0 else [])
                      + ["loss", "grad_norm", "learning_rate"])
     self._window = tf.Variable(tf.zeros([len(self.log_keys)]), trainable=False)
     self._window_count = tf.Variable(0.0, trainable=False)
@@ -246,7 +234,7 @@ class ClassifierFinetuner:
       return losses_lib.class_cross_entropy(self.class_logits(v, labels, False), labels)
 
     return tf.stop_gradient(attacks.pgd(
-        x, loss_fn, self.epsilon, self.pgd_steps, self.pgd_step_size,
+        x, loss_fn, self.epsilon, self.pgd_steps, self.step_size,
         random_start=self.random_start, seed=seed, clip=self.clip))
 
   def train_step(self, x_real, y_real, z, y_fake, seed):
@@ -256,7 +244,7 @@ class ClassifierFinetuner:
     x_real = tf.convert_to_tensor(x_real, tf.float32)
     fold_in = tf.random.experimental.stateless_fold_in
     x_real_adv = self.attack(x_real, y_real, fold_in(seed, rng.FINETUNE_REAL_PGD))
-    use_fakes = self.lam > 0.0
+    use_fakes = self.fake_weight > 0.0
     if use_fakes:
       y_fake = tf.cast(y_fake, tf.int32)
       x_fake = tf.stop_gradient(
@@ -273,7 +261,7 @@ class ClassifierFinetuner:
       if use_fakes:
         logits_fake = self.class_logits(x_fake_adv, y_fake, self.update_training)
         ce_fake = tf.reduce_mean(losses_lib.class_cross_entropy(logits_fake, y_fake))
-        loss = loss + self.lam * ce_fake
+        loss = loss + self.fake_weight * ce_fake
         logs.update(ce_fake=ce_fake, acc_fake=ac.class_accuracy(logits_fake, y_fake))
       total = loss
       if self.gan.discriminator.losses:
@@ -331,8 +319,8 @@ class ClassifierFinetuner:
 
   def settings(self):
     """The resolved knobs, for finetune.json."""
-    return {"lam": self.lam, "epsilon": self.epsilon, "pgd_steps": self.pgd_steps,
-            "pgd_step_size": self.pgd_step_size, "random_start": self.random_start,
+    return {"fake_weight": self.fake_weight, "epsilon": self.epsilon, "pgd_steps": self.pgd_steps,
+            "step_size": self.step_size, "random_start": self.random_start,
             "clip": self.clip, "optimizer": self.optimizer_name,
             "learning_rate": self.base_learning_rate, "momentum": self.momentum,
             "weight_decay": self.weight_decay, "stage_steps": list(self.stage_steps),
@@ -365,13 +353,13 @@ def finetune_run(model_dir, out_dir, gin_bindings=(), gin_files=()):
       auxiliary-classifier head (Rob-GAN, Fast-RobGAN).
     out_dir: the new run directory (must differ from `model_dir`; new or empty).
     gin_bindings: bindings applied after the run's own config, e.g.
-      'finetune_classifier.lam = 0.3' or "dataset.path = '/moved/data.npz'".
+      'finetune_classifier.fake_weight = 0.3' or "dataset.path = '/moved/data.npz'".
     gin_files: gin files applied (before `gin_bindings`) after the run's own config.
 
   Returns:
-    The summary written to `out_dir/finetune.json` (source_checkpoint, checkpoint, steps, lam, the
-    other settings, and `final`: the values logged at the last step, means over the last
-    `log_every_steps` window).
+    The summary written to `out_dir/finetune.json` (source_checkpoint, checkpoint, steps,
+    fake_weight, the other settings, and `final`: the values logged at the last step, means over
+    the last `log_every_steps` window).
 
   Raises:
     ConfigError: bad directories, bindings or settings, missing data, or a diverged loss.
@@ -395,7 +383,7 @@ def finetune_run(model_dir, out_dir, gin_bindings=(), gin_files=()):
     trainer = ClassifierFinetuner(gan)
   except errors.ConfigError as e:
     raise errors.ConfigError(config.strip_gin_context(str(e))) from None
-  batch_size = trainer.batch_size or config.train_batch_size()
+  batch_size = trainer.batch_size or loop.run_batch_size()
   source = _load_source(info)
   errors.check(source.num_classes == gan.generator.num_classes,
                f"The data has {source.num_classes} classes but the run's generator has "
@@ -415,7 +403,7 @@ def finetune_run(model_dir, out_dir, gin_bindings=(), gin_files=()):
     writer = tf.summary.create_file_writer(io.join(staging, "finetune"))
     total = trainer.total_steps
     logging.info(f"fine-tuning {source_ckpt}: {total} steps of batch {batch_size}, "
-                 f"lam {trainer.lam}, epsilon {trainer.epsilon}, {trainer.optimizer_name} "
+                 f"fake_weight {trainer.fake_weight}, epsilon {trainer.epsilon}, {trainer.optimizer_name} "
                  f"lr {trainer.base_learning_rate}")
     t0 = time.time()
     final = {}

@@ -14,6 +14,7 @@ Multi-worker: only the chief writes these; every worker takes part in checkpoint
 into a temporary directory that is deleted after each save) and restores from the chief's.
 """
 
+import inspect
 import json
 import os
 import signal
@@ -43,6 +44,15 @@ from tfadvgan.training import engine as engine_lib
 from tfadvgan import optimizers
 
 RUN_FILE = "run.json"
+DEFAULT_BATCH_SIZE = 64  # `train.batch_size` when gin binds none
+
+
+def run_batch_size():
+  """The run's global batch size: `train.batch_size` as gin binds it, else its default."""
+  try:
+    return gin.query_parameter("train.batch_size")
+  except ValueError:
+    return DEFAULT_BATCH_SIZE
 
 
 class TrainingDiverged(errors.ConfigError):
@@ -57,10 +67,11 @@ def _build_optimizers():
   return d_opt, g_opt
 
 
-@gin.configurable("build_gan", denylist=["shape", "num_classes", "strategy", "mixed_precision"])
+@gin.configurable("build_gan", denylist=["shape", "num_classes", "strategy", "mixed_precision",
+                                         "batch_size"])
 def build_gan(shape, num_classes, strategy=None, method="gan", latent_dim=100, conditional=None,
               jit_compile=None, steps_per_execution=None, run_eagerly=False,
-              mixed_precision="none"):
+              mixed_precision="none", batch_size=None):
   """Builds and compiles G, D and the method's GAN under `strategy`'s scope.
 
   Args:
@@ -82,6 +93,8 @@ def build_gan(shape, num_classes, strategy=None, method="gan", latent_dim=100, c
       leave it at 'none': float32 models restore any run's checkpoint). G and D are built with
       that Keras policy (the EMA copy, used only for sampling, stays float32); with 'float16'
       both optimizers are wrapped in `optimizers.LossScaleOptimizer`.
+    batch_size: the run's global batch size, for a method whose state is made per batch
+      (Fast-RobGAN's perturbation) when gin binds none of its own; None: `run_batch_size()`.
   """
   models.check_mixed_precision(mixed_precision, "build_gan mixed_precision")
   strategy = strategy or tf.distribute.get_strategy()
@@ -116,7 +129,7 @@ def build_gan(shape, num_classes, strategy=None, method="gan", latent_dim=100, c
     jit = False
   with strategy.scope():
     gan = method_cls(generator=generator, discriminator=discriminator, conditional=conditional,
-                     generator_factory=make_generator)
+                     generator_factory=make_generator, **_method_batch_size(method_cls, batch_size))
     gan.mixed_precision = mixed_precision
     d_opt, g_opt = _build_optimizers()
     if mixed_precision == "float16":
@@ -133,6 +146,15 @@ def _method_head(method_cls):
   if head is None or "head" in gin.get_bindings(models.build_discriminator):
     return {}
   return {"head": head}
+
+
+def _method_batch_size(method_cls, batch_size):
+  """{"batch_size": the run's global batch} for a method that takes one (Fast-RobGAN), unless gin
+  binds the method's own to a value (a run's operative config may hold `batch_size = None`)."""
+  takes = "batch_size" in inspect.signature(method_cls.__init__).parameters
+  if not takes or gin.get_bindings(method_cls).get("batch_size") is not None:
+    return {}
+  return {"batch_size": run_batch_size() if batch_size is None else batch_size}
 
 
 def _has_synchronized_bn(*networks):
@@ -240,7 +262,7 @@ def _run_summary(gan, writer, source):
 @gin.configurable(denylist=["model_dir"])
 def train(model_dir,
           num_steps=1000,
-          batch_size=config.DEFAULT_BATCH_SIZE,
+          batch_size=DEFAULT_BATCH_SIZE,
           seed=0,
           log_every_steps=100,
           checkpoint_every_steps=1000,
@@ -328,7 +350,7 @@ def train(model_dir,
     source, fell_back = load_source(fallback_to_ring, with_fallback=True)
     check_batch_fits(source, batch_size)
     gan = build_gan(source.shape, source.num_classes, strategy=strategy_obj,
-                    mixed_precision=mixed_precision)
+                    mixed_precision=mixed_precision, batch_size=batch_size)
     gan.stopped_early = None  # a `cluster.StoppedEarly` when training stops before num_steps
     # Every method's `clip` clips attacked inputs to the [-1, 1] image range, which would silently
     # squash the 2-D mixtures (the ring has radius 2, the grid reaches 4).

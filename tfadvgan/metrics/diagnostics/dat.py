@@ -50,7 +50,7 @@ def first_order_attack(gan):
   """``(epsilon, step)`` of the attack whose Eqs. 11-13 expansion is checked: a DAT run's own,
   else ``FIRST_ORDER_EPSILON`` with sign steps."""
   if measures_attack_success(gan):
-    return gan.epsilon, gan.step
+    return gan.epsilon, gan.direction
   return FIRST_ORDER_EPSILON, FIRST_ORDER_STEP
 
 
