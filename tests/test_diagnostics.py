@@ -537,7 +537,7 @@ def test_metrics_decides_which_diagnostics_apply_to_a_method():
 
   run = object.__new__(MyDAT)  # the class decides: no networks needed
   object.__setattr__(run, "epsilon", 0.03)
-  object.__setattr__(run, "step", "l2")
+  object.__setattr__(run, "direction", "l2")
   assert diag.measures_attack_success(run) and dat.first_order_attack(run) == (0.03, "l2")
   for cls in (gans.GAN, gans.ASGAN, gans.RobGAN):
     other = object.__new__(cls)
