@@ -154,7 +154,7 @@ def test_targeted_one_step_moves_value_toward_target(step):
   v = value_fn(X).numpy()
   target = v + np.array([1.0, -1.0, 2.0, -0.5], np.float32)
   eps = 0.05
-  out = attacks.targeted_one_step(X, value_fn, target, eps, step=step).numpy()
+  out = attacks.targeted_one_step(X, value_fn, target, eps, direction=step).numpy()
   delta = out - X
   assert np.abs(delta).max() <= eps + 1e-7
   moved = value_fn(out).numpy() - v
@@ -172,8 +172,8 @@ def test_targeted_one_step_moves_value_toward_target(step):
 
 def test_targeted_raw_step_is_batch_size_independent():
   value_fn = lambda x: tf.reduce_sum(tf.square(x) * W, axis=[1, 2, 3])
-  full = attacks.targeted_one_step(X, value_fn, 0.0, 1.0, step="raw", clip=False).numpy()
-  one = attacks.targeted_one_step(X[:1], value_fn, 0.0, 1.0, step="raw", clip=False).numpy()
+  full = attacks.targeted_one_step(X, value_fn, 0.0, 1.0, direction="raw", clip=False).numpy()
+  one = attacks.targeted_one_step(X[:1], value_fn, 0.0, 1.0, direction="raw", clip=False).numpy()
   np.testing.assert_allclose(full[:1], one, atol=1e-7)
 
 
@@ -227,7 +227,7 @@ def test_attacks_compile_with_xla():
         attacks.pgd(x, loss_fn, 0.1, 3, 0.04, random_start=True, seed=seed),
         attacks.pgd(x, loss_fn, 0.1, 2, 0.04, random_start=True, seed=seed, norm="l2"),
         attacks.gaussian(x, 0.1, seed),
-        attacks.targeted_one_step(x, loss_fn, 0.5, 0.1, step="raw"),
+        attacks.targeted_one_step(x, loss_fn, 0.5, 0.1, direction="raw"),
         attacks.free_delta_update(x * 0.1, x, 0.02, 0.03),
         attacks.free_delta_init(SHAPE, 0.03, seed),
         attacks.get("none")(x, loss_fn, 0.1),
@@ -262,5 +262,5 @@ def test_registry_and_errors():
     attacks.pgd(X, loss_fn, 0.1, 0, 0.01)
   with pytest.raises(errors.ConfigError, match="norm"):
     attacks.pgd(X, loss_fn, 0.1, 1, 0.01, norm="l1")
-  with pytest.raises(errors.ConfigError, match="step"):
-    attacks.targeted_one_step(X, loss_fn, 0.0, 0.1, step="newton")
+  with pytest.raises(errors.ConfigError, match="direction must be one of"):
+    attacks.targeted_one_step(X, loss_fn, 0.0, 0.1, direction="newton")

@@ -42,7 +42,7 @@ from tfadvgan.attacks.free import free_adversarial_input
 from tfadvgan.attacks.free import free_delta_init
 from tfadvgan.attacks.free import free_delta_update
 from tfadvgan.attacks.targeted import OBJECTIVES
-from tfadvgan.attacks.targeted import STEPS
+from tfadvgan.attacks.targeted import DIRECTIONS
 from tfadvgan.attacks.targeted import targeted_gap
 from tfadvgan.attacks.targeted import targeted_one_step
 from tfadvgan.attacks.untargeted import default_pgd_step_size
@@ -54,7 +54,7 @@ from tfadvgan.rng import normal, split_seed, uniform  # noqa: F401  (the attacks
 
 __all__ = [
     "fgsm", "pgd", "default_pgd_step_size", "gaussian", "NORMS", "targeted_one_step",
-    "targeted_gap", "STEPS", "OBJECTIVES", "free_delta_init", "free_delta_update",
+    "targeted_gap", "DIRECTIONS", "OBJECTIVES", "free_delta_init", "free_delta_update",
     "free_adversarial_input", "FREE_DELTA_INITS", "FREE_DELTA_GRADIENTS", "none", "get",
     "check_bindings", "REGISTRY",
 ]

@@ -1,6 +1,6 @@
 """DAT's targeted attack (Eqs. 9-10): one step that moves each value towards a target.
 
-``targeted_one_step`` *decreases* ``|value_fn(x) - target|``. ``step="raw"`` is the paper's
+``targeted_one_step`` *decreases* ``|value_fn(x) - target|``. ``direction="raw"`` is the paper's
 literal ``delta = -epsilon * grad``; it is then clipped to ``[-epsilon, epsilon]`` per pixel so
 ``||delta||_inf <= epsilon`` (the paper leaves it unbounded; at ``epsilon = 1`` this is the DAT
 release's ``x - grad.clamp(-1, 1)``). ``"sign"`` (default) is the FGSM-style step of Eq. 6
@@ -16,7 +16,7 @@ from tfadvgan import errors
 from tfadvgan import ops
 from tfadvgan.attacks import common
 
-STEPS = ("sign", "raw", "l2")
+DIRECTIONS = ("sign", "raw", "l2")
 OBJECTIVES = ("per_example", "batch_mean")
 
 
@@ -47,9 +47,9 @@ def targeted_gap(values, target, objective="per_example", mean=None):
 
 
 @gin.configurable("attack_targeted_one_step")
-def targeted_one_step(x, value_fn, target, epsilon, step="sign", clip=True, clip_min=-1.0,
+def targeted_one_step(x, value_fn, target, epsilon, direction="sign", clip=True, clip_min=-1.0,
                       clip_max=1.0, grad=None, objective="per_example", mean=None):
-  """DAT Eqs. 9-10: one step ``delta = -epsilon * step(grad_x targeted_gap(value_fn(x), target))``.
+  """DAT Eqs. 9-10: one step ``delta = -epsilon * direction(grad_x targeted_gap(value_fn(x), target))``.
 
   Moves each example's value towards ``target`` (e.g. ``value_fn = g1(D(.))`` on reals with
   ``target`` the batch mean of ``g1`` on fakes, per the DAT reading chosen by the caller).
@@ -59,7 +59,7 @@ def targeted_one_step(x, value_fn, target, epsilon, step="sign", clip=True, clip
     value_fn: ``x -> [B]`` per-example value.
     target: scalar or ``[B]`` target value (treated as a constant).
     epsilon: L-inf budget (>= 0).
-    step: ``"sign"`` (``|delta| = epsilon``), ``"raw"`` (paper's ``-epsilon * grad``, clipped to
+    direction: ``"sign"`` (``|delta| = epsilon``), ``"raw"`` (paper's ``-epsilon * grad``, clipped to
       ``[-epsilon, epsilon]``) or ``"l2"`` (``||delta||_2 = epsilon`` per example).
     clip: clip the result to ``[clip_min, clip_max]``.
     clip_min: lower end of the valid input range.
@@ -74,8 +74,9 @@ def targeted_one_step(x, value_fn, target, epsilon, step="sign", clip=True, clip
   """
   common.check_epsilon(epsilon, attack="attack_targeted_one_step")
   common.check_range("attack_targeted_one_step", clip_min, clip_max)
-  errors.check(step in STEPS,
-               f"targeted_one_step step must be one of {', '.join(STEPS)}; got {step!r}.")
+  errors.check(direction in DIRECTIONS,
+               f"targeted_one_step direction must be one of {', '.join(DIRECTIONS)}; "
+               f"got {direction!r}.")
   x = tf.convert_to_tensor(x)
   if grad is None:
     errors.check(value_fn is not None, "targeted_one_step needs value_fn or a precomputed grad=.")
@@ -83,9 +84,9 @@ def targeted_one_step(x, value_fn, target, epsilon, step="sign", clip=True, clip
   else:
     g = tf.stop_gradient(tf.cast(grad, x.dtype))
   eps = tf.cast(epsilon, x.dtype)
-  if step == "sign":
+  if direction == "sign":
     delta = -eps * tf.sign(g)
-  elif step == "raw":
+  elif direction == "raw":
     delta = tf.clip_by_value(-eps * g, -eps, eps)
   else:
     delta = -eps * ops.normalize(g)

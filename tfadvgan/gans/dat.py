@@ -25,7 +25,7 @@ CLIPS = {"both": (True, True), "fake": (False, True), "none": (False, False)}  #
 VALUES = ("loss", "logit")
 KNOBS = (
     errors.Knob("epsilon", float, low=0),
-    errors.Knob("direction", attacks.STEPS),
+    errors.Knob("direction", attacks.DIRECTIONS),
     errors.Knob("clean_weight", float, low=0),
     errors.Knob("adv_weight", float, low=0),
     errors.Knob("objective", tuple(sorted(attacks.OBJECTIVES))),

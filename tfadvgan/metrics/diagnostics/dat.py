@@ -37,7 +37,7 @@ from tfadvgan.metrics.diagnostics import batching
 DAT_VALUES = ("logit", "probability", "loss")
 # The attack whose first-order expansion is checked on runs of other methods.
 FIRST_ORDER_EPSILON = 0.01
-FIRST_ORDER_STEP = "sign"
+FIRST_ORDER_DIRECTION = "sign"
 
 
 def measures_attack_success(gan):
@@ -47,11 +47,11 @@ def measures_attack_success(gan):
 
 
 def first_order_attack(gan):
-  """``(epsilon, step)`` of the attack whose Eqs. 11-13 expansion is checked: a DAT run's own,
+  """``(epsilon, direction)`` of the attack whose Eqs. 11-13 expansion is checked: a DAT run's own,
   else ``FIRST_ORDER_EPSILON`` with sign steps."""
   if measures_attack_success(gan):
     return gan.epsilon, gan.direction
-  return FIRST_ORDER_EPSILON, FIRST_ORDER_STEP
+  return FIRST_ORDER_EPSILON, FIRST_ORDER_DIRECTION
 
 
 def _dat_value(value, loss, real):
@@ -67,12 +67,12 @@ def _dat_value(value, loss, real):
   return loss.g1 if real else loss.g2
 
 
-def _check_step(step):
-  errors.check(step in attacks.STEPS,
-               f"step must be one of {', '.join(attacks.STEPS)}; got {step!r}.")
+def _check_direction(direction):
+  errors.check(direction in attacks.DIRECTIONS,
+               f"direction must be one of {', '.join(attacks.DIRECTIONS)}; got {direction!r}.")
 
 
-def _make_steps_to_success(d_fn, value_t, tolerance, max_iters, step_size, step, clip):
+def _make_steps_to_success(d_fn, value_t, tolerance, max_iters, step_size, direction, clip):
   """A compiled ``run(x, labels, target) -> {"steps": [B] int32}``: per example, the targeted steps
   taken before ``|value_t(D(x)) - target| <= tolerance`` first holds (-1: never within
   ``max_iters``)."""
@@ -98,7 +98,7 @@ def _make_steps_to_success(d_fn, value_t, tolerance, max_iters, step_size, step,
                            unconnected_gradients=tf.UnconnectedGradients.ZERO)
       ok = gap <= tolerance
       steps = tf.where(tf.logical_and(ok, steps < 0), i, steps)
-      x_next = attacks.targeted_one_step(x, None, target, step_size, step=step, clip=clip,
+      x_next = attacks.targeted_one_step(x, None, target, step_size, direction=direction, clip=clip,
                                          grad=grad)
       x = tf.where(tf.reshape(steps < 0, bcast), x_next, x)
       return i + 1, x, steps
@@ -133,7 +133,7 @@ def _checked_sets(real, fake, real_labels, fake_labels):
 
 @gin.configurable(denylist=["d_fn", "real", "fake", "loss", "real_labels", "fake_labels"])
 def dat_attack_success(d_fn, real, fake, loss=None, tolerance=0.02, max_iters=100,
-                       step_size=1.0 / 255, step="sign", value="logit", real_labels=None,
+                       step_size=1.0 / 255, direction="sign", value="logit", real_labels=None,
                        fake_labels=None, clip=True, batch_size=256, return_per_example=False):
   """DAT Eq. 1 / Fig. 1: how many targeted steps make D confuse fakes with reals and vice versa.
 
@@ -148,7 +148,7 @@ def dat_attack_success(d_fn, real, fake, loss=None, tolerance=0.02, max_iters=10
     tolerance: success when ``|value(x_adv) - target| <= tolerance`` (DAT: 0.02).
     max_iters: cap on the attack steps per example.
     step_size: per-step size of ``attacks.targeted_one_step`` ([-1, 1] scale).
-    step: ``targeted_one_step`` step kind: ``"sign"``, ``"raw"`` or ``"l2"``.
+    direction: ``targeted_one_step`` direction: ``"sign"``, ``"raw"`` or ``"l2"``.
     value: ``"logit"``, ``"probability"`` or ``"loss"`` (what "D" means in Eq. 1).
     real_labels: optional ``[Nr]`` labels for ``d_fn``.
     fake_labels: optional ``[Nf]`` labels for ``d_fn``.
@@ -165,7 +165,7 @@ def dat_attack_success(d_fn, real, fake, loss=None, tolerance=0.02, max_iters=10
   errors.check(isinstance(max_iters, int) and max_iters >= 0,
                f"max_iters must be an int >= 0; got {max_iters!r}.")
   errors.check(tolerance >= 0, f"tolerance must be >= 0; got {tolerance}.")
-  _check_step(step)
+  _check_direction(direction)
   xr, xf, yr, yf = _checked_sets(real, fake, real_labels, fake_labels)
   value_real = _dat_value(value, loss, real=True)
   value_fake = _dat_value(value, loss, real=False)
@@ -178,9 +178,9 @@ def dat_attack_success(d_fn, real, fake, loss=None, tolerance=0.02, max_iters=10
 
   def steps_to_success(is_real, x, y, target):
     settings = (value, loss if value == "loss" else None, float(tolerance), max_iters,
-                float(step_size), step, bool(clip), is_real)
+                float(step_size), direction, bool(clip), is_real)
     run = batching.compiled(d_fn, ("dat_attack",) + settings, lambda: _make_steps_to_success(
-        d_fn, value_real if is_real else value_fake, tolerance, max_iters, step_size, step, clip))
+        d_fn, value_real if is_real else value_fake, tolerance, max_iters, step_size, direction, clip))
     return batching.run_batched(run, [x, y], batch_size,
                                 (tf.constant(target, tf.float32),))["steps"]
 
@@ -192,19 +192,19 @@ def dat_attack_success(d_fn, real, fake, loss=None, tolerance=0.02, max_iters=10
          "xi_fake_successful": xi_fs, "xi_real_successful": xi_rs,
          "target_fake": target_for_fake, "target_real": target_for_real,
          "tolerance": float(tolerance), "max_iters": int(max_iters),
-         "step_size": float(step_size), "step": step, "value": value}
+         "step_size": float(step_size), "direction": direction, "value": value}
   if return_per_example:
     out["steps_fake"] = steps_fake
     out["steps_real"] = steps_real
   return out
 
 
-def dat_first_order(d_fn, images, target, epsilon=0.01, step="sign", value="logit", loss=None,
+def dat_first_order(d_fn, images, target, epsilon=0.01, direction="sign", value="logit", loss=None,
                     real=True, labels=None, clip=True, batch_size=256):
   """Does DAT's Eq. 11-13 first-order expansion hold for its own one-step attack?
 
   For each example, delta is DAT's targeted step toward `target` (``attacks.targeted_one_step``:
-  size `epsilon`, `step`), and v is what DAT attacks (``value``: the logit, sigmoid, or g1 / g2
+  size `epsilon`, `direction`), and v is what DAT attacks (``value``: the logit, sigmoid, or g1 / g2
   of `loss` for reals / fakes). Compares the actual change ``v(x + delta) - v(x)`` with the
   expansion's ``grad_x v(x) . delta`` and says whether the step crosses the target.
 
@@ -212,9 +212,9 @@ def dat_first_order(d_fn, images, target, epsilon=0.01, step="sign", value="logi
     dict: ``relative_error_median`` (median of |actual - predicted| / |predicted|),
     ``sign_agreement`` (fraction where actual and predicted changes have the same sign),
     ``overshoot_fraction`` (fraction whose value ends on the other side of `target`), ``epsilon``,
-    ``step``, ``value``.
+    ``direction``, ``value``.
   """
-  _check_step(step)
+  _check_direction(direction)
   x, y = batching.checked_inputs(d_fn, images, labels)
   value_t = _dat_value(value, loss, real=real)
 
@@ -227,7 +227,7 @@ def dat_first_order(d_fn, images, target, epsilon=0.01, step="sign", value="logi
       # grad_x |v - m| = sign(v - m) grad_x v per example (inference mode): the attack's own
       # gradient, taken from the pass above instead of a second one.
       s = tf.reshape(tf.sign(v0 - m), [-1] + [1] * (xb.shape.rank - 1))
-      x_adv = attacks.targeted_one_step(xb, None, m, epsilon, step=step, clip=clip, grad=s * g)
+      x_adv = attacks.targeted_one_step(xb, None, m, epsilon, direction=direction, clip=clip, grad=s * g)
       delta = x_adv - xb
       predicted = tf.reduce_sum(tf.reshape(g * delta, [tf.shape(xb)[0], -1]), axis=1)
       v1 = v_fn(x_adv)
@@ -235,7 +235,7 @@ def dat_first_order(d_fn, images, target, epsilon=0.01, step="sign", value="logi
               "crossed": tf.cast(tf.not_equal(tf.sign(v1 - m), tf.sign(v0 - m)), tf.float32)}
     return run
 
-  key = ("dat_first_order", float(epsilon), step, value, loss if value == "loss" else None, real,
+  key = ("dat_first_order", float(epsilon), direction, value, loss if value == "loss" else None, real,
          bool(clip))
   out = batching.run_batched(batching.compiled(d_fn, key, make), [x, y], batch_size,
                              (tf.constant(target, tf.float32),))
@@ -244,7 +244,7 @@ def dat_first_order(d_fn, images, target, epsilon=0.01, step="sign", value="logi
   return {"relative_error_median": float(np.median(rel)),
           "sign_agreement": float(np.mean(np.sign(actual) == np.sign(predicted))),
           "overshoot_fraction": float(np.mean(out["crossed"])),
-          "epsilon": float(epsilon), "step": step, "value": value}
+          "epsilon": float(epsilon), "direction": direction, "value": value}
 
 
 def wasserstein_estimate(d_fn, real, fake, real_labels=None, fake_labels=None, batch_size=256):
