@@ -366,7 +366,7 @@ def test_diagnose_cli_end_to_end(run_dir, tmp_path):
     assert 0 <= report["dat"][key] <= 3
   for side in ("real", "fake"):  # Eqs. 11-13 at eps 0.01 (not a DAT run), sign steps
     first = report["dat"]["first_order"][side]
-    assert first["epsilon"] == 0.01 and first["step"] == "sign"
+    assert first["epsilon"] == 0.01 and first["direction"] == "sign"
     assert 0 <= first["overshoot_fraction"] <= 1 and first["relative_error_median"] >= 0
   grads = report["gradients"]
   assert grads["l1"] > 0 and 0 <= grads["sparsity"] <= 1

@@ -109,7 +109,7 @@ class DAT(base.GAN, global_means.GlobalMeans):
     v_r, v_f = self.values()
     target_real, target_fake, mean_real, mean_fake = self.means(real_logits, fake_logits)
     grad_real, grad_fake = grads or (None, None)
-    common = dict(epsilon=self.epsilon, step=self.direction, objective=self.objective)
+    common = dict(epsilon=self.epsilon, direction=self.direction, objective=self.objective)
     real_adv = attacks.targeted_one_step(
         real, lambda x: v_r(self.discriminate(x, labels)["logits"]), target_real,
         clip=self.clip_real, grad=grad_real, mean=mean_real, **common)

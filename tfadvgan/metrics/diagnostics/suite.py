@@ -129,8 +129,8 @@ class _Suite:
         real_labels=self.y, fake_labels=self.fake_labels, clip=self.is_image,
         batch_size=s.batch_size)
     # Eqs. 11-13: does the first-order expansion hold for the run's own attack?
-    epsilon, step = dat.first_order_attack(self.gan)
-    kw = dict(epsilon=epsilon, step=step, value=s.dat_value, loss=self.gan.loss_fn,
+    epsilon, direction = dat.first_order_attack(self.gan)
+    kw = dict(epsilon=epsilon, direction=direction, value=s.dat_value, loss=self.gan.loss_fn,
               clip=self.is_image, batch_size=s.batch_size)
     result["first_order"] = {
         "real": dat.dat_first_order(self.d_fn, self.images, result["target_real"], real=True,
