@@ -22,7 +22,7 @@ from tfadvgan import data
 from tfadvgan.cli import common
 from tfadvgan.data import local
 from tfadvgan.errors import ConfigError
-from tfadvgan.training import loop
+from tfadvgan.training import run as loop
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["build_generator.width = 8", "build_discriminator.width = 8", "train.batch_size = 4",

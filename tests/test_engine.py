@@ -15,7 +15,7 @@ import tensorflow as tf
 from helpers import event_scalars, logged  # pylint: disable=g-bad-import-order
 from tfadvgan.cli import common
 from tfadvgan.training import callbacks as callbacks_lib
-from tfadvgan.training import loop
+from tfadvgan.training import run as loop
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A small DCGAN with synchronized BN (so 1 and 2 replicas compute the same statistics) and SGD (an

@@ -17,7 +17,7 @@ from helpers import (B, CLASSES, LinearACD, LinearACG, LinearD, LinearG, ROOT,  
 from tfadvgan import errors
 from tfadvgan.training import finetune
 from tfadvgan.gans.robgan import RobGAN
-from tfadvgan.training import loop
+from tfadvgan.training import run as loop
 from tfadvgan.training import engine
 
 # The attacked loss's two weights (the release's are 0.5 / 0.5, which would hide a swap).

@@ -24,7 +24,7 @@ from tfadvgan import errors
 from tfadvgan import gans
 from tfadvgan.training import benchmark
 from tfadvgan.training import checkpoints
-from tfadvgan.training import loop
+from tfadvgan.training import run as loop
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(

@@ -15,7 +15,7 @@ import gin
 
 from tfadvgan import errors
 
-# `train.batch_size` when gin does not bind it (the default of `training.loop.train`).
+# `train.batch_size` when gin does not bind it (the default of `training.run.train`).
 DEFAULT_BATCH_SIZE = 64
 
 

@@ -32,7 +32,7 @@ from tfadvgan import distribute
 from tfadvgan import errors
 from tfadvgan import models
 from tfadvgan.training import engine as engine_lib
-from tfadvgan.training import loop
+from tfadvgan.training import run as run_lib
 
 
 def _sync(outputs):
@@ -130,7 +130,7 @@ def configured_mixed_precision():
   try:
     value = gin.query_parameter("train.mixed_precision")
   except ValueError:
-    value = inspect.signature(loop.train).parameters["mixed_precision"].default
+    value = inspect.signature(run_lib.train).parameters["mixed_precision"].default
   return models.check_mixed_precision(value)
 
 
@@ -153,8 +153,8 @@ def prepare(config_files, params, shape=None, batch_size=None, strategy="default
     images = np.random.default_rng(0).uniform(-1, 1, (n,) + tuple(shape)).astype(np.float32)
     labels = np.arange(n) % 10
     source = data_lib.from_arrays(images, labels)
-  gan = loop.build_gan(source.shape, source.num_classes, strategy=strategy_obj,
-                       mixed_precision=configured_mixed_precision())
+  gan = run_lib.build_gan(source.shape, source.num_classes, strategy=strategy_obj,
+                          mixed_precision=configured_mixed_precision())
   ds = data_lib.make_train_dataset(source, batch_size=b, n_dis=gan.n_dis,
                                    latent_dim=gan.generator.latent_dim,
                                    conditional=gan.conditional, seed=0)
@@ -225,7 +225,7 @@ def run(configs, steps=50, warmup=5, chunk=5, shape=None, batch_size=None, strat
 
 def end_to_end(config_files, params, steps=50, warmup=10, chunk=5, model_dir=None,
                input_pipeline="real", profile=False, rounds=1):
-  """ms per step of real training: `loop.train` with the config's input pipeline and callbacks.
+  """ms per step of real training: `run.train` with the config's input pipeline and callbacks.
 
   Trains `warmup + steps` steps (logging every `chunk`) into `model_dir` (a temporary directory by
   default, deleted afterwards) and returns the median of the `perf/ms_per_step` windows after the
@@ -285,9 +285,9 @@ def end_to_end(config_files, params, steps=50, warmup=10, chunk=5, model_dir=Non
       config.parse_gin(config_files, list(params) + [
           f"train.num_steps = {end}", f"train.log_every_steps = {chunk}", "train.verbose = 0"])
       if profiler:
-        profiler.runcall(loop.train, model_dir)
+        profiler.runcall(run_lib.train, model_dir)
       else:
-        loop.train(model_dir)
+        run_lib.train(model_dir)
       these = [value for step, value in io.read_scalars(io.join(model_dir, "train"),
                                                         "perf/ms_per_step")
                if start + warmup < step <= end]

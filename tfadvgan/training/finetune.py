@@ -2,11 +2,11 @@ r"""Rob-GAN step 2: fine-tunes the discriminator's auxiliary classifier (Eq. 10)
 is `scripts/finetune.py` (tfadvgan/cli/finetune.py); `finetune_run(model_dir, out_dir)` is the same
 from Python.
 
-Restores the trained run in --model_dir (`loop.restore_run`: its operative config and latest
+Restores the trained run in --model_dir (`run.restore_run`: its operative config and latest
 checkpoint), fine-tunes D's classifier head f = D^c on the run's own training data (the same
 `dataset.*` source and `make_train_dataset` pipeline as train.py, one real batch and one batch of
 G's noise / class labels per step), and writes --out_dir as a normal run directory: the source's
-run.json, operative_config.gin and config.gin (copied unchanged, so `loop.restore_run`,
+run.json, operative_config.gin and config.gin (copied unchanged, so `run.restore_run`,
 scripts/diagnose.py, eval.py and sample.py rebuild the same model), `checkpoints/ckpt-N` with N the
 source checkpoint's number (G, EMA G and both GAN optimizers as restored; D fine-tuned), plus
 `finetune.json` (source, settings, final logged values), `finetune_operative_config.gin` (the gin
@@ -52,7 +52,7 @@ from tfadvgan import losses as losses_lib
 from tfadvgan import rng
 from tfadvgan.gans import ac
 from tfadvgan.training import checkpoints
-from tfadvgan.training import loop
+from tfadvgan.training import run as run_lib
 
 FINETUNE_FILE = "finetune.json"
 FINETUNE_CONFIG_FILE = "finetune_operative_config.gin"
@@ -344,7 +344,7 @@ class ClassifierFinetuner:
 # ------------------------------------------------------------------- the run
 def _load_source(info):
   """The run's labelled training data (its `dataset.*` config), checked against run.json."""
-  source = loop.load_run_source(info, "train")
+  source = run_lib.load_run_source(info, "train")
   errors.check(source.num_classes > 0,
                f"Dataset {source.name!r} has no labels; classifier fine-tuning needs the labelled "
                "training data of the run.")
@@ -388,7 +388,7 @@ def finetune_run(model_dir, out_dir, gin_bindings=(), gin_files=()):
                  f"--out_dir {out_dir} already exists and is not empty; pass a new directory (or "
                  "delete it).")
 
-  gan, info, source_ckpt = loop.restore_run(model_dir)
+  gan, info, source_ckpt = run_lib.restore_run(model_dir)
   if gin_files or gin_bindings:
     config.parse_gin(list(gin_files), list(gin_bindings), finalize=False)
   try:
@@ -435,7 +435,7 @@ def finetune_run(model_dir, out_dir, gin_bindings=(), gin_files=()):
     writer.close()
     seconds = time.time() - t0
 
-    for name in (loop.RUN_FILE, checkpoints.OPERATIVE_FILE, "config.gin"):
+    for name in (run_lib.RUN_FILE, checkpoints.OPERATIVE_FILE, "config.gin"):
       if io.exists(io.join(model_dir, name)):
         io.copy(io.join(model_dir, name), io.join(staging, name), overwrite=True)
     io.atomic_write(io.join(staging, FINETUNE_CONFIG_FILE), gin.operative_config_str())
