@@ -120,16 +120,16 @@ def load_real(info, split, num, split_given):
   """``num`` real examples of the run's dataset: (images [n, ...] float32, labels [n] or None)."""
   import numpy as np  # pylint: disable=g-import-not-at-top
   from tfadvgan import errors  # pylint: disable=g-import-not-at-top
-  from tfadvgan.training import run as run_lib  # pylint: disable=g-import-not-at-top
+  from tfadvgan.training import run_dir  # pylint: disable=g-import-not-at-top
   use_run_source = not _binds_source()
   try:
-    source = run_lib.load_run_source(info, split, use_run_source)
+    source = run_dir.load_run_source(info, split, use_run_source)
   except errors.ConfigError as e:
     if split_given or "Unknown split" not in str(e):
       raise
     print(f"[tfadvgan] dataset has no {split!r} split; using 'train'.")
     split = "train"
-    source = run_lib.load_run_source(info, split, use_run_source)
+    source = run_dir.load_run_source(info, split, use_run_source)
   xs, ys = [], []
   for batch in source.images.take(num).batch(256):
     if source.num_classes > 0:

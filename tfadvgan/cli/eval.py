@@ -153,9 +153,9 @@ def domain_classifier_hint(model_dir):
   domain classifier, else ''."""
   import sys  # pylint: disable=g-import-not-at-top
   import gin  # pylint: disable=g-import-not-at-top
-  from tfadvgan.training import run as run_lib  # pylint: disable=g-import-not-at-top
+  from tfadvgan.training import run_dir  # pylint: disable=g-import-not-at-top
   try:
-    info = run_lib.read_run_info(model_dir)
+    info = run_dir.read_run_info(model_dir)
   except Exception:  # pylint: disable=broad-except
     return ""
   shape = list(info.get("shape", []))
@@ -195,7 +195,8 @@ def main(argv):
   from tfadvgan import errors  # pylint: disable=g-import-not-at-top
   from tfadvgan.metrics import classifiers  # pylint: disable=g-import-not-at-top
   from tfadvgan.metrics import evaluation  # pylint: disable=g-import-not-at-top
-  from tfadvgan.training import checkpoints, run as run_lib  # pylint: disable=g-import-not-at-top
+  from tfadvgan.training import checkpoints, run_dir  # pylint: disable=g-import-not-at-top
+  from tfadvgan.training import run as run_lib  # pylint: disable=g-import-not-at-top
 
   errors.check(len(argv) == 1, f"Unexpected arguments: {' '.join(argv[1:])}")
   errors.check(FLAGS.model_dir, "--model_dir is required.")
@@ -213,7 +214,7 @@ def main(argv):
 
   if FLAGS.continuous:
     _wait_for_run(model_dir, FLAGS.timeout_secs)
-  info = run_lib.read_run_info(model_dir)  # A clear error if this is not a run directory.
+  info = run_dir.read_run_info(model_dir)  # A clear error if this is not a run directory.
   num_classes = int(info.get("num_classes", 0)) if info.get("conditional") else 0
   errors.check("per_class_fid" not in metrics or num_classes, "--metrics=per_class_fid needs a "
                "class-conditional run; this run is unconditional.")

@@ -53,6 +53,7 @@ from tfadvgan import rng
 from tfadvgan.gans import ac
 from tfadvgan.training import checkpoints
 from tfadvgan.training import run as run_lib
+from tfadvgan.training import run_dir
 
 FINETUNE_FILE = "finetune.json"
 FINETUNE_CONFIG_FILE = "finetune_operative_config.gin"
@@ -344,7 +345,7 @@ class ClassifierFinetuner:
 # ------------------------------------------------------------------- the run
 def _load_source(info):
   """The run's labelled training data (its `dataset.*` config), checked against run.json."""
-  source = run_lib.load_run_source(info, "train")
+  source = run_dir.load_run_source(info, "train")
   errors.check(source.num_classes > 0,
                f"Dataset {source.name!r} has no labels; classifier fine-tuning needs the labelled "
                "training data of the run.")
@@ -435,7 +436,7 @@ def finetune_run(model_dir, out_dir, gin_bindings=(), gin_files=()):
     writer.close()
     seconds = time.time() - t0
 
-    for name in (run_lib.RUN_FILE, checkpoints.OPERATIVE_FILE, "config.gin"):
+    for name in (run_dir.RUN_FILE, checkpoints.OPERATIVE_FILE, "config.gin"):
       if io.exists(io.join(model_dir, name)):
         io.copy(io.join(model_dir, name), io.join(staging, name), overwrite=True)
     io.atomic_write(io.join(staging, FINETUNE_CONFIG_FILE), gin.operative_config_str())
