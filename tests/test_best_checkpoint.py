@@ -17,7 +17,7 @@ from tfadvgan import errors
 from tfadvgan.metrics import classifiers
 from tfadvgan.training import best as best_lib
 from tfadvgan.training import checkpoints
-from tfadvgan.training import loop
+from tfadvgan.training import run as loop
 from helpers import parse, small_npz, TINY  # pylint: disable=g-bad-import-order
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -16,7 +16,7 @@ from helpers import logged  # pylint: disable=g-bad-import-order
 from tfadvgan import errors
 from tfadvgan.cli import common
 from tfadvgan.training import checkpoints
-from tfadvgan.training import loop
+from tfadvgan.training import run as loop
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["build_generator.width = 8", "build_discriminator.width = 8", "train.batch_size = 4",

@@ -101,7 +101,7 @@ def test_the_source_index_equals_gins_registry():
   # Importing these registers every tfadvgan configurable.
   import tfadvgan.cli.study  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
   import tfadvgan.training.finetune  # noqa: F401  pylint: disable=g-import-not-at-top
-  import tfadvgan.training.loop  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
+  import tfadvgan.training.run  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
   import tfadvgan.metrics.domain_classifier  # noqa: F401  pylint: disable=g-import-not-at-top
   import tfadvgan.metrics.evaluation  # noqa: F401  pylint: disable=g-import-not-at-top
   registry = {}
@@ -138,7 +138,7 @@ def test_what_passes_the_precheck_parses_in_gin():
   bindings = ["build_gan.method = 'as_gan'", "ASGAN.epsilon = 0.02",
               "tfadvgan.gans.as_gan.ASGAN.n_dis = 2", "G/build_generator.width = 8"]
   gin_check.check([DEMO], bindings)
-  import tfadvgan.training.loop  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
+  import tfadvgan.training.run  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
   with gin.unlock_config():
     gin.clear_config()
     try:

@@ -31,7 +31,7 @@ from tfadvgan import errors
 from tfadvgan import io
 from tfadvgan.training import cluster
 from tfadvgan.training import lease as lease_lib
-from tfadvgan.training import loop
+from tfadvgan.training import run as loop
 
 TRAIN = os.path.join(ROOT, "scripts", "train.py")
 TWO = ["127.0.0.1:1", "127.0.0.1:2"]

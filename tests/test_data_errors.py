@@ -22,7 +22,8 @@ from tfadvgan import data
 from tfadvgan.cli import common
 from tfadvgan.data import idx as local
 from tfadvgan.errors import ConfigError
-from tfadvgan.training import loop
+from tfadvgan.training import run as loop
+from tfadvgan.training import run_dir as run_dir_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["build_generator.width = 8", "build_discriminator.width = 8", "train.batch_size = 4",
@@ -258,7 +259,7 @@ def test_demo_falls_back_only_for_its_untouched_default(tmp_path, monkeypatch, c
   assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
       line, "the ring has no images: the demo skips its FID/IS evaluation."]
   assert not os.path.exists(tmp_path / "run" / "checkpoints" / "best")
-  assert loop.read_run_info(str(tmp_path / "run"))["shape"] == [2]
+  assert run_dir_lib.read_run_info(str(tmp_path / "run"))["shape"] == [2]
   assert gan.sampler()(tf.zeros([3, gan.generator.latent_dim]), training=False).shape == (3, 2)
 
 

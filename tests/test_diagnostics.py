@@ -14,7 +14,7 @@ import tensorflow as tf
 from tfadvgan import errors
 from tfadvgan.cli import common
 from tfadvgan.metrics import diagnostics as diag
-from tfadvgan.training import loop
+from tfadvgan.training import run as loop
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHAPE = (4, 4, 2)

@@ -274,7 +274,7 @@ def test_two_replicas_match_one_device_with_diffaugment_and_lecam(jit):
 def build_method(method):
   """A DCGAN-32 (width 8) run of `method` on 1-channel images, DiffAugment and LeCam on."""
   from tfadvgan.cli import common  # pylint: disable=g-import-not-at-top
-  from tfadvgan.training import loop  # pylint: disable=g-import-not-at-top
+  from tfadvgan.training import run as loop  # pylint: disable=g-import-not-at-top
   import helpers  # pylint: disable=g-import-not-at-top
   common.parse_gin([], helpers.METHOD_BINDINGS.get(method, []) + [
       "build_generator.width = 8", "build_discriminator.width = 8", "build_gan.latent_dim = 4",

@@ -15,7 +15,8 @@ import tensorflow as tf
 from helpers import event_scalars, logged  # pylint: disable=g-bad-import-order
 from tfadvgan.cli import common
 from tfadvgan.training import callbacks as callbacks_lib
-from tfadvgan.training import loop
+from tfadvgan.training import engine as engine_lib
+from tfadvgan.training import run as loop
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A small DCGAN with synchronized BN (so 1 and 2 replicas compute the same statistics) and SGD (an
@@ -79,13 +80,13 @@ def test_steps_per_execution_fires_callbacks_at_the_next_multiple(tmp_path):
 
   def eval_fn(gan, step):
     # The callbacks' step is the engine's host count, equal to the device's (read here).
-    counted.append((gan.host_step, int(gan.global_step.numpy())))
+    counted.append((engine_lib.for_gan(gan).state.host_step, int(gan.global_step.numpy())))
     evaluated.append(step)
     return {"answer": 42.0}
   gan = loop.train(model_dir, eval_every_steps=3, eval_fn=eval_fn)
   assert int(gan.global_step.numpy()) == 10
   assert evaluated == [4, 8, 10]
-  assert counted == [(4, 4), (8, 8), (10, 10)] and gan.host_step is None
+  assert counted == [(4, 4), (8, 8), (10, 10)] and engine_lib.for_gan(gan).state.host_step is None
   state = tf.train.get_checkpoint_state(os.path.join(model_dir, "checkpoints"))
   assert [int(p.rsplit("-", 1)[1]) for p in state.all_model_checkpoint_paths] == [4, 8, 10]
   assert sorted(os.listdir(os.path.join(model_dir, "samples"))) == [

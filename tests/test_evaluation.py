@@ -22,7 +22,7 @@ from tfadvgan.metrics import domain_classifier as dc
 from tfadvgan.metrics import evaluation
 from tfadvgan.metrics import manifold
 from tfadvgan.metrics import sample_quality
-from tfadvgan.training import loop
+from tfadvgan.training import run as loop
 from helpers import parse, small_npz, TINY  # pylint: disable=g-bad-import-order
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -20,7 +20,7 @@ from tfadvgan import losses
 from tfadvgan import models
 from tfadvgan.training import checkpoints
 from tfadvgan.training import engine
-from tfadvgan.training import loop
+from tfadvgan.training import run as loop
 from tfadvgan import optimizers
 
 EPS, TAU = 0.05, 0.03  # tau != eps so that the step size is visibly the one used

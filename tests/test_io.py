@@ -15,7 +15,7 @@ from tfadvgan.cli import common
 from tfadvgan import errors
 from tfadvgan import io
 from tfadvgan.training import checkpoints
-from tfadvgan.training import loop
+from tfadvgan.training import run as loop
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLASSIFIER = os.path.join(ROOT, "classifiers", "fmnist_cnn.keras")

@@ -21,7 +21,7 @@ from tfadvgan.gans import gradients as gradients_lib
 from tfadvgan.training import benchmark
 from tfadvgan.training import checkpoints
 from tfadvgan.training import engine
-from tfadvgan.training import loop
+from tfadvgan.training import run as loop
 from tfadvgan import optimizers
 
 POLICIES = ("none", "bfloat16", "float16")

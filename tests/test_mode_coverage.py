@@ -15,7 +15,7 @@ from tfadvgan import data
 from tfadvgan import errors
 from tfadvgan.cli import common
 from tfadvgan.metrics import mode_coverage
-from tfadvgan.training import loop
+from tfadvgan.training import run as loop
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["train.batch_size = 8", "train.num_steps = 2", "train.log_every_steps = 1",

@@ -71,7 +71,7 @@ def trained_cluster(setup):
 def test_two_workers_give_the_updates_and_logs_of_one_process(trained_cluster):
   """Same global batches (one process reproducing the 2 input shards): same weights and logs."""
   from tfadvgan.cli import common  # pylint: disable=g-import-not-at-top
-  from tfadvgan.training import loop  # pylint: disable=g-import-not-at-top
+  from tfadvgan.training import run as loop  # pylint: disable=g-import-not-at-top
   base, config, model_dir = trained_cluster
   reference = str(base / "reference")
   common.parse_gin([config], ["train.num_steps = 6", "make_train_dataset.input_shards = 2",

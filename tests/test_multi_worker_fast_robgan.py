@@ -32,7 +32,7 @@ make_optimizer.learning_rate = 0.02
 
 def test_two_workers_keep_each_replicas_delta_like_one_process(tmp_path):
   from tfadvgan.cli import common  # pylint: disable=g-import-not-at-top
-  from tfadvgan.training import loop  # pylint: disable=g-import-not-at-top
+  from tfadvgan.training import run as loop  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(20261206)
   data = str(tmp_path / "data.npz")
   np.savez(data, images=rng.integers(0, 256, (64, 32, 32, 1), dtype=np.uint8),

@@ -17,7 +17,7 @@ import pytest
 
 from tfadvgan import models
 from tfadvgan.cli import common
-from tfadvgan.training import loop
+from tfadvgan.training import run as loop
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -131,7 +131,7 @@ def test_predict_and_call_sample_the_ema_generator_and_evaluate_is_one_line():
 
 def test_build_gan_gives_the_ac_methods_their_head_without_gin():
   import gin  # pylint: disable=g-import-not-at-top
-  from tfadvgan.training import loop  # pylint: disable=g-import-not-at-top
+  from tfadvgan.training import run as loop  # pylint: disable=g-import-not-at-top
   gin.bind_parameter("build_discriminator.arch", "mlp")
   gin.bind_parameter("build_generator.arch", "mlp")
   gan = loop.build_gan((2,), 3, method="robgan", run_eagerly=True)

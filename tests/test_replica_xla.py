@@ -14,7 +14,7 @@ from tfadvgan import distribute
 from tfadvgan.cli import common
 from tfadvgan.gans import base
 from tfadvgan.training import engine
-from tfadvgan.training import loop
+from tfadvgan.training import run as loop
 
 # BN-free MLPs on labelled 2-D points: one device and two replicas then compute the same maths.
 COMMON = ["build_generator.arch = 'mlp'", "build_discriminator.arch = 'mlp'",

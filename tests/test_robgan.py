@@ -16,8 +16,9 @@ from helpers import (B, CLASSES, LinearACD, LinearACG, LinearD, LinearG, ROOT,  
                      sigmoid, small_npz, softmax)
 from tfadvgan import errors
 from tfadvgan.training import finetune
+from tfadvgan.training import finetune_run as finetune_run_lib
 from tfadvgan.gans.robgan import RobGAN
-from tfadvgan.training import loop
+from tfadvgan.training import run as loop
 from tfadvgan.training import engine
 
 # The attacked loss's two weights (the release's are 0.5 / 0.5, which would hide a swap).
@@ -287,7 +288,7 @@ def test_finetune_writes_a_run_that_restores_and_diagnoses(tmp_path):
   trained = loop.train(model_dir)
   d_before = [w.numpy().copy() for w in trained.discriminator.weights]
   g_before = [w.numpy().copy() for w in trained.generator.weights]
-  summary = finetune.finetune_run(model_dir, out_dir,
+  summary = finetune_run_lib.finetune_run(model_dir, out_dir,
                                   ["finetune_classifier.stage_steps = (2, 1)",
                                    "finetune_classifier.batch_size = 4",
                                    "finetune_classifier.pgd_steps = 2",
@@ -307,7 +308,7 @@ def test_finetune_writes_a_run_that_restores_and_diagnoses(tmp_path):
       steps=2, batch_size=6)
   assert set(acc) == {0.0, 0.02} or len(acc) == 2
   with pytest.raises(errors.ConfigError, match="different"):
-    finetune.finetune_run(model_dir, model_dir, [])
+    finetune_run_lib.finetune_run(model_dir, model_dir, [])
 
 
 @pytest.mark.parametrize("args, message", [  # 7 s each: two run with `-m slow`

@@ -9,7 +9,7 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 
 from tfadvgan import config
 from tfadvgan import images as images_lib
-from tfadvgan.training import loop
+from tfadvgan.training import run as loop
 from helpers import TINY, parse, small_npz, summary_events  # pylint: disable=g-bad-import-order
 
 
@@ -53,7 +53,7 @@ def test_config_real_images_hparams_and_one_final_grid(tmp_path):
 
 def test_non_default_bindings_leave_out_defaults():
   gin.clear_config()
-  import tfadvgan.training.loop  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
+  import tfadvgan.training.run  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
   config.parse_gin([], ["make_optimizer.beta_2 = 0.999", "make_optimizer.beta_1 = 0.25",
                         "D/make_optimizer.learning_rate = 3e-4", "train.seed = 0",
                         "train.num_steps = 5"], finalize=False)

@@ -16,7 +16,7 @@ from tfadvgan import errors
 from tfadvgan import models
 from tfadvgan.cli import common
 from tfadvgan.training import export
-from tfadvgan.training import loop
+from tfadvgan.training import run as loop
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -17,7 +17,7 @@ from tfadvgan import data as data_lib
 from tfadvgan import distribute
 from tfadvgan.cli import common
 from tfadvgan.training import engine
-from tfadvgan.training import loop
+from tfadvgan.training import run as loop
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(

@@ -24,7 +24,8 @@ from tfadvgan import errors
 from tfadvgan import gans
 from tfadvgan.training import benchmark
 from tfadvgan.training import checkpoints
-from tfadvgan.training import loop
+from tfadvgan.training import run as loop
+from tfadvgan.training import run_dir as run_dir_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(
@@ -391,7 +392,7 @@ def test_conditional_run_with_projection_head(tmp_path):
   _npz_run(tmp_path, ["build_gan.conditional = True", "build_discriminator.head = 'projection'"])
   gan = loop.train(model_dir)
   assert gan.conditional and gan.generator.num_classes == 10
-  info = loop.read_run_info(model_dir)
+  info = run_dir_lib.read_run_info(model_dir)
   assert info["conditional"] and info["num_classes"] == 10
   # Conditional sampling: the label changes the sample (conditional BN), shapes are per class.
   z = tf.zeros([2, gan.generator.latent_dim]) + 0.3

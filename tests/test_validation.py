@@ -335,7 +335,7 @@ def _parse_error(params, files=()):
 
 
 def test_typo_in_parameter_suggests_the_closest_name():
-  from tfadvgan.training import loop  # noqa: F401  pylint: disable=unused-import
+  from tfadvgan.training import run as loop  # noqa: F401  pylint: disable=unused-import
   assert (_parse_error(["train.num_step = 2"])
           == "Unknown gin binding train.num_step (in --gin_param 'train.num_step = 2'): train has "
              "no parameter 'num_step'; did you mean train.num_steps?")
@@ -346,7 +346,7 @@ def test_typo_in_parameter_suggests_the_closest_name():
 
 
 def test_typo_in_configurable_suggests_the_closest_name():
-  from tfadvgan.training import loop  # noqa: F401  pylint: disable=unused-import
+  from tfadvgan.training import run as loop  # noqa: F401  pylint: disable=unused-import
   assert (_parse_error(["trian.num_steps = 2"])
           == "Unknown gin configurable 'trian' (in --gin_param 'trian.num_steps = 2'); did you "
              "mean train?")

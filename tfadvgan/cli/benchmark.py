@@ -75,21 +75,42 @@ FLAGS = flags.FLAGS
 def main(argv):
   from tfadvgan import errors  # pylint: disable=g-import-not-at-top
   from tfadvgan.training import benchmark  # pylint: disable=g-import-not-at-top
-  from tfadvgan import io  # pylint: disable=g-import-not-at-top
   errors.check(len(argv) == 1, f"Unexpected arguments: {' '.join(argv[1:])}")
   if FLAGS.input:
-    from tfadvgan.data import throughput  # pylint: disable=g-import-not-at-top
-    result = throughput.input_benchmark(FLAGS.input, startup_images=FLAGS.input_startup_images)
-    print(throughput.format_input_benchmark(result))
-    if FLAGS.out:
-      io.atomic_write(FLAGS.out, json.dumps(result, indent=2))
-      print(f"wrote {FLAGS.out}")
+    _input_benchmark()
     return
   errors.check(FLAGS.config, "Give at least one --config.")
   errors.check(FLAGS.end_to_end or not (FLAGS.profile or FLAGS.end_to_end_input != "real"
                                         or FLAGS.end_to_end_rounds != 1),
                "--profile, --end_to_end_input and --end_to_end_rounds apply to --end_to_end: "
                "add it.")
+  configs = _configs()
+  shape = tuple(int(s) for s in FLAGS.shape.split(",")) if FLAGS.shape else None
+  if FLAGS.cpu_devices:
+    _split_cpu(FLAGS.cpu_devices)
+  if FLAGS.ci:
+    _ci_check()
+    return
+  results = benchmark.run(configs, steps=FLAGS.steps, warmup=FLAGS.warmup, chunk=FLAGS.chunk,
+                          shape=shape, batch_size=FLAGS.batch_size, strategy=FLAGS.strategy,
+                          reference=FLAGS.reference, convolutions=FLAGS.convolutions)
+  print(format_table(results))
+  if FLAGS.end_to_end:
+    _end_to_end(configs[0], results[0])
+  _write(results)
+
+
+def _input_benchmark():
+  """--input: the input path's benchmark (`tfadvgan.data.throughput`)."""
+  from tfadvgan.data import throughput  # pylint: disable=g-import-not-at-top
+  result = throughput.input_benchmark(FLAGS.input, startup_images=FLAGS.input_startup_images)
+  print(throughput.format_input_benchmark(result))
+  _write(result)
+
+
+def _configs():
+  """[(name, [gin files], [gin params])]: each --config with --gin_param, --mixed_precision and
+  its --param_for, then each --with_params on the first --config."""
   common_params = list(FLAGS.gin_param)
   if FLAGS.mixed_precision:
     common_params.append(f"train.mixed_precision = '{FLAGS.mixed_precision}'")
@@ -100,53 +121,78 @@ def main(argv):
   for spec in FLAGS.with_params:
     name, *bindings = spec.split("|")
     configs.append((name, FLAGS.config[0].split("+"), common_params + bindings))
-  shape = tuple(int(s) for s in FLAGS.shape.split(",")) if FLAGS.shape else None
-  if FLAGS.cpu_devices:
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    errors.check(FLAGS.cpu_devices >= 1, "--cpu_devices must be >= 1.")
-    tf.config.set_logical_device_configuration(
-        tf.config.list_physical_devices("CPU")[0],
-        [tf.config.LogicalDeviceConfiguration()] * FLAGS.cpu_devices)
-  if FLAGS.ci:
-    errors.check(len(FLAGS.config) == 2 and not (FLAGS.gin_param or FLAGS.param_for
-                                                  or FLAGS.with_params or FLAGS.end_to_end),
-                 "--ci takes exactly two --config (a baseline, then a method on it) and no "
-                 "other bindings.")
-    results, ratios, failures = benchmark.ci_check(
-        FLAGS.config[0].split("+"), FLAGS.config[1].split("+"), steps=FLAGS.steps,
-        warmup=FLAGS.warmup, chunk=FLAGS.chunk)
-    print(benchmark.format_table(results))
-    for key, value in ratios.items():
-      limit = benchmark.GATES.get(key)
-      print(f"{key:24s} {value:6.2f}" + (f"  (gate {limit})" if limit else ""))
-    if FLAGS.out:
-      io.atomic_write(FLAGS.out, json.dumps({"results": results, "ratios": ratios,
-                                             "failures": failures}, indent=2))
-      print(f"wrote {FLAGS.out}")
-    if failures:
-      raise SystemExit("benchmark gates exceeded: " + "; ".join(failures))
-    return
-  results = benchmark.run(configs, steps=FLAGS.steps, warmup=FLAGS.warmup, chunk=FLAGS.chunk,
-                          shape=shape, batch_size=FLAGS.batch_size, strategy=FLAGS.strategy,
-                          reference=FLAGS.reference, convolutions=FLAGS.convolutions)
-  print(benchmark.format_table(results))
-  if FLAGS.end_to_end:
-    name, files, params = configs[0]
-    e2e = benchmark.end_to_end(files, params, steps=FLAGS.steps, warmup=FLAGS.warmup,
-                               chunk=FLAGS.chunk, input_pipeline=FLAGS.end_to_end_input,
-                               profile=FLAGS.profile, rounds=FLAGS.end_to_end_rounds)
-    if "end_to_end_ratio" not in e2e:  # one round: against the step timed above
-      e2e["end_to_end_ratio"] = e2e["end_to_end_ms_per_step"] / results[0]["median_ms_per_step"]
-    results[0].update(e2e)
-    print(f"end to end ({name}, train.py's loop): {e2e['end_to_end_ms_per_step']:.2f} ms/step, "
-          f"{e2e['end_to_end_ratio']:.2f}x the isolated step ({FLAGS.end_to_end_input} input)")
-    if FLAGS.profile:
-      print(f"host per step outside the compiled calls: "
-            f"{e2e['profile_host_ms_per_step']:.2f} ms (callbacks "
-            f"{e2e['profile_callbacks_ms_per_step']:.2f} ms), under cProfile")
+  return configs
+
+
+def _split_cpu(devices):
+  """Splits the CPU into `devices` logical devices (before TensorFlow initialises them)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from tfadvgan import errors  # pylint: disable=g-import-not-at-top
+  errors.check(devices >= 1, "--cpu_devices must be >= 1.")
+  tf.config.set_logical_device_configuration(
+      tf.config.list_physical_devices("CPU")[0],
+      [tf.config.LogicalDeviceConfiguration()] * devices)
+
+
+def _ci_check():
+  """--ci: `benchmark.ci_check` on the two configs; exits 1 when a ratio exceeds its gate."""
+  from tfadvgan import errors  # pylint: disable=g-import-not-at-top
+  from tfadvgan.training import benchmark  # pylint: disable=g-import-not-at-top
+  errors.check(len(FLAGS.config) == 2 and not (FLAGS.gin_param or FLAGS.param_for
+                                                or FLAGS.with_params or FLAGS.end_to_end),
+               "--ci takes exactly two --config (a baseline, then a method on it) and no "
+               "other bindings.")
+  results, ratios, failures = benchmark.ci_check(
+      FLAGS.config[0].split("+"), FLAGS.config[1].split("+"), steps=FLAGS.steps,
+      warmup=FLAGS.warmup, chunk=FLAGS.chunk)
+  print(format_table(results))
+  for key, value in ratios.items():
+    limit = benchmark.GATES.get(key)
+    print(f"{key:24s} {value:6.2f}" + (f"  (gate {limit})" if limit else ""))
+  _write({"results": results, "ratios": ratios, "failures": failures})
+  if failures:
+    raise SystemExit("benchmark gates exceeded: " + "; ".join(failures))
+
+
+def _end_to_end(first_config, first_row):
+  """--end_to_end: trains the first config (`benchmark.end_to_end`); its figures join its row."""
+  from tfadvgan.training import benchmark  # pylint: disable=g-import-not-at-top
+  name, files, params = first_config
+  e2e = benchmark.end_to_end(files, params, steps=FLAGS.steps, warmup=FLAGS.warmup,
+                             chunk=FLAGS.chunk, input_pipeline=FLAGS.end_to_end_input,
+                             profile=FLAGS.profile, rounds=FLAGS.end_to_end_rounds)
+  if "end_to_end_ratio" not in e2e:  # one round: against the step timed above
+    e2e["end_to_end_ratio"] = e2e["end_to_end_ms_per_step"] / first_row["median_ms_per_step"]
+  first_row.update(e2e)
+  print(f"end to end ({name}, train.py's loop): {e2e['end_to_end_ms_per_step']:.2f} ms/step, "
+        f"{e2e['end_to_end_ratio']:.2f}x the isolated step ({FLAGS.end_to_end_input} input)")
+  if FLAGS.profile:
+    print(f"host per step outside the compiled calls: "
+          f"{e2e['profile_host_ms_per_step']:.2f} ms (callbacks "
+          f"{e2e['profile_callbacks_ms_per_step']:.2f} ms), under cProfile")
+
+
+def _write(value):
+  """Writes `value` as JSON to --out (when given)."""
+  from tfadvgan import io  # pylint: disable=g-import-not-at-top
   if FLAGS.out:
-    io.atomic_write(FLAGS.out, json.dumps(results, indent=2))
+    io.atomic_write(FLAGS.out, json.dumps(value, indent=2))
     print(f"wrote {FLAGS.out}")
+
+
+def format_table(results):
+  """The results table: median / min / max ms per step, images/s, ratio to the first config (and
+  the compiled convolutions when measured)."""
+  convs = any("convolutions" in r for r in results)
+  head = f"{'config':40s} {'median ms':>10s} {'min':>8s} {'max':>8s} {'img/s':>9s} {'ratio':>6s}"
+  head += f" {'convs':>6s}" if convs else ""
+  rows = [head, "-" * len(head)]
+  for r in results:
+    rows.append(f"{r['name'][:40]:40s} {r['median_ms_per_step']:10.2f} "
+                f"{r['min_ms_per_step']:8.2f} {r['max_ms_per_step']:8.2f} "
+                f"{r['images_per_sec']:9.1f} {r['ratio_to_first']:6.2f}"
+                + (f" {r.get('convolutions', ''):>6}" if convs else ""))
+  return "\n".join(rows)
 
 
 def run():

@@ -4,7 +4,7 @@ r"""Robustness and gradient diagnostics of a trained run's discriminator.
       [--epsilons=0,0.00196,0.00392,0.00784,0.01569] [--out=DIR/diagnostics] \
       [--which=accuracy,pgd_accuracy,class_pgd,dat,gradients,confidence,wdist,modes,generalization]
 
-Restores the run (`loop.restore_run`), loads `--num` real examples of `--split` through the run's
+Restores the run (`run.restore_run`), loads `--num` real examples of `--split` through the run's
 own gin config (`dataset.*` from its operative_config.gin, then `--gin_file` and `--gin_param`:
 `--gin_param "dataset.path = '...'"` points at moved data), draws as many fakes from the run's
 sampler (EMA G when enabled), runs the chosen diagnostics (`tfadvgan.metrics.diagnostics.suite`;
@@ -120,16 +120,16 @@ def load_real(info, split, num, split_given):
   import numpy as np  # pylint: disable=g-import-not-at-top
   from absl import logging  # pylint: disable=g-import-not-at-top
   from tfadvgan import errors  # pylint: disable=g-import-not-at-top
-  from tfadvgan.training import loop  # pylint: disable=g-import-not-at-top
+  from tfadvgan.training import run_dir  # pylint: disable=g-import-not-at-top
   use_run_source = not _binds_source()
   try:
-    source = loop.load_run_source(info, split, use_run_source)
+    source = run_dir.load_run_source(info, split, use_run_source)
   except errors.ConfigError as e:
     if split_given or "Unknown split" not in str(e):
       raise
     logging.info("dataset has no %r split; using 'train'.", split)
     split = "train"
-    source = loop.load_run_source(info, split, use_run_source)
+    source = run_dir.load_run_source(info, split, use_run_source)
   xs, ys = [], []
   for batch in source.images.take(num).batch(256):
     if source.num_classes > 0:
@@ -294,9 +294,9 @@ def main(argv):
   from tfadvgan import errors  # pylint: disable=g-import-not-at-top
   from tfadvgan import io  # pylint: disable=g-import-not-at-top
   from tfadvgan.metrics.diagnostics import suite  # pylint: disable=g-import-not-at-top
-  from tfadvgan.training import loop  # pylint: disable=g-import-not-at-top
+  from tfadvgan.training import run as run_lib  # pylint: disable=g-import-not-at-top
   _check_flags(argv)
-  gan, info, ckpt = loop.restore_run(FLAGS.model_dir, FLAGS.step)
+  gan, info, ckpt = run_lib.restore_run(FLAGS.model_dir, FLAGS.step)
   head = getattr(gan.discriminator, "head", "plain")
   which = _which(FLAGS.which, head == "ac", head, has_classifier=bool(FLAGS.classifier_path),
                  dataset=info.get("dataset"))

@@ -153,9 +153,9 @@ def domain_classifier_hint(model_dir):
   domain classifier, else ''."""
   import sys  # pylint: disable=g-import-not-at-top
   import gin  # pylint: disable=g-import-not-at-top
-  from tfadvgan.training import loop  # pylint: disable=g-import-not-at-top
+  from tfadvgan.training import run_dir  # pylint: disable=g-import-not-at-top
   try:
-    info = loop.read_run_info(model_dir)
+    info = run_dir.read_run_info(model_dir)
   except Exception:  # pylint: disable=broad-except
     return ""
   shape = list(info.get("shape", []))
@@ -257,9 +257,9 @@ class _Evaluator:
     self.gan, self.manager = None, None
 
   def _restore(self, step, path):
-    from tfadvgan.training import checkpoints, loop  # pylint: disable=g-import-not-at-top
+    from tfadvgan.training import checkpoints, run as run_lib  # pylint: disable=g-import-not-at-top
     if self.gan is None:
-      self.gan, _, restored = loop.restore_run(self.model_dir, step)
+      self.gan, _, restored = run_lib.restore_run(self.model_dir, step)
       _apply_overrides()  # restore_run re-parsed the run's config alone.
       self.manager = checkpoints.make_manager(self.gan, self.model_dir)
       return restored
@@ -334,12 +334,12 @@ def _num_classes(info, metrics):
 def main(argv):
   from tfadvgan import errors  # pylint: disable=g-import-not-at-top
   from tfadvgan.metrics import evaluation  # pylint: disable=g-import-not-at-top
-  from tfadvgan.training import checkpoints, loop  # pylint: disable=g-import-not-at-top
+  from tfadvgan.training import checkpoints, run_dir  # pylint: disable=g-import-not-at-top
   metrics = _check_flags(argv)
   model_dir = FLAGS.model_dir
   if FLAGS.continuous:
     _wait_for_run(model_dir, FLAGS.timeout_secs)
-  info = loop.read_run_info(model_dir)  # A clear error if this is not a run directory.
+  info = run_dir.read_run_info(model_dir)  # A clear error if this is not a run directory.
   num_classes = _num_classes(info, metrics)
   _parse_run_config(model_dir)
   kept = _kept_checkpoints(model_dir)

@@ -12,8 +12,9 @@ restore; a failed or interrupted fine-tune leaves nothing there. Check the resul
 
   python scripts/diagnose.py --model_dir=RUN_finetuned --which=class_pgd
 
-This module is flags and wiring; the fine-tuner, what it writes and its readings of the paper and
-the release are in tfadvgan/training/finetune.py (and docs/readings/robgan.md).
+This module is flags and wiring; what the run writes is in tfadvgan/training/finetune_run.py, the
+fine-tuner and its readings of the paper and the release in tfadvgan/training/finetune.py (and
+docs/readings/robgan.md).
 """
 
 import sys
@@ -38,14 +39,14 @@ def _define_flags():
 @common.main_wrapper
 def main(argv):
   from tfadvgan import errors  # pylint: disable=g-import-not-at-top
-  from tfadvgan.training import finetune as finetune_lib  # pylint: disable=g-import-not-at-top
+  from tfadvgan.training import finetune_run  # pylint: disable=g-import-not-at-top
   flags_ = common.FLAGS
   errors.check(len(argv) == 1, f"Unexpected arguments: {' '.join(argv[1:])}")
   errors.check(flags_.model_dir, "--model_dir is required: the trained run to fine-tune.")
   errors.check(flags_.out_dir, "--out_dir is required: a new directory for the fine-tuned run.")
   try:
-    summary = finetune_lib.finetune_run(flags_.model_dir, flags_.out_dir, list(flags_.gin_param),
-                           gin_files=list(flags_.gin_file))
+    summary = finetune_run.finetune_run(flags_.model_dir, flags_.out_dir,
+                                        list(flags_.gin_param), gin_files=list(flags_.gin_file))
   except KeyboardInterrupt:
     print(f"\ninterrupted: nothing was written to {flags_.out_dir}.", file=sys.stderr)
     sys.exit(130)

@@ -42,11 +42,11 @@ def main(argv):
   from tfadvgan import errors  # pylint: disable=g-import-not-at-top
   from tfadvgan import images as images_lib  # pylint: disable=g-import-not-at-top
   from tfadvgan import io  # pylint: disable=g-import-not-at-top
-  from tfadvgan.training import loop  # pylint: disable=g-import-not-at-top
+  from tfadvgan.training import run as run_lib  # pylint: disable=g-import-not-at-top
   from tfadvgan.gans import sampling  # pylint: disable=g-import-not-at-top
   errors.check(len(argv) == 1, f"Unexpected arguments: {' '.join(argv[1:])}")
   errors.check(FLAGS.model_dir, "--model_dir is required.")
-  gan, _, path = loop.restore_run(FLAGS.model_dir, FLAGS.step)
+  gan, _, path = run_lib.restore_run(FLAGS.model_dir, FLAGS.step)
   samples, labels = sampling.generate(gan, FLAGS.num, FLAGS.seed, FLAGS.label,
                                       truncation=FLAGS.truncation)
   out = FLAGS.out or io.join(FLAGS.model_dir, "sample_out")

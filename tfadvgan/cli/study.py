@@ -203,6 +203,43 @@ def run_study(out, variants, seeds=(0, 1, 2), num_steps=2000, classifier_path=No
   diagnose.py flags (e.g. `--classifier_path=...`, `--class_epsilons=...`); `eval_flags` extra
   eval.py flags (e.g. `--reference_split=test`; a flag given twice takes the last value).
   """
+  from tfadvgan import io  # pylint: disable=g-import-not-at-top
+  curve_every_steps = _check_study(variants, classifier_path, curve_every_steps, finetunes)
+  io.makedirs(out)
+  steps = _StudySteps(out, [v[0] for v in variants] + [f[0] for f in finetunes], dry_run,
+                      eps_key=format(float(fgsm_epsilon), ".8g"),
+                      curve_num_samples=curve_every_steps and curve_num_samples,
+                      diagnose_args=[f"--which={','.join(diagnose_which)}",
+                                     f"--epsilons=0,{fgsm_epsilon}", f"--num={diagnose_num}"]
+                      + list(diagnose_flags))
+  for seed in seeds:  # outer, so a study stopped early has every variant at the same seeds
+    for name, gin_files, params in variants:
+      run_dir = io.join(out, name, f"seed{seed}")
+      curve = [] if not curve_every_steps else _curve_params(run_dir, curve_every_steps,
+                                                             classifier_path, curve_num_samples)
+      train_cmd = _script("train") + [f"--gin_file={os.path.join(ROOT, 'gin_configs', g)}"
+                                      for g in gin_files] + [
+          f"--model_dir={run_dir}", f"--gin_param=train.seed = {seed}",
+          f"--gin_param=train.num_steps = {num_steps}", "--gin_param=train.verbose = 2"] + [
+          f"--gin_param={p}" for p in list(params) + list(extra_params) + curve]
+      eval_cmd = _script("eval") + [f"--model_dir={run_dir}", "--classifier=domain",
+                                    f"--classifier_path={classifier_path}",
+                                    f"--num_samples={eval_num_samples}", "--metrics=fid"] + list(
+                                        eval_flags)
+      steps.finish(name, run_dir, io.join(out, f"{name}_seed{seed}.log"),
+                   [train_cmd] + ([eval_cmd] if classifier_path else [])
+                   + [steps.diagnose(run_dir)])
+    for name, base, params in finetunes:
+      steps.finetune(name, base, params, seed)
+  rows = [{"variant": name, "gin_files": list(gin_files), "params": list(params),
+           "per_seed": steps.per_seed[name]} for name, gin_files, params in variants]
+  rows += [{"variant": name, "finetunes": base, "params": list(params),
+            "per_seed": steps.per_seed[name]} for name, base, params in finetunes]
+  return rows, steps.commands
+
+
+def _check_study(variants, classifier_path, curve_every_steps, finetunes):
+  """ConfigError for a bad study config; returns `curve_every_steps` as an int."""
   from tfadvgan import errors  # pylint: disable=g-import-not-at-top
   from tfadvgan import io  # pylint: disable=g-import-not-at-top
   errors.check(variants, "study.variants is empty.")
@@ -218,67 +255,60 @@ def run_study(out, variants, seeds=(0, 1, 2), num_steps=2000, classifier_path=No
                  f"which is not in study.variants ({', '.join(names)}).")
   errors.check(len(set(names + [f[0] for f in finetunes])) == len(names) + len(finetunes),
                "study.variants and study.finetunes need distinct names.")
-  io.makedirs(out)
-  eps_key = format(float(fgsm_epsilon), ".8g")
-  commands, per_seed = [], {name: [] for name in names + [f[0] for f in finetunes]}
+  return curve_every_steps
 
-  def diagnose(run_dir):
-    return _script("diagnose") + [
-        f"--model_dir={run_dir}", f"--which={','.join(diagnose_which)}",
-        f"--epsilons=0,{fgsm_epsilon}", f"--num={diagnose_num}"] + list(diagnose_flags)
 
-  def finish(name, run_dir, log, cmds, ran=0):
+def _curve_params(run_dir, every, classifier_path, num_samples):
+  """The train.py bindings of the FID curve: evaluation every `every` steps in training."""
+  return [f"train.eval_every_steps = {every}", "train.eval_fn = @make_eval_fn()",
+          f"make_eval_fn.model_dir = '{run_dir}'", "make_eval_fn.classifier = 'domain'",
+          f"make_eval_fn.classifier_path = '{classifier_path}'",
+          f"make_eval_fn.num_samples = {num_samples}", "make_eval_fn.metrics = ['fid']"]
+
+
+class _StudySteps:
+  """Runs the study's steps (each a list of commands for one run directory) and keeps what they
+  give: `commands` (for study.md, in order) and `per_seed` (name -> the collected numbers)."""
+
+  def __init__(self, out, names, dry_run, eps_key, curve_num_samples, diagnose_args):
+    self.out, self.dry_run, self.eps_key = out, dry_run, eps_key
+    self.curve_num_samples, self.diagnose_args = curve_num_samples, diagnose_args
+    self.commands, self.per_seed = [], {name: [] for name in names}
+
+  def diagnose(self, run_dir):
+    return _script("diagnose") + [f"--model_dir={run_dir}"] + self.diagnose_args
+
+  def finetune(self, name, base, params, seed):
+    """The fine-tune `name` of variant `base`'s run of `seed`, then its diagnosis."""
+    from tfadvgan import io  # pylint: disable=g-import-not-at-top
+    run_dir = io.join(self.out, name, f"seed{seed}")
+    finetune_cmd = _script("finetune") + [
+        f"--model_dir={io.join(self.out, base, f'seed{seed}')}", f"--out_dir={run_dir}"] + [
+            f"--gin_param={p}" for p in params]
+    # finetune.py refuses a non-empty --out_dir: a fine-tune that finished (finetune.json is
+    # written last) before the study stopped is not run again.
+    self.finish(name, run_dir, io.join(self.out, f"{name}_seed{seed}.log"),
+                [finetune_cmd, self.diagnose(run_dir)],
+                ran=int(io.exists(io.join(run_dir, "finetune.json"))))
+
+  def finish(self, name, run_dir, log, cmds, ran=0):
     """Runs `cmds` (the first `ran` finished earlier: listed, not run again), then collects."""
+    from tfadvgan import io  # pylint: disable=g-import-not-at-top
     done = io.join(run_dir, "study_done.json")
-    if io.exists(done) and not dry_run:  # finished earlier: its commands still go in study.md
-      per_seed[name].append(io.read_json(done))
-      commands.extend(_printable(cmd) for cmd in cmds)
+    if io.exists(done) and not self.dry_run:  # finished earlier: its commands still go in study.md
+      self.per_seed[name].append(io.read_json(done))
+      self.commands.extend(_printable(cmd) for cmd in cmds)
       return
     t0 = time.time()
     for i, cmd in enumerate(cmds):
-      commands.append(_printable(cmd) if i < ran and not dry_run else _run(cmd, log, dry_run))
-    if dry_run:
+      self.commands.append(_printable(cmd) if i < ran and not self.dry_run
+                           else _run(cmd, log, self.dry_run))
+    if self.dry_run:
       return
-    numbers = collect(run_dir, eps_key, curve_every_steps and curve_num_samples)
+    numbers = collect(run_dir, self.eps_key, self.curve_num_samples)
     numbers["train_eval_seconds"] = time.time() - t0
     io.atomic_write(done, json.dumps(numbers))  # a torn file would break resuming
-    per_seed[name].append(numbers)
-
-  for seed in seeds:  # outer, so a study stopped early has every variant at the same seeds
-    for name, gin_files, params in variants:
-      run_dir = io.join(out, name, f"seed{seed}")
-      log = io.join(out, f"{name}_seed{seed}.log")
-      curve = [] if not curve_every_steps else [
-          f"train.eval_every_steps = {curve_every_steps}", "train.eval_fn = @make_eval_fn()",
-          f"make_eval_fn.model_dir = '{run_dir}'", "make_eval_fn.classifier = 'domain'",
-          f"make_eval_fn.classifier_path = '{classifier_path}'",
-          f"make_eval_fn.num_samples = {curve_num_samples}", "make_eval_fn.metrics = ['fid']"]
-      train_cmd = _script("train") + [f"--gin_file={os.path.join(ROOT, 'gin_configs', g)}"
-                                      for g in gin_files] + [
-          f"--model_dir={run_dir}", f"--gin_param=train.seed = {seed}",
-          f"--gin_param=train.num_steps = {num_steps}", "--gin_param=train.verbose = 2"] + [
-          f"--gin_param={p}" for p in list(params) + list(extra_params) + curve]
-      eval_cmd = _script("eval") + [f"--model_dir={run_dir}", "--classifier=domain",
-                                    f"--classifier_path={classifier_path}",
-                                    f"--num_samples={eval_num_samples}", "--metrics=fid"] + list(
-                                        eval_flags)
-      finish(name, run_dir, log, [train_cmd] + ([eval_cmd] if classifier_path else [])
-             + [diagnose(run_dir)])
-    for name, base, params in finetunes:
-      run_dir = io.join(out, name, f"seed{seed}")
-      finetune_cmd = _script("finetune") + [
-          f"--model_dir={io.join(out, base, f'seed{seed}')}", f"--out_dir={run_dir}"] + [
-              f"--gin_param={p}" for p in params]
-      # finetune.py refuses a non-empty --out_dir: a fine-tune that finished (finetune.json is
-      # written last) before the study stopped is not run again.
-      finish(name, run_dir, io.join(out, f"{name}_seed{seed}.log"),
-             [finetune_cmd, diagnose(run_dir)],
-             ran=int(io.exists(io.join(run_dir, "finetune.json"))))
-  rows = [{"variant": name, "gin_files": list(gin_files), "params": list(params),
-           "per_seed": per_seed[name]} for name, gin_files, params in variants]
-  rows += [{"variant": name, "finetunes": base, "params": list(params),
-            "per_seed": per_seed[name]} for name, base, params in finetunes]
-  return rows, commands
+    self.per_seed[name].append(numbers)
 
 
 # What a study config binds (`study.variants`, `study.seeds`, ...).

@@ -37,7 +37,7 @@ FLAGS = flags.FLAGS
 @common.main_wrapper
 def main(argv):
   from tfadvgan import errors  # pylint: disable=g-import-not-at-top
-  from tfadvgan.training import loop  # pylint: disable=g-import-not-at-top
+  from tfadvgan.training import run as run_lib  # pylint: disable=g-import-not-at-top
   errors.check(len(argv) == 1, f"Unexpected arguments: {' '.join(argv[1:])}")
   errors.check(FLAGS.model_dir, "--model_dir is required.")
   params = list(FLAGS.gin_param)
@@ -51,7 +51,7 @@ def main(argv):
     params.append(f"train.eval_every_steps = {FLAGS.eval_every}")
   common.parse_gin(FLAGS.gin_file, params)
   with common.filter_peer_aborts():
-    gan = loop.train(FLAGS.model_dir)
+    gan = run_lib.train(FLAGS.model_dir)
   if gan.stopped_early is not None:  # rerun to continue: a requeue loop or scheduler restarts it
     sys.exit(gan.stopped_early.exit_status)
 

@@ -30,9 +30,10 @@ from tfadvgan import config
 from tfadvgan import data as data_lib
 from tfadvgan import distribute
 from tfadvgan import errors
+from tfadvgan import io
 from tfadvgan import models
 from tfadvgan.training import engine as engine_lib
-from tfadvgan.training import loop
+from tfadvgan.training import run as run_lib
 
 
 def _sync(outputs):
@@ -130,7 +131,7 @@ def configured_mixed_precision():
   try:
     value = gin.query_parameter("train.mixed_precision")
   except ValueError:
-    value = inspect.signature(loop.train).parameters["mixed_precision"].default
+    value = inspect.signature(run_lib.train).parameters["mixed_precision"].default
   return models.check_mixed_precision(value)
 
 
@@ -153,8 +154,8 @@ def prepare(config_files, params, shape=None, batch_size=None, strategy="default
     images = np.random.default_rng(0).uniform(-1, 1, (n,) + tuple(shape)).astype(np.float32)
     labels = np.arange(n) % 10
     source = data_lib.from_arrays(images, labels)
-  gan = loop.build_gan(source.shape, source.num_classes, strategy=strategy_obj,
-                       mixed_precision=configured_mixed_precision(), batch_size=b)
+  gan = run_lib.build_gan(source.shape, source.num_classes, strategy=strategy_obj,
+                          mixed_precision=configured_mixed_precision(), batch_size=b)
   ds = data_lib.make_train_dataset(source, batch_size=b, n_dis=gan.n_dis,
                                    latent_dim=gan.generator.latent_dim,
                                    conditional=gan.conditional, seed=0)
@@ -199,10 +200,7 @@ def run(configs, steps=50, warmup=5, chunk=5, shape=None, batch_size=None, strat
   while remaining > 0:
     n = min(chunk, remaining)
     for row in built:
-      for _ in range(n):
-        t0 = time.perf_counter()
-        _sync(row["call"]())
-        row["times"].append(time.perf_counter() - t0)
+      row["times"] += _timed_calls(row["call"], n)
     remaining -= n
   results = []
   for row in built:
@@ -225,7 +223,7 @@ def run(configs, steps=50, warmup=5, chunk=5, shape=None, batch_size=None, strat
 
 def end_to_end(config_files, params, steps=50, warmup=10, chunk=5, model_dir=None,
                input_pipeline="real", profile=False, rounds=1):
-  """ms per step of real training: `loop.train` with the config's input pipeline and callbacks.
+  """ms per step of real training: `run.train` with the config's input pipeline and callbacks.
 
   Trains `warmup + steps` steps (logging every `chunk`) into `model_dir` (a temporary directory by
   default, deleted afterwards) and returns the median of the `perf/ms_per_step` windows after the
@@ -253,45 +251,21 @@ def end_to_end(config_files, params, steps=50, warmup=10, chunk=5, model_dir=Non
     interleaved isolated calls), `end_to_end_ratio` and `end_to_end_round_ratios`.
   """
   import tempfile  # pylint: disable=g-import-not-at-top
-  from tfadvgan import io  # pylint: disable=g-import-not-at-top
-  errors.check(steps >= chunk and warmup >= chunk and chunk >= 1,
-               "end_to_end needs --steps and --warmup of at least --chunk (>= 1).")
-  errors.check(input_pipeline in ("real", "cached"),
-               f"end_to_end input_pipeline must be 'real' or 'cached', got {input_pipeline!r}.")
-  errors.check(isinstance(rounds, int) and rounds >= 1 and not (profile and rounds > 1),
-               "end_to_end rounds must be an integer >= 1, and 1 with the profile.")
-  isolated, isolated_times = None, []
-  if rounds > 1:
-    _, isolated, _, _ = prepare(config_files, params)
-    for _ in range(warmup):
-      _sync(isolated())
+  _check_end_to_end(steps, warmup, chunk, input_pipeline, rounds, profile)
+  isolated = _isolated_call(config_files, params, warmup) if rounds > 1 else None
   owned = model_dir is None  # a local scratch directory (tempfile), removed through gfile
   model_dir = model_dir or tempfile.mkdtemp(prefix="tfadvgan_e2e_")
   real_dataset = data_lib.make_train_dataset
   if input_pipeline == "cached":  # measurement only: the first batch, repeated
     data_lib.make_train_dataset = first_batch_repeated(real_dataset)
   profiler = cProfile.Profile() if profile else None
-  windows, round_ratios = [], []
+  windows, isolated_times, round_ratios = [], [], []
   try:
     for r in range(rounds):
-      round_times = []
-      for _ in range(steps if isolated else 0):
-        t0 = time.perf_counter()
-        _sync(isolated())
-        round_times.append(time.perf_counter() - t0)
+      round_times = _timed_calls(isolated, steps) if isolated else []
       isolated_times += round_times
-      start, end = r * (warmup + steps), (r + 1) * (warmup + steps)
-      gin.clear_config()
-      config.parse_gin(config_files, list(params) + [
-          f"train.num_steps = {end}", f"train.log_every_steps = {chunk}", "train.verbose = 0"])
-      if profiler:
-        profiler.runcall(loop.train, model_dir)
-      else:
-        loop.train(model_dir)
-      these = [value for step, value in io.read_scalars(io.join(model_dir, "train"),
-                                                        "perf/ms_per_step")
-               if start + warmup < step <= end]
-      errors.check(these, "end_to_end: training logged no timing window after the warm-up.")
+      these = _train_round(config_files, params, model_dir, r * (warmup + steps), warmup, steps,
+                           chunk, profiler)
       windows += these
       if round_times:
         round_ratios.append(float(np.median(these) / (1000.0 * np.median(round_times))))
@@ -307,6 +281,52 @@ def end_to_end(config_files, params, steps=50, warmup=10, chunk=5, model_dir=Non
   if profiler:
     out.update(_loop_split(profiler, warmup + steps))
   return out
+
+
+def _check_end_to_end(steps, warmup, chunk, input_pipeline, rounds, profile):
+  errors.check(steps >= chunk and warmup >= chunk and chunk >= 1,
+               "end_to_end needs --steps and --warmup of at least --chunk (>= 1).")
+  errors.check(input_pipeline in ("real", "cached"),
+               f"end_to_end input_pipeline must be 'real' or 'cached', got {input_pipeline!r}.")
+  errors.check(isinstance(rounds, int) and rounds >= 1 and not (profile and rounds > 1),
+               "end_to_end rounds must be an integer >= 1, and 1 with the profile.")
+
+
+def _isolated_call(config_files, params, warmup):
+  """The config's isolated compiled step (`prepare`), warmed up by `warmup` calls."""
+  _, isolated, _, _ = prepare(config_files, params)
+  for _ in range(warmup):
+    _sync(isolated())
+  return isolated
+
+
+def _timed_calls(call, n):
+  """Seconds of each of `n` calls of `call`, each synchronised (its logs read)."""
+  times = []
+  for _ in range(n):
+    t0 = time.perf_counter()
+    _sync(call())
+    times.append(time.perf_counter() - t0)
+  return times
+
+
+def _train_round(config_files, params, model_dir, start, warmup, steps, chunk, profiler):
+  """Trains `model_dir` from step `start` to `start + warmup + steps` (resumed; under `profiler`
+  when given), logging every `chunk` steps. Returns the `perf/ms_per_step` windows after the
+  round's first `warmup` steps."""
+  end = start + warmup + steps
+  gin.clear_config()
+  config.parse_gin(config_files, list(params) + [
+      f"train.num_steps = {end}", f"train.log_every_steps = {chunk}", "train.verbose = 0"])
+  if profiler:
+    profiler.runcall(run_lib.train, model_dir)
+  else:
+    run_lib.train(model_dir)
+  these = [value for step, value in io.read_scalars(io.join(model_dir, "train"),
+                                                    "perf/ms_per_step")
+           if start + warmup < step <= end]
+  errors.check(these, "end_to_end: training logged no timing window after the warm-up.")
+  return these
 
 
 def first_batch_repeated(make_dataset):
@@ -376,16 +396,3 @@ def ci_check(baseline_files, method_files, params=(), steps=20, warmup=3, chunk=
   failures = [f"{key} = {ratios[key]:.2f} > {limit}" for key, limit in GATES.items()
               if ratios[key] > limit]
   return results, ratios, failures
-
-
-def format_table(results):
-  convs = any("convolutions" in r for r in results)
-  head = f"{'config':40s} {'median ms':>10s} {'min':>8s} {'max':>8s} {'img/s':>9s} {'ratio':>6s}"
-  head += f" {'convs':>6s}" if convs else ""
-  rows = [head, "-" * len(head)]
-  for r in results:
-    rows.append(f"{r['name'][:40]:40s} {r['median_ms_per_step']:10.2f} "
-                f"{r['min_ms_per_step']:8.2f} {r['max_ms_per_step']:8.2f} "
-                f"{r['images_per_sec']:9.1f} {r['ratio_to_first']:6.2f}"
-                + (f" {r.get('convolutions', ''):>6}" if convs else ""))
-  return "\n".join(rows)

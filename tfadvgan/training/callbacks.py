@@ -31,17 +31,22 @@ def _crossed(step, last, every):
 
 
 class StepCallback(keras.callbacks.Callback):
-  """Base: exposes the global step and remembers the last step it saw."""
+  """Base: exposes the global step and remembers the last step it saw.
 
-  def __init__(self, gan):
+  `state`: the `engine.RunState` of the engine that drives the callback (`Engine.state`), shared
+  with it; None for a callback used outside a run (the step is then read from the device).
+  """
+
+  def __init__(self, gan, state=None):
     super().__init__()
     self.gan = gan
+    self.state = state
     self.last_step = None
 
   def step(self):
     """The global step: the engine's host count inside `Engine.run` (no device read per batch),
     else read from the device."""
-    host = getattr(self.gan, "host_step", None)
+    host = self.state.host_step if self.state is not None else None
     return host if host is not None else int(self.gan.global_step.numpy())
 
   def on_train_begin(self, logs=None):
@@ -67,8 +72,8 @@ class PeriodicCallback(StepCallback):
 class NanGuard(StepCallback):
   """Stops training at the first non-finite logged value (checked before any saving)."""
 
-  def __init__(self, gan):
-    super().__init__(gan)
+  def __init__(self, gan, state=None):
+    super().__init__(gan, state)
     self.bad = None
 
   def on_train_batch_end(self, batch, logs=None):
@@ -77,59 +82,9 @@ class NanGuard(StepCallback):
       if not math.isfinite(v):
         self.bad = (self.step(), key, v)
         self.model.stop_training = True
-        self.model.stop_now = True  # every worker sees the same reduced logs: stop them all now
+        if self.state is not None:  # every worker sees the same reduced logs: stop them all now
+          self.state.stop_now = True
         return
-
-
-class TimeBudget(StepCallback):
-  """Stops training once `max_seconds` of wall time have passed since `fit` began (for
-  equal-wall-time comparisons). Checked after each step; the Checkpointer saves at the end."""
-
-  def __init__(self, gan, max_seconds):
-    super().__init__(gan)
-    self.max_seconds = float(max_seconds)
-    self.start = None
-    self.stopped_at = None
-
-  def on_train_begin(self, logs=None):
-    super().on_train_begin(logs)
-    self.start = time.time()
-
-  def on_train_batch_end(self, batch, logs=None):
-    if time.time() - self.start >= self.max_seconds:
-      self.stopped_at = self.step()
-      self.model.stop_training = True
-
-
-class StopRequest(StepCallback):
-  """Stops training after the current step once `request()` was called (e.g. by a Ctrl-C handler).
-
-  A flag checked between steps, instead of a KeyboardInterrupt raised wherever the main thread
-  happens to be (inside tracing, XLA compilation or tf.data), which TF and Keras code may swallow.
-  """
-
-  def __init__(self, gan):
-    super().__init__(gan)
-    self.requested = False
-
-  def request(self):
-    self.requested = True
-
-  def on_train_batch_end(self, batch, logs=None):
-    if self.requested:
-      self.model.stop_training = True
-
-
-class LeaseWatch(StepCallback):
-  """Raises the lease's ConfigError once its heartbeat thread found it taken over by another
-  process (`lease.Lease.check`): this process then stops without saving anything more."""
-
-  def __init__(self, gan, lease):
-    super().__init__(gan)
-    self.lease = lease
-
-  def on_train_batch_end(self, batch, logs=None):
-    self.lease.check()
 
 
 def weights_finite(gan):
@@ -145,8 +100,8 @@ class Checkpointer(PeriodicCallback):
   managers write to `temp_dir`, which is deleted after each save.
   """
 
-  def __init__(self, gan, manager, every, guard, temp_dir=None):
-    super().__init__(gan)
+  def __init__(self, gan, manager, every, guard, temp_dir=None, state=None):
+    super().__init__(gan, state)
     self.manager, self.every, self.guard, self.temp_dir = manager, every, guard, temp_dir
 
   def save(self):
@@ -173,8 +128,8 @@ class Summaries(PeriodicCallback):
   resets the trackers after each interval (`engine.fit(..., reset_every=...)`), so each point
   averages one logging window."""
 
-  def __init__(self, gan, writer, every, batch_size):
-    super().__init__(gan)
+  def __init__(self, gan, writer, every, batch_size, state=None):
+    super().__init__(gan, state)
     self.writer, self.every, self.batch_size = writer, every, batch_size
     self.window_start = None
 
@@ -204,8 +159,9 @@ class SampleGrid(PeriodicCallback):
 
   Nothing is written from a step whose logs or weights are not finite (`guard`)."""
 
-  def __init__(self, gan, writer, every, out_dir, num=64, seed=rng.SAMPLE_GRID_OFFSET, guard=None):
-    super().__init__(gan)
+  def __init__(self, gan, writer, every, out_dir, num=64, seed=rng.SAMPLE_GRID_OFFSET, guard=None,
+               state=None):
+    super().__init__(gan, state)
     self.writer, self.every, self.out_dir, self.guard = writer, every, out_dir, guard
     self.last_path = None
     generator = gan.generator
@@ -242,8 +198,8 @@ class RunSummary(StepCallback):
   of real images, and the gin bindings that differ from their defaults as TensorBoard hparams
   (`tensorboard.plugins.hparams`, when TensorBoard is installed)."""
 
-  def __init__(self, gan, writer, config_text, real=None, hparams=None):
-    super().__init__(gan)
+  def __init__(self, gan, writer, config_text, real=None, hparams=None, state=None):
+    super().__init__(gan, state)
     self.writer, self.config_text, self.real, self.hparams = writer, config_text, real, hparams
 
   def on_train_begin(self, logs=None):
@@ -268,8 +224,8 @@ class PeriodicEval(PeriodicCallback):
   `tfadvgan.training.best.BestCheckpoint`, or None), then, on the chief (`eval_fn` not None),
   `eval_fn(gan, step)`, its scalars logged (`writer`) and `best.update`."""
 
-  def __init__(self, gan, writer, every, eval_fn, best=None):
-    super().__init__(gan)
+  def __init__(self, gan, writer, every, eval_fn, best=None, state=None):
+    super().__init__(gan, state)
     self.writer, self.every, self.eval_fn, self.best = writer, every, eval_fn, best
     self.last = None  # (step, results) of the latest evaluation
 
@@ -314,8 +270,8 @@ class Diagnostics(PeriodicCallback):
   adversarial, Wasserstein estimate) and, with `attack_success`, DAT's xi_fake / xi_real."""
 
   def __init__(self, gan, writer, every, real, labels=None, epsilon=1.0 / 255,
-               attack_success=False, max_iters=50):
-    super().__init__(gan)
+               attack_success=False, max_iters=50, state=None):
+    super().__init__(gan, state)
     self.writer, self.every = writer, every
     self.real, self.labels, self.epsilon = real, labels, epsilon
     self.attack_success, self.max_iters = attack_success, max_iters
@@ -357,8 +313,8 @@ class Progress(StepCallback):
   ms/step of the window and the ETA.
   """
 
-  def __init__(self, gan, every, num_steps, stream=None, tty=None):
-    super().__init__(gan)
+  def __init__(self, gan, every, num_steps, stream=None, tty=None, state=None):
+    super().__init__(gan, state)
     self.every, self.num_steps = every, num_steps
     self.stream = stream or sys.stdout
     self.tty = self.stream.isatty() if tty is None else tty

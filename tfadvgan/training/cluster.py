@@ -36,7 +36,7 @@ PEER_ERRORS = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
 
 @dataclasses.dataclass
 class StoppedEarly:
-  """Why `loop.train` returned before train.num_steps (set as `gan.stopped_early`; None when the
+  """Why `run.train` returned before train.num_steps (set as `gan.stopped_early`; None when the
   run finished).
 
   Attributes:

@@ -20,6 +20,8 @@ replica's computations between the gradient all-reduces and optimizer applies (`
 through `keras.callbacks.CallbackList` from the host loop between calls.
 """
 
+import dataclasses
+
 import keras
 import tensorflow as tf
 
@@ -60,6 +62,28 @@ def task_id(strategy):
   return int(resolver.task_id)
 
 
+@dataclasses.dataclass
+class RunState:
+  """What the engine and a run's callbacks share while training, beside Keras's own
+  `gan.stop_training` (the flag Keras callbacks such as EarlyStopping set on their model, which
+  the engine honours). Owned by the `Engine` (`Engine.state`), reset by `Engine.begin`, and handed
+  to the callbacks that read or set it (`callbacks.StepCallback(state=...)`); not kept on the GAN,
+  so that nothing of a run's bookkeeping becomes a model attribute.
+
+  Attributes:
+    host_step: the global step as the host counts it inside `Engine.steps` (each call runs a known
+      number of steps, so the count equals the device's without reading it); None outside, where
+      the callbacks read the device.
+    stop_now: set by the non-finite guard: under multi-worker, stop every worker after this call
+      (all see the same reduced logs), without a round trip of the stop request.
+    stop_requested_by_cluster: a stop request (this worker's or another's: Ctrl-C, SIGTERM, a time
+      budget) reached every worker through the cross-worker sum and ended this run.
+  """
+  host_step: int = None
+  stop_now: bool = False
+  stop_requested_by_cluster: bool = False
+
+
 class Engine:
   """Builds and runs the distributed train function of a compiled `GAN`.
 
@@ -86,6 +110,7 @@ class Engine:
     self._replica_step = tf.autograph.experimental.do_not_convert(step)
     self._function = None
     self.stop_pending = False
+    self.state = RunState()
 
   @tf.autograph.experimental.do_not_convert
   def _reset_then_step(self, batch, reset):
@@ -146,7 +171,8 @@ class Engine:
     Args:
       dataset: a distributed dataset, a global-batch `tf.data.Dataset` or an InputContext fn.
       num_steps: train steps to run in this call.
-      callbacks: Keras callbacks; any may set `gan.stop_training = True`.
+      callbacks: Keras callbacks; any may set `gan.stop_training = True` (Keras's contract); the
+        run's own callbacks share `self.state` with the engine.
       stop_requested: optional `() -> bool`, this process's stop request (Ctrl-C, SIGTERM).
       reset_every: reset the loss trackers after each crossing of a multiple of this many global
         steps (so each logged point averages one logging window); 0: never.
@@ -164,12 +190,12 @@ class Engine:
     return logs
 
   def begin(self, cbs):
-    """Clears the stop flags, then `cbs.on_train_begin()` (which may restore weights)."""
-    gan = self.gan
-    gan.stop_training = False
-    gan.stop_now = False  # set by the non-finite guard: stop every worker after this call
-    gan.stop_requested_by_cluster = False
-    gan.host_step = None
+    """Clears the stop flags and the run state, then `cbs.on_train_begin()` (which may restore
+    weights)."""
+    self.gan.stop_training = False
+    self.state.host_step = None
+    self.state.stop_now = False
+    self.state.stop_requested_by_cluster = False
     self.stop_pending = False
     cbs.on_train_begin()
 
@@ -184,17 +210,18 @@ class Engine:
       return self._loop(gan, iterator, cbs, num_steps, stop_requested, reset_every, step,
                         reset_first)
     finally:
-      gan.host_step = None  # outside the loop the callbacks read the device again
+      self.state.host_step = None  # outside the loop the callbacks read the device again
 
   def _loop(self, gan, iterator, cbs, num_steps, stop_requested, reset_every, step, reset):
-    """The host loop of `steps`; returns the last logs. `gan.host_step` is the global step the
+    """The host loop of `steps`; returns the last logs. `state.host_step` is the global step the
     callbacks see: each call runs `steps` train steps, each incrementing G's iterations once, so
     the host count equals the device's without reading it. The callbacks' batch index is that of
     the call's first step (begin) and last step (end) in this loop, as in Keras's `fit`."""
     logs = {}
     done = 0
+    state = self.state
     request = self.stop_pending  # a worker's stop request not yet sent (multi-worker)
-    gan.host_step = step
+    state.host_step = step
     while done < num_steps:
       steps = min(self.steps_per_execution, num_steps - done)
       if stop_requested is not None and stop_requested():
@@ -210,14 +237,14 @@ class Engine:
       done += steps
       reset = bool(reset_every) and (step + steps) // reset_every > step // reset_every
       step += steps
-      gan.host_step = step
+      state.host_step = step
       cbs.on_train_batch_end(done - 1, logs)
       if self.sync_stop:
         # A stop seen by this worker alone (Ctrl-C, SIGTERM, its time budget) is sent with the next
         # call, so that every worker stops after the same step; the non-finite guard sees the same
         # reduced logs on every worker and stops them all at once.
-        if int(stop_any) > 0 or getattr(gan, "stop_now", False):
-          gan.stop_requested_by_cluster = int(stop_any) > 0
+        if int(stop_any) > 0 or state.stop_now:
+          state.stop_requested_by_cluster = int(stop_any) > 0
           gan.stop_training = True
           break
         if gan.stop_training:

@@ -6,7 +6,7 @@ The export directory (default `MODEL_DIR/export`) holds:
                     with plain TensorFlow
   export.json       the checkpoint exported, the inputs and the output (dtype, shape, range)
 
-The run is restored as sample.py and eval.py restore it (`loop.restore_run`), so the generator is
+The run is restored as sample.py and eval.py restore it (`run.restore_run`), so the generator is
 float32 whatever `train.mixed_precision` the run trained with (checkpoints hold float32 weights).
 Everything is written into a temporary sibling directory that replaces `out` only once complete:
 a failed export leaves no partial output, and an earlier export at `out` stays until then. An
@@ -18,7 +18,7 @@ import uuid
 from tfadvgan import errors
 from tfadvgan import io
 from tfadvgan.models import export as export_lib
-from tfadvgan.training import loop
+from tfadvgan.training import run as run_lib
 
 KERAS_FILE = "generator.keras"
 SAVED_MODEL_DIR = "saved_model"
@@ -67,7 +67,7 @@ def export_run(model_dir, out=None, step=None):
   """
   out = out or io.join(model_dir, "export")
   _check_out(out)
-  gan, info, path = loop.restore_run(model_dir, step)
+  gan, info, path = run_lib.restore_run(model_dir, step)
   generator = gan.sampler()
   parent = io.dirname(io.abspath(out))
   tmp = io.join(parent, f"{io.TEMP_PREFIX}{uuid.uuid4().hex[:12]}-{io.basename(out)}")
