@@ -28,7 +28,7 @@ from helpers import (  # pylint: disable=g-bad-import-order
 from test_multi_worker import _wait_until, setup  # noqa: F401  (setup: its data and config)
 from tfadvgan import distribute
 from tfadvgan import errors
-from tfadvgan import io
+from tfadvgan import storage
 from tfadvgan.training import cluster
 from tfadvgan.training import lease as lease_lib
 from tfadvgan.training import run as loop
@@ -117,7 +117,7 @@ def run_dir(request, tmp_path):
 def _write_holder(run_dir, host, pid, heartbeat_age, token="theirs"):
   """Writes a lease as another process would (write a temp file, rename it over the lease)."""
   now = time.time()
-  io.atomic_write(os.path.join(run_dir, "lease"), json.dumps(
+  storage.atomic_write(os.path.join(run_dir, "lease"), json.dumps(
       {"host": host, "pid": pid, "start": now - heartbeat_age - 5,
        "heartbeat": now - heartbeat_age, "token": token}))
 

@@ -93,7 +93,7 @@ LAYERS = {
     "gans": 3,
     "losses": 2, "penalties": 2, "attacks": 2, "models": 2, "data": 2, "distribute": 2,
     "optimizers": 2, "augment": 2,
-    "errors": 1, "io": 1, "images": 1, "rng": 1, "ops": 1, "config": 1,
+    "errors": 1, "storage": 1, "images": 1, "rng": 1, "tensor_ops": 1, "config": 1,
     "__init__": 0,
 }
 

@@ -1,4 +1,4 @@
-"""tfadvgan.io, and a whole run on ram:// (TensorFlow's in-memory filesystem, reached through the
+"""tfadvgan.storage, and a whole run on ram:// (TensorFlow's in-memory filesystem, reached through the
 same tf.io.gfile layer as gs://) that must leave nothing on local disk."""
 import json
 import logging
@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from tfadvgan.cli import common
 from tfadvgan import errors
-from tfadvgan import io
+from tfadvgan import storage
 from tfadvgan.training import checkpoints
 from tfadvgan.training import run as loop
 
@@ -29,79 +29,79 @@ def directory(request, tmp_path):
 
 
 def _names(directory):
-  return io.listdir(directory)
+  return storage.listdir(directory)
 
 
 def test_atomic_write_creates_overwrites_and_leaves_no_temp(directory):
-  path = io.join(directory, "sub", "a.json")
-  io.atomic_write(path, "first")
-  io.atomic_write(path, "second, longer")
-  assert io.read(path) == "second, longer"
-  io.atomic_write(path, b"\x00\x01bytes")
-  assert io.read(path, binary=True) == b"\x00\x01bytes"
-  assert _names(io.join(directory, "sub")) == ["a.json"]
+  path = storage.join(directory, "sub", "a.json")
+  storage.atomic_write(path, "first")
+  storage.atomic_write(path, "second, longer")
+  assert storage.read(path) == "second, longer"
+  storage.atomic_write(path, b"\x00\x01bytes")
+  assert storage.read(path, binary=True) == b"\x00\x01bytes"
+  assert _names(storage.join(directory, "sub")) == ["a.json"]
 
 
 def test_failed_atomic_write_keeps_the_old_file_and_removes_the_temp(directory):
-  path = io.join(directory, "a.txt")
-  io.atomic_write(path, "old")
+  path = storage.join(directory, "a.txt")
+  storage.atomic_write(path, "old")
 
   def half_then_fail(tmp):
-    assert io.basename(tmp).startswith(io.TEMP_PREFIX) and tmp.endswith("a.txt")
-    io.write(tmp, "half a fi")
+    assert storage.basename(tmp).startswith(storage.TEMP_PREFIX) and tmp.endswith("a.txt")
+    storage.write(tmp, "half a fi")
     raise KeyboardInterrupt  # e.g. Ctrl-C in the middle of a write
 
   with pytest.raises(KeyboardInterrupt):
-    io.atomic_save(path, half_then_fail)
-  assert io.read(path) == "old"
+    storage.atomic_save(path, half_then_fail)
+  assert storage.read(path) == "old"
   assert _names(directory) == ["a.txt"]
 
 
 def test_npz_round_trip(directory):
   rng = np.random.default_rng(3)
   images = rng.normal(size=(3, 4, 4, 1)).astype(np.float32)
-  io.save_npz(io.join(directory, "x.npz"), images=images, labels=np.arange(3))
-  loaded = io.load_npz(io.join(directory, "x.npz"))
+  storage.save_npz(storage.join(directory, "x.npz"), images=images, labels=np.arange(3))
+  loaded = storage.load_npz(storage.join(directory, "x.npz"))
   np.testing.assert_array_equal(loaded["images"], images)
   np.testing.assert_array_equal(loaded["labels"], [0, 1, 2])
 
 
 def test_rename_dir_moves_every_file(directory):
   # gfile's own directory rename on ram:// "succeeds" and drops the contents; rename_dir copies.
-  io.atomic_write(io.join(directory, "src", "a", "f.txt"), "f")
-  io.atomic_write(io.join(directory, "src", "g.txt"), "g")
-  io.rename_dir(io.join(directory, "src"), io.join(directory, "dst"))
-  assert not io.exists(io.join(directory, "src"))
-  assert io.read(io.join(directory, "dst", "a", "f.txt")) == "f"
-  assert io.read(io.join(directory, "dst", "g.txt")) == "g"
+  storage.atomic_write(storage.join(directory, "src", "a", "f.txt"), "f")
+  storage.atomic_write(storage.join(directory, "src", "g.txt"), "g")
+  storage.rename_dir(storage.join(directory, "src"), storage.join(directory, "dst"))
+  assert not storage.exists(storage.join(directory, "src"))
+  assert storage.read(storage.join(directory, "dst", "a", "f.txt")) == "f"
+  assert storage.read(storage.join(directory, "dst", "g.txt")) == "g"
 
 
 def test_unwritable_paths_are_one_line_config_errors(tmp_path):
   (tmp_path / "afile").write_text("x")
   target = str(tmp_path / "afile" / "run")
   with pytest.raises(errors.ConfigError) as info:
-    io.makedirs(target)
+    storage.makedirs(target)
   assert str(info.value) == (f"Cannot create directory {target}: a part of that path is a file, "
                              "not a directory: choose another path.")
   with pytest.raises(errors.ConfigError, match=r"^Cannot write .*/afile/x\.json: a part"):
-    io.write(str(tmp_path / "afile" / "x.json"), "{}")
+    storage.write(str(tmp_path / "afile" / "x.json"), "{}")
   assert (tmp_path / "afile").read_text() == "x"
   with pytest.raises(FileNotFoundError):
-    io.read(str(tmp_path / "missing.txt"))
+    storage.read(str(tmp_path / "missing.txt"))
 
 
 def test_paths():
-  assert io.abspath("ram://a/b") == "ram://a/b"
-  assert io.abspath("rel") == os.path.join(os.getcwd(), "rel")
-  assert io.dirname("gs://bucket/run/x.json") == "gs://bucket/run"
-  assert io.basename("gs://bucket/run/") == "run"
-  assert io.local_path("file:///tmp/x") == "/tmp/x"
-  assert io.local_path("gs://b/x") is None and io.local_path("/tmp/x") == "/tmp/x"
+  assert storage.abspath("ram://a/b") == "ram://a/b"
+  assert storage.abspath("rel") == os.path.join(os.getcwd(), "rel")
+  assert storage.dirname("gs://bucket/run/x.json") == "gs://bucket/run"
+  assert storage.basename("gs://bucket/run/") == "run"
+  assert storage.local_path("file:///tmp/x") == "/tmp/x"
+  assert storage.local_path("gs://b/x") is None and storage.local_path("/tmp/x") == "/tmp/x"
 
 
 def test_gin_reads_config_files_through_gfile():
   path = f"ram://tfadvgan-test-io-{uuid.uuid4().hex}/operative_config.gin"
-  io.atomic_write(path, "train.num_steps = 7\n")
+  storage.atomic_write(path, "train.num_steps = 7\n")
   gin.parse_config_file(path)
   assert gin.query_parameter("train.num_steps") == 7
 
@@ -159,8 +159,8 @@ def test_a_whole_run_on_ram_leaves_nothing_on_local_disk(tmp_path, monkeypatch, 
   cwd_before = _snapshot(os.getcwd(), skip=[tmp_path])
 
   root = f"ram://tfadvgan-test-flow-{uuid.uuid4().hex}"
-  model_dir = io.join(root, "run")
-  cache_dir = io.join(root, "cache")
+  model_dir = storage.join(root, "run")
+  cache_dir = storage.join(root, "cache")
 
   # train, then train again: resumes.
   _parse(data_path, 2)
@@ -175,8 +175,8 @@ def test_a_whole_run_on_ram_leaves_nothing_on_local_disk(tmp_path, monkeypatch, 
   gan, info, ckpt = loop.restore_run(model_dir)
   assert ckpt == f"{model_dir}/checkpoints/ckpt-3" and info["shape"] == [32, 32, 1]
   samples, labels = sampling.generate(gan, 10)
-  npz, grids = images.write_samples(io.join(model_dir, "sample_out"), samples, labels)
-  assert io.load_npz(npz)["images"].shape == (10, 32, 32, 1)
+  npz, grids = images.write_samples(storage.join(model_dir, "sample_out"), samples, labels)
+  assert storage.load_npz(npz)["images"].shape == (10, 32, 32, 1)
 
   # eval with the shipped domain classifier (what scripts/eval.py calls)
   classifier = classifiers.get_classifier("domain", path=CLASSIFIER)
@@ -194,12 +194,12 @@ def test_a_whole_run_on_ram_leaves_nothing_on_local_disk(tmp_path, monkeypatch, 
   real = np.concatenate([b[0].numpy() for b in source.images.take(16).batch(16)])
   d_fn = diag.discriminator_fn(gan)
   stats = diag.input_gradient_stats(d_fn, real, bins=5)
-  out_dir = io.join(model_dir, "diagnostics")
-  images.write_png(io.join(out_dir, "gradient_grid_step3.png"), diag.gradient_grid(d_fn, real))
-  images.write_png(io.join(out_dir, "gradient_histogram_step3.png"),
+  out_dir = storage.join(model_dir, "diagnostics")
+  images.write_png(storage.join(out_dir, "gradient_grid_step3.png"), diag.gradient_grid(d_fn, real))
+  images.write_png(storage.join(out_dir, "gradient_histogram_step3.png"),
                    diag.histogram_image(stats["histogram"]["counts"]))
-  io.atomic_write(io.join(out_dir, "diagnostics_step3.json"),
-                  json.dumps({"step": 3, "model_dir": io.abspath(model_dir),
+  storage.atomic_write(storage.join(out_dir, "diagnostics_step3.json"),
+                  json.dumps({"step": 3, "model_dir": storage.abspath(model_dir),
                               "l1": float(stats["l1"])}))
 
   found = sorted(path[len(root) + 1:] for path in _all_files(root))
@@ -213,10 +213,10 @@ def test_a_whole_run_on_ram_leaves_nothing_on_local_disk(tmp_path, monkeypatch, 
   assert expected <= set(found), sorted(expected - set(found))
   assert any(f.startswith("run/train/events.out.tfevents") for f in found)
   assert any(f.startswith("cache/reference_") and f.endswith(".npz") for f in found)
-  assert not [f for f in found if io.basename(f).startswith(io.TEMP_PREFIX)]
-  assert json.loads(io.read(io.join(model_dir, "run.json")))["shape"] == [32, 32, 1]
-  assert "train.num_steps = 3" in io.read(io.join(model_dir, checkpoints.OPERATIVE_FILE))
-  assert io.read(io.join(model_dir, "samples/samples_00000002.png"), binary=True)[:4] == \
+  assert not [f for f in found if storage.basename(f).startswith(storage.TEMP_PREFIX)]
+  assert json.loads(storage.read(storage.join(model_dir, "run.json")))["shape"] == [32, 32, 1]
+  assert "train.num_steps = 3" in storage.read(storage.join(model_dir, checkpoints.OPERATIVE_FILE))
+  assert storage.read(storage.join(model_dir, "samples/samples_00000002.png"), binary=True)[:4] == \
       b"\x89PNG"
 
   # Nothing on local disk: no `ram:` folder in the working directory, no temp files.
@@ -231,7 +231,7 @@ def test_a_whole_run_on_ram_leaves_nothing_on_local_disk(tmp_path, monkeypatch, 
 def _all_files(root):
   for directory, _, files in tf.io.gfile.walk(root):
     for name in files:
-      yield io.join(directory, name)
+      yield storage.join(directory, name)
 
 
 @pytest.mark.slow

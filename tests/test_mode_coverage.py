@@ -1,6 +1,6 @@
 """Mode coverage on the 2-D mixtures (VEEGAN / PacGAN definitions), `diagnose.py --which=modes`,
 and the AS-GAN / DAT range clip refused on 2-D data."""
-import io as py_io
+import io
 import json
 import os
 import subprocess
@@ -96,7 +96,7 @@ def test_diagnose_modes_on_a_ring_run(tmp_path):
   report = json.loads((out / "diagnostics_step2.json").read_text())
   assert "modes" in report["which"]  # on by default on a mixture
   modes = report["modes"]
-  with np.load(py_io.BytesIO((out / "mode_samples_step2.npz").read_bytes())) as f:
+  with np.load(io.BytesIO((out / "mode_samples_step2.npz").read_bytes())) as f:
     samples, centres, std = f["samples"], f["centres"], float(f["std"])
   assert samples.shape == (300, 2) and std == pytest.approx(0.02)
   np.testing.assert_array_equal(centres, data.ring_centres())

@@ -42,9 +42,9 @@ def search_paths(path):
 
 def parse_gin(gin_files, gin_params, finalize=True):
   """Parses gin files and bindings; unknown names and missing files become ConfigErrors."""
-  from tfadvgan import io  # pylint: disable=g-import-not-at-top  (also lets gin read gs:// files)
+  from tfadvgan import storage  # pylint: disable=g-import-not-at-top  (also lets gin read gs:// files)
   for path in gin_files:
-    errors.check(io.exists(path), f"--gin_file {path} does not exist.")
+    errors.check(storage.exists(path), f"--gin_file {path} does not exist.")
     for directory in search_paths(path)[:-1]:
       gin.add_config_file_search_path(directory)
   gin.add_config_file_search_path(os.getcwd())

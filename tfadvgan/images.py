@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfadvgan import errors
-from tfadvgan import io
+from tfadvgan import storage
 
 
 def to_uint8(images):
@@ -33,7 +33,7 @@ def grid(images, columns=None, pad=2):
 def write_png(path, image_uint8):
   """Writes an [H, W, C] uint8 image atomically."""
   data = tf.io.encode_png(tf.convert_to_tensor(image_uint8)).numpy()
-  io.atomic_write(path, data)
+  storage.atomic_write(path, data)
 
 
 def write_samples(out_dir, samples, labels=None, per_grid=64):
@@ -44,14 +44,14 @@ def write_samples(out_dir, samples, labels=None, per_grid=64):
     (npz path, [PNG paths]).
   """
   errors.check(per_grid >= 1, f"--per_grid must be >= 1; got {per_grid}.")
-  io.makedirs(out_dir)
+  storage.makedirs(out_dir)
   written = []
   if samples.ndim == 4:
     for j, i in enumerate(range(0, len(samples), per_grid)):
-      path = io.join(out_dir, f"grid_{j:03d}.png")
+      path = storage.join(out_dir, f"grid_{j:03d}.png")
       write_png(path, grid(samples[i:i + per_grid]))
       written.append(path)
   arrays = {"images": samples} if labels is None else {"images": samples, "labels": labels}
-  npz = io.join(out_dir, "samples.npz")
-  io.save_npz(npz, **arrays)
+  npz = storage.join(out_dir, "samples.npz")
+  storage.save_npz(npz, **arrays)
   return npz, written

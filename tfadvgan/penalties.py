@@ -44,7 +44,7 @@ import gin
 import tensorflow as tf
 
 from tfadvgan import errors
-from tfadvgan import ops
+from tfadvgan import tensor_ops
 from tfadvgan.rng import normal, split_seed, uniform
 
 def _per_example_shape(x):
@@ -54,8 +54,8 @@ def _per_example_shape(x):
 
 def _safe_norm(g):
   """Per-example L2 norm over non-batch axes; gradient 0 (not NaN) where g == 0."""
-  sq = tf.reduce_sum(tf.square(g), axis=ops.reduce_axes(g))
-  return tf.sqrt(tf.maximum(sq, tf.cast(ops.TINY, g.dtype)))
+  sq = tf.reduce_sum(tf.square(g), axis=tensor_ops.reduce_axes(g))
+  return tf.sqrt(tf.maximum(sq, tf.cast(tensor_ops.TINY, g.dtype)))
 
 
 def _require_seed(seed, name):
@@ -96,7 +96,7 @@ def _check_alp(epsilon_range, xi, num_power_iterations, lipschitz_constant):
 
 def _input_grad(d_fn, x):
   """``d D(x) / dx`` per example, recorded so an outer tape can differentiate it again."""
-  return ops.input_gradient(d_fn, x)[1]
+  return tensor_ops.input_gradient(d_fn, x)[1]
 
 
 def _interpolates(real, fake, seed):
@@ -170,7 +170,7 @@ def r1(d_fn, real, fake=None, *, seed=None):
   del fake, seed
   real = tf.stop_gradient(tf.convert_to_tensor(real))
   g = _input_grad(d_fn, real)
-  return tf.reduce_sum(tf.square(g), axis=ops.reduce_axes(g))
+  return tf.reduce_sum(tf.square(g), axis=tensor_ops.reduce_axes(g))
 
 
 def alp_direction(d_fn, x, seed, *, xi=10.0, num_power_iterations=1, d_x=None):
@@ -189,13 +189,13 @@ def alp_direction(d_fn, x, seed, *, xi=10.0, num_power_iterations=1, d_x=None):
   """
   x = tf.stop_gradient(x)
   d_x = tf.stop_gradient(d_fn(x) if d_x is None else d_x)
-  d = ops.normalize(normal(tf.shape(x), seed, x.dtype))
+  d = tensor_ops.normalize(normal(tf.shape(x), seed, x.dtype))
   for _ in range(num_power_iterations):
     with tf.GradientTape() as tape:
       tape.watch(d)
       total = tf.reduce_sum(tf.abs(d_x - d_fn(x + tf.cast(xi, x.dtype) * d)))
     g = tape.gradient(total, d, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-    d = ops.normalize(tf.stop_gradient(g))
+    d = tensor_ops.normalize(tf.stop_gradient(g))
   return d
 
 

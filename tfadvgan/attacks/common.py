@@ -5,7 +5,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfadvgan import errors
-from tfadvgan import ops
+from tfadvgan import tensor_ops
 
 
 def is_static_number(value):
@@ -29,7 +29,7 @@ def check_range(attack, clip_min, clip_max):
 
 def input_grad(loss_fn, x):
   """The attack's input gradient, a constant (no second-order path through the attack)."""
-  return tf.stop_gradient(ops.input_gradient(loss_fn, x)[1])
+  return tf.stop_gradient(tensor_ops.input_gradient(loss_fn, x)[1])
 
 
 def finish(x, x_adv, clip, clip_min, clip_max):

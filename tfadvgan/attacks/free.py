@@ -6,7 +6,7 @@ lines 8-9); ``free_delta_init`` draws the initial ``U(-epsilon, epsilon)`` (Alg.
 import tensorflow as tf
 
 from tfadvgan import errors
-from tfadvgan import ops
+from tfadvgan import tensor_ops
 from tfadvgan.attacks import common
 from tfadvgan.rng import normal, uniform
 
@@ -38,7 +38,7 @@ def free_adversarial_input(x, delta, clip=True, gradient="straight_through"):
     return x_adv
   if gradient == "through_clip":
     return tf.clip_by_value(x_adv, -1.0, 1.0)
-  return ops.clip_straight_through(x_adv)
+  return tensor_ops.clip_straight_through(x_adv)
 
 
 def free_delta_update(delta, grad_delta, step_size, epsilon):

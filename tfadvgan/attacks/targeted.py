@@ -13,7 +13,7 @@ import gin
 import tensorflow as tf
 
 from tfadvgan import errors
-from tfadvgan import ops
+from tfadvgan import tensor_ops
 from tfadvgan.attacks import common
 
 DIRECTIONS = ("sign", "raw", "l2")
@@ -89,7 +89,7 @@ def targeted_one_step(x, value_fn, target, epsilon, direction="sign", clip=True,
   elif direction == "raw":
     delta = tf.clip_by_value(-eps * g, -eps, eps)
   else:
-    delta = -eps * ops.normalize(g)
+    delta = -eps * tensor_ops.normalize(g)
   return common.finish(x, x + delta, clip, clip_min, clip_max)
 
 

@@ -18,7 +18,7 @@ import gin
 import tensorflow as tf
 
 from tfadvgan import errors
-from tfadvgan import ops
+from tfadvgan import tensor_ops
 from tfadvgan.attacks import common
 from tfadvgan.rng import normal, split_seed, uniform
 
@@ -28,8 +28,8 @@ NORMS = ("linf", "l2")
 def _project(delta, epsilon, norm):
   if norm == "linf":
     return tf.clip_by_value(delta, -epsilon, epsilon)
-  sq = tf.reduce_sum(tf.square(delta), axis=ops.reduce_axes(delta), keepdims=True)
-  norm_ = tf.sqrt(tf.maximum(sq, tf.cast(ops.TINY, delta.dtype)))
+  sq = tf.reduce_sum(tf.square(delta), axis=tensor_ops.reduce_axes(delta), keepdims=True)
+  norm_ = tf.sqrt(tf.maximum(sq, tf.cast(tensor_ops.TINY, delta.dtype)))
   return delta * tf.minimum(tf.ones_like(norm_), epsilon / norm_)
 
 
@@ -84,7 +84,7 @@ def _random_start(x, eps, seed, norm):
   if norm == "linf":
     return uniform(tf.shape(x), seed, x.dtype, -1.0, 1.0) * eps
   seeds = split_seed(seed)
-  direction = ops.normalize(normal(tf.shape(x), seeds[0], x.dtype))
+  direction = tensor_ops.normalize(normal(tf.shape(x), seeds[0], x.dtype))
   radius = uniform(
       tf.concat([tf.shape(x)[:1], tf.ones([x.shape.rank - 1], tf.int32)], 0), seeds[1], x.dtype)
   return eps * radius * direction
@@ -125,7 +125,7 @@ def pgd(x, loss_fn, epsilon, num_steps, step_size, random_start=False, seed=None
 
   def body(i, x_adv):
     g = common.input_grad(loss_fn, x_adv)
-    step = tf.sign(g) if norm == "linf" else ops.normalize(g)
+    step = tf.sign(g) if norm == "linf" else tensor_ops.normalize(g)
     delta = _project(x_adv + alpha * step - x, eps, norm)
     return i + 1, to_range(x + delta)
 

@@ -174,9 +174,9 @@ def _end_to_end(first_config, first_row):
 
 def _write(value):
   """Writes `value` as JSON to --out (when given)."""
-  from tfadvgan import io  # pylint: disable=g-import-not-at-top
+  from tfadvgan import storage  # pylint: disable=g-import-not-at-top
   if FLAGS.out:
-    io.atomic_write(FLAGS.out, json.dumps(value, indent=2))
+    storage.atomic_write(FLAGS.out, json.dumps(value, indent=2))
     print(f"wrote {FLAGS.out}")
 
 

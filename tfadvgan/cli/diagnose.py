@@ -110,8 +110,8 @@ def _which(text, has_ac_head, head, has_classifier=False, dataset=None):
 
 def _binds_source():
   """True when --gin_param or --gin_file binds dataset.source (the run's own source is not used)."""
-  from tfadvgan import io  # pylint: disable=g-import-not-at-top
-  texts = list(FLAGS.gin_param) + [io.read(path) for path in FLAGS.gin_file]
+  from tfadvgan import storage  # pylint: disable=g-import-not-at-top
+  texts = list(FLAGS.gin_param) + [storage.read(path) for path in FLAGS.gin_file]
   return any("dataset.source" in text for text in texts)
 
 
@@ -179,7 +179,7 @@ def _settings(which):
 def _classifier(which, data_shape):
   """(model, record) of --classifier_path when class_pgd or generalization runs, else None."""
   from tfadvgan import errors  # pylint: disable=g-import-not-at-top
-  from tfadvgan import io  # pylint: disable=g-import-not-at-top
+  from tfadvgan import storage  # pylint: disable=g-import-not-at-top
   from tfadvgan.metrics import domain_classifier  # pylint: disable=g-import-not-at-top
   from tfadvgan.metrics.diagnostics import suite  # pylint: disable=g-import-not-at-top
   if not FLAGS.classifier_path or not any(w in which for w in suite.NEEDS_CLASSES):
@@ -189,7 +189,7 @@ def _classifier(which, data_shape):
                f"--classifier_path {FLAGS.classifier_path} takes inputs of shape "
                f"{tuple(model.input_shape[1:])}, the run's data has "
                f"{tuple(data_shape)}; use a classifier trained on this dataset.")
-  return model, {"name": meta.get("name"), "path": io.abspath(FLAGS.classifier_path),
+  return model, {"name": meta.get("name"), "path": storage.abspath(FLAGS.classifier_path),
                  "metadata": meta}
 
 
@@ -205,14 +205,14 @@ def _mode_std():
 def _write_outputs(out_dir, step, figures, arrays):
   """Writes the figures' PNGs and the arrays' npz files (``NAME_step<N>``); returns their paths."""
   from tfadvgan import images as images_lib  # pylint: disable=g-import-not-at-top
-  from tfadvgan import io  # pylint: disable=g-import-not-at-top
+  from tfadvgan import storage  # pylint: disable=g-import-not-at-top
   written = []
   for name, image in figures.items():
-    written.append(io.join(out_dir, f"{name}_step{step}.png"))
+    written.append(storage.join(out_dir, f"{name}_step{step}.png"))
     images_lib.write_png(written[-1], image)
   for name, values in arrays.items():
-    written.append(io.join(out_dir, f"{name}_step{step}.npz"))
-    io.save_npz(written[-1], **values)
+    written.append(storage.join(out_dir, f"{name}_step{step}.npz"))
+    storage.save_npz(written[-1], **values)
   return written
 
 
@@ -279,8 +279,8 @@ def _load(info):
 
 
 def _meta(info, ckpt, step, name, split, images, head, which):
-  from tfadvgan import io  # pylint: disable=g-import-not-at-top
-  return {"model_dir": io.abspath(FLAGS.model_dir), "checkpoint": ckpt, "step": step,
+  from tfadvgan import storage  # pylint: disable=g-import-not-at-top
+  return {"model_dir": storage.abspath(FLAGS.model_dir), "checkpoint": ckpt, "step": step,
           "method": info.get("method"), "dataset": name, "split": split, "num": int(len(images)),
           "discriminator_head": head, "training_mode": bool(FLAGS.training_mode),
           "epsilon_scale": ("L-inf on the [-1, 1] image scale (1/255 = half an 8-bit level)"
@@ -292,7 +292,7 @@ def _meta(info, ckpt, step, name, split, images, head, which):
 def main(argv):
   import json  # pylint: disable=g-import-not-at-top
   from tfadvgan import errors  # pylint: disable=g-import-not-at-top
-  from tfadvgan import io  # pylint: disable=g-import-not-at-top
+  from tfadvgan import storage  # pylint: disable=g-import-not-at-top
   from tfadvgan.metrics.diagnostics import suite  # pylint: disable=g-import-not-at-top
   from tfadvgan.training import run as run_lib  # pylint: disable=g-import-not-at-top
   _check_flags(argv)
@@ -307,8 +307,8 @@ def main(argv):
                "compares the train split with --split (default test): pick another --split.")
   settings, classifier = _settings(which), _classifier(which, images.shape[1:])
   step = int(gan.global_step.numpy())
-  out_dir = FLAGS.out or io.join(FLAGS.model_dir, "diagnostics")
-  io.makedirs(out_dir)
+  out_dir = FLAGS.out or storage.join(FLAGS.model_dir, "diagnostics")
+  storage.makedirs(out_dir)
   results, figures, arrays = suite.run_diagnostics(
       gan, images, labels, [w for w in which if w != "generalization"], settings, classifier,
       dataset=name, mode_std=_mode_std())
@@ -319,8 +319,8 @@ def main(argv):
         gan, {"train": (train_images, train_labels), "test": (images, labels)}, settings,
         classifier)
     results["generalization"]["test_split"] = split
-  path = io.join(out_dir, f"diagnostics_step{step}.json")
-  io.atomic_write(path, json.dumps(_jsonable(
+  path = storage.join(out_dir, f"diagnostics_step{step}.json")
+  storage.atomic_write(path, json.dumps(_jsonable(
       {**_meta(info, ckpt, step, name, split, images, head, which), **results}), indent=2))
   print(f"diagnostics of step {step} on {len(images)} {split} reals (and as many fakes):")
   print("\n".join(headline(results)))

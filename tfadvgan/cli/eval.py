@@ -68,28 +68,28 @@ def _step_of(path):
 
 def _kept_checkpoints(model_dir):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from tfadvgan import io  # pylint: disable=g-import-not-at-top
-  state = tf.train.get_checkpoint_state(io.join(model_dir, "checkpoints"))
+  from tfadvgan import storage  # pylint: disable=g-import-not-at-top
+  state = tf.train.get_checkpoint_state(storage.join(model_dir, "checkpoints"))
   paths = list(state.all_model_checkpoint_paths) if state else []
   return sorted(((_step_of(p), p) for p in paths if _step_of(p) is not None))
 
 
 def _target_steps(model_dir):
   """train.num_steps of the run's saved config (re-read: a resumed run may extend it)."""
-  from tfadvgan import io  # pylint: disable=g-import-not-at-top
+  from tfadvgan import storage  # pylint: disable=g-import-not-at-top
   from tfadvgan.training import checkpoints  # pylint: disable=g-import-not-at-top
   try:
-    text = io.read(io.join(model_dir, checkpoints.OPERATIVE_FILE))
+    text = storage.read(storage.join(model_dir, checkpoints.OPERATIVE_FILE))
     return int(checkpoints.parse_bindings(text).get("train.num_steps", "0"))
   except (OSError, ValueError):
     return None
 
 
 def _wait_for_run(model_dir, timeout):
-  from tfadvgan import io  # pylint: disable=g-import-not-at-top
+  from tfadvgan import storage  # pylint: disable=g-import-not-at-top
   from tfadvgan.training import checkpoints  # pylint: disable=g-import-not-at-top
   deadline = time.time() + timeout
-  while not io.exists(io.join(model_dir, checkpoints.OPERATIVE_FILE)):
+  while not storage.exists(storage.join(model_dir, checkpoints.OPERATIVE_FILE)):
     if time.time() > deadline:
       return
     time.sleep(2)
@@ -106,8 +106,8 @@ def _parse_run_config(model_dir):
   import gin  # pylint: disable=g-import-not-at-top
   from tfadvgan.training import checkpoints  # pylint: disable=g-import-not-at-top
   gin.clear_config()
-  from tfadvgan import io  # pylint: disable=g-import-not-at-top
-  common.parse_gin([io.join(model_dir, checkpoints.OPERATIVE_FILE)], [], finalize=False)
+  from tfadvgan import storage  # pylint: disable=g-import-not-at-top
+  common.parse_gin([storage.join(model_dir, checkpoints.OPERATIVE_FILE)], [], finalize=False)
   _apply_overrides()
 
 

@@ -41,7 +41,7 @@ FLAGS = flags.FLAGS
 def main(argv):
   from tfadvgan import errors  # pylint: disable=g-import-not-at-top
   from tfadvgan import images as images_lib  # pylint: disable=g-import-not-at-top
-  from tfadvgan import io  # pylint: disable=g-import-not-at-top
+  from tfadvgan import storage  # pylint: disable=g-import-not-at-top
   from tfadvgan.training import run as run_lib  # pylint: disable=g-import-not-at-top
   from tfadvgan.gans import sampling  # pylint: disable=g-import-not-at-top
   errors.check(len(argv) == 1, f"Unexpected arguments: {' '.join(argv[1:])}")
@@ -49,7 +49,7 @@ def main(argv):
   gan, _, path = run_lib.restore_run(FLAGS.model_dir, FLAGS.step)
   samples, labels = sampling.generate(gan, FLAGS.num, FLAGS.seed, FLAGS.label,
                                       truncation=FLAGS.truncation)
-  out = FLAGS.out or io.join(FLAGS.model_dir, "sample_out")
+  out = FLAGS.out or storage.join(FLAGS.model_dir, "sample_out")
   npz, written = images_lib.write_samples(out, samples, labels, FLAGS.per_grid)
   outputs = [("PNG grid" if len(written) == 1 else f"PNG grid {i + 1}/{len(written)}", p)
              for i, p in enumerate(written)] + [("npz", npz)]
@@ -69,13 +69,13 @@ def main(argv):
 def _write_sheet(out, name, images, labels, columns, **arrays):
   """``out/NAME.png`` (rows of ``columns`` images) and ``out/NAME.npz``; their output lines."""
   from tfadvgan import images as images_lib  # pylint: disable=g-import-not-at-top
-  from tfadvgan import io  # pylint: disable=g-import-not-at-top
+  from tfadvgan import storage  # pylint: disable=g-import-not-at-top
   from tfadvgan import errors  # pylint: disable=g-import-not-at-top
   errors.check(images.ndim == 4, f"A {name} sheet needs image data; the run generates points.")
-  png, npz = io.join(out, f"{name}.png"), io.join(out, f"{name}.npz")
+  png, npz = storage.join(out, f"{name}.png"), storage.join(out, f"{name}.npz")
   images_lib.write_png(png, images_lib.grid(images, columns=columns))
   extra = {} if labels is None else {"labels": labels}
-  io.save_npz(npz, images=images, **extra, **arrays)
+  storage.save_npz(npz, images=images, **extra, **arrays)
   return [(f"{name} sheet", png), (f"{name} npz", npz)]
 
 

@@ -67,14 +67,14 @@ def _run(cmd, log, dry_run):
   print(f"$ {printable}", flush=True)
   if dry_run:
     return printable
-  from tfadvgan import io  # pylint: disable=g-import-not-at-top
-  if io.local_path(log):  # streamed, so a long run's log can be followed while it runs
-    with open(io.local_path(log), "a") as f:
+  from tfadvgan import storage  # pylint: disable=g-import-not-at-top
+  if storage.local_path(log):  # streamed, so a long run's log can be followed while it runs
+    with open(storage.local_path(log), "a") as f:
       proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT)
   else:  # gs:// etc. have no append: the output is added to the log when the step ends
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT)
-    old = io.read(log, binary=True) if io.exists(log) else b""
-    io.atomic_write(log, old + proc.stdout)
+    old = storage.read(log, binary=True) if storage.exists(log) else b""
+    storage.atomic_write(log, old + proc.stdout)
   if proc.returncode != 0 and proc.returncode not in _other_success(cmd):
     from tfadvgan import errors  # pylint: disable=g-import-not-at-top
     raise errors.ConfigError(f"Study step failed (exit {proc.returncode}); see {log}:\n"
@@ -95,10 +95,10 @@ def wdist_variance_last_fraction(run_dir, fraction=0.2):
   """Variance of the logged `train/wdist` over the last `fraction` of training steps; None for a
   run without training events (a fine-tuned run writes `finetune/` instead)."""
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from tfadvgan import io  # pylint: disable=g-import-not-at-top
-  if not io.isdir(io.join(run_dir, "train")):
+  from tfadvgan import storage  # pylint: disable=g-import-not-at-top
+  if not storage.isdir(storage.join(run_dir, "train")):
     return None
-  points = io.read_scalars(io.join(run_dir, "train"), "train/wdist")
+  points = storage.read_scalars(storage.join(run_dir, "train"), "train/wdist")
   if not points:
     return None
   last = max(s for s, _ in points)
@@ -128,7 +128,7 @@ def collect(run_dir, eps_key, curve_num_samples=None):
   per step (those training wrote).
   """
   out = {}
-  from tfadvgan import io  # pylint: disable=g-import-not-at-top
+  from tfadvgan import storage  # pylint: disable=g-import-not-at-top
   from tfadvgan.metrics import evaluation  # pylint: disable=g-import-not-at-top
   results = evaluation.read_results(run_dir)
   records = [r for r in results if r["metric"].startswith("fid")]
@@ -143,8 +143,8 @@ def collect(run_dir, eps_key, curve_num_samples=None):
         if r.get("n") == curve_num_samples:
           curve.setdefault(r["step"], r["value"])
       out["curve"] = sorted([step, value] for step, value in curve.items())
-  diag_dir = io.join(run_dir, "diagnostics")
-  diag = io.read_json(io.join(diag_dir, _latest(io.listdir(diag_dir), "diagnostics_step")))
+  diag_dir = storage.join(run_dir, "diagnostics")
+  diag = storage.read_json(storage.join(diag_dir, _latest(storage.listdir(diag_dir), "diagnostics_step")))
   if "accuracy" in diag:
     out[f"d_acc_real_fgsm_{eps_key}"] = diag["accuracy"]["real"][eps_key]
     out["d_acc_real_clean"] = diag["accuracy"]["real"]["0"]
@@ -203,9 +203,9 @@ def run_study(out, variants, seeds=(0, 1, 2), num_steps=2000, classifier_path=No
   diagnose.py flags (e.g. `--classifier_path=...`, `--class_epsilons=...`); `eval_flags` extra
   eval.py flags (e.g. `--reference_split=test`; a flag given twice takes the last value).
   """
-  from tfadvgan import io  # pylint: disable=g-import-not-at-top
+  from tfadvgan import storage  # pylint: disable=g-import-not-at-top
   curve_every_steps = _check_study(variants, classifier_path, curve_every_steps, finetunes)
-  io.makedirs(out)
+  storage.makedirs(out)
   steps = _StudySteps(out, [v[0] for v in variants] + [f[0] for f in finetunes], dry_run,
                       eps_key=format(float(fgsm_epsilon), ".8g"),
                       curve_num_samples=curve_every_steps and curve_num_samples,
@@ -214,7 +214,7 @@ def run_study(out, variants, seeds=(0, 1, 2), num_steps=2000, classifier_path=No
                       + list(diagnose_flags))
   for seed in seeds:  # outer, so a study stopped early has every variant at the same seeds
     for name, gin_files, params in variants:
-      run_dir = io.join(out, name, f"seed{seed}")
+      run_dir = storage.join(out, name, f"seed{seed}")
       curve = [] if not curve_every_steps else _curve_params(run_dir, curve_every_steps,
                                                              classifier_path, curve_num_samples)
       train_cmd = _script("train") + [f"--gin_file={os.path.join(ROOT, 'gin_configs', g)}"
@@ -226,7 +226,7 @@ def run_study(out, variants, seeds=(0, 1, 2), num_steps=2000, classifier_path=No
                                     f"--classifier_path={classifier_path}",
                                     f"--num_samples={eval_num_samples}", "--metrics=fid"] + list(
                                         eval_flags)
-      steps.finish(name, run_dir, io.join(out, f"{name}_seed{seed}.log"),
+      steps.finish(name, run_dir, storage.join(out, f"{name}_seed{seed}.log"),
                    [train_cmd] + ([eval_cmd] if classifier_path else [])
                    + [steps.diagnose(run_dir)])
     for name, base, params in finetunes:
@@ -241,9 +241,9 @@ def run_study(out, variants, seeds=(0, 1, 2), num_steps=2000, classifier_path=No
 def _check_study(variants, classifier_path, curve_every_steps, finetunes):
   """ConfigError for a bad study config; returns `curve_every_steps` as an int."""
   from tfadvgan import errors  # pylint: disable=g-import-not-at-top
-  from tfadvgan import io  # pylint: disable=g-import-not-at-top
+  from tfadvgan import storage  # pylint: disable=g-import-not-at-top
   errors.check(variants, "study.variants is empty.")
-  errors.check(classifier_path is None or io.exists(classifier_path),
+  errors.check(classifier_path is None or storage.exists(classifier_path),
                f"study.classifier_path {classifier_path!r} does not exist: train one with "
                "scripts/train_classifier.py --out=PATH (or set it to None to skip FID).")
   curve_every_steps = errors.check_int("study.curve_every_steps", curve_every_steps, low=0)
@@ -280,23 +280,23 @@ class _StudySteps:
 
   def finetune(self, name, base, params, seed):
     """The fine-tune `name` of variant `base`'s run of `seed`, then its diagnosis."""
-    from tfadvgan import io  # pylint: disable=g-import-not-at-top
-    run_dir = io.join(self.out, name, f"seed{seed}")
+    from tfadvgan import storage  # pylint: disable=g-import-not-at-top
+    run_dir = storage.join(self.out, name, f"seed{seed}")
     finetune_cmd = _script("finetune") + [
-        f"--model_dir={io.join(self.out, base, f'seed{seed}')}", f"--out_dir={run_dir}"] + [
+        f"--model_dir={storage.join(self.out, base, f'seed{seed}')}", f"--out_dir={run_dir}"] + [
             f"--gin_param={p}" for p in params]
     # finetune.py refuses a non-empty --out_dir: a fine-tune that finished (finetune.json is
     # written last) before the study stopped is not run again.
-    self.finish(name, run_dir, io.join(self.out, f"{name}_seed{seed}.log"),
+    self.finish(name, run_dir, storage.join(self.out, f"{name}_seed{seed}.log"),
                 [finetune_cmd, self.diagnose(run_dir)],
-                ran=int(io.exists(io.join(run_dir, "finetune.json"))))
+                ran=int(storage.exists(storage.join(run_dir, "finetune.json"))))
 
   def finish(self, name, run_dir, log, cmds, ran=0):
     """Runs `cmds` (the first `ran` finished earlier: listed, not run again), then collects."""
-    from tfadvgan import io  # pylint: disable=g-import-not-at-top
-    done = io.join(run_dir, "study_done.json")
-    if io.exists(done) and not self.dry_run:  # finished earlier: its commands still go in study.md
-      self.per_seed[name].append(io.read_json(done))
+    from tfadvgan import storage  # pylint: disable=g-import-not-at-top
+    done = storage.join(run_dir, "study_done.json")
+    if storage.exists(done) and not self.dry_run:  # finished earlier: its commands still go in study.md
+      self.per_seed[name].append(storage.read_json(done))
       self.commands.extend(_printable(cmd) for cmd in cmds)
       return
     t0 = time.time()
@@ -307,7 +307,7 @@ class _StudySteps:
       return
     numbers = collect(run_dir, self.eps_key, self.curve_num_samples)
     numbers["train_eval_seconds"] = time.time() - t0
-    io.atomic_write(done, json.dumps(numbers))  # a torn file would break resuming
+    storage.atomic_write(done, json.dumps(numbers))  # a torn file would break resuming
     self.per_seed[name].append(numbers)
 
 
@@ -325,7 +325,7 @@ def parse_study(study_file, params):
 @common.main_wrapper
 def main(argv):
   from tfadvgan import errors  # pylint: disable=g-import-not-at-top
-  from tfadvgan import io  # pylint: disable=g-import-not-at-top
+  from tfadvgan import storage  # pylint: disable=g-import-not-at-top
   errors.check(len(argv) == 1, f"Unexpected arguments: {' '.join(argv[1:])}")
   errors.check(FLAGS.study and FLAGS.out, "--study and --out are required.")
   parse_study(FLAGS.study, FLAGS.gin_param)
@@ -335,9 +335,9 @@ def main(argv):
   seeds = gin.query_parameter("study.seeds") if _bound("study.seeds") else (0, 1, 2)
   text = table(rows, seeds)
   print(text)
-  io.atomic_write(io.join(FLAGS.out, "study.md"), text + "\n\nCommands:\n\n"
+  storage.atomic_write(storage.join(FLAGS.out, "study.md"), text + "\n\nCommands:\n\n"
                   + "\n".join(commands) + "\n")
-  io.atomic_write(io.join(FLAGS.out, "study.json"),
+  storage.atomic_write(storage.join(FLAGS.out, "study.json"),
                   json.dumps({"rows": rows, "commands": commands,
                               "config": gin.config_str()}, indent=2))
   for path in draw_figures(FLAGS.out, rows, seeds):
@@ -347,29 +347,29 @@ def main(argv):
 def draw_figures(out, rows, seeds):
   """The study's PNGs beside study.md (FID curves; 2-D samples over the modes; accuracy under PGD
   and the train - test gap against eps); their paths."""
-  from tfadvgan import io  # pylint: disable=g-import-not-at-top
+  from tfadvgan import storage  # pylint: disable=g-import-not-at-top
   from tfadvgan.metrics import figures  # pylint: disable=g-import-not-at-top
   written = []
   curves = {r["variant"]: [s["curve"] for s in r["per_seed"] if s.get("curve")] for r in rows}
   if any(curves.values()):
-    path = io.join(out, "fid_curves.png")
+    path = storage.join(out, "fid_curves.png")
     figures.fid_curves_png(path, {k: v for k, v in curves.items() if v}, seeds)
     written.append(path)
   panels = []
   for r in rows:
     for seed in seeds:
-      diag_dir = io.join(out, r["variant"], f"seed{seed}", "diagnostics")
-      name = _latest(io.listdir(diag_dir), "mode_samples_step") if io.exists(diag_dir) else None
+      diag_dir = storage.join(out, r["variant"], f"seed{seed}", "diagnostics")
+      name = _latest(storage.listdir(diag_dir), "mode_samples_step") if storage.exists(diag_dir) else None
       if name:
-        panels.append((f"{r['variant']} seed {seed}", io.join(diag_dir, name)))
+        panels.append((f"{r['variant']} seed {seed}", storage.join(diag_dir, name)))
   if panels:
-    path = io.join(out, "mode_samples.png")
+    path = storage.join(out, "mode_samples.png")
     figures.mode_samples_png(path, panels, columns=len(seeds))
     written.append(path)
   robust = {r["variant"]: r["per_seed"] for r in rows
             if any(k.startswith("class_acc_pgd_") for s in r["per_seed"] for k in s)}
   if robust:
-    path = io.join(out, "robustness.png")
+    path = storage.join(out, "robustness.png")
     refs = next((r["per_seed"] for r in rows
                  if any(k.startswith("ref_acc_pgd_") for s in r["per_seed"] for k in s)), None)
     reference = ("reference classifier (its own architecture)", refs) if refs else None

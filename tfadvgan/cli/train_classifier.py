@@ -47,11 +47,11 @@ _FMNIST_SOURCES = ("idx", "fashion_mnist_idx", "fashion_mnist")
 
 def default_name(dataset, dataset_path, adversarial):
   """`fmnist_cnn` for Fashion-MNIST (idx at its default path), else `<dataset>_cnn`; + `_madry`."""
-  from tfadvgan import io  # pylint: disable=g-import-not-at-top
+  from tfadvgan import storage  # pylint: disable=g-import-not-at-top
   from tfadvgan.data import idx  # pylint: disable=g-import-not-at-top
   is_fmnist = dataset == "fashion_mnist" or (
-      dataset in _FMNIST_SOURCES and (dataset_path is None or io.abspath(dataset_path)
-                                      == io.abspath(idx.DEFAULT_IDX_PATH)))
+      dataset in _FMNIST_SOURCES and (dataset_path is None or storage.abspath(dataset_path)
+                                      == storage.abspath(idx.DEFAULT_IDX_PATH)))
   return ("fmnist" if is_fmnist else dataset) + "_cnn" + ("_madry" if adversarial else "")
 
 
@@ -90,7 +90,7 @@ def main(argv):
   from tfadvgan import attacks as _  # pylint: disable=g-import-not-at-top,unused-import
   from tfadvgan import data as _  # pylint: disable=g-import-not-at-top,unused-import,reimported
   from tfadvgan import errors  # pylint: disable=g-import-not-at-top
-  from tfadvgan import io  # pylint: disable=g-import-not-at-top
+  from tfadvgan import storage  # pylint: disable=g-import-not-at-top
   from tfadvgan.metrics import domain_classifier as dc  # pylint: disable=g-import-not-at-top
 
   errors.check(len(argv) == 1, f"Unexpected arguments: {' '.join(argv[1:])}")
@@ -121,7 +121,7 @@ def main(argv):
   accuracy = history["test_accuracy"][-1]
   metadata = dict(accuracy=accuracy, train_accuracy=history["accuracy"][-1],
                   train_loss=history["loss"][-1], dataset=FLAGS.dataset,
-                  dataset_path=FLAGS.dataset_path and io.abspath(FLAGS.dataset_path),
+                  dataset_path=FLAGS.dataset_path and storage.abspath(FLAGS.dataset_path),
                   test_data=test_desc, epochs=FLAGS.epochs,
                   adversarial=FLAGS.adversarial, seed=FLAGS.seed)
   report = f"clean test accuracy {accuracy:.4f} ({test_desc})"

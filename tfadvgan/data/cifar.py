@@ -3,7 +3,7 @@
 Files are read through `tf.io.gfile`; the pickles are loaded with an unpickler that accepts only
 the types a CIFAR archive holds.
 """
-import io as pyio
+import io
 import os
 import pickle
 import tarfile
@@ -90,7 +90,7 @@ class _CifarUnpickler(pickle.Unpickler):
 
 def _unpickle(files, name, path):
   try:
-    batch = _CifarUnpickler(pyio.BytesIO(files.read(name)), encoding="bytes").load()
+    batch = _CifarUnpickler(io.BytesIO(files.read(name)), encoding="bytes").load()
   except Exception as e:  # pylint: disable=broad-except
     raise errors.ConfigError(f"{path}: cannot unpickle CIFAR file {name!r} ({e}).") from None
   errors.check(isinstance(batch, dict), f"{path}: CIFAR file {name!r} holds a "

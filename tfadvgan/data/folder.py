@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfadvgan import errors
-from tfadvgan import io
+from tfadvgan import storage
 from tfadvgan.data import filesystem
 from tfadvgan.data import registry
 from tfadvgan.data import sources
@@ -113,8 +113,8 @@ def _stat_key(path):
 
 
 def _manifest_path(path, channels):
-  key = hashlib.sha1(f"{io.abspath(path)}|{channels}".encode()).hexdigest()[:16]
-  return io.join(io.cache_dir("folders"), f"{key}.json")
+  key = hashlib.sha1(f"{storage.abspath(path)}|{channels}".encode()).hexdigest()[:16]
+  return storage.join(storage.cache_dir("folders"), f"{key}.json")
 
 
 @gin.configurable("folder_check")
@@ -143,7 +143,7 @@ def check_folder(path, files, channels, mode="changed"):
     return len(files)
   manifest_path = _manifest_path(path, channels)
   try:
-    known = json.loads(io.read(manifest_path)) if io.exists(manifest_path) else {}
+    known = json.loads(storage.read(manifest_path)) if storage.exists(manifest_path) else {}
   except (ValueError, errors.ConfigError):
     logging.warning("Ignoring the unreadable folder manifest %s; checking every image again.",
                     manifest_path)
@@ -153,7 +153,7 @@ def check_folder(path, files, channels, mode="changed"):
   check_images_decode(todo, channels)
   if todo:
     try:
-      io.atomic_write(manifest_path, json.dumps(keys))
+      storage.atomic_write(manifest_path, json.dumps(keys))
     except errors.ConfigError as e:  # a read-only home: the check still ran
       logging.warning("Could not record the checked images (%s); the next start checks them "
                       "again.", e)

@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfadvgan import errors
-from tfadvgan import io
+from tfadvgan import storage
 from tfadvgan.data import registry
 from tfadvgan.data import sources
 from tfadvgan.data import transforms
@@ -89,7 +89,7 @@ def write_records(source, out_dir, num_files=None, encoding="png"):
                "directly.")
   errors.choose("encoding", encoding, dict.fromkeys(ENCODINGS))
   num_files = errors.check_int("num_files", num_files, low=1, allow_none=True)
-  errors.check(not io.exists(out_dir) or not io.listdir(out_dir),
+  errors.check(not storage.exists(out_dir) or not storage.listdir(out_dir),
                f"{out_dir} already exists and is not empty; choose a new --out directory (or "
                "delete it).")
   dtype = _stored_form(source)
@@ -99,23 +99,23 @@ def write_records(source, out_dir, num_files=None, encoding="png"):
     total = int(source.records(1, 0, None).reduce(np.int64(0), lambda n, _: n + 1))
   num_files = num_files or max(1, math.ceil(total / DEFAULT_EXAMPLES_PER_FILE))
   errors.check(num_files <= total, f"num_files={num_files} is more than the {total} examples.")
-  created = not io.exists(out_dir)
-  io.makedirs(out_dir)
+  created = not storage.exists(out_dir)
+  storage.makedirs(out_dir)
   bounds = [total * k // num_files for k in range(num_files + 1)]
   try:
     files, written = _write_files(source, out_dir, dtype, encoding, bounds)
     errors.check(written == total, f"{source.name!r} yielded {written} examples, not {total}.")
   except BaseException:  # leave no half-written directory behind
     if created:
-      io.rmtree(out_dir)
+      storage.rmtree(out_dir)
     else:
-      for name in io.listdir(out_dir):
-        io.remove(io.join(out_dir, name))
+      for name in storage.listdir(out_dir):
+        storage.remove(storage.join(out_dir, name))
     raise
   meta = {"format": FORMAT, "version": 1, "source": source.name, "num_examples": total,
           "shape": list(source.shape), "dtype": dtype, "encoding": encoding,
           "num_classes": int(source.num_classes), "files": files}
-  io.atomic_write(io.join(out_dir, METADATA_FILE), json.dumps(meta, indent=1))
+  storage.atomic_write(storage.join(out_dir, METADATA_FILE), json.dumps(meta, indent=1))
   return meta
 
 
@@ -133,7 +133,7 @@ def _write_files(source, out_dir, dtype, encoding, bounds):
         index += 1
         name = _file_name(index, num_files)
         files.append({"name": name, "num_examples": bounds[index + 1] - bounds[index]})
-        writer = tf.io.TFRecordWriter(io.join(out_dir, name))
+        writer = tf.io.TFRecordWriter(storage.join(out_dir, name))
       writer.write(_example(item, labels[j] if labelled else None))
       written += 1
   if writer is not None:
@@ -143,18 +143,18 @@ def _write_files(source, out_dir, dtype, encoding, bounds):
 
 def read_metadata(path):
   """The checked metadata of a prepared-data directory (ConfigError naming what is wrong)."""
-  meta_path = io.join(path, METADATA_FILE)
-  errors.check(io.exists(meta_path),
+  meta_path = storage.join(path, METADATA_FILE)
+  errors.check(storage.exists(meta_path),
                f"dataset.path {path!r} holds no {METADATA_FILE}: it is not prepared data (or its "
                "preparation did not finish); write it with scripts/prepare_data.py.")
   try:
-    meta = json.loads(io.read(meta_path))
+    meta = json.loads(storage.read(meta_path))
   except ValueError as e:
     raise errors.ConfigError(f"{meta_path} is corrupt ({e}); prepare the data again.") from None
   errors.check(isinstance(meta, dict) and meta.get("format") == FORMAT and meta.get("version") == 1,
                f"{meta_path} is not tfadvgan prepared-data metadata (format {FORMAT!r}, "
                "version 1); prepare the data again with scripts/prepare_data.py.")
-  present = set(io.listdir(path))
+  present = set(storage.listdir(path))
   missing = [f["name"] for f in meta["files"] if f["name"] not in present]
   errors.check(not missing, f"{path!r} is missing {len(missing)} of its {len(meta['files'])} "
                f"record files (first: {missing[:1]}); copy the whole directory again.")
@@ -200,7 +200,7 @@ def load_tfrecord(split, path):
   errors.check(path is not None, "Dataset 'tfrecord' needs dataset.path: a directory written by "
                "scripts/prepare_data.py.")
   meta = read_metadata(path)
-  names = [io.join(path, f["name"]) for f in meta["files"]]
+  names = [storage.join(path, f["name"]) for f in meta["files"]]
   parse = _parser(meta)
 
   def records(num_shards, index, seed):

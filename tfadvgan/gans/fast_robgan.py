@@ -31,7 +31,7 @@ import tensorflow as tf
 from tfadvgan import attacks
 from tfadvgan import distribute
 from tfadvgan import errors
-from tfadvgan.gans import ac
+from tfadvgan.gans import auxiliary_classifier
 from tfadvgan.gans import base
 from tfadvgan import losses as losses_lib
 from tfadvgan import optimizers
@@ -53,7 +53,7 @@ KNOBS = (
 
 
 @gin.configurable
-class FastRobGAN(ac.ACGAN):
+class FastRobGAN(auxiliary_classifier.ACGAN):
   """Rob-GAN with free adversarial training (M replays, persistent delta) and the KL term.
 
   Args:

@@ -29,7 +29,7 @@ import tensorflow as tf
 
 from tfadvgan import attacks
 from tfadvgan import errors
-from tfadvgan.gans import ac
+from tfadvgan.gans import auxiliary_classifier
 from tfadvgan import losses as losses_lib
 from tfadvgan import rng
 
@@ -50,7 +50,7 @@ KNOBS = (
 
 
 @gin.configurable
-class RobGAN(ac.ACGAN):
+class RobGAN(auxiliary_classifier.ACGAN):
   """Class-conditional GAN whose D trains on PGD-attacked reals with the split AC loss (Eq. 9).
 
   Args:

@@ -34,7 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfadvgan import errors
-from tfadvgan import io
+from tfadvgan import storage
 from tfadvgan.errors import ConfigError
 from tfadvgan.errors import check
 from tfadvgan.metrics import domain_classifier
@@ -245,7 +245,7 @@ class DomainClassifier(Classifier):
 def _find_saved_model_dir(root):
   """Returns the shallowest directory under ``root`` holding a saved_model.pb(txt), or None."""
   found = []
-  for directory, _, files in io.walk(root):
+  for directory, _, files in storage.walk(root):
     if "saved_model.pb" in files or "saved_model.pbtxt" in files:
       found.append(directory)
   return min(found, key=lambda d: d.count(os.sep)) if found else None
@@ -253,7 +253,7 @@ def _find_saved_model_dir(root):
 
 def _load_saved_model_dir(directory):
   # TF1 Hub modules (with tfhub_module.pb) use the empty tag set, as tensorflow_hub.load does.
-  tags = [] if io.exists(io.join(directory, "tfhub_module.pb")) else None
+  tags = [] if storage.exists(storage.join(directory, "tfhub_module.pb")) else None
   return tf.saved_model.load(directory, tags=tags)
 
 
@@ -262,9 +262,9 @@ def load_inception_local(path, batch_size=64):
   flag = "Set --classifier=inception_local --classifier_path=<SavedModel dir or .tar.gz>."
   check(path, f"inception_local needs a path. {flag} {_NO_INCEPTION_HELP}")
   path = os.fspath(path)
-  check(io.exists(path), f"Inception path {path!r} does not exist. {_NO_INCEPTION_HELP}")
+  check(storage.exists(path), f"Inception path {path!r} does not exist. {_NO_INCEPTION_HELP}")
   try:
-    if io.isdir(path):
+    if storage.isdir(path):
       directory = _find_saved_model_dir(path)
       check(directory is not None,
             f"{path!r} holds no saved_model.pb. {_NO_INCEPTION_HELP}")
@@ -273,7 +273,7 @@ def load_inception_local(path, batch_size=64):
       # Unpacked into a local temp directory (removed after loading); from gs:// the archive
       # itself is first copied there too (tarfile reads local files).
       with tempfile.TemporaryDirectory(prefix="tfadvgan_inception_") as tmp, \
-          io.local_copy(path) as archive_path:
+          storage.local_copy(path) as archive_path:
         check(tarfile.is_tarfile(archive_path), f"Inception path {path!r} is neither a "
               f"SavedModel directory nor a .tar.gz archive. {_NO_INCEPTION_HELP}")
         with tarfile.open(archive_path) as archive:
@@ -305,10 +305,10 @@ def load_keras_inception_v3(path, batch_size=64):
   """Builds ``keras.applications.InceptionV3`` with a local weights file (.h5 / .weights.h5)."""
   flag = ("Set --classifier=keras_inception_v3 --classifier_path=<InceptionV3 weights .h5 with "
           "the top>.")
-  check(path and io.isfile(path),
+  check(path and storage.isfile(path),
         f"Keras InceptionV3 weights file {path!r} does not exist. {flag} {_NO_INCEPTION_HELP}")
   try:
-    with io.local_copy(path) as local:  # h5py opens local files only
+    with storage.local_copy(path) as local:  # h5py opens local files only
       model = keras.applications.InceptionV3(include_top=True, weights=local,
                                              classifier_activation=None)
   except Exception as e:  # pylint: disable=broad-except  (corrupt / mismatched weights)

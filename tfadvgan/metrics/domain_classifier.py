@@ -8,7 +8,7 @@ classifier's name (``save_domain_classifier`` / ``load_domain_classifier``).
 Saved format: ``<path>`` is a Keras ``.keras`` archive of a functional model whose penultimate layer
 is named ``'features'`` and whose output is the logits; ``<path>.json`` holds
 ``{"name", "num_classes", "input_shape", "feature_dim", "format_version", ...extra}``. Both files
-are written atomically (``tfadvgan.io.atomic_save``: temp file in the same directory, then a
+are written atomically (``tfadvgan.storage.atomic_save``: temp file in the same directory, then a
 rename), on any ``tf.io.gfile`` filesystem: Keras 3 reads and writes ``gs://`` / ``ram://`` paths
 through ``tf.io.gfile`` itself (an in-memory zip), so no local copy is made.
 """
@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfadvgan import attacks
-from tfadvgan import io
+from tfadvgan import storage
 from tfadvgan import losses as losses_lib
 from tfadvgan import rng
 from tfadvgan.errors import ConfigError
@@ -266,8 +266,8 @@ def save_domain_classifier(model, path, name, metadata=None):
               input_shape=[int(d) for d in model.input.shape[1:]],
               feature_dim=int(features.output.shape[-1]), format_version=FORMAT_VERSION)
   text = json.dumps(meta, indent=2, sort_keys=True)
-  io.atomic_save(path, model.save)
-  io.atomic_write(sidecar_path(path), text)
+  storage.atomic_save(path, model.save)
+  storage.atomic_write(sidecar_path(path), text)
 
 
 def load_domain_classifier(path):
@@ -281,16 +281,16 @@ def load_domain_classifier(path):
   """
   path = os.fspath(path)
   flag = "--classifier=domain --classifier_path=<file.keras from scripts/train_classifier.py>"
-  check(io.isfile(path), f"Domain classifier file {path!r} does not exist; set {flag}.")
+  check(storage.isfile(path), f"Domain classifier file {path!r} does not exist; set {flag}.")
   try:
     model = keras.models.load_model(path, compile=False)
   except Exception as e:  # pylint: disable=broad-except  (zip, h5, deserialisation errors)
     raise ConfigError(f"Cannot load domain classifier {path!r} ({type(e).__name__}: {e}); "
                       f"retrain it or set {flag}.") from None
-  meta = {"name": os.path.splitext(io.basename(path))[0]}
-  if io.exists(sidecar_path(path)):
+  meta = {"name": os.path.splitext(storage.basename(path))[0]}
+  if storage.exists(sidecar_path(path)):
     try:
-      meta.update(io.read_json(sidecar_path(path)))
+      meta.update(storage.read_json(sidecar_path(path)))
     except (OSError, ValueError) as e:
       raise ConfigError(f"Classifier metadata {sidecar_path(path)!r} is corrupt ({e}); fix or "
                         f"delete it.") from None

@@ -45,7 +45,7 @@ import tensorflow as tf
 from tfadvgan import data as data_lib
 from tfadvgan.errors import check
 from tfadvgan.errors import ConfigError
-from tfadvgan import io
+from tfadvgan import storage
 from tfadvgan import rng
 from tfadvgan.metrics import classifiers as classifiers_lib
 from tfadvgan.metrics import manifold
@@ -277,7 +277,7 @@ class _EvalFn:
       path = path or default_path
     where = (f"In-training evaluation cannot load its classifier ({kind}"
              f"{', ' + str(path) if path else ''})")
-    check(kind not in ("domain", "keras_inception_v3") or (path and io.exists(path)),
+    check(kind not in ("domain", "keras_inception_v3") or (path and storage.exists(path)),
           f"{where}: the file does not exist. Set make_eval_fn.classifier_path (or "
           "make_eval_fn.classifier), or train.eval_every_steps = 0.")
     try:
@@ -320,9 +320,9 @@ class _EvalFn:
 
 def _kept_checkpoint(run_dir, step):
   """``ckpt-<step>`` when the run's checkpoint manager keeps it, else None."""
-  ckpt_state = tf.train.get_checkpoint_state(io.join(run_dir, "checkpoints"))
+  ckpt_state = tf.train.get_checkpoint_state(storage.join(run_dir, "checkpoints"))
   paths = list(ckpt_state.all_model_checkpoint_paths) if ckpt_state else []
-  return next((io.basename(p) for p in paths if p.endswith(f"ckpt-{step}")), None)
+  return next((storage.basename(p) for p in paths if p.endswith(f"ckpt-{step}")), None)
 
 
 def _load_reference_split(reference_split, num_samples, metrics, fingerprint):

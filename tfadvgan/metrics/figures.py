@@ -7,14 +7,14 @@
 - `robustness_png`: accuracy under PGD against eps (Rob-GAN Table 1) and the train - test accuracy
   gap under the same attack (Fig. 1), one line per variant, mean ± std over seeds.
 
-Files are written through `tfadvgan.io.atomic_write`, so `gs://` works and no torn PNG is left.
+Files are written through `tfadvgan.storage.atomic_write`, so `gs://` works and no torn PNG is left.
 """
-import io as py_io
+import io
 
 import numpy as np
 
 from tfadvgan import errors
-from tfadvgan import io
+from tfadvgan import storage
 
 
 def _pyplot():
@@ -30,10 +30,10 @@ def _pyplot():
 
 def _save(fig, path):
   plt = _pyplot()
-  buf = py_io.BytesIO()
+  buf = io.BytesIO()
   fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
   plt.close(fig)
-  io.atomic_write(path, buf.getvalue())
+  storage.atomic_write(path, buf.getvalue())
 
 
 def curve_band(curves):
@@ -70,7 +70,7 @@ def mode_samples_png(path, panels, columns):
   for ax in axes.ravel()[len(panels):]:
     ax.axis("off")
   for ax, (title, npz) in zip(axes.ravel(), panels):
-    with np.load(py_io.BytesIO(io.read(npz, binary=True))) as f:
+    with np.load(io.BytesIO(storage.read(npz, binary=True))) as f:
       samples, centres, std = f["samples"], f["centres"], float(f["std"])
     ax.scatter(samples[:, 0], samples[:, 1], s=1, alpha=0.4, color="tab:blue")
     for c in centres:

@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from tfadvgan import data as data_lib
 from tfadvgan.errors import check
-from tfadvgan import io
+from tfadvgan import storage
 from tfadvgan.metrics import sample_quality
 
 # Options of `tfadvgan.data.load` that decide which real images a split holds (cache key).
@@ -26,7 +26,7 @@ _DATA_KEY_OPTIONS = ("source", "path", "data_dir", "resolution", "classes", "num
 
 def default_cache_dir():
   """``$TFADVGAN_CACHE_DIR/reference`` or ``~/.cache/tfadvgan/reference``."""
-  return io.cache_dir("reference")
+  return storage.cache_dir("reference")
 
 
 def reference_size(source, num_samples):
@@ -45,7 +45,7 @@ def classifier_fingerprint(kind, path):
   A domain classifier retrained under the same name must not reuse the reference activations of
   the old one, so its file contents are part of the key.
   """
-  if kind not in ("domain", "keras_inception_v3") or not path or not io.isfile(path):
+  if kind not in ("domain", "keras_inception_v3") or not path or not storage.isfile(path):
     return None
   digest = hashlib.sha1()
   with tf.io.gfile.GFile(os.fspath(path), "rb") as f:
@@ -68,7 +68,7 @@ def dataset_key_fields(source, split):
     except ValueError:
       value = defaults.get(name)
     if name in ("path", "data_dir") and isinstance(value, str):
-      value = io.abspath(os.path.expanduser(value))
+      value = storage.abspath(os.path.expanduser(value))
     if isinstance(value, tuple):
       value = list(value)
     options[name] = value

@@ -10,23 +10,23 @@ import tensorflow as tf
 
 from tfadvgan.errors import check
 from tfadvgan.errors import ConfigError
-from tfadvgan import io
+from tfadvgan import storage
 
 RESULTS_DIR = "eval"
 RESULTS_FILE = "results.json"
 
 
 def results_path(model_dir):
-  return io.join(model_dir, RESULTS_DIR, RESULTS_FILE)
+  return storage.join(model_dir, RESULTS_DIR, RESULTS_FILE)
 
 
 def read_results(model_dir):
   """The records of ``<model_dir>/eval/results.json`` ([] if there is none)."""
   path = results_path(model_dir)
-  if not io.exists(path):
+  if not storage.exists(path):
     return []
   try:
-    records = io.read_json(path)
+    records = storage.read_json(path)
     check(isinstance(records, list), "not a list")
   except (ValueError, ConfigError) as e:
     raise ConfigError(f"{path} is corrupt ({e}); fix or delete it.") from None
@@ -41,8 +41,8 @@ def _locked(directory):
   evaluations of one run (e.g. eval --continuous beside a second eval) may drop each other's
   records; run one writer per run directory there.
   """
-  io.makedirs(directory)
-  local = io.local_path(directory)
+  storage.makedirs(directory)
+  local = storage.local_path(directory)
   try:
     import fcntl  # pylint: disable=g-import-not-at-top
   except ImportError:  # Not POSIX: no locking.
@@ -84,7 +84,7 @@ def append_results(model_dir, step, results, classifier_name, n, checkpoint=None
   Returns:
     The path of results.json.
   """
-  directory = io.join(model_dir, RESULTS_DIR)
+  directory = storage.join(model_dir, RESULTS_DIR)
   new = [dict(step=int(step), metric=name, value=_json_value(value), classifier=classifier_name,
               n=int(n), checkpoint=checkpoint, **(extra or {}))
          for name, value in results.items()]
@@ -96,7 +96,7 @@ def append_results(model_dir, step, results, classifier_name, n, checkpoint=None
   with _locked(directory):
     replaced = {identity(r) for r in new}
     records = [r for r in read_results(model_dir) if identity(r) not in replaced] + new
-    io.atomic_write(results_path(model_dir), json.dumps(records, indent=1))
+    storage.atomic_write(results_path(model_dir), json.dumps(records, indent=1))
   if summaries:
     writer = tf.summary.create_file_writer(directory)
     with writer.as_default(step=int(step)):
@@ -121,9 +121,9 @@ def evaluated_steps(model_dir, classifier_name, n, names, extra=None):
 def set_best_record(model_dir, record):
   """Puts ``record`` (``"best": true``, a metric, its value, step and checkpoint) into
   results.json in place of the earlier best record of the same metric (``training.best``)."""
-  directory = io.join(model_dir, RESULTS_DIR)
+  directory = storage.join(model_dir, RESULTS_DIR)
   with _locked(directory):
     records = [r for r in read_results(model_dir)
                if not (r.get("best") and r.get("metric") == record["metric"])]
-    io.atomic_write(results_path(model_dir), json.dumps(records + [record], indent=1))
+    storage.atomic_write(results_path(model_dir), json.dumps(records + [record], indent=1))
   return results_path(model_dir)

@@ -9,7 +9,7 @@ Reference activations (real data through a classifier) are cached in ``.npz`` fi
 ``ActivationStats`` and ``load_or_compute_reference``.
 """
 import hashlib
-import io as _io
+import io
 import json
 import re
 
@@ -18,7 +18,7 @@ import gin
 import numpy as np
 import tensorflow as tf
 
-from tfadvgan import io
+from tfadvgan import storage
 from tfadvgan.errors import ConfigError
 from tfadvgan.errors import check
 from tfadvgan.metrics.tfgan_eval import load_tfgan_eval
@@ -199,9 +199,9 @@ class ActivationStats:
     return self._sigma
 
   def save(self, path):
-    """Writes the ``.npz`` atomically (``tfadvgan.io.save_npz``), on any tf.io.gfile path."""
+    """Writes the ``.npz`` atomically (``tfadvgan.storage.save_npz``), on any tf.io.gfile path."""
     labels = {} if self.labels is None else {"labels": self.labels}
-    io.save_npz(path, activations=self.activations, mu=self.mu, sigma=self.sigma,
+    storage.save_npz(path, activations=self.activations, mu=self.mu, sigma=self.sigma,
                 key=np.array(json.dumps(self.key, sort_keys=True)),
                 format_version=np.array(CACHE_FORMAT_VERSION), **labels)
 
@@ -213,7 +213,7 @@ class ActivationStats:
       ConfigError: the file is missing, unreadable, corrupt or of another format version.
     """
     try:
-      with np.load(_io.BytesIO(io.read(path, binary=True)), allow_pickle=False) as data:
+      with np.load(io.BytesIO(storage.read(path, binary=True)), allow_pickle=False) as data:
         version = int(data["format_version"])
         if version != CACHE_FORMAT_VERSION:
           raise ValueError(f"format version {version}, expected {CACHE_FORMAT_VERSION}")
@@ -240,7 +240,7 @@ def reference_path(cache_dir, key):
   digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
   slug = "-".join(str(key[f]) for f in ("dataset", "split", "classifier"))
   slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", slug)
-  return io.join(cache_dir, f"reference_{slug}_{digest}.npz")
+  return storage.join(cache_dir, f"reference_{slug}_{digest}.npz")
 
 
 def load_or_compute_reference(cache_dir, key, compute_fn, need_labels=False):
@@ -262,7 +262,7 @@ def load_or_compute_reference(cache_dir, key, compute_fn, need_labels=False):
   """
   key = _normalize_key(key)
   path = reference_path(cache_dir, key)
-  if io.exists(path):
+  if storage.exists(path):
     try:
       stats = ActivationStats.load(path)
       if stats.key == key and (stats.labels is not None or not need_labels):

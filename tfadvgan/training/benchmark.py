@@ -30,7 +30,7 @@ from tfadvgan import config
 from tfadvgan import data as data_lib
 from tfadvgan import distribute
 from tfadvgan import errors
-from tfadvgan import io
+from tfadvgan import storage
 from tfadvgan import models
 from tfadvgan.training import engine as engine_lib
 from tfadvgan.training import run as run_lib
@@ -271,8 +271,8 @@ def end_to_end(config_files, params, steps=50, warmup=10, chunk=5, model_dir=Non
         round_ratios.append(float(np.median(these) / (1000.0 * np.median(round_times))))
   finally:
     data_lib.make_train_dataset = real_dataset
-    if owned and io.exists(model_dir):
-      io.rmtree(model_dir)
+    if owned and storage.exists(model_dir):
+      storage.rmtree(model_dir)
   out = {"end_to_end_ms_per_step": float(np.median(windows)), "end_to_end_windows": len(windows)}
   if isolated:
     iso = 1000.0 * float(np.median(isolated_times))
@@ -322,7 +322,7 @@ def _train_round(config_files, params, model_dir, start, warmup, steps, chunk, p
     profiler.runcall(run_lib.train, model_dir)
   else:
     run_lib.train(model_dir)
-  these = [value for step, value in io.read_scalars(io.join(model_dir, "train"),
+  these = [value for step, value in storage.read_scalars(storage.join(model_dir, "train"),
                                                     "perf/ms_per_step")
            if start + warmup < step <= end]
   errors.check(these, "end_to_end: training logged no timing window after the warm-up.")

@@ -25,7 +25,7 @@ from google.protobuf import text_format
 import tensorflow as tf
 
 from tfadvgan import errors
-from tfadvgan import io
+from tfadvgan import storage
 from tfadvgan.metrics import evaluation
 from tfadvgan.training import checkpoints
 
@@ -112,18 +112,18 @@ class BestCheckpoint:
     self.directory = checkpoints.best_dir(model_dir)
     self.temp_dir = temp_dir
     self.candidates = checkpoints.Manager(
-        checkpoint, temp_dir or io.join(self.directory, CANDIDATE_DIR), max_to_keep=1)
+        checkpoint, temp_dir or storage.join(self.directory, CANDIDATE_DIR), max_to_keep=1)
     self.key = None  # the result key `metric` stands for, found at the first evaluation
     self.warned = False
     self.best = self._saved() if temp_dir is None else None
 
   def _saved(self):
     """best.json of an earlier invocation of this run (same metric and mode), else None."""
-    path = io.join(self.directory, BEST_FILE)
-    if not io.exists(path):
+    path = storage.join(self.directory, BEST_FILE)
+    if not storage.exists(path):
       return None
     try:
-      saved = io.read_json(path)
+      saved = storage.read_json(path)
     except ValueError as e:
       raise errors.ConfigError(f"{path} is corrupt ({e}); fix or delete it.") from None
     if (saved.get("metric_setting"), saved.get("mode_setting")) != (self.metric, self.mode):
@@ -138,7 +138,7 @@ class BestCheckpoint:
     """Every worker, at every evaluation step, before the chief evaluates."""
     self.candidates.save(checkpoint_number=step)
     if self.temp_dir is not None:
-      io.rmtree(self.temp_dir)
+      storage.rmtree(self.temp_dir)
 
   def update(self, step, results, record=None):
     """The chief, after evaluating the candidate of `step`: promotes it if it is the best.
@@ -165,9 +165,9 @@ class BestCheckpoint:
       return None
     path = self._promote(step)
     self.best = dict(metric=self.key, mode=mode, value=value, step=int(step),
-                     checkpoint=f"{checkpoints.BEST_DIR}/{io.basename(path)}",
+                     checkpoint=f"{checkpoints.BEST_DIR}/{storage.basename(path)}",
                      metric_setting=self.metric, mode_setting=self.mode)
-    io.atomic_write_json(io.join(self.directory, BEST_FILE), self.best)
+    storage.atomic_write_json(storage.join(self.directory, BEST_FILE), self.best)
     evaluation.set_best_record(self.model_dir, dict(
         step=int(step), metric=self.key, value=value, best=True, mode=mode,
         checkpoint=self.best["checkpoint"], **(record or {})))
@@ -178,16 +178,16 @@ class BestCheckpoint:
     source = self.candidates.latest_checkpoint
     errors.check(source is not None and source.endswith(f"ckpt-{step}"),
                  f"No candidate checkpoint of step {step} in {self.candidates.directory}.")
-    name = io.basename(source)
+    name = storage.basename(source)
     old = tf.train.latest_checkpoint(self.directory)
-    for path in io.glob(source + ".*"):
-      io.copy(path, io.join(self.directory, name + path[len(source):]), overwrite=True)
+    for path in storage.glob(source + ".*"):
+      storage.copy(path, storage.join(self.directory, name + path[len(source):]), overwrite=True)
     # The `checkpoint` state file, as a CheckpointManager writes it (relative paths), atomically
     # (tf.compat.v1.train.update_checkpoint_state would log a deprecation warning).
     state = tf.compat.v1.train.generate_checkpoint_state_proto(
         self.directory, name, all_model_checkpoint_paths=[name])
-    io.atomic_write(io.join(self.directory, "checkpoint"), text_format.MessageToString(state))
-    if old is not None and io.basename(old) != name:
-      for path in io.glob(old + ".*"):
-        io.remove(path)
-    return io.join(self.directory, name)
+    storage.atomic_write(storage.join(self.directory, "checkpoint"), text_format.MessageToString(state))
+    if old is not None and storage.basename(old) != name:
+      for path in storage.glob(old + ".*"):
+        storage.remove(path)
+    return storage.join(self.directory, name)

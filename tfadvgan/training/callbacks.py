@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfadvgan import images as images_lib
-from tfadvgan import io
+from tfadvgan import storage
 from tfadvgan import optimizers
 from tfadvgan import rng
 from tfadvgan.metrics import diagnostics
@@ -112,7 +112,7 @@ class Checkpointer(PeriodicCallback):
       return self.manager.latest_checkpoint
     path = self.manager.save(checkpoint_number=step)
     if self.temp_dir is not None:
-      io.rmtree(self.temp_dir)
+      storage.rmtree(self.temp_dir)
       return None
     return path
 
@@ -256,10 +256,10 @@ class PeriodicEval(PeriodicCallback):
     lines = f"  eval         step {step}: {values}\n"
     best = self.best.best if self.best is not None else None
     if best is not None:
-      lines += (f"  best         {io.join(model_dir, 'checkpoints', best['checkpoint'])} "
+      lines += (f"  best         {storage.join(model_dir, 'checkpoints', best['checkpoint'])} "
                 f"({best['metric']} {best['value']:.4g} at step {best['step']}; --step=best)\n")
-    results_file = io.join(model_dir, "eval", "results.json")
-    if io.exists(results_file):
+    results_file = storage.join(model_dir, "eval", "results.json")
+    if storage.exists(results_file):
       lines += f"  results      {results_file}\n"
     return lines
 

@@ -15,7 +15,7 @@ import tensorflow as tf
 from absl import logging
 
 from tfadvgan import errors
-from tfadvgan import io
+from tfadvgan import storage
 
 RESUMABLE = frozenset({
     "train.num_steps", "train.log_every_steps", "train.checkpoint_every_steps",
@@ -61,10 +61,10 @@ def check_and_save_config(model_dir, resuming):
     model_dir: the run directory.
     resuming: whether a checkpoint was restored (only changes the advice of the error).
   """
-  path = io.join(model_dir, OPERATIVE_FILE)
+  path = storage.join(model_dir, OPERATIVE_FILE)
   current = gin.operative_config_str()
-  if io.exists(path):
-    saved = io.read(path)
+  if storage.exists(path):
+    saved = storage.read(path)
     old, new = parse_bindings(saved), parse_bindings(current)
     diffs = sorted(k for k in set(old) | set(new)
                    if not _resumable(k) and old.get(k) != new.get(k))
@@ -77,8 +77,8 @@ def check_and_save_config(model_dir, resuming):
           f"{model_dir} holds a run trained with a different config:\n{lines}\n"
           "Use a new --model_dir, or pass the same gin files and params as the saved run "
           f"({path}).{fresh}")
-  io.atomic_write(path, current)
-  io.atomic_write(io.join(model_dir, "config.gin"), gin.config_str())
+  storage.atomic_write(path, current)
+  storage.atomic_write(storage.join(model_dir, "config.gin"), gin.config_str())
 
 
 def make_checkpoint(gan):
@@ -138,20 +138,20 @@ class Manager(tf.train.CheckpointManager):
 
   def _move_forgotten_aside(self):
     for path in self.forgotten:
-      for name in io.glob(path + ".*"):
+      for name in storage.glob(path + ".*"):
         if not name.endswith(CORRUPT_SUFFIX):
-          io.rename(name, name + CORRUPT_SUFFIX, overwrite=True)
+          storage.rename(name, name + CORRUPT_SUFFIX, overwrite=True)
     self.forgotten = []
 
   def _remove_partial(self, number):
     prefix = f"{self._prefix}-{number}"  # pylint: disable=protected-access
     recorded = set(self._maybe_delete)  # pylint: disable=protected-access
-    for name in io.glob(prefix + "_temp*"):
-      _quietly(io.rmtree if io.isdir(name) else io.remove, name)
+    for name in storage.glob(prefix + "_temp*"):
+      _quietly(storage.rmtree if storage.isdir(name) else storage.remove, name)
     if prefix not in recorded:
-      for name in io.glob(prefix + ".*"):
+      for name in storage.glob(prefix + ".*"):
         if not name.endswith(CORRUPT_SUFFIX):
-          _quietly(io.remove, name)
+          _quietly(storage.remove, name)
 
   def save(self, checkpoint_number=None, check_interval=True, options=None):
     try:
@@ -163,7 +163,7 @@ class Manager(tf.train.CheckpointManager):
         self._remove_partial(int(checkpoint_number))
       if isinstance(e, errors.ConfigError):
         raise
-      raise io.write_error(self.directory, e, "save a checkpoint in") from None
+      raise storage.write_error(self.directory, e, "save a checkpoint in") from None
 
 
 def _quietly(fn, *args):
@@ -175,7 +175,7 @@ def _quietly(fn, *args):
 
 def make_manager(gan, model_dir, max_to_keep=5):
   ckpt = make_checkpoint(gan)
-  return Manager(ckpt, io.join(model_dir, "checkpoints"), max_to_keep=max_to_keep)
+  return Manager(ckpt, storage.join(model_dir, "checkpoints"), max_to_keep=max_to_keep)
 
 
 def _restore_one(manager, path):
@@ -207,11 +207,11 @@ def restore(manager, checkpoint_path=None):
       failed.append((path, _first_line(e)))
       continue
     if failed:
-      names = ", ".join(io.basename(p) for p, _ in failed)
+      names = ", ".join(storage.basename(p) for p, _ in failed)
       plural = "s" if len(failed) > 1 else ""
       logging.warning(f"checkpoint{plural} {names} in {manager.directory} "
                       f"{'are' if plural else 'is'} unreadable ({failed[0][1]}); using "
-                      f"{io.basename(path)} instead.")
+                      f"{storage.basename(path)} instead.")
       if isinstance(manager, Manager):
         for p, _ in failed:
           manager.forget(p)
@@ -232,7 +232,7 @@ def restore(manager, checkpoint_path=None):
 
 def checkpoint_for_step(model_dir, step):
   """Path of the checkpoint saved at `step`, or a clear error listing what exists."""
-  directory = io.join(model_dir, "checkpoints")
+  directory = storage.join(model_dir, "checkpoints")
   state = tf.train.get_checkpoint_state(directory)
   paths = list(state.all_model_checkpoint_paths) if state else []
   for p in paths:
@@ -240,12 +240,12 @@ def checkpoint_for_step(model_dir, step):
       return p
   raise errors.ConfigError(
       f"No checkpoint for step {step} in {directory}; available: "
-      f"{', '.join(io.basename(p) for p in paths) or 'none'}.")
+      f"{', '.join(storage.basename(p) for p in paths) or 'none'}.")
 
 
 def best_dir(model_dir):
   """`<model_dir>/checkpoints/best`: the best checkpoint by an eval metric (`training.best`)."""
-  return io.join(model_dir, CHECKPOINT_DIR, BEST_DIR)
+  return storage.join(model_dir, CHECKPOINT_DIR, BEST_DIR)
 
 
 def resolve_checkpoint(model_dir, step=None):

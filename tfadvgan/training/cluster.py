@@ -21,7 +21,7 @@ import tensorflow as tf
 from absl import logging
 
 from tfadvgan import errors
-from tfadvgan import io
+from tfadvgan import storage
 from tfadvgan.training import engine as engine_lib
 from tfadvgan.training import lease as lease_lib
 
@@ -182,7 +182,7 @@ def _answers(address):
 def latest_checkpoint(model_dir):
   """The chief's newest checkpoint path in `model_dir` (read by any worker), or None."""
   try:
-    return tf.train.latest_checkpoint(io.join(model_dir, "checkpoints"))
+    return tf.train.latest_checkpoint(storage.join(model_dir, "checkpoints"))
   except (tf.errors.OpError, OSError):
     return None
 
@@ -190,7 +190,7 @@ def latest_checkpoint(model_dir):
 def report_unreachable_peer(error, strategy, model_dir, step):
   """Logs the one line a surviving worker ends with (as an error); returns its `StoppedEarly`."""
   checkpoint = latest_checkpoint(model_dir)
-  resume = (f"the run resumes from {io.basename(checkpoint)}" if checkpoint
+  resume = (f"the run resumes from {storage.basename(checkpoint)}" if checkpoint
             else "the run starts over (no checkpoint yet)")
   peer = unreachable_peer(error, strategy)
   verb = "are" if peer.startswith("workers") or " and " in peer else "is"

@@ -16,7 +16,7 @@ a failed export leaves no partial output, and an earlier export at `out` stays u
 import uuid
 
 from tfadvgan import errors
-from tfadvgan import io
+from tfadvgan import storage
 from tfadvgan.models import export as export_lib
 from tfadvgan.training import run as run_lib
 
@@ -26,31 +26,31 @@ INFO_FILE = "export.json"
 
 
 def _write(generator, directory, info):
-  with io.writing(directory):
-    generator.save(io.join(directory, KERAS_FILE))
-  with io.writing(directory):
-    export_lib.save_saved_model(generator, io.join(directory, SAVED_MODEL_DIR))
-  io.atomic_write_json(io.join(directory, INFO_FILE), info)
+  with storage.writing(directory):
+    generator.save(storage.join(directory, KERAS_FILE))
+  with storage.writing(directory):
+    export_lib.save_saved_model(generator, storage.join(directory, SAVED_MODEL_DIR))
+  storage.atomic_write_json(storage.join(directory, INFO_FILE), info)
 
 
 def _replace(tmp, out):
   """Moves the complete export `tmp` to `out`; an existing `out` is removed only after that."""
   old = None
-  if io.exists(out):
-    old = f"{out}{io.TEMP_PREFIX}old-{uuid.uuid4().hex[:8]}"
-    io.rename_dir(out, old)
-  io.rename_dir(tmp, out)
+  if storage.exists(out):
+    old = f"{out}{storage.TEMP_PREFIX}old-{uuid.uuid4().hex[:8]}"
+    storage.rename_dir(out, old)
+  storage.rename_dir(tmp, out)
   if old is not None:
-    io.rmtree(old)
+    storage.rmtree(old)
 
 
 def _check_out(out):
   """`out` must be new, empty, or an earlier export (which is replaced): never a run directory
   or anything else that replacing would delete."""
-  if not io.exists(out):
+  if not storage.exists(out):
     return
-  errors.check(io.isdir(out), f"--out {out} is a file; choose a directory path.")
-  errors.check(not io.listdir(out) or io.exists(io.join(out, INFO_FILE)),
+  errors.check(storage.isdir(out), f"--out {out} is a file; choose a directory path.")
+  errors.check(not storage.listdir(out) or storage.exists(storage.join(out, INFO_FILE)),
                f"--out {out} exists and is not an earlier export (no {INFO_FILE}); choose a new "
                "directory (the default is MODEL_DIR/export).")
 
@@ -65,23 +65,23 @@ def export_run(model_dir, out=None, step=None):
     ConfigError: not a run directory, no checkpoint (at `step`), an `out` that is neither new,
       empty nor an earlier export, an unwritable `out`.
   """
-  out = out or io.join(model_dir, "export")
+  out = out or storage.join(model_dir, "export")
   _check_out(out)
   gan, info, path = run_lib.restore_run(model_dir, step)
   generator = gan.sampler()
-  parent = io.dirname(io.abspath(out))
-  tmp = io.join(parent, f"{io.TEMP_PREFIX}{uuid.uuid4().hex[:12]}-{io.basename(out)}")
+  parent = storage.dirname(storage.abspath(out))
+  tmp = storage.join(parent, f"{storage.TEMP_PREFIX}{uuid.uuid4().hex[:12]}-{storage.basename(out)}")
   description = dict(
       checkpoint=path, step=int(gan.global_step.numpy()), method=info.get("method"),
       ema=gan.generator_ema is not None,
       **export_lib.description(generator))
-  io.makedirs(tmp)
+  storage.makedirs(tmp)
   try:
     _write(generator, tmp, description)
     _replace(tmp, out)
   except BaseException:
-    if io.exists(tmp):
-      io.rmtree(tmp)
+    if storage.exists(tmp):
+      storage.rmtree(tmp)
     raise
-  return path, {"keras": io.join(out, KERAS_FILE), "saved_model": io.join(out, SAVED_MODEL_DIR),
-                "info": io.join(out, INFO_FILE)}
+  return path, {"keras": storage.join(out, KERAS_FILE), "saved_model": storage.join(out, SAVED_MODEL_DIR),
+                "info": storage.join(out, INFO_FILE)}

@@ -24,7 +24,7 @@ from tfadvgan import attacks
 from tfadvgan import errors
 from tfadvgan import losses as losses_lib
 from tfadvgan import rng
-from tfadvgan.gans import ac
+from tfadvgan.gans import auxiliary_classifier
 
 OPTIMIZERS = ("sgd", "adam")
 KNOBS = (  # of finetune_classifier (ClassifierFinetuner); stage_steps and clip are checked apart
@@ -131,7 +131,7 @@ class ClassifierFinetuner:
                                 for s in stages),
                  f"{name}.stage_steps must be a non-empty sequence of integers >= 1 (steps per "
                  f"learning-rate stage), e.g. (4000, 2000, 2000, 1000); got {stage_steps!r}.")
-    ac.check_ac_discriminator(gan, "Classifier fine-tuning (Rob-GAN Eq. 10)")
+    auxiliary_classifier.check_ac_discriminator(gan, "Classifier fine-tuning (Rob-GAN Eq. 10)")
     checked = errors.check_knobs(name, KNOBS, locals())
     self.optimizer_name = checked.pop("optimizer")  # `optimizer` is the Keras optimizer below
     self.base_learning_rate = checked.pop("learning_rate")  # `learning_rate(step)`: the schedule
@@ -227,12 +227,12 @@ class ClassifierFinetuner:
       logits_real = self.class_logits(x_real_adv, y_real, self.update_training)
       ce_real = tf.reduce_mean(losses_lib.class_cross_entropy(logits_real, y_real))
       loss = ce_real
-      logs.update(ce_real=ce_real, acc_real=ac.class_accuracy(logits_real, y_real))
+      logs.update(ce_real=ce_real, acc_real=auxiliary_classifier.class_accuracy(logits_real, y_real))
       if use_fakes:
         logits_fake = self.class_logits(x_fake_adv, y_fake, self.update_training)
         ce_fake = tf.reduce_mean(losses_lib.class_cross_entropy(logits_fake, y_fake))
         loss = loss + self.fake_weight * ce_fake
-        logs.update(ce_fake=ce_fake, acc_fake=ac.class_accuracy(logits_fake, y_fake))
+        logs.update(ce_fake=ce_fake, acc_fake=auxiliary_classifier.class_accuracy(logits_fake, y_fake))
       total = loss
       if self.gan.discriminator.losses:
         total = total + tf.add_n(self.gan.discriminator.losses)

@@ -34,7 +34,7 @@ from absl import logging
 from tfadvgan import config
 from tfadvgan import data as data_lib
 from tfadvgan import errors
-from tfadvgan import io
+from tfadvgan import storage
 from tfadvgan.training import checkpoints
 from tfadvgan.training import finetune
 from tfadvgan.training import run as run_lib
@@ -62,13 +62,13 @@ def _check_dirs(model_dir, out_dir):
   """ConfigError unless `model_dir` is a directory and `out_dir` another one, new or empty."""
   errors.check(model_dir, "--model_dir is required: the trained run to fine-tune.")
   errors.check(out_dir, "--out_dir is required: a new directory for the fine-tuned run.")
-  errors.check(io.realpath(model_dir) != io.realpath(out_dir),
+  errors.check(storage.realpath(model_dir) != storage.realpath(out_dir),
                f"--out_dir must be different from --model_dir ({model_dir}): fine-tuning writes a "
                "new run directory and leaves the trained run unchanged.")
-  errors.check(io.isdir(model_dir),
+  errors.check(storage.isdir(model_dir),
                f"--model_dir {model_dir} does not exist; pass the run directory train.py wrote.")
-  if io.exists(out_dir):
-    errors.check(io.isdir(out_dir) and not io.listdir(out_dir),
+  if storage.exists(out_dir):
+    errors.check(storage.isdir(out_dir) and not storage.listdir(out_dir),
                  f"--out_dir {out_dir} already exists and is not empty; pass a new directory (or "
                  "delete it).")
 
@@ -85,20 +85,20 @@ def _finetuner(gan):
 @contextlib.contextmanager
 def _staged(out_dir):
   """Yields a staging directory beside `out_dir`, which becomes `out_dir` when the block ends
-  (one rename locally; a copy then a delete on object stores, see io.rename_dir) and is deleted
+  (one rename locally; a copy then a delete on object stores, see storage.rename_dir) and is deleted
   if it raises (anything, Ctrl-C included): a failed fine-tune leaves no partial run."""
-  parent = io.dirname(io.abspath(out_dir))
-  io.makedirs(parent)
-  staging = io.join(parent, f".{io.basename(io.abspath(out_dir))}-tmp-{uuid.uuid4().hex[:8]}")
-  io.makedirs(staging)
+  parent = storage.dirname(storage.abspath(out_dir))
+  storage.makedirs(parent)
+  staging = storage.join(parent, f".{storage.basename(storage.abspath(out_dir))}-tmp-{uuid.uuid4().hex[:8]}")
+  storage.makedirs(staging)
   try:
     yield staging
-    if io.isdir(out_dir):
-      io.rmtree(out_dir)  # empty (checked before)
-    io.rename_dir(staging, out_dir)
+    if storage.isdir(out_dir):
+      storage.rmtree(out_dir)  # empty (checked before)
+    storage.rename_dir(staging, out_dir)
   except BaseException:
-    if io.exists(staging):
-      io.rmtree(staging)
+    if storage.exists(staging):
+      storage.rmtree(staging)
     raise
 
 
@@ -141,9 +141,9 @@ def _write_run(staging, model_dir, gan, number):
     The saved checkpoint's path (in `staging`).
   """
   for name in (run_dir.RUN_FILE, checkpoints.OPERATIVE_FILE, "config.gin"):
-    if io.exists(io.join(model_dir, name)):
-      io.copy(io.join(model_dir, name), io.join(staging, name), overwrite=True)
-  io.atomic_write(io.join(staging, FINETUNE_CONFIG_FILE), gin.operative_config_str())
+    if storage.exists(storage.join(model_dir, name)):
+      storage.copy(storage.join(model_dir, name), storage.join(staging, name), overwrite=True)
+  storage.atomic_write(storage.join(staging, FINETUNE_CONFIG_FILE), gin.operative_config_str())
   manager = checkpoints.make_manager(gan, staging, max_to_keep=1)
   return manager.save(checkpoint_number=number)
 
@@ -185,14 +185,14 @@ def finetune_run(model_dir, out_dir, gin_bindings=(), gin_files=()):
     logging.info(f"fine-tuning {source_ckpt}: {trainer.total_steps} steps of batch {batch_size}, "
                  f"fake_weight {trainer.fake_weight}, epsilon {trainer.epsilon}, {trainer.optimizer_name} "
                  f"lr {trainer.base_learning_rate}")
-    final, seconds = _fine_tune(trainer, dataset, io.join(staging, "finetune"))
+    final, seconds = _fine_tune(trainer, dataset, storage.join(staging, "finetune"))
     saved = _write_run(staging, model_dir, gan, number)
-    summary = {"source_model_dir": io.abspath(model_dir),
+    summary = {"source_model_dir": storage.abspath(model_dir),
                "source_checkpoint": source_ckpt,
-               "checkpoint": io.join(io.abspath(out_dir), "checkpoints", io.basename(saved)),
+               "checkpoint": storage.join(storage.abspath(out_dir), "checkpoints", storage.basename(saved)),
                "steps": trainer.total_steps, "batch_size": batch_size, **trainer.settings(),
                "gin_files": list(gin_files), "gin_bindings": list(gin_bindings),
                "seconds": round(seconds, 3), "final": final}
-    io.atomic_write(io.join(staging, FINETUNE_FILE), json.dumps(summary, indent=2))
-  logging.info(f"wrote {summary['checkpoint']} and {io.join(out_dir, FINETUNE_FILE)}")
+    storage.atomic_write(storage.join(staging, FINETUNE_FILE), json.dumps(summary, indent=2))
+  logging.info(f"wrote {summary['checkpoint']} and {storage.join(out_dir, FINETUNE_FILE)}")
   return summary

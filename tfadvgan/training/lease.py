@@ -29,7 +29,7 @@ import tensorflow as tf
 from absl import logging
 
 from tfadvgan import errors
-from tfadvgan import io
+from tfadvgan import storage
 
 LEASE_FILE = "lease"
 
@@ -70,7 +70,7 @@ class Lease:
         hint="(it must exceed lease.heartbeat_seconds)")
     self.settle_seconds = errors.check_float("lease.settle_seconds", settle_seconds, low=0)
     self.model_dir = model_dir
-    self.path = io.join(model_dir, LEASE_FILE)
+    self.path = storage.join(model_dir, LEASE_FILE)
     self.token = uuid.uuid4().hex
     self.host = socket.gethostname()
     self.start = None
@@ -82,7 +82,7 @@ class Lease:
   def holder(self):
     """The lease file's content (a dict), {} if it is unreadable, None if there is none."""
     try:
-      value = json.loads(io.read(self.path))
+      value = json.loads(storage.read(self.path))
     except (FileNotFoundError, tf.errors.NotFoundError):
       return None
     except (ValueError, OSError, tf.errors.OpError):
@@ -122,9 +122,9 @@ class Lease:
     if previous:
       logging.warning(f"taking over the lease on {self.model_dir} from "
                       f"{self.describe(previous)}: its holder is gone.")
-    self._created_dir = not io.exists(self.model_dir)
+    self._created_dir = not storage.exists(self.model_dir)
     self.start = time.time()
-    io.atomic_write(self.path, self._record())
+    storage.atomic_write(self.path, self._record())
     time.sleep(self.settle_seconds)
     winner = self.holder()
     if not winner or winner.get("token") != self.token:
@@ -144,7 +144,7 @@ class Lease:
                        f"{self.describe(holder)} (this process's heartbeat was older than "
                        "lease.stale_seconds); stopping without writing more.")
           return
-        io.atomic_write(self.path, self._record())
+        storage.atomic_write(self.path, self._record())
       except (errors.ConfigError, OSError, tf.errors.OpError) as e:  # keep trying: transient
         logging.warning(f"could not refresh {self.path}: {e}")
 
@@ -162,8 +162,8 @@ class Lease:
     holder = self.holder()
     try:
       if holder and holder.get("token") == self.token:
-        io.remove(self.path)
-      if self._created_dir and io.isdir(self.model_dir) and not io.listdir(self.model_dir):
-        io.rmtree(self.model_dir)
+        storage.remove(self.path)
+      if self._created_dir and storage.isdir(self.model_dir) and not storage.listdir(self.model_dir):
+        storage.rmtree(self.model_dir)
     except (OSError, tf.errors.OpError) as e:
       logging.warning(f"could not remove {self.path}: {e}")

@@ -20,7 +20,7 @@ from absl import logging
 
 from tfadvgan import data as data_lib
 from tfadvgan import errors
-from tfadvgan import io
+from tfadvgan import storage
 from tfadvgan.training import checkpoints
 from tfadvgan.training import cluster
 from tfadvgan.training import engine as engine_lib
@@ -36,16 +36,16 @@ def write_run_info(model_dir, source, gan, method):
   info = {"shape": list(source.shape), "num_classes": int(source.num_classes),
           "dataset": source.name, "method": method, "latent_dim": int(gan.generator.latent_dim),
           "conditional": bool(gan.conditional)}
-  io.atomic_write(io.join(model_dir, RUN_FILE), json.dumps(info, indent=2))
+  storage.atomic_write(storage.join(model_dir, RUN_FILE), json.dumps(info, indent=2))
 
 
 def read_run_info(model_dir):
-  path = io.join(model_dir, RUN_FILE)
-  errors.check(io.exists(path),
+  path = storage.join(model_dir, RUN_FILE)
+  errors.check(storage.exists(path),
                f"{model_dir} is not a tfadvgan run directory (no {RUN_FILE}); pass the "
                "--model_dir that train.py wrote.")
   try:
-    return json.loads(io.read(path))
+    return json.loads(storage.read(path))
   except ValueError as e:
     raise errors.ConfigError(f"{path} is corrupt ({e}); fix or delete it.") from None
 
@@ -53,7 +53,7 @@ def read_run_info(model_dir):
 def check_same_data(model_dir, source):
   """ConfigError when `model_dir` holds a run trained on data of another shape or class count
   (the data changed between two runs of one run dir), naming both."""
-  if not io.exists(io.join(model_dir, RUN_FILE)):
+  if not storage.exists(storage.join(model_dir, RUN_FILE)):
     return
   info = read_run_info(model_dir)
   saved = (tuple(info.get("shape", ())), int(info.get("num_classes", 0)))
@@ -140,7 +140,7 @@ class RunDir:
       ConfigError: the directory holds a run on other data or with another config.
     """
     if self.chief:
-      io.makedirs(self.path)
+      storage.makedirs(self.path)
     with self.strategy.scope():
       manager = checkpoints.make_manager(gan, self.path, max_to_keep=keep_checkpoints)
     if self.chief:  # before the restore, whose shape mismatch would read as a corrupt checkpoint

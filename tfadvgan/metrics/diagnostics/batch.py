@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from tfadvgan import attacks
 from tfadvgan import errors
-from tfadvgan import ops
+from tfadvgan import tensor_ops
 from tfadvgan import rng
 from tfadvgan.metrics.diagnostics import batching
 
@@ -54,7 +54,7 @@ class BatchDiagnostics:
 
     def compute(real, labels, seed, epsilon):
       seeds = rng.split_seed(seed, 2)
-      logits_real, g = ops.input_gradient(lambda v: d(v, labels), real)
+      logits_real, g = tensor_ops.input_gradient(lambda v: d(v, labels), real)
       bce_grad = -tf.reshape(tf.sigmoid(-logits_real), [-1] + [1] * len(shape)) * g
       x_adv = attacks.fgsm(real, None, epsilon, clip=clip, grad=bce_grad)
       logits_adv = d(x_adv, labels)

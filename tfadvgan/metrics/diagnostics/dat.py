@@ -30,7 +30,7 @@ import tensorflow as tf
 from tfadvgan import attacks
 from tfadvgan import errors
 from tfadvgan import losses as losses_lib
-from tfadvgan import ops
+from tfadvgan import tensor_ops
 from tfadvgan.gans import dat as dat_method
 from tfadvgan.metrics.diagnostics import batching
 
@@ -223,7 +223,7 @@ def dat_first_order(d_fn, images, target, epsilon=0.01, direction="sign", value=
     def run(xb, yb, m):
       def v_fn(v):
         return value_t(batching.logits_of(d_fn(v, yb)))
-      v0, g = ops.input_gradient(v_fn, xb)
+      v0, g = tensor_ops.input_gradient(v_fn, xb)
       # grad_x |v - m| = sign(v - m) grad_x v per example (inference mode): the attack's own
       # gradient, taken from the pass above instead of a second one.
       s = tf.reshape(tf.sign(v0 - m), [-1] + [1] * (xb.shape.rank - 1))

@@ -14,7 +14,7 @@ import numpy as np
 
 from tfadvgan import errors
 from tfadvgan import images as images_lib
-from tfadvgan import ops
+from tfadvgan import tensor_ops
 from tfadvgan.metrics.diagnostics import batching
 
 
@@ -22,7 +22,7 @@ def input_gradients(d_fn, images, labels=None, batch_size=256):
   """``[N, ...]`` numpy gradients of the logit ``D(x)`` w.r.t. each input (batched, compiled)."""
   return batching.map_batches(
       d_fn, images, labels, batch_size,
-      lambda xb, yb: {"g": ops.input_gradient(batching.logit_fn(d_fn, yb), xb)[1]},
+      lambda xb, yb: {"g": tensor_ops.input_gradient(batching.logit_fn(d_fn, yb), xb)[1]},
       key=("input_gradients",))["g"]
 
 

@@ -18,7 +18,7 @@ tfadvgan looks at (and which is removed on failure).
 """
 
 import contextlib
-import io as _io
+import io
 import json
 import os
 import posixpath
@@ -204,7 +204,7 @@ def read_json(path):
 
 def load_npz(path):
   """`{name: array}` of an .npz (read whole, `allow_pickle=False`)."""
-  with np.load(_io.BytesIO(read(path, binary=True)), allow_pickle=False) as data:
+  with np.load(io.BytesIO(read(path, binary=True)), allow_pickle=False) as data:
     return {k: data[k] for k in data.files}
 
 
@@ -275,7 +275,7 @@ def atomic_write_json(path, value, indent=2, **kwargs):
 
 
 def npz_bytes(**arrays):
-  buf = _io.BytesIO()
+  buf = io.BytesIO()
   np.savez(buf, **arrays)
   return buf.getvalue()
 
