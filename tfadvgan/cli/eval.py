@@ -104,9 +104,11 @@ def _apply_overrides():
 def _parse_run_config(model_dir):
   """Clears gin, parses the run's operative config, then --gin_file / --gin_param."""
   import gin  # pylint: disable=g-import-not-at-top
-  from tfadvgan.training import checkpoints  # pylint: disable=g-import-not-at-top
-  gin.clear_config()
   from tfadvgan import storage  # pylint: disable=g-import-not-at-top
+  from tfadvgan.training import checkpoints  # pylint: disable=g-import-not-at-top
+  # The run module registers build_gan, train and the models the operative config binds.
+  from tfadvgan.training import run  # pylint: disable=g-import-not-at-top,unused-import
+  gin.clear_config()
   common.parse_gin([storage.join(model_dir, checkpoints.OPERATIVE_FILE)], [], finalize=False)
   _apply_overrides()
 
