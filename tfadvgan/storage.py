@@ -202,6 +202,16 @@ def read_json(path):
   return json.loads(read(path))
 
 
+def read_required_json(path, missing, corrupt_fix):
+  """The JSON at `path`; a ConfigError `missing` when it does not exist, and "PATH is corrupt
+  (...); `corrupt_fix`" when it does not parse."""
+  errors.check(exists(path), missing)
+  try:
+    return json.loads(read(path))
+  except ValueError as e:
+    raise errors.ConfigError(f"{path} is corrupt ({e}); {corrupt_fix}") from None
+
+
 def load_npz(path):
   """`{name: array}` of an .npz (read whole, `allow_pickle=False`)."""
   with np.load(io.BytesIO(read(path, binary=True)), allow_pickle=False) as data:

@@ -144,13 +144,10 @@ def _write_files(source, out_dir, dtype, encoding, bounds):
 def read_metadata(path):
   """The checked metadata of a prepared-data directory (ConfigError naming what is wrong)."""
   meta_path = storage.join(path, METADATA_FILE)
-  errors.check(storage.exists(meta_path),
-               f"dataset.path {path!r} holds no {METADATA_FILE}: it is not prepared data (or its "
-               "preparation did not finish); write it with scripts/prepare_data.py.")
-  try:
-    meta = json.loads(storage.read(meta_path))
-  except ValueError as e:
-    raise errors.ConfigError(f"{meta_path} is corrupt ({e}); prepare the data again.") from None
+  meta = storage.read_required_json(
+      meta_path, f"dataset.path {path!r} holds no {METADATA_FILE}: it is not prepared data (or "
+      "its preparation did not finish); write it with scripts/prepare_data.py.",
+      "prepare the data again.")
   errors.check(isinstance(meta, dict) and meta.get("format") == FORMAT and meta.get("version") == 1,
                f"{meta_path} is not tfadvgan prepared-data metadata (format {FORMAT!r}, "
                "version 1); prepare the data again with scripts/prepare_data.py.")

@@ -41,13 +41,9 @@ def write_run_info(model_dir, source, gan, method):
 
 def read_run_info(model_dir):
   path = storage.join(model_dir, RUN_FILE)
-  errors.check(storage.exists(path),
-               f"{model_dir} is not a tfadvgan run directory (no {RUN_FILE}); pass the "
-               "--model_dir that train.py wrote.")
-  try:
-    return json.loads(storage.read(path))
-  except ValueError as e:
-    raise errors.ConfigError(f"{path} is corrupt ({e}); fix or delete it.") from None
+  return storage.read_required_json(
+      path, f"{model_dir} is not a tfadvgan run directory (no {RUN_FILE}); pass the "
+      "--model_dir that train.py wrote.", "fix or delete it.")
 
 
 def check_same_data(model_dir, source):
