@@ -101,3 +101,19 @@ def test_interpolation_sheet_rows_between_seed_codes():
   np.testing.assert_array_equal(fixed, [2, 2])
   with pytest.raises(ConfigError, match=r"\[0, 3\)"):
     sampling.interpolation_sheet(gan, [4, 9], steps=2, label=3)
+
+
+def test_sample_cli_names_the_truncation_flag_before_loading_the_run(tmp_path):
+  """A bad --truncation is one line that names the flag, with exit 2, before the run is read (the
+  run directory does not exist here)."""
+  import os  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  proc = subprocess.run(
+      [sys.executable, os.path.join(root, "scripts", "sample.py"),
+       f"--model_dir={tmp_path / 'absent'}", "--truncation=-1.5"],
+      capture_output=True, text=True, cwd=root, timeout=300)
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  errors = [l for l in proc.stderr.splitlines() if l.startswith("error:")]
+  assert errors == ["error: --truncation must be > 0 (the |z| threshold); got -1.5."], proc.stderr

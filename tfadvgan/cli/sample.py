@@ -46,6 +46,8 @@ def main(argv):
   from tfadvgan.gans import sampling  # pylint: disable=g-import-not-at-top
   errors.check(len(argv) == 1, f"Unexpected arguments: {' '.join(argv[1:])}")
   errors.check(FLAGS.model_dir, "--model_dir is required.")
+  errors.check(FLAGS.truncation is None or FLAGS.truncation > 0,
+               f"--truncation must be > 0 (the |z| threshold); got {FLAGS.truncation}.")
   gan, _, path = run_lib.restore_run(FLAGS.model_dir, FLAGS.step)
   samples, labels = sampling.generate(gan, FLAGS.num, FLAGS.seed, FLAGS.label,
                                       truncation=FLAGS.truncation)
