@@ -297,6 +297,9 @@ def test_adversarial_training_makes_a_linear_toy_robust():
   assert history["test_adv_accuracy"] == pytest.approx(robust_adv, abs=0.05)
 
 
+# Slow (21 s in the quick suite): adversarial training of the domain classifier stays quick in
+# test_adversarial_training_makes_a_linear_toy_robust.
+@pytest.mark.slow
 def test_adversarial_training_trains_on_attacked_inputs():
   """An 'attack' that erases the image leaves nothing to learn: fails if the attack is skipped."""
   calls = []

@@ -199,6 +199,9 @@ def test_plain_batches_train_as_the_dict_batches_conditional():
     np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-7)
 
 
+# Slow (12 s in the quick suite): two replicas with per-replica XLA match one device in the quick
+# tests/test_replica_xla.py (AS-GAN), and plain batches train as dict batches in the two tests above.
+@pytest.mark.slow
 def test_two_replicas_with_per_replica_xla_match_one_device():
   """A plain dataset under MirroredStrategy on two logical CPUs, with per-replica XLA: each
   replica takes its rows of the global batch and its noise, so the weights equal one device's
