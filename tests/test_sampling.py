@@ -1,6 +1,10 @@
 """Latent truncation and interpolation against hand formulas; interpolation and class sheets on
 a small conditional generator."""
 
+import os
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
@@ -106,9 +110,6 @@ def test_interpolation_sheet_rows_between_seed_codes():
 def test_sample_cli_names_the_truncation_flag_before_loading_the_run(tmp_path):
   """A bad --truncation is one line that names the flag, with exit 2, before the run is read (the
   run directory does not exist here)."""
-  import os  # pylint: disable=g-import-not-at-top
-  import subprocess  # pylint: disable=g-import-not-at-top
-  import sys  # pylint: disable=g-import-not-at-top
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   proc = subprocess.run(
       [sys.executable, os.path.join(root, "scripts", "sample.py"),

@@ -207,7 +207,7 @@ def read_required_json(path, missing, corrupt_fix):
   (...); `corrupt_fix`" when it does not parse."""
   errors.check(exists(path), missing)
   try:
-    return json.loads(read(path))
+    return read_json(path)
   except ValueError as e:
     raise errors.ConfigError(f"{path} is corrupt ({e}); {corrupt_fix}") from None
 
