@@ -15,7 +15,8 @@ pipelines, images/s on one core, folder start-up time) on generated image folder
 --convolutions adds how many convolutions each config's compiled step holds (its pass count).
 --ci runs CI's check: the first --config is a baseline, the second a method on it; prints the
 ratios framework / hand-written step, method / baseline against its convolution floor, and end to
-end / isolated step, and exits with status 1 when one exceeds its gate (benchmark.GATES).
+end / isolated step, and exits with status 1 when one exceeds its gate (benchmark.GATES) in two
+measurements (a gate exceeded once is measured again).
 """
 
 import json
@@ -146,9 +147,14 @@ def _ci_check():
       FLAGS.config[0].split("+"), FLAGS.config[1].split("+"), steps=FLAGS.steps,
       warmup=FLAGS.warmup, chunk=FLAGS.chunk)
   print(format_table(results))
-  for key, value in ratios.items():
+  attempts = ratios["attempts"]
+  if len(attempts) > 1:
+    print(f"a gate was exceeded: measured {len(attempts)} times; each gate fails only when "
+          "every measurement exceeds it")
+  for key in attempts[-1]:
     limit = benchmark.GATES.get(key)
-    print(f"{key:24s} {value:6.2f}" + (f"  (gate {limit})" if limit else ""))
+    print(f"{key:24s} " + " ".join(f"{m[key]:6.2f}" for m in attempts)
+          + (f"  (gate {limit})" if limit else ""))
   _write({"results": results, "ratios": ratios, "failures": failures})
   if failures:
     raise SystemExit("benchmark gates exceeded: " + "; ".join(failures))

@@ -365,7 +365,8 @@ def _loop_split(profiler, steps):
 GATES = {"framework_vs_reference": 1.15, "method_vs_floor": 1.15, "end_to_end_ratio": 1.25}
 
 
-def ci_check(baseline_files, method_files, params=(), steps=20, warmup=3, chunk=5, rounds=2):
+def ci_check(baseline_files, method_files, params=(), steps=20, warmup=3, chunk=5, rounds=2,
+             attempts=2):
   """The CI benchmark: one process, the framework, method and end-to-end ratios and their gates.
 
   Times the baseline config, the method config and the hand-written reference step (on the
@@ -373,12 +374,33 @@ def ci_check(baseline_files, method_files, params=(), steps=20, warmup=3, chunk=
   baseline end to end in `rounds` rounds interleaved with its isolated step (`end_to_end`).
   `params` (gin bindings) apply to both configs.
 
+  A gate exceeded is measured again, up to `attempts` measurements in all, and fails only when
+  every measurement exceeds it: a gross regression repeats, while a shared CI host that slows
+  for a minute does not (docs/results/performance.md, "Performance in CI").
+
   Returns:
-    (results, ratios, failures): the `run` rows (the end-to-end figures on the baseline's);
-    `framework_vs_reference`, `method_vs_baseline`, `method_floor` (convolution ratio),
-    `method_vs_floor` and `end_to_end_ratio`; one line per gate exceeded.
+    (results, ratios, failures): the last measurement's `run` rows (the end-to-end figures on
+    the baseline's) and ratios (`framework_vs_reference`, `method_vs_baseline`, `method_floor`
+    (convolution ratio), `method_vs_floor`, `end_to_end_ratio`, and `attempts`: every
+    measurement's ratios, in order); one line per gate exceeded in every measurement.
   """
-  params = list(params)
+  errors.check(isinstance(attempts, int) and attempts >= 1, "ci_check attempts must be >= 1.")
+  measured = []
+  while True:
+    results, ratios = _ci_measure(baseline_files, method_files, list(params), steps, warmup,
+                                  chunk, rounds)
+    measured.append(ratios)
+    exceeded = [key for key, limit in GATES.items()
+                if all(m[key] > limit for m in measured)]
+    if not exceeded or len(measured) == attempts:
+      break
+  failures = [f"{key} = " + " then ".join(f"{m[key]:.2f}" for m in measured)
+              + f" > {GATES[key]}" for key in exceeded]
+  return results, dict(ratios, attempts=measured), failures
+
+
+def _ci_measure(baseline_files, method_files, params, steps, warmup, chunk, rounds):
+  """One measurement of `ci_check`: (the `run` rows, the ratios)."""
   results = run([("baseline", baseline_files, params), ("method", method_files, params)],
                 steps=steps, warmup=warmup, chunk=chunk, reference=True, convolutions=True)
   base, method, ref = results
@@ -393,6 +415,4 @@ def ci_check(baseline_files, method_files, params=(), steps=20, warmup=3, chunk=
                                         e2e["end_to_end_ms_per_step"] / median(base))}
   ratios["method_vs_floor"] = ratios["method_vs_baseline"] / ratios["method_floor"]
   base["end_to_end_ratio"] = ratios["end_to_end_ratio"]
-  failures = [f"{key} = {ratios[key]:.2f} > {limit}" for key, limit in GATES.items()
-              if ratios[key] > limit]
-  return results, ratios, failures
+  return results, ratios
