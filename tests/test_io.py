@@ -57,6 +57,38 @@ def test_failed_atomic_write_keeps_the_old_file_and_removes_the_temp(directory):
   assert _names(directory) == ["a.txt"]
 
 
+def test_optional_json_default_value_and_corrupt(directory):
+  path = storage.join(directory, "x.json")
+  assert storage.read_optional_json(path, default=[7]) == [7]
+  storage.atomic_write(path, '{"a": [1, 2.5]}')
+  assert storage.read_optional_json(path, expect=dict) == {"a": [1, 2.5]}
+  with pytest.raises(errors.ConfigError, match=r"x\.json is corrupt \(not a JSON list\); fix or "
+                     r"delete it\.$"):
+    storage.read_optional_json(path, default=[], expect=list)
+  storage.atomic_write(path, '{"a": ')
+  with pytest.raises(errors.ConfigError, match=r"x\.json is corrupt \(.*\); rewrite it\.$"):
+    storage.read_optional_json(path, corrupt_fix="rewrite it.")
+
+
+@pytest.mark.parametrize("text", ["[1, ", '{"best": 1}'])
+def test_corrupt_results_and_best_files_are_one_line_errors(tmp_path, text):
+  """results.json must hold a list and best.json an object: each, broken or of the other kind,
+  is a ConfigError that names it; absent, they are empty."""
+  from tfadvgan.metrics import results_file  # pylint: disable=g-import-not-at-top
+  from tfadvgan.training import best  # pylint: disable=g-import-not-at-top
+  model_dir = str(tmp_path / "run")
+  assert results_file.read_results(model_dir) == []
+  storage.atomic_write(results_file.results_path(model_dir), text)
+  with pytest.raises(errors.ConfigError, match=r"results\.json is corrupt .*; fix or delete it"):
+    results_file.read_results(model_dir)
+  checkpoint = tf.train.Checkpoint(v=tf.Variable(1.0))
+  assert best.BestCheckpoint(checkpoint, model_dir).best is None
+  storage.atomic_write(storage.join(checkpoints.best_dir(model_dir), best.BEST_FILE),
+                       "[1]" if text.startswith("{") else text)
+  with pytest.raises(errors.ConfigError, match=r"best\.json is corrupt .*; fix or delete it"):
+    best.BestCheckpoint(checkpoint, model_dir)
+
+
 def test_npz_round_trip(directory):
   rng = np.random.default_rng(3)
   images = rng.normal(size=(3, 4, 4, 1)).astype(np.float32)

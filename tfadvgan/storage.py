@@ -206,10 +206,25 @@ def read_required_json(path, missing, corrupt_fix):
   """The JSON at `path`; a ConfigError `missing` when it does not exist, and "PATH is corrupt
   (...); `corrupt_fix`" when it does not parse."""
   errors.check(exists(path), missing)
+  return _parsed_json(path, None, corrupt_fix)
+
+
+def read_optional_json(path, default=None, expect=None, corrupt_fix="fix or delete it."):
+  """The JSON at `path`, or `default` when it does not exist; a ConfigError "PATH is corrupt
+  (...); `corrupt_fix`" when it does not parse, or is not an `expect` (a type) when given."""
+  if not exists(path):
+    return default
+  return _parsed_json(path, expect, corrupt_fix)
+
+
+def _parsed_json(path, expect, corrupt_fix):
   try:
-    return read_json(path)
+    value = read_json(path)
   except ValueError as e:
     raise errors.ConfigError(f"{path} is corrupt ({e}); {corrupt_fix}") from None
+  errors.check(expect is None or isinstance(value, expect),
+               f"{path} is corrupt (not a JSON {getattr(expect, '__name__', '')}); {corrupt_fix}")
+  return value
 
 
 def load_npz(path):

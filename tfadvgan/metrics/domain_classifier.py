@@ -288,12 +288,7 @@ def load_domain_classifier(path):
     raise ConfigError(f"Cannot load domain classifier {path!r} ({type(e).__name__}: {e}); "
                       f"retrain it or set {flag}.") from None
   meta = {"name": os.path.splitext(storage.basename(path))[0]}
-  if storage.exists(sidecar_path(path)):
-    try:
-      meta.update(storage.read_json(sidecar_path(path)))
-    except (OSError, ValueError) as e:
-      raise ConfigError(f"Classifier metadata {sidecar_path(path)!r} is corrupt ({e}); fix or "
-                        f"delete it.") from None
+  meta.update(storage.read_optional_json(sidecar_path(path), default={}, expect=dict))
   try:
     model.get_layer(FEATURES_LAYER)
   except ValueError:

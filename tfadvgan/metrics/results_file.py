@@ -8,8 +8,6 @@ import os
 
 import tensorflow as tf
 
-from tfadvgan.errors import check
-from tfadvgan.errors import ConfigError
 from tfadvgan import storage
 
 RESULTS_DIR = "eval"
@@ -22,15 +20,7 @@ def results_path(model_dir):
 
 def read_results(model_dir):
   """The records of ``<model_dir>/eval/results.json`` ([] if there is none)."""
-  path = results_path(model_dir)
-  if not storage.exists(path):
-    return []
-  try:
-    records = storage.read_json(path)
-    check(isinstance(records, list), "not a list")
-  except (ValueError, ConfigError) as e:
-    raise ConfigError(f"{path} is corrupt ({e}); fix or delete it.") from None
-  return records
+  return storage.read_optional_json(results_path(model_dir), default=[], expect=list)
 
 
 @contextlib.contextmanager

@@ -119,13 +119,9 @@ class BestCheckpoint:
 
   def _saved(self):
     """best.json of an earlier invocation of this run (same metric and mode), else None."""
-    path = storage.join(self.directory, BEST_FILE)
-    if not storage.exists(path):
+    saved = storage.read_optional_json(storage.join(self.directory, BEST_FILE), expect=dict)
+    if saved is None:
       return None
-    try:
-      saved = storage.read_json(path)
-    except ValueError as e:
-      raise errors.ConfigError(f"{path} is corrupt ({e}); fix or delete it.") from None
     if (saved.get("metric_setting"), saved.get("mode_setting")) != (self.metric, self.mode):
       logging.warning("%s was kept by %s (%s); train.best_metric = %r, train.best_mode = %r "
                       "now: the next evaluation replaces it.", self.directory,
