@@ -10,7 +10,10 @@ TFADVGAN_TEST_ORDER (unset = the usual file order):
 import os
 import random
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The scripts' quiet start-up (tfadvgan.cli.common): TF_CPP_MIN_LOG_LEVEL=2 unless set, and the
+# first `import tensorflow` with TF's known start-up lines dropped. Without it, the lines that TF
+# writes while pytest captures the session's output are printed after the summary.
+from tfadvgan.cli import common  # noqa: E402,F401  pylint: disable=unused-import
 
 import gin  # noqa: E402
 import keras  # noqa: E402
