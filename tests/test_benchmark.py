@@ -1,4 +1,5 @@
-"""The benchmark's references: the hand-written step and the compiled-convolution count."""
+"""The benchmark's references (the hand-written step, the compiled-convolution count) and the CI
+gates built on them."""
 
 import os
 import subprocess
@@ -11,6 +12,7 @@ import tensorflow as tf
 
 from tfadvgan import errors
 from tfadvgan.training import benchmark
+from tfadvgan.training import benchmark_gates
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BASE = os.path.join(ROOT, "gin_configs/dat/dcgan_fmnist.gin")
@@ -105,10 +107,10 @@ def test_ci_check_computes_its_ratios_and_gates(tmp_path, monkeypatch):
   """The ratios come from the rows of one run (checked here from the rows themselves), and each
   gate fails exactly when its ratio exceeds it."""
   params = _params(tmp_path, "dataset.num_examples = 32", "train.diagnose_every_steps = 0")
-  monkeypatch.setattr(benchmark, "GATES", {"framework_vs_reference": 1e-3,
-                                           "method_vs_floor": 1e3, "end_to_end_ratio": 1e3})
-  results, ratios, failures = benchmark.ci_check([BASE], [DAT], params, steps=2, warmup=2,
-                                                 chunk=2)
+  monkeypatch.setattr(benchmark_gates, "GATES", {"framework_vs_reference": 1e-3,
+                                                 "method_vs_floor": 1e3, "end_to_end_ratio": 1e3})
+  results, ratios, failures = benchmark_gates.ci_check([BASE], [DAT], params, steps=2,
+                                                       warmup=2, chunk=2)
   base, method, ref = results
   assert ref["name"].startswith("reference (hand-written)")
   med = lambda r: r["median_ms_per_step"]  # noqa: E731
@@ -148,8 +150,8 @@ def _measured(*end_to_end_ratios):
 def test_ci_check_fails_a_gate_only_when_a_second_measurement_exceeds_it(
     monkeypatch, values, measurements, failures):
   measure, calls = _measured(*values)
-  monkeypatch.setattr(benchmark, "_ci_measure", measure)
-  _, ratios, got = benchmark.ci_check([BASE], [DAT])
+  monkeypatch.setattr(benchmark_gates, "_ci_measure", measure)
+  _, ratios, got = benchmark_gates.ci_check([BASE], [DAT])
   assert len(calls) == measurements
   assert [m["end_to_end_ratio"] for m in ratios["attempts"]] == list(values)
   assert ratios["end_to_end_ratio"] == values[-1]
@@ -165,8 +167,8 @@ def test_ci_check_needs_every_measurement_over_the_same_gate(monkeypatch):
     del args
     return [], dict({"framework_vs_reference": 1.0, "method_vs_baseline": 1.5,
                      "method_floor": 1.65}, **next(values))
-  monkeypatch.setattr(benchmark, "_ci_measure", measure)
-  _, ratios, failures = benchmark.ci_check([BASE], [DAT], attempts=2)
+  monkeypatch.setattr(benchmark_gates, "_ci_measure", measure)
+  _, ratios, failures = benchmark_gates.ci_check([BASE], [DAT], attempts=2)
   assert len(ratios["attempts"]) == 2 and failures == []
 
 

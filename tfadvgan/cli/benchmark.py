@@ -15,8 +15,8 @@ pipelines, images/s on one core, folder start-up time) on generated image folder
 --convolutions adds how many convolutions each config's compiled step holds (its pass count).
 --ci runs CI's check: the first --config is a baseline, the second a method on it; prints the
 ratios framework / hand-written step, method / baseline against its convolution floor, and end to
-end / isolated step, and exits with status 1 when one exceeds its gate (benchmark.GATES) in two
-measurements (a gate exceeded once is measured again).
+end / isolated step, and exits with status 1 when one exceeds its gate (benchmark_gates.GATES)
+in two measurements (a gate exceeded once is measured again).
 """
 
 import json
@@ -136,14 +136,14 @@ def _split_cpu(devices):
 
 
 def _ci_check():
-  """--ci: `benchmark.ci_check` on the two configs; exits 1 when a ratio exceeds its gate."""
+  """--ci: `benchmark_gates.ci_check` on the two configs; exits 1 when a ratio exceeds its gate."""
   from tfadvgan import errors  # pylint: disable=g-import-not-at-top
-  from tfadvgan.training import benchmark  # pylint: disable=g-import-not-at-top
+  from tfadvgan.training import benchmark_gates  # pylint: disable=g-import-not-at-top
   errors.check(len(FLAGS.config) == 2 and not (FLAGS.gin_param or FLAGS.param_for
                                                 or FLAGS.with_params or FLAGS.end_to_end),
                "--ci takes exactly two --config (a baseline, then a method on it) and no "
                "other bindings.")
-  results, ratios, failures = benchmark.ci_check(
+  results, ratios, failures = benchmark_gates.ci_check(
       FLAGS.config[0].split("+"), FLAGS.config[1].split("+"), steps=FLAGS.steps,
       warmup=FLAGS.warmup, chunk=FLAGS.chunk)
   print(format_table(results))
@@ -152,7 +152,7 @@ def _ci_check():
     print(f"a gate was exceeded: measured {len(attempts)} times; each gate fails only when "
           "every measurement exceeds it")
   for key in attempts[-1]:
-    limit = benchmark.GATES.get(key)
+    limit = benchmark_gates.GATES.get(key)
     print(f"{key:24s} " + " ".join(f"{m[key]:6.2f}" for m in attempts)
           + (f"  (gate {limit})" if limit else ""))
   _write({"results": results, "ratios": ratios, "failures": failures})
