@@ -351,13 +351,15 @@ def _empty_dir(tmp_path):
 
 
 def _out_of_memory(tmp_path):
-  """A generator whose first layer TensorFlow cannot allocate (5 TB): ResourceExhaustedError at
-  build time, before the run dir exists."""
+  """A generator with a layer TensorFlow cannot allocate (460 GB): ResourceExhaustedError
+  at build time, before the run dir exists. The layers built before it are allocated, so the
+  width is no larger than that needs (width 100000 made the process peak at 8.6 GB, 30000 at
+  3.0)."""
   path = tmp_path / "data.npz"
   np.savez(path, images=np.random.default_rng(23).integers(0, 256, (8, 32, 32, 1), np.uint8))
   return ["dataset.source = 'npz'", f"dataset.path = '{path}'",
-          "build_generator.width = 100000"], (
-      "error: out of memory (a tensor of shape [4,4,200000,400000]): the batch, the networks' "
+          "build_generator.width = 30000"], (
+      "error: out of memory (a tensor of shape [4,4,60000,120000]): the batch, the networks' "
       "width or the resolution is too large for this device; reduce train.batch_size, "
       "build_generator.width / build_discriminator.width, or spread the batch over more "
       "devices.")
