@@ -379,6 +379,21 @@ def test_the_port_probe_tells_a_listening_port_from_a_closed_one():
   assert not cluster._answers("no-such-host.invalid:80")  # pylint: disable=protected-access
 
 
+def test_a_survivor_stays_reachable_after_naming_the_peer(tmp_path, monkeypatch):
+  """The report is logged first, then the survivor lingers (its port still open) before it
+  returns, so that a survivor that gets the abort later does not find this one gone and name it
+  too (the slow 3-worker test below saw that race once)."""
+  events = []
+  monkeypatch.setattr(cluster.time, "sleep", lambda seconds: events.append(("sleep", seconds)))
+  monkeypatch.setattr(cluster.logging, "error", lambda line: events.append(("log", line)))
+  stopped = cluster.report_unreachable_peer(SURVIVOR_ERROR, _Strategy("worker", 1),
+                                            str(tmp_path), 7)
+  assert events == [("log", "worker 2 is unreachable; restart all workers: the run starts over "
+                            "(no checkpoint yet)."), ("sleep", cluster.LINGER_SECONDS)]
+  assert cluster.LINGER_SECONDS >= 3 * cluster.PROBE_SECONDS
+  assert (stopped.reason, stopped.step, stopped.checkpoint) == ("unreachable_peer", 7, None)
+
+
 # ------------------------------------------------------------------------- multi-process
 
 # test_multi_worker.py's `setup`: a 256-image npz and a small synchronized-BN DCGAN (SGD). Here

@@ -14,6 +14,7 @@ import dataclasses
 import hashlib
 import re
 import socket
+import time
 
 import gin
 import numpy as np
@@ -116,6 +117,10 @@ def start(strategy, model_dir, chief):
 # ----------------------------------------------------------------------- a dead peer
 
 PROBE_SECONDS = 2.0  # how long a survivor waits for each peer's gRPC port to answer
+# How long a survivor stays up (its port answering) after it has named the peer: a survivor that
+# gets the abort later (relayed; about 4 s later in one 3-worker run) probes this one's port, and
+# must not find it closed and name it too. Every survivor's exit is delayed by this much.
+LINGER_SECONDS = 10.0
 
 
 def unreachable_peer(error, strategy, alive=None):
@@ -188,7 +193,8 @@ def latest_checkpoint(model_dir):
 
 
 def report_unreachable_peer(error, strategy, model_dir, step):
-  """Logs the one line a surviving worker ends with (as an error); returns its `StoppedEarly`."""
+  """Logs the one line a surviving worker ends with (as an error), stays reachable for
+  `LINGER_SECONDS`, and returns its `StoppedEarly`."""
   checkpoint = latest_checkpoint(model_dir)
   resume = (f"the run resumes from {storage.basename(checkpoint)}" if checkpoint
             else "the run starts over (no checkpoint yet)")
@@ -196,4 +202,5 @@ def report_unreachable_peer(error, strategy, model_dir, step):
   verb = "are" if peer.startswith("workers") or " and " in peer else "is"
   logging.error(f"{peer} {verb} unreachable; restart all workers: "
                 f"{resume}.")
+  time.sleep(LINGER_SECONDS)
   return StoppedEarly("unreachable_peer", step, checkpoint)
